@@ -1,0 +1,1 @@
+"""torch_landscape: training-time landscape diagnostics."""

@@ -1,0 +1,154 @@
+"""The Hessian of the training objective as a linear operator."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .objective import Data, LossFunction, Objective, check_finite, describe_size
+
+
+def _available_memory(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
+
+
+class HessianOperator:
+    """H = ∇²L(θ), the Hessian of the objective at the model's current parameters, as a linear operator.
+
+    Products are reverse-over-reverse: the gradient graph g(θ) = ∇L(θ) is built once (``create_graph``)
+    and every product H·v = ∂(g·v)/∂θ is one backward pass through it, which costs about one gradient.
+    A block V of vectors is one vmapped backward (``is_grads_batched``).
+
+    Parameters
+    ----------
+    model, loss_fn, data, params, dtype
+        As for :class:`~torch_landscape.objective.Objective` (or pass an ``Objective`` as ``model``).
+
+    Attributes
+    ----------
+    shape : tuple[int, int]
+        (P, P).
+    num_hvp : int
+        Hessian-vector products computed so far (a block of k vectors counts k).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | Objective,
+        loss_fn: LossFunction | None = None,
+        data: Data | None = None,
+        params: Sequence[str] | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        if isinstance(model, Objective):
+            self.objective = model
+        else:
+            if loss_fn is None or data is None:
+                raise TypeError("HessianOperator needs model, loss_fn and data (or an Objective).")
+            self.objective = Objective(model, loss_fn, data, params=params, dtype=dtype)
+        size = self.objective.num_parameters
+        self.shape = (size, size)
+        self.dtype = self.objective.dtype
+        self.device = self.objective.device
+        self.num_hvp = 0
+        self._theta: Tensor | None = None
+        self._gradient: Tensor | None = None
+        self._loss: Tensor | None = None
+
+    def _graph(self) -> tuple[Tensor, Tensor]:
+        if self._gradient is None:
+            theta = self.objective.theta.detach().requires_grad_(True)
+            with torch.enable_grad():
+                loss = self.objective.loss(theta)
+                check_finite(loss.detach(), "the loss")
+                (gradient,) = torch.autograd.grad(loss, theta, create_graph=True)
+            check_finite(gradient.detach(), "the gradient")
+            self._theta, self._gradient, self._loss = theta, gradient, loss.detach()
+        return self._theta, self._gradient
+
+    @property
+    def loss(self) -> Tensor:
+        """L(θ)."""
+        self._graph()
+        return self._loss
+
+    @property
+    def gradient(self) -> Tensor:
+        """∇L(θ) (detached)."""
+        return self._graph()[1].detach()
+
+    def matvec(self, vector: Tensor) -> Tensor:
+        """H v for one vector of length P."""
+        if vector.shape != (self.shape[0],):
+            raise ValueError(f"matvec expects a vector of shape ({self.shape[0]},), got {tuple(vector.shape)}.")
+        return self.matmat(vector[:, None])[:, 0]
+
+    def matmat(self, vectors: Tensor) -> Tensor:
+        """H V for a block V of shape (P, k), in one batched backward pass."""
+        if vectors.ndim != 2 or vectors.shape[0] != self.shape[0]:
+            raise ValueError(f"matmat expects a block of shape ({self.shape[0]}, k), got {tuple(vectors.shape)}.")
+        theta, gradient = self._graph()
+        block = vectors.to(device=self.device, dtype=self.dtype)
+        k = block.shape[1]
+        with torch.enable_grad():
+            if k == 1:
+                (product,) = torch.autograd.grad(gradient, theta, block[:, 0], retain_graph=True)
+                product = product[:, None]
+            else:
+                (product,) = torch.autograd.grad(
+                    gradient, theta, block.T.contiguous(), retain_graph=True, is_grads_batched=True
+                )
+                product = product.T
+        self.num_hvp += k
+        return check_finite(product, "a Hessian-vector product")
+
+    def __matmul__(self, other: Tensor) -> Tensor:
+        return self.matvec(other) if other.ndim == 1 else self.matmat(other)
+
+    def to_dense(self, chunk_size: int = 256) -> Tensor:
+        """The full P×P Hessian, symmetrised; raises MemoryError (naming the size) if it cannot fit.
+
+        One-hidden-layer networks are assembled from their structure (:mod:`torch_landscape.shallow`),
+        which costs far less than P Hessian-vector products; any other model column block by block.
+        """
+        size = self.shape[0]
+        needed = 3 * size * size * torch.empty((), dtype=self.dtype).element_size()
+        if needed > _available_memory(self.device):
+            raise MemoryError(
+                f"a dense Hessian of {size} parameters needs about {describe_size(3 * size * size, self.dtype)}"
+                " of memory, more than is available; use method='lanczos' (matrix-free) or params=[...] to "
+                "restrict to a subset."
+            )
+        from .shallow import structured_hessian
+
+        dense = structured_hessian(self.objective)
+        if dense is None:
+            dense = torch.empty(self.shape, dtype=self.dtype, device=self.device)
+            eye = torch.eye(size, dtype=self.dtype, device=self.device)
+            for start in range(0, size, chunk_size):
+                dense[:, start : start + chunk_size] = self.matmat(eye[:, start : start + chunk_size])
+        check_finite(dense, "the dense Hessian")
+        return (dense + dense.T) / 2
+
+    def to_scipy(self) -> Any:
+        """A ``scipy.sparse.linalg.LinearOperator`` (float64 NumPy in and out) wrapping this operator."""
+        from scipy.sparse.linalg import LinearOperator
+
+        def matmat(block: np.ndarray) -> np.ndarray:
+            block = torch.as_tensor(np.asarray(block).reshape(self.shape[0], -1))
+            return self.matmat(block).detach().cpu().to(torch.float64).numpy()
+
+        return LinearOperator(self.shape, matvec=lambda v: matmat(v).ravel(), matmat=matmat, dtype=np.float64)
+
+    def __repr__(self) -> str:
+        return f"HessianOperator(P={self.shape[0]}, dtype={self.dtype}, device={self.device}, num_hvp={self.num_hvp})"

@@ -1,0 +1,281 @@
+"""One-hidden-layer networks: finding Linear → activation → Linear in a model, and what that buys.
+
+A shallow network computes f(x) = A σ(W x + b) + c with W ∈ R^{m×d}, A ∈ R^{q×m}. Knowing this structure
+lets the tool assemble the exact Hessian far faster than P Hessian-vector products
+(:func:`structured_hessian`), and it is what the symmetry, alignment and redundancy modules reason about.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from .objective import Objective
+
+
+class Square(nn.Module):
+    """σ(z) = z², the quadratic activation of Soltanolkotabi–Javanmard–Lee."""
+
+    def forward(self, z: Tensor) -> Tensor:
+        return z * z
+
+
+# name, activation class (theory.md §4.2): "odd" σ(−z) = κ − σ(z); "linear_odd_part" σ(z) − σ(−z) = αz
+# (ReLU-type ones also positively homogeneous); "quadratic"; "linear".
+_ACTIVATIONS: dict[type, str] = {
+    nn.Tanh: "tanh",
+    nn.Sigmoid: "sigmoid",
+    nn.ReLU: "relu",
+    nn.LeakyReLU: "leaky_relu",
+    nn.Softplus: "softplus",
+    nn.GELU: "gelu",
+    nn.SiLU: "silu",
+    nn.Identity: "identity",
+    Square: "square",
+}
+
+SUPPORTED = ", ".join(cls.__name__ for cls in _ACTIVATIONS)
+
+
+@dataclass(frozen=True)
+class ShallowNetwork:
+    """Where the shallow structure f(x) = A σ(W x + b) + c lives inside a model.
+
+    Attributes
+    ----------
+    hidden, activation, output
+        The modules: ``nn.Linear`` (W, b), the elementwise activation, ``nn.Linear`` (A, c).
+    hidden_name, activation_name, output_name
+        Their qualified names in ``model.named_modules()`` ("" for the model itself).
+    kind
+        The activation's name: one of tanh, sigmoid, relu, leaky_relu, softplus, gelu, silu, identity, square.
+    """
+
+    hidden: nn.Linear
+    activation: nn.Module
+    output: nn.Linear
+    hidden_name: str
+    activation_name: str
+    output_name: str
+    kind: str
+
+    @property
+    def width(self) -> int:
+        """m, the number of hidden neurons."""
+        return self.hidden.out_features
+
+    def parameter_name(self, layer: str, tensor: str) -> str:
+        """Qualified parameter name, e.g. ``parameter_name("hidden", "weight")`` → ``"0.weight"``."""
+        prefix = self.hidden_name if layer == "hidden" else self.output_name
+        return f"{prefix}.{tensor}" if prefix else tensor
+
+    def forward(self, parameters: dict[str, Tensor], inputs: Tensor) -> Tensor:
+        """f(x) = A σ(W x + b) + c with the parameters taken from a name → tensor dict."""
+        hidden = torch.nn.functional.linear(
+            inputs, parameters[self.parameter_name("hidden", "weight")],
+            parameters.get(self.parameter_name("hidden", "bias")),
+        )
+        return torch.nn.functional.linear(
+            self.activation(hidden), parameters[self.parameter_name("output", "weight")],
+            parameters.get(self.parameter_name("output", "bias")),
+        )
+
+
+def _not_shallow(model: nn.Module, detail: str) -> ValueError:
+    return ValueError(
+        f"{type(model).__name__} is not a one-hidden-layer network that torch_landscape recognises: {detail}. "
+        f"Supported: nn.Sequential(nn.Linear, activation, nn.Linear), or a module holding exactly one such "
+        f"sequence, with activation one of {SUPPORTED}. For other models point the tool at the layers with "
+        "layers=(hidden_name, activation_name, output_name), names as in model.named_modules()."
+    )
+
+
+def find_shallow(model: nn.Module, layers: Optional[tuple[str, str, str]] = None) -> ShallowNetwork:
+    """Find the Linear → activation → Linear structure of a one-hidden-layer network.
+
+    Parameters
+    ----------
+    model
+        ``nn.Sequential(Linear, act, Linear)``, or any module with exactly one such ``nn.Sequential``
+        inside, or any module whose only layers are two ``nn.Linear`` and one supported activation.
+    layers
+        Explicit (hidden, activation, output) module names, for models the search does not understand.
+
+    Raises
+    ------
+    ValueError
+        Naming what was found and what is supported.
+    """
+    modules = dict(model.named_modules())
+    if layers is not None:
+        missing = [name for name in layers if name not in modules]
+        if missing:
+            raise ValueError(f"layers names {missing} are not modules of the model; choose from {list(modules)}.")
+        names = list(layers)
+    else:
+        names = _search(model, modules)
+    hidden, activation, output = (modules[name] for name in names)
+    if not (isinstance(hidden, nn.Linear) and isinstance(output, nn.Linear)):
+        raise _not_shallow(model, f"layers {names[0]!r} and {names[2]!r} must both be nn.Linear")
+    if hidden.out_features != output.in_features:
+        raise _not_shallow(
+            model, f"hidden layer has {hidden.out_features} outputs but the output layer takes {output.in_features}"
+        )
+    kind = _ACTIVATIONS.get(type(activation))
+    if kind is None:
+        raise _not_shallow(model, f"activation {type(activation).__name__} is not supported")
+    return ShallowNetwork(hidden, activation, output, names[0], names[1], names[2], kind)
+
+
+def _search(model: nn.Module, modules: dict[str, nn.Module]) -> list[str]:
+    candidates = []
+    for name, module in modules.items():
+        if isinstance(module, nn.Sequential):
+            children = list(module.named_children())
+            kinds = [type(child) for _, child in children]
+            if len(children) == 3 and kinds[0] is nn.Linear and kinds[2] is nn.Linear:
+                prefix = f"{name}." if name else ""
+                candidates.append([prefix + child_name for child_name, _ in children])
+    if len(candidates) == 1:
+        return candidates[0]
+    if len(candidates) > 1:
+        raise _not_shallow(model, f"it holds {len(candidates)} Linear-activation-Linear sequences")
+    linears = [name for name, m in modules.items() if isinstance(m, nn.Linear)]
+    activations = [name for name, m in modules.items() if type(m) in _ACTIVATIONS and not isinstance(m, nn.Identity)]
+    layered = [name for name, m in modules.items() if not list(m.children()) and m.__class__.__name__ != "Identity"]
+    if len(linears) == 2 and len(activations) == 1 and len(layered) == 3:
+        first, second = linears
+        if modules[first].out_features != modules[second].in_features:
+            first, second = second, first
+        return [first, activations[0], second]
+    if len(linears) != 2:
+        raise _not_shallow(model, f"it has {len(linears)} nn.Linear layers, not 2")
+    found = [type(modules[name]).__name__ for name in layered if name not in linears]
+    raise _not_shallow(model, f"between its two Linear layers it has {found or 'no activation module'}")
+
+
+def activation_derivatives(activation: nn.Module, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """σ(z), σ′(z), σ″(z) elementwise, by automatic differentiation of the activation module itself."""
+    z = z.detach().requires_grad_(True)
+    with torch.enable_grad():
+        value = activation(z)
+        (first,) = torch.autograd.grad(value.sum(), z, create_graph=True)
+        if first.requires_grad:
+            (second,) = torch.autograd.grad(first.sum(), z, allow_unused=True, materialize_grads=True)
+        else:
+            second = torch.zeros_like(z)
+    return value.detach(), first.detach(), second.detach()
+
+
+def _output_curvature(objective: Objective, outputs: Tensor, targets: Tensor, weight: float) -> tuple[Tensor, Tensor] | None:
+    """G = ∂ℓ/∂F (n×q) and the per-sample q×q blocks of ∂²ℓ/∂F² for ℓ = weight·loss_fn(F, Y).
+
+    Returns None when the loss is not a sum of per-sample terms (its output Hessian not block diagonal),
+    which a random-sign probe detects.
+    """
+    outputs = outputs.detach().requires_grad_(True)
+    n, q = outputs.shape
+    with torch.enable_grad():
+        loss = weight * objective.loss_fn(outputs, targets)
+        (gradient,) = torch.autograd.grad(loss, outputs, create_graph=True)
+        if not gradient.requires_grad:  # a loss linear in the outputs
+            return gradient.detach(), outputs.new_zeros(n, q, q)
+        units = torch.eye(q, dtype=outputs.dtype, device=outputs.device)[:, None, :].expand(q, n, q)
+        blocks = torch.autograd.grad(
+            gradient, outputs, units, retain_graph=True, is_grads_batched=True, allow_unused=True,
+            materialize_grads=True,
+        )[0].permute(1, 2, 0)
+        signs = torch.randint(0, 2, (n, 1), generator=torch.Generator().manual_seed(0)).to(outputs) * 2 - 1
+        probe = torch.autograd.grad(gradient, outputs, signs.expand(n, q), allow_unused=True, materialize_grads=True)[0]
+    expected = signs * blocks.sum(dim=2)
+    scale = blocks.abs().max().clamp_min(torch.finfo(outputs.dtype).tiny)
+    if (probe - expected).abs().max() > 1e3 * torch.finfo(outputs.dtype).eps * scale * q:
+        return None
+    return gradient.detach(), blocks.detach()
+
+
+def structured_hessian(objective: Objective) -> Tensor | None:
+    """The exact Hessian of a one-hidden-layer network's objective, assembled from its structure.
+
+        H = Σ_j J_jᵀ (∂²ℓ/∂f²)_j J_j + Σ_j Σ_k (∂ℓ/∂f_k)_j ∇²f_k(x_j),
+
+    with per-sample Jacobians J_j in closed form and the residual term living in per-neuron blocks:
+    ∂²f_k/∂u_i∂u_i = A_ki σ″(z_i) x̃x̃ᵀ and ∂²f_k/∂A_ki∂u_i = σ′(z_i) x̃ (u_i = (w_i, b_i), x̃ = (x, 1)).
+    Cost O(n q P²) for the Gauss–Newton product instead of P backward passes.
+
+    Returns None when the objective is not that of a recognised shallow network (θ containing other
+    parameters, a forward that is not output(σ(hidden(x))), or a loss that is not a per-sample mean).
+    """
+    try:
+        net = find_shallow(objective.model)
+    except ValueError:
+        return None
+    hidden_w, hidden_b = net.parameter_name("hidden", "weight"), net.parameter_name("hidden", "bias")
+    output_w, output_b = net.parameter_name("output", "weight"), net.parameter_name("output", "bias")
+    layout = [
+        net.parameter_name(layer, tensor)
+        for layer, module in (("hidden", net.hidden), ("output", net.output))
+        for tensor in ("weight", "bias")
+        if getattr(module, tensor) is not None
+    ]
+    if not set(objective.names) <= set(layout):
+        return None
+    parameters = {**objective.constants, **objective.unflatten(objective.theta)}
+    W, A = parameters[hidden_w], parameters[output_w]
+    b, c = parameters.get(hidden_b), parameters.get(output_b)
+    m, d = W.shape
+    q = A.shape[0]
+    # Canonical layout [W (m·d), b (m), A (q·m), c (q)]: coordinates of u_i = (w_i, b_i) and of A_ki.
+    offsets, start = {}, 0
+    for name in layout:
+        offsets[name] = start
+        start += parameters[name].numel()
+    size = start
+    arange = functools.partial(torch.arange, device=objective.device)
+    u_index = offsets[hidden_w] + arange(m * d).view(m, d)
+    if b is not None:
+        u_index = torch.cat([u_index, offsets[hidden_b] + arange(m)[:, None]], dim=1)
+    a_index = offsets[output_w] + arange(q * m).view(q, m)
+    hessian = torch.zeros(size, size, dtype=objective.dtype, device=objective.device)
+    for (x, y), weight in zip(objective.batches, objective.weights):
+        if x.ndim != 2:
+            return None
+        outputs = objective.outputs(objective.theta, x)
+        reconstructed = net.forward(parameters, x)
+        if outputs.shape != reconstructed.shape or not torch.allclose(
+            outputs, reconstructed, rtol=1e3 * torch.finfo(objective.dtype).eps, atol=0.0
+        ):
+            return None  # the model's forward does more than output(σ(hidden(x)))
+        curvature = _output_curvature(objective, outputs, y, weight)
+        if curvature is None:
+            return None
+        G, Hout = curvature
+        n = x.shape[0]
+        z = torch.nn.functional.linear(x, W, b)
+        s, s1, s2 = activation_derivatives(net.activation, z)
+        x_tilde = torch.cat([x, x.new_ones(n, 1)], dim=1) if b is not None else x
+        # Per-sample Jacobian J (n, q, P) in the canonical layout.
+        J = x.new_zeros(n, q, size)
+        du = (A[None, :, :] * s1[:, None, :])[..., None] * x_tilde[:, None, None, :]  # (n, q, m, d+1)
+        J[:, :, u_index.reshape(-1)] = du.reshape(n, q, -1)
+        J[:, arange(q)[:, None], a_index] = s[:, None, :].expand(n, q, m)
+        if c is not None:
+            J[:, arange(q), offsets[output_b] + arange(q)] = 1.0
+        HJ = torch.einsum("nkl,nlp->nkp", Hout, J)
+        hessian += J.reshape(n * q, size).T @ HJ.reshape(n * q, size)
+        # Residual term: per-neuron (u_i, u_i) blocks and (A_ki, u_i) cross terms.
+        beta = (G @ A) * s2  # (n, m)
+        uu = torch.einsum("ni,np,nr->ipr", beta, x_tilde, x_tilde)
+        hessian.index_put_((u_index[:, :, None], u_index[:, None, :]), uu, accumulate=True)
+        au = torch.einsum("nk,ni,np->kip", G, s1, x_tilde)  # (q, m, d+1)
+        rows = a_index[:, :, None].expand_as(au)
+        cols = u_index[None, :, :].expand_as(au)
+        hessian.index_put_((rows, cols), au, accumulate=True)
+        hessian.index_put_((cols, rows), au, accumulate=True)
+    select = torch.cat([offsets[name] + arange(parameters[name].numel()) for name in objective.names])
+    return hessian[select][:, select]
+
