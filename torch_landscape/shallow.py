@@ -198,24 +198,36 @@ def _output_curvature(objective: Objective, outputs: Tensor, targets: Tensor, we
     return gradient.detach(), blocks.detach()
 
 
-def structured_hessian(objective: Objective) -> Tensor | None:
-    """The exact Hessian of a one-hidden-layer network's objective, assembled from its structure.
+@dataclass(frozen=True)
+class _Terms:
+    """Per-batch pieces of a shallow network's objective: features, activation derivatives, loss curvature."""
 
-        H = Σ_j J_jᵀ (∂²ℓ/∂f²)_j J_j + Σ_j Σ_k (∂ℓ/∂f_k)_j ∇²f_k(x_j),
+    x_tilde: Tensor  # (n, d[+1]) inputs, with a column of ones when the hidden layer has a bias
+    s: Tensor  # σ(z), (n, m)
+    s1: Tensor  # σ′(z)
+    s2: Tensor  # σ″(z)
+    G: Tensor  # ∂ℓ/∂f, (n, q)
+    Hout: Tensor  # per-sample ∂²ℓ/∂f², (n, q, q)
 
-    with per-sample Jacobians J_j in closed form and the residual term living in per-neuron blocks:
-    ∂²f_k/∂u_i∂u_i = A_ki σ″(z_i) x̃x̃ᵀ and ∂²f_k/∂A_ki∂u_i = σ′(z_i) x̃ (u_i = (w_i, b_i), x̃ = (x, 1)).
-    Cost O(n q P²) for the Gauss–Newton product instead of P backward passes.
 
-    Returns None when the objective is not that of a recognised shallow network (θ containing other
-    parameters, a forward that is not output(σ(hidden(x))), or a loss that is not a per-sample mean).
-    """
+@dataclass(frozen=True)
+class _Layout:
+    """The canonical flat layout [W (m·d), b (m), A (q·m), c (q)] and how θ maps into it."""
+
+    A: Tensor
+    u_index: Tensor  # (m, d[+1]) canonical positions of u_i = (w_i, b_i)
+    a_index: Tensor  # (q, m) canonical positions of A_ki
+    c_index: Optional[Tensor]  # (q,) positions of c, if present
+    size: int
+    select: Tensor  # canonical positions of θ's coordinates, in θ order
+    terms: list
+
+
+def _shallow_layout(objective: Objective) -> _Layout | None:
     try:
         net = find_shallow(objective.model)
     except ValueError:
         return None
-    hidden_w, hidden_b = net.parameter_name("hidden", "weight"), net.parameter_name("hidden", "bias")
-    output_w, output_b = net.parameter_name("output", "weight"), net.parameter_name("output", "bias")
     layout = [
         net.parameter_name(layer, tensor)
         for layer, module in (("hidden", net.hidden), ("output", net.output))
@@ -224,23 +236,21 @@ def structured_hessian(objective: Objective) -> Tensor | None:
     ]
     if not set(objective.names) <= set(layout):
         return None
+    hidden_w, hidden_b = net.parameter_name("hidden", "weight"), net.parameter_name("hidden", "bias")
+    output_w, output_b = net.parameter_name("output", "weight"), net.parameter_name("output", "bias")
     parameters = {**objective.constants, **objective.unflatten(objective.theta)}
     W, A = parameters[hidden_w], parameters[output_w]
-    b, c = parameters.get(hidden_b), parameters.get(output_b)
-    m, d = W.shape
-    q = A.shape[0]
-    # Canonical layout [W (m·d), b (m), A (q·m), c (q)]: coordinates of u_i = (w_i, b_i) and of A_ki.
-    offsets, start = {}, 0
-    for name in layout:
-        offsets[name] = start
-        start += parameters[name].numel()
-    size = start
+    b = parameters.get(hidden_b)
+    (m, d), q = W.shape, A.shape[0]
     arange = functools.partial(torch.arange, device=objective.device)
+    offsets, size = {}, 0
+    for name in layout:
+        offsets[name] = size
+        size += parameters[name].numel()
     u_index = offsets[hidden_w] + arange(m * d).view(m, d)
     if b is not None:
         u_index = torch.cat([u_index, offsets[hidden_b] + arange(m)[:, None]], dim=1)
-    a_index = offsets[output_w] + arange(q * m).view(q, m)
-    hessian = torch.zeros(size, size, dtype=objective.dtype, device=objective.device)
+    terms = []
     for (x, y), weight in zip(objective.batches, objective.weights):
         if x.ndim != 2:
             return None
@@ -253,29 +263,79 @@ def structured_hessian(objective: Objective) -> Tensor | None:
         curvature = _output_curvature(objective, outputs, y, weight)
         if curvature is None:
             return None
-        G, Hout = curvature
-        n = x.shape[0]
-        z = torch.nn.functional.linear(x, W, b)
-        s, s1, s2 = activation_derivatives(net.activation, z)
-        x_tilde = torch.cat([x, x.new_ones(n, 1)], dim=1) if b is not None else x
-        # Per-sample Jacobian J (n, q, P) in the canonical layout.
-        J = x.new_zeros(n, q, size)
-        du = (A[None, :, :] * s1[:, None, :])[..., None] * x_tilde[:, None, None, :]  # (n, q, m, d+1)
+        s, s1, s2 = activation_derivatives(net.activation, torch.nn.functional.linear(x, W, b))
+        x_tilde = torch.cat([x, x.new_ones(x.shape[0], 1)], dim=1) if b is not None else x
+        terms.append(_Terms(x_tilde, s, s1, s2, *curvature))
+    return _Layout(
+        A=A,
+        u_index=u_index,
+        a_index=offsets[output_w] + arange(q * m).view(q, m),
+        c_index=offsets[output_b] + arange(q) if output_b in offsets else None,
+        size=size,
+        select=torch.cat([offsets[name] + arange(parameters[name].numel()) for name in objective.names]),
+        terms=terms,
+    )
+
+
+def structured_hessian(objective: Objective) -> Tensor | None:
+    """The exact Hessian of a one-hidden-layer network's objective, assembled from its structure.
+
+        H = Σ_j J_jᵀ (∂²ℓ/∂f²)_j J_j + Σ_j Σ_k (∂ℓ/∂f_k)_j ∇²f_k(x_j),
+
+    with per-sample Jacobians J_j in closed form and the residual term living in per-neuron blocks:
+    ∂²f_k/∂u_i∂u_i = A_ki σ″(z_i) x̃x̃ᵀ and ∂²f_k/∂A_ki∂u_i = σ′(z_i) x̃ (u_i = (w_i, b_i), x̃ = (x, 1)).
+    Cost O(n q P²) for the Gauss–Newton product instead of P backward passes.
+
+    Returns None when the objective is not that of a recognised shallow network (θ containing other
+    parameters, a forward that is not output(σ(hidden(x))), or a loss that is not a per-sample mean).
+    """
+    layout = _shallow_layout(objective)
+    if layout is None:
+        return None
+    A, u_index, a_index, size = layout.A, layout.u_index, layout.a_index, layout.size
+    q, m = A.shape
+    q_range = torch.arange(q, device=A.device)
+    hessian = A.new_zeros(size, size)
+    for t in layout.terms:
+        n = t.x_tilde.shape[0]
+        J = A.new_zeros(n, q, size)  # per-sample Jacobian in the canonical layout
+        du = (A[None, :, :] * t.s1[:, None, :])[..., None] * t.x_tilde[:, None, None, :]  # (n, q, m, d+1)
         J[:, :, u_index.reshape(-1)] = du.reshape(n, q, -1)
-        J[:, arange(q)[:, None], a_index] = s[:, None, :].expand(n, q, m)
-        if c is not None:
-            J[:, arange(q), offsets[output_b] + arange(q)] = 1.0
-        HJ = torch.einsum("nkl,nlp->nkp", Hout, J)
+        J[:, q_range[:, None], a_index] = t.s[:, None, :].expand(n, q, m)
+        if layout.c_index is not None:
+            J[:, q_range, layout.c_index] = 1.0
+        HJ = torch.einsum("nkl,nlp->nkp", t.Hout, J)
         hessian += J.reshape(n * q, size).T @ HJ.reshape(n * q, size)
         # Residual term: per-neuron (u_i, u_i) blocks and (A_ki, u_i) cross terms.
-        beta = (G @ A) * s2  # (n, m)
-        uu = torch.einsum("ni,np,nr->ipr", beta, x_tilde, x_tilde)
+        beta = (t.G @ A) * t.s2  # (n, m)
+        uu = torch.einsum("ni,np,nr->ipr", beta, t.x_tilde, t.x_tilde)
         hessian.index_put_((u_index[:, :, None], u_index[:, None, :]), uu, accumulate=True)
-        au = torch.einsum("nk,ni,np->kip", G, s1, x_tilde)  # (q, m, d+1)
+        au = torch.einsum("nk,ni,np->kip", t.G, t.s1, t.x_tilde)  # (q, m, d+1)
         rows = a_index[:, :, None].expand_as(au)
         cols = u_index[None, :, :].expand_as(au)
         hessian.index_put_((rows, cols), au, accumulate=True)
         hessian.index_put_((cols, rows), au, accumulate=True)
-    select = torch.cat([offsets[name] + arange(parameters[name].numel()) for name in objective.names])
-    return hessian[select][:, select]
+    return hessian[layout.select][:, layout.select]
 
+
+def structured_diagonal(objective: Objective) -> Tensor | None:
+    """The exact Hessian diagonal of a one-hidden-layer network's objective, in O(n·m·(d + q²)).
+
+        H_{u_ip,u_ip} = Σ_j [σ′(z_ji)² x̃_jp² A_:iᵀ (∂²ℓ/∂f²)_j A_:i + (∂ℓ/∂f)_j·A_:i σ″(z_ji) x̃_jp²],
+        H_{A_ki,A_ki} = Σ_j (∂²ℓ/∂f²)_j,kk σ(z_ji)²,      H_{c_k,c_k} = Σ_j (∂²ℓ/∂f²)_j,kk.
+
+    Returns None where :func:`structured_hessian` would.
+    """
+    layout = _shallow_layout(objective)
+    if layout is None:
+        return None
+    A = layout.A
+    diagonal = A.new_zeros(layout.size)
+    for t in layout.terms:
+        curvature = torch.einsum("nkl,ki,li->ni", t.Hout, A, A) * t.s1**2 + (t.G @ A) * t.s2
+        diagonal[layout.u_index] += curvature.T @ t.x_tilde**2
+        output_curvature = torch.diagonal(t.Hout, dim1=1, dim2=2)  # (n, q)
+        diagonal[layout.a_index] += output_curvature.T @ t.s**2
+        if layout.c_index is not None:
+            diagonal[layout.c_index] += output_curvature.sum(dim=0)
+    return diagonal[layout.select]

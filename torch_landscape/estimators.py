@@ -1,0 +1,221 @@
+"""Hessian trace and spectral density: exact where the structure allows, stochastic otherwise."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from .eigen import DENSE_THRESHOLD, _orthonormalize
+from .hessian import HessianOperator
+from .objective import Data, LossFunction, Objective
+from .shallow import structured_diagonal
+
+TraceMethod = Literal["auto", "exact", "dense", "hutchpp"]
+DensityMethod = Literal["auto", "dense", "slq"]
+
+
+def _operator(model, loss_fn, data, params, dtype) -> HessianOperator:
+    if isinstance(model, HessianOperator):
+        return model
+    return HessianOperator(model, loss_fn, data, params=params, dtype=dtype)
+
+
+def _rademacher(size: int, count: int, generator: torch.Generator, like: Tensor) -> Tensor:
+    signs = torch.randint(0, 2, (size, count), generator=generator, dtype=torch.int8)
+    return (signs.to(dtype=like.dtype, device=like.device) * 2 - 1)
+
+
+@dataclass(frozen=True)
+class TraceEstimate:
+    """tr H with its standard error (0 when exact).
+
+    Attributes
+    ----------
+    value, standard_error : float
+    num_hvp : int
+    method : str
+        "exact" (closed-form diagonal of a shallow network), "dense" or "hutchpp".
+    """
+
+    value: float
+    standard_error: float
+    num_hvp: int
+    method: str
+
+    def __str__(self) -> str:
+        if self.standard_error == 0:
+            return f"trace = {self.value:.10g} ({self.method}, exact)"
+        return f"trace = {self.value:.6g} ± {self.standard_error:.2g} ({self.method}, {self.num_hvp} HVPs)"
+
+
+def hessian_trace(
+    model: nn.Module | Objective | HessianOperator,
+    loss_fn: LossFunction | None = None,
+    data: Data | None = None,
+    method: TraceMethod = "auto",
+    *,
+    num_hvp: int = 99,
+    params: Sequence[str] | None = None,
+    dtype: torch.dtype | None = None,
+    seed: int = 0,
+    dense_threshold: int = DENSE_THRESHOLD,
+) -> TraceEstimate:
+    """tr H, the trace of the Hessian of the objective.
+
+    ``"exact"``: the closed-form diagonal of a one-hidden-layer network (about one forward pass,
+    :func:`~torch_landscape.shallow.structured_diagonal`). ``"dense"``: the trace of the assembled
+    Hessian. ``"hutchpp"``: Hutch++ (Meyer et al. 2021) with ``num_hvp`` products — a third sketch
+    Q = orth(H S), the exact tr(QᵀHQ), and Hutchinson on (I − QQᵀ)H(I − QQᵀ) with Rademacher vectors:
+
+        tr H ≈ tr(QᵀHQ) + (1/s) Σ_i g_iᵀ(I − QQᵀ)H(I − QQᵀ)g_i,
+
+    whose standard error is the sample standard deviation of the Hutchinson terms over √s.
+    ``"auto"``: exact if the structure is recognised, else dense below ``dense_threshold`` parameters,
+    else Hutch++.
+    """
+    if method not in ("auto", "exact", "dense", "hutchpp"):
+        raise ValueError(f"method must be 'auto', 'exact', 'dense' or 'hutchpp', got {method!r}.")
+    operator = _operator(model, loss_fn, data, params, dtype)
+    size = operator.shape[0]
+    if method in ("auto", "exact"):
+        diagonal = structured_diagonal(operator.objective)
+        if diagonal is not None:
+            return TraceEstimate(float(diagonal.sum()), 0.0, 0, "exact")
+        if method == "exact":
+            raise ValueError(
+                "method='exact' needs a one-hidden-layer network (Linear → activation → Linear) with a "
+                "per-sample loss; use method='dense' or 'hutchpp'."
+            )
+    if method == "dense" or (method == "auto" and size <= dense_threshold):
+        before = operator.num_hvp
+        value = float(torch.diagonal(operator.to_dense()).sum())
+        return TraceEstimate(value, 0.0, operator.num_hvp - before, "dense")
+    if num_hvp < 6:
+        raise ValueError(f"Hutch++ needs num_hvp >= 6 (two per third), got {num_hvp}.")
+    generator = torch.Generator().manual_seed(seed)
+    sketch = min(num_hvp // 3, size)
+    samples = (num_hvp - sketch) // 2
+    reference = operator.objective.theta
+    Q = _orthonormalize(operator.matmat(_rademacher(size, sketch, generator, reference)),
+                        reference.new_zeros(size, 0), generator)
+    low_rank = float(torch.trace(Q.T @ operator.matmat(Q)))
+    probes = _rademacher(size, samples, generator, reference)
+    probes -= Q @ (Q.T @ probes)
+    terms = (probes * operator.matmat(probes)).sum(dim=0)
+    standard_error = float(terms.std() / math.sqrt(samples)) if samples > 1 else math.inf
+    return TraceEstimate(low_rank + float(terms.mean()), standard_error, sketch * 2 + samples, "hutchpp")
+
+
+@dataclass(frozen=True)
+class SpectralDensity:
+    """An eigenvalue density: a discrete measure (nodes, weights) and its Gaussian smoothing on a grid.
+
+    Attributes
+    ----------
+    nodes, weights : Tensor
+        Eigenvalues (dense) or Ritz values (SLQ) and their weights, summing to 1.
+    grid, density : Tensor
+        The density Σ_i w_i N(x; node_i, σ²) on a linear grid; it integrates to about 1.
+    bandwidth : float
+        σ of the Gaussian smoothing.
+    method : str
+        "dense" (exact eigenvalues) or "slq" (stochastic Lanczos quadrature).
+    num_hvp : int
+    """
+
+    nodes: Tensor
+    weights: Tensor
+    grid: Tensor
+    density: Tensor
+    bandwidth: float
+    method: str
+    num_hvp: int
+
+    def histogram(self, bins: int = 50) -> tuple[Tensor, Tensor]:
+        """(counts as fractions, bin edges) of the discrete measure; exact eigenvalue counts when dense."""
+        low, high = float(self.nodes.min()), float(self.nodes.max())
+        if high == low:
+            high = low + 1.0
+        edges = torch.linspace(low, high, bins + 1, dtype=torch.float64)
+        counts = torch.histogram(self.nodes, bins=edges, weight=self.weights).hist
+        return counts, edges
+
+
+def _smooth(nodes: Tensor, weights: Tensor, num_points: int, bandwidth: float | None) -> tuple[Tensor, Tensor, float]:
+    scale = float(nodes.abs().max()) or 1.0
+    sigma = bandwidth if bandwidth is not None else 1e-2 * scale
+    low, high = float(nodes.min()) - 5 * sigma, float(nodes.max()) + 5 * sigma
+    grid = torch.linspace(low, high, num_points, dtype=torch.float64)
+    kernel = torch.exp(-0.5 * ((grid[:, None] - nodes[None, :]) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
+    return grid, kernel @ weights, sigma
+
+
+def spectral_density(
+    model: nn.Module | Objective | HessianOperator,
+    loss_fn: LossFunction | None = None,
+    data: Data | None = None,
+    method: DensityMethod = "auto",
+    *,
+    num_probes: int = 3,
+    num_steps: int = 80,
+    num_points: int = 512,
+    bandwidth: float | None = None,
+    params: Sequence[str] | None = None,
+    dtype: torch.dtype | None = None,
+    seed: int = 0,
+    dense_threshold: int = DENSE_THRESHOLD,
+) -> SpectralDensity:
+    """The spectral density of the Hessian, φ(t) = (1/P) Σ_i δ(t − λ_i), smoothed by a Gaussian.
+
+    ``"dense"``: the exact eigenvalues with weights 1/P. ``"slq"``: stochastic Lanczos quadrature
+    (Golub–Meurant; Ghorbani et al. 2019): for each Rademacher probe v (‖v‖² = P) run ``num_steps``
+    Lanczos steps with full reorthogonalisation; the Ritz values θ_j with weights τ_j² (squared first
+    components of the eigenvectors of the tridiagonal matrix) give vᵀ g(H) v / P ≈ Σ_j τ_j² g(θ_j).
+    All probes advance together, one batched Hessian-vector product per step. ``"auto"``: dense up to
+    ``dense_threshold`` parameters. Default bandwidth σ = 10⁻²·max|λ| (PyHessian's convention).
+    """
+    if method not in ("auto", "dense", "slq"):
+        raise ValueError(f"method must be 'auto', 'dense' or 'slq', got {method!r}.")
+    operator = _operator(model, loss_fn, data, params, dtype)
+    size = operator.shape[0]
+    before = operator.num_hvp
+    if method == "dense" or (method == "auto" and size <= dense_threshold):
+        nodes = torch.linalg.eigvalsh(operator.to_dense()).detach().cpu().double()
+        weights = torch.full_like(nodes, 1.0 / size)
+        grid, density, sigma = _smooth(nodes, weights, num_points, bandwidth)
+        return SpectralDensity(nodes, weights, grid, density, sigma, "dense", operator.num_hvp - before)
+    if num_probes < 1 or num_steps < 1:
+        raise ValueError("num_probes and num_steps must be positive.")
+    steps = min(num_steps, size)
+    generator = torch.Generator().manual_seed(seed)
+    reference = operator.objective.theta
+    v = _rademacher(size, num_probes, generator, reference) / math.sqrt(size)
+    basis = [v]
+    alphas, betas = [], []
+    for step in range(steps):
+        w = operator.matmat(basis[-1])
+        alpha = (w * basis[-1]).sum(dim=0)
+        alphas.append(alpha)
+        if step == steps - 1:
+            break
+        stacked = torch.stack(basis, dim=0)  # (j, P, probes)
+        for _ in range(2):  # full reorthogonalisation, per probe
+            w = w - torch.einsum("jpr,jr->pr", stacked, torch.einsum("jpr,pr->jr", stacked, w))
+        beta = torch.linalg.vector_norm(w, dim=0)
+        if bool((beta <= 1e-12 * alpha.abs().max().clamp_min(1e-300)).any()):
+            break  # an invariant subspace: the quadrature is exact with fewer nodes
+        betas.append(beta)
+        basis.append(w / beta)
+    alpha = torch.stack(alphas, dim=1).cpu().double()  # (probes, steps)
+    beta = torch.stack(betas, dim=1).cpu().double() if betas else alpha.new_zeros(num_probes, 0)
+    tridiagonal = torch.diag_embed(alpha) + torch.diag_embed(beta, 1) + torch.diag_embed(beta, -1)
+    ritz, vectors = torch.linalg.eigh(tridiagonal)
+    nodes = ritz.reshape(-1)
+    weights = (vectors[:, 0, :] ** 2).reshape(-1) / num_probes
+    grid, density, sigma = _smooth(nodes, weights, num_points, bandwidth)
+    return SpectralDensity(nodes, weights, grid, density, sigma, "slq", operator.num_hvp - before)
