@@ -175,6 +175,9 @@ def lanczos_spectrum(
             start = warm[:, :block] + 1e-3 * torch.randn(size, block, generator=generator, dtype=torch.float64).to(warm)
         else:
             start[:, : warm.shape[1]] = warm
+    # Too small a basis can hold a Ritz pair with a tiny residual that is not yet the extreme one; a
+    # warm start (last step's eigenvectors) already spans the likely extremes, so it needs fewer.
+    min_basis = min(size, wanted + (20 if warm_start is None else 10))
     empty = torch.zeros(size, 0, dtype=dtype, device=device)
     Q = _orthonormalize(start, empty, generator)
     HQ = operator.matmat(Q)
@@ -196,8 +199,7 @@ def lanczos_spectrum(
             norms = bounds[torch.isin(extended, index)]
             ritz = S[:, index]
             scale = float(theta.abs().max())
-            # Too small a basis can hold a Ritz value with a tiny residual that is not yet the extreme one.
-            enough = Q.shape[1] >= min(size, wanted + 20)
+            enough = Q.shape[1] >= min_basis
             converged = enough and bool((norms <= tol * scale).all())
             if converged or complete or used >= max_hvp:
                 break

@@ -1,0 +1,134 @@
+import pytest
+import torch
+from torch import nn
+
+from helpers import dense_truth, regression_data, shallow
+from torch_landscape import HessianOperator
+from torch_landscape.shallow import structured_diagonal, structured_hessian
+
+# theory.md T1: linear regression on four points, H = (2/n) X̃ᵀX̃ = diag(8, 0.5, 2) at every θ.
+T1_X = torch.tensor([[2.0, 0.5], [2.0, -0.5], [-2.0, 0.5], [-2.0, -0.5]], dtype=torch.float64)
+T1_Y = torch.tensor([[1.0], [-2.0], [0.5], [3.0]], dtype=torch.float64)
+
+
+def t1_model() -> nn.Linear:
+    torch.manual_seed(0)
+    return nn.Linear(2, 1).double()
+
+
+def test_linear_regression_hessian_is_the_closed_form():
+    operator = HessianOperator(t1_model(), nn.MSELoss(), (T1_X, T1_Y))
+    expected = torch.diag(torch.tensor([8.0, 0.5, 2.0], dtype=torch.float64))  # θ = (w1, w2, c)
+    x_tilde = torch.cat([T1_X, torch.ones(4, 1, dtype=torch.float64)], dim=1)
+    torch.testing.assert_close(expected, 2 / 4 * x_tilde.T @ x_tilde)  # the formula itself
+    # Exact in binary floating point: all entries are sums of powers of two.
+    torch.testing.assert_close(operator.to_dense(), expected, rtol=1e-12, atol=0)
+    vector = torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64)
+    torch.testing.assert_close(operator @ vector, expected @ vector, rtol=1e-12, atol=0)
+    assert operator.num_hvp == 3 + 1
+
+
+ACTIVATIONS = [nn.Tanh(), nn.Sigmoid(), nn.ReLU(), nn.GELU(), nn.Softplus(), nn.SiLU(), nn.LeakyReLU(0.1)]
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS, ids=lambda a: type(a).__name__)
+@pytest.mark.parametrize("q, bias", [(1, True), (2, False)])
+def test_structured_dense_hessian_matches_autograd(activation, q, bias):
+    model = shallow(3, 5, activation, q=q, bias=bias)
+    data = regression_data(40, 3, q=q)
+    truth = dense_truth(model, nn.MSELoss(), data)
+    operator = HessianOperator(model, nn.MSELoss(), data)
+    structured = structured_hessian(operator.objective)
+    assert structured is not None
+    # Sums of ~n·P float64 products of O(1) terms: agreement to 1e-13 of the largest entry.
+    tolerance = 1e-13 * truth.abs().max()
+    torch.testing.assert_close(structured, truth, rtol=0, atol=tolerance)
+    torch.testing.assert_close(structured_diagonal(operator.objective), truth.diagonal(), rtol=0, atol=tolerance)
+    columns = operator.matmat(torch.eye(operator.shape[0], dtype=torch.float64))  # the HVP path
+    torch.testing.assert_close(columns, truth, rtol=0, atol=tolerance)
+
+
+def test_cross_entropy_and_generic_models_take_exact_paths():
+    torch.manual_seed(0)
+    classifier = nn.Sequential(nn.Linear(3, 6), nn.Tanh(), nn.Linear(6, 4)).double()
+    x = torch.randn(30, 3, dtype=torch.float64)
+    labels = torch.randint(0, 4, (30,))
+    operator = HessianOperator(classifier, nn.CrossEntropyLoss(), (x, labels))
+    truth = dense_truth(classifier, nn.CrossEntropyLoss(), (x, labels))
+    # Cross-entropy's output Hessian is a dense 4×4 block per sample: still the structured path.
+    assert structured_hessian(operator.objective) is not None
+    torch.testing.assert_close(operator.to_dense(), truth, rtol=0, atol=1e-13 * truth.abs().max())
+
+    deep = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 1)).double()
+    data = regression_data(20, 3)
+    deep_operator = HessianOperator(deep, nn.MSELoss(), data)
+    assert structured_hessian(deep_operator.objective) is None  # not shallow: column-by-column
+    truth = dense_truth(deep, nn.MSELoss(), data)
+    torch.testing.assert_close(deep_operator.to_dense(), truth, rtol=0, atol=1e-13 * truth.abs().max())
+
+
+class _ScaledForward(nn.Module):
+    """Looks shallow by its modules, but its forward doubles the input: the structure must not be trusted."""
+
+    def __init__(self):
+        super().__init__()
+        self.hidden, self.act, self.out = nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1)
+
+    def forward(self, x):
+        return self.out(self.act(self.hidden(2 * x)))
+
+
+def test_structure_is_verified_against_the_forward():
+    torch.manual_seed(0)
+    model = _ScaledForward().double()
+    data = regression_data(20, 3)
+    operator = HessianOperator(model, nn.MSELoss(), data)
+    assert structured_hessian(operator.objective) is None
+    truth = dense_truth(model, nn.MSELoss(), data)
+    torch.testing.assert_close(operator.to_dense(), truth, rtol=0, atol=1e-13 * truth.abs().max())
+
+
+def test_params_subset_is_the_dense_sub_block():
+    model = shallow(3, 5, nn.Tanh())
+    data = regression_data(30, 3)
+    names = [name for name, _ in model.named_parameters()]
+    full = dense_truth(model, nn.MSELoss(), data)
+    sizes = [p.numel() for p in model.parameters()]
+    starts = torch.tensor([0] + sizes).cumsum(0)
+    chosen = [1, 2]  # hidden bias and output weight
+    index = torch.cat([torch.arange(starts[i], starts[i + 1]) for i in chosen])
+    sub = HessianOperator(model, nn.MSELoss(), data, params=[names[i] for i in chosen]).to_dense()
+    torch.testing.assert_close(sub, full[index][:, index], rtol=0, atol=1e-13 * full.abs().max())
+
+
+def test_to_scipy_wraps_the_same_operator():
+    model = shallow(3, 4, nn.Tanh())
+    operator = HessianOperator(model, nn.MSELoss(), regression_data(20, 3))
+    dense = operator.to_dense().numpy()
+    linear_operator = operator.to_scipy()
+    vector = torch.randn(operator.shape[0], dtype=torch.float64).numpy()
+    assert linear_operator.shape == operator.shape
+    assert abs(linear_operator @ vector - dense @ vector).max() <= 1e-13 * abs(dense).max() * abs(vector).max()
+
+
+def test_non_finite_hvp_and_too_large_dense_are_named(monkeypatch):
+    model = shallow(3, 4, nn.Tanh())
+    operator = HessianOperator(model, nn.MSELoss(), regression_data(20, 3))
+    vector = torch.full((operator.shape[0],), float("inf"), dtype=torch.float64)
+    with pytest.raises(FloatingPointError, match="Hessian-vector product"):
+        operator @ vector
+    with pytest.raises(ValueError, match="shape"):
+        operator.matvec(torch.zeros(3, dtype=torch.float64))
+    monkeypatch.setattr("torch_landscape.hessian._available_memory", lambda device: 1000)
+    with pytest.raises(MemoryError, match="KiB.*lanczos"):
+        operator.to_dense()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_runs_on_cuda():
+    model = shallow(3, 5, nn.Tanh())
+    data = regression_data(30, 3)
+    truth = dense_truth(model, nn.MSELoss(), data)
+    operator = HessianOperator(model.cuda(), nn.MSELoss(), tuple(t.cuda() for t in data))
+    assert operator.to_dense().device.type == "cuda"
+    torch.testing.assert_close(operator.to_dense().cpu(), truth, rtol=0, atol=1e-12 * truth.abs().max())
