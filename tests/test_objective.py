@@ -136,3 +136,12 @@ def test_no_trainable_parameters_is_named():
     model = shallow(3, 4, nn.Tanh()).requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameters"):
         Objective(model, nn.MSELoss(), regression_data(8, 3))
+
+
+def test_non_finite_loss_names_the_batch():
+    model = shallow(3, 4, nn.Tanh())
+    x, y = regression_data(8, 3)
+    bad = y.clone()
+    bad[6] = float("inf")
+    with pytest.raises(FloatingPointError, match="batch 1"):
+        HessianOperator(model, nn.MSELoss(), [(x[:4], y[:4]), (x[4:], bad[4:])]).to_dense()

@@ -49,7 +49,8 @@ class TraceEstimate:
 
     def __str__(self) -> str:
         if self.standard_error == 0:
-            return f"trace = {self.value:.10g} ({self.method}, exact)"
+            source = "closed-form diagonal" if self.method == "exact" else "dense Hessian"
+            return f"trace = {self.value:.10g} (exact, {source})"
         return f"trace = {self.value:.6g} ± {self.standard_error:.2g} ({self.method}, {self.num_hvp} HVPs)"
 
 

@@ -70,7 +70,6 @@ class HessianOperator:
             theta = self.objective.theta.detach().requires_grad_(True)
             with torch.enable_grad():
                 loss = self.objective.loss(theta)
-                check_finite(loss.detach(), "the loss")
                 (gradient,) = torch.autograd.grad(loss, theta, create_graph=True)
             check_finite(gradient.detach(), "the gradient")
             self._theta, self._gradient, self._loss = theta, gradient, loss.detach()

@@ -205,6 +205,16 @@ class Objective:
             (gradient,) = torch.autograd.grad(loss, theta)
         return loss.detach(), gradient
 
+    def raise_non_finite(self) -> None:
+        """Raise a FloatingPointError naming the first batch whose loss is not finite at θ, if any."""
+        with torch.no_grad():
+            for index, loss in enumerate(self.batch_losses(self.theta)):
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"the loss is {loss.item()} on batch {index} at the current parameters; the diagnostics "
+                        "need a finite loss (check the data and the model for NaN/inf, or a diverged run)."
+                    )
+
     def _check_loss(self) -> None:
         x, y = self.batches[0]
         with warnings.catch_warnings():
@@ -225,11 +235,8 @@ class Objective:
                 f"loss_fn must return a scalar (a mean-reduced loss such as nn.MSELoss()), got {shape}; "
                 "use reduction='mean'."
             )
-        if not torch.isfinite(value):
-            raise FloatingPointError(
-                f"the loss is {value.item()} at the current parameters on batch 0; the diagnostics need a "
-                "finite loss (check the data and the model for NaN/inf)."
-            )
+        # θ is fixed for the life of the objective, so one forward pass here catches every non-finite loss.
+        self.raise_non_finite()
 
 
 def check_finite(tensor: Tensor, what: str) -> Tensor:
