@@ -44,7 +44,7 @@ def test_structured_dense_hessian_matches_autograd(activation, q, bias):
     tolerance = 1e-13 * truth.abs().max()
     torch.testing.assert_close(structured, truth, rtol=0, atol=tolerance)
     torch.testing.assert_close(structured_diagonal(operator.objective), truth.diagonal(), rtol=0, atol=tolerance)
-    columns = operator.matmat(torch.eye(operator.shape[0], dtype=torch.float64))  # the HVP path
+    columns = operator.matmat(torch.eye(operator.shape[0], dtype=torch.float64))  # structured products
     torch.testing.assert_close(columns, truth, rtol=0, atol=tolerance)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from .objective import Data, LossFunction, Objective, check_finite, describe_size
+from .shallow import structured_hessian, structured_products
 
 
 def _available_memory(device: torch.device) -> int:
@@ -25,9 +26,11 @@ def _available_memory(device: torch.device) -> int:
 class HessianOperator:
     """H = ∇²L(θ), the Hessian of the objective at the model's current parameters, as a linear operator.
 
-    Products are reverse-over-reverse: the gradient graph g(θ) = ∇L(θ) is built once (``create_graph``)
-    and every product H·v = ∂(g·v)/∂θ is one backward pass through it, which costs about one gradient.
-    A block V of vectors is one vmapped backward (``is_grads_batched``).
+    For a one-hidden-layer network products come from its structure
+    (:func:`~torch_landscape.shallow.structured_products`): a block of vectors is a few large matrix
+    products. For any other model they are reverse-over-reverse: the gradient graph g(θ) = ∇L(θ) is built
+    once (``create_graph``) and H·v = ∂(g·v)/∂θ is one backward pass through it, about one gradient; a
+    block V is one vmapped backward (``is_grads_batched``).
 
     Parameters
     ----------
@@ -61,30 +64,43 @@ class HessianOperator:
         self.dtype = self.objective.dtype
         self.device = self.objective.device
         self.num_hvp = 0
-        self._theta: Tensor | None = None
-        self._gradient: Tensor | None = None
-        self._loss: Tensor | None = None
-
-    def _graph(self) -> tuple[Tensor, Tensor]:
-        if self._gradient is None:
-            theta = self.objective.theta.detach().requires_grad_(True)
-            with torch.enable_grad():
-                loss = self.objective.loss(theta)
-                (gradient,) = torch.autograd.grad(loss, theta, create_graph=True)
-            check_finite(gradient.detach(), "the gradient")
-            self._theta, self._gradient, self._loss = theta, gradient, loss.detach()
-        return self._theta, self._gradient
+        self._products: Callable[[Tensor], Tensor] | None = None
+        self._loss_and_gradient: tuple[Tensor, Tensor] | None = None
 
     @property
     def loss(self) -> Tensor:
         """L(θ)."""
-        self._graph()
-        return self._loss
+        return self._first_order()[0]
 
     @property
     def gradient(self) -> Tensor:
-        """∇L(θ) (detached)."""
-        return self._graph()[1].detach()
+        """∇L(θ)."""
+        return self._first_order()[1]
+
+    def _first_order(self) -> tuple[Tensor, Tensor]:
+        if self._loss_and_gradient is None:
+            self._loss_and_gradient = self.objective.loss_and_gradient()
+        return self._loss_and_gradient
+
+    def _product_function(self) -> Callable[[Tensor], Tensor]:
+        if self._products is None:
+            self._products = structured_products(self.objective) or self._autograd_products()
+        return self._products
+
+    def _autograd_products(self) -> Callable[[Tensor], Tensor]:
+        """Reverse-over-reverse products through a gradient graph built once (about one gradient each)."""
+        theta = self.objective.theta.detach().requires_grad_(True)
+        with torch.enable_grad():
+            (gradient,) = torch.autograd.grad(self.objective.loss(theta), theta, create_graph=True)
+
+        def products(block: Tensor) -> Tensor:
+            with torch.enable_grad():
+                if block.shape[1] == 1:
+                    return torch.autograd.grad(gradient, theta, block[:, 0], retain_graph=True)[0][:, None]
+                vectors = block.T.contiguous()
+                return torch.autograd.grad(gradient, theta, vectors, retain_graph=True, is_grads_batched=True)[0].T
+
+        return products
 
     def matvec(self, vector: Tensor) -> Tensor:
         """H v for one vector of length P."""
@@ -93,22 +109,12 @@ class HessianOperator:
         return self.matmat(vector[:, None])[:, 0]
 
     def matmat(self, vectors: Tensor) -> Tensor:
-        """H V for a block V of shape (P, k), in one batched backward pass."""
+        """H V for a block V of shape (P, k), all columns in one batched pass."""
         if vectors.ndim != 2 or vectors.shape[0] != self.shape[0]:
             raise ValueError(f"matmat expects a block of shape ({self.shape[0]}, k), got {tuple(vectors.shape)}.")
-        theta, gradient = self._graph()
         block = vectors.to(device=self.device, dtype=self.dtype)
-        k = block.shape[1]
-        with torch.enable_grad():
-            if k == 1:
-                (product,) = torch.autograd.grad(gradient, theta, block[:, 0], retain_graph=True)
-                product = product[:, None]
-            else:
-                (product,) = torch.autograd.grad(
-                    gradient, theta, block.T.contiguous(), retain_graph=True, is_grads_batched=True
-                )
-                product = product.T
-        self.num_hvp += k
+        product = self._product_function()(block)
+        self.num_hvp += block.shape[1]
         return check_finite(product, "a Hessian-vector product")
 
     def __matmul__(self, other: Tensor) -> Tensor:
@@ -128,8 +134,6 @@ class HessianOperator:
                 " of memory, more than is available; use method='lanczos' (matrix-free) or params=[...] to "
                 "restrict to a subset."
             )
-        from .shallow import structured_hessian
-
         dense = structured_hessian(self.objective)
         if dense is None:
             dense = torch.empty(self.shape, dtype=self.dtype, device=self.device)

@@ -7,9 +7,10 @@ lets the tool assemble the exact Hessian far faster than P Hessian-vector produc
 
 from __future__ import annotations
 
+import copy
 import functools
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor, nn
@@ -146,12 +147,19 @@ def _search(model: nn.Module, modules: dict[str, nn.Module]) -> list[str]:
         raise _not_shallow(model, f"it holds {len(candidates)} Linear-activation-Linear sequences")
     linears = [name for name, m in modules.items() if isinstance(m, nn.Linear)]
     activations = [name for name, m in modules.items() if type(m) in _ACTIVATIONS and not isinstance(m, nn.Identity)]
-    layered = [name for name, m in modules.items() if not list(m.children()) and m.__class__.__name__ != "Identity"]
+    # A loss module held by the model (a LightningModule's self.loss_fn) takes no part in its forward.
+    layered = [
+        name for name, m in modules.items()
+        if not list(m.children()) and m.__class__.__name__ != "Identity" and not isinstance(m, nn.modules.loss._Loss)
+    ]
     if len(linears) == 2 and len(activations) == 1 and len(layered) == 3:
         first, second = linears
         if modules[first].out_features != modules[second].in_features:
             first, second = second, first
         return [first, activations[0], second]
+    convolutions = [type(m).__name__ for m in modules.values() if isinstance(m, nn.modules.conv._ConvNd)]
+    if convolutions:
+        raise _not_shallow(model, f"it has convolutional layers ({', '.join(convolutions)}), which are not fully connected")
     if len(linears) != 2:
         raise _not_shallow(model, f"it has {len(linears)} nn.Linear layers, not 2")
     found = [type(modules[name]).__name__ for name in layered if name not in linears]
@@ -339,3 +347,117 @@ def structured_diagonal(objective: Objective) -> Tensor | None:
         if layout.c_index is not None:
             diagonal[layout.c_index] += output_curvature.sum(dim=0)
     return diagonal[layout.select]
+
+
+def structured_products(objective: Objective) -> Callable[[Tensor], Tensor] | None:
+    """A function V ↦ H V for a one-hidden-layer network, from its structure (no autograd).
+
+    With ż = X̃ V_u (the change of pre-activations), ḟ = A(σ′ ∘ ż) + V_A σ + V_c and r = (∂²ℓ/∂f²) ḟ:
+
+        (HV)_u = X̃ᵀ [σ′ ∘ (r A + G V_A) + ((G A) ∘ σ″) ∘ ż],
+        (HV)_A = rᵀ σ + Gᵀ(σ′ ∘ ż),      (HV)_c = Σ_j r_j.
+
+    Two (n × (d+1)) · ((d+1) × m·k) matrix products per block of k vectors, so a block costs about
+    what k gradients cost in BLAS-3 work, without the autograd graph. Returns None where
+    :func:`structured_hessian` would.
+    """
+    layout = _shallow_layout(objective)
+    if layout is None:
+        return None
+    A, u_index, a_index, c_index = layout.A, layout.u_index, layout.a_index, layout.c_index
+    select = layout.select
+    budget = 2**26  # floats per intermediate (n, m, k) block: 512 MiB in float64
+
+    def products(block: Tensor) -> Tensor:
+        canonical = block.new_zeros(layout.size, block.shape[1])
+        canonical[select] = block
+        result = torch.zeros_like(canonical)
+        for t in layout.terms:
+            n, m = t.s.shape
+            step = max(1, budget // (n * m))
+            beta = (t.G @ A) * t.s2
+            for start in range(0, block.shape[1], step):
+                columns = slice(start, start + step)
+                v = canonical[:, columns]
+                v_u, v_a = v[u_index], v[a_index]  # (m, d+1, k), (q, m, k)
+                z_dot = torch.einsum("np,mpk->nmk", t.x_tilde, v_u)
+                f_dot = torch.einsum("qm,nmk->nqk", A, t.s1[:, :, None] * z_dot) + torch.einsum("qmk,nm->nqk", v_a, t.s)
+                if c_index is not None:
+                    f_dot = f_dot + v[c_index][None]
+                r = torch.einsum("nql,nlk->nqk", t.Hout, f_dot)
+                coefficient = t.s1[:, :, None] * (
+                    torch.einsum("qm,nqk->nmk", A, r) + torch.einsum("nq,qmk->nmk", t.G, v_a)
+                ) + beta[:, :, None] * z_dot
+                result[u_index, columns] += torch.einsum("np,nmk->mpk", t.x_tilde, coefficient)
+                result[a_index, columns] += torch.einsum("nm,nqk->qmk", t.s, r) + torch.einsum(
+                    "nq,nmk->qmk", t.G, t.s1[:, :, None] * z_dot
+                )
+                if c_index is not None:
+                    result[c_index, columns] += r.sum(dim=0)
+        return result[select]
+
+    return products
+
+
+def shallow_weights(
+    net: ShallowNetwork, dtype: Optional[torch.dtype] = torch.float64
+) -> tuple[Tensor, Optional[Tensor], Tensor, Optional[Tensor]]:
+    """Detached copies (W, b, A, c) of f(x) = A σ(W x + b) + c, in ``dtype`` (None: as stored).
+
+    W is m×d, b has m entries, A is q×m, c has q entries; b and c are None where the layer has no bias.
+    """
+
+    def clone(tensor: Optional[Tensor]) -> Optional[Tensor]:
+        return None if tensor is None else tensor.detach().to(dtype=dtype or tensor.dtype, copy=True)
+
+    return clone(net.hidden.weight), clone(net.hidden.bias), clone(net.output.weight), clone(net.output.bias)
+
+
+def activation_function(net: ShallowNetwork) -> Callable[[Tensor], Tensor]:
+    """σ as a pure function of a tensor, equal to the activation module's forward.
+
+    Unlike calling the module it runs no hooks and never works in place (``nn.ReLU(inplace=True)``).
+    """
+    act = net.activation
+    functions: dict[str, Callable[[Tensor], Tensor]] = {
+        "tanh": torch.tanh,
+        "sigmoid": torch.sigmoid,
+        "relu": torch.relu,
+        "leaky_relu": lambda z: torch.nn.functional.leaky_relu(z, getattr(act, "negative_slope", 0.01)),
+        "softplus": lambda z: torch.nn.functional.softplus(z, getattr(act, "beta", 1.0), getattr(act, "threshold", 20.0)),
+        "gelu": lambda z: torch.nn.functional.gelu(z, approximate=getattr(act, "approximate", "none")),
+        "silu": torch.nn.functional.silu,
+        "identity": lambda z: z,
+        "square": lambda z: z * z,
+    }
+    return functions[net.kind]
+
+
+def resized_copy(
+    model: nn.Module, net: ShallowNetwork, W: Tensor, b: Optional[Tensor], A: Tensor, c: Optional[Tensor]
+) -> nn.Module:
+    """A deep copy of ``model`` whose hidden and output layers are new ``nn.Linear`` holding W, b, A, c.
+
+    The width is W.shape[0]; dtype, device and ``requires_grad`` are those of the original layers, and the
+    rest of the model (its class, other modules, forward) is copied unchanged. ``model`` is not touched.
+    """
+    if (b is None) != (net.hidden.bias is None) or (c is None) != (net.output.bias is None):
+        raise ValueError("b and c must be given exactly where the original layers have biases.")
+    resized = copy.deepcopy(model)
+    for name, old, weight, bias in (
+        (net.hidden_name, net.hidden, W, b),
+        (net.output_name, net.output, A, c),
+    ):
+        layer = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None,
+                          device=old.weight.device, dtype=old.weight.dtype)
+        with torch.no_grad():
+            layer.weight.copy_(weight)
+            if bias is not None:
+                layer.bias.copy_(bias)
+        layer.weight.requires_grad_(old.weight.requires_grad)
+        if bias is not None:
+            layer.bias.requires_grad_(old.bias.requires_grad)
+        layer.train(old.training)
+        parent, _, leaf = name.rpartition(".")
+        setattr(resized.get_submodule(parent), leaf, layer)
+    return resized
