@@ -5,23 +5,67 @@ classification) and neuron redundancy, for any PyTorch model and loss; Lightning
 ``torch_landscape.callbacks``.
 """
 
+from .align import Alignment, align_reference
+from .convexity import (
+    OnePointConvexity,
+    OnePointProfile,
+    PLEstimate,
+    PLTracker,
+    aitken_extrapolation,
+    one_point_convexity,
+    one_point_convexity_profile,
+    pl_ratio,
+)
+from .critical import CriticalPoint, ProbeResult, classify_critical_point
 from .eigen import Spectrum, hessian_eigenvalues
 from .estimators import SpectralDensity, TraceEstimate, hessian_trace, spectral_density
 from .hessian import HessianOperator
 from .objective import Objective
+from .redundancy import (
+    NullityCheck,
+    OutputChange,
+    RedundancyFinding,
+    RedundancyReport,
+    neuron_redundancy,
+    redundancy_nullity_check,
+)
 from .shallow import ShallowNetwork, Square, find_shallow
+from .symmetry import QuotientBasis, SymmetryTangents, quotient_basis, symmetry_tangents
 
 __all__ = [
-    "HessianOperator",
-    "Objective",
-    "ShallowNetwork",
-    "SpectralDensity",
-    "Spectrum",
-    "Square",
-    "TraceEstimate",
+    "aitken_extrapolation",
+    "align_reference",
+    "Alignment",
+    "classify_critical_point",
+    "CriticalPoint",
     "find_shallow",
     "hessian_eigenvalues",
     "hessian_trace",
+    "HessianOperator",
+    "neuron_redundancy",
+    "NullityCheck",
+    "Objective",
+    "one_point_convexity",
+    "one_point_convexity_profile",
+    "OnePointConvexity",
+    "OnePointProfile",
+    "OutputChange",
+    "pl_ratio",
+    "PLEstimate",
+    "PLTracker",
+    "ProbeResult",
+    "quotient_basis",
+    "QuotientBasis",
+    "redundancy_nullity_check",
+    "RedundancyFinding",
+    "RedundancyReport",
+    "ShallowNetwork",
     "spectral_density",
+    "SpectralDensity",
+    "Spectrum",
+    "Square",
+    "symmetry_tangents",
+    "SymmetryTangents",
+    "TraceEstimate",
 ]
 __version__ = "0.1.0"

@@ -81,7 +81,7 @@ class ShallowNetwork:
             parameters.get(self.parameter_name("hidden", "bias")),
         )
         return torch.nn.functional.linear(
-            self.activation(hidden), parameters[self.parameter_name("output", "weight")],
+            activation_function(self)(hidden), parameters[self.parameter_name("output", "weight")],
             parameters.get(self.parameter_name("output", "bias")),
         )
 
@@ -159,15 +159,17 @@ def _search(model: nn.Module, modules: dict[str, nn.Module]) -> list[str]:
         return [first, activations[0], second]
     convolutions = [type(m).__name__ for m in modules.values() if isinstance(m, nn.modules.conv._ConvNd)]
     if convolutions:
-        raise _not_shallow(model, f"it has convolutional layers ({', '.join(convolutions)}), which are not fully connected")
+        raise _not_shallow(
+            model, f"it has convolutional layers ({', '.join(convolutions)}), which are not fully connected"
+        )
     if len(linears) != 2:
         raise _not_shallow(model, f"it has {len(linears)} nn.Linear layers, not 2")
     found = [type(modules[name]).__name__ for name in layered if name not in linears]
     raise _not_shallow(model, f"between its two Linear layers it has {found or 'no activation module'}")
 
 
-def activation_derivatives(activation: nn.Module, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """σ(z), σ′(z), σ″(z) elementwise, by automatic differentiation of the activation module itself."""
+def activation_derivatives(activation: Callable[[Tensor], Tensor], z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """σ(z), σ′(z), σ″(z) elementwise, by automatic differentiation of σ (see :func:`activation_function`)."""
     z = z.detach().requires_grad_(True)
     with torch.enable_grad():
         value = activation(z)
@@ -231,28 +233,59 @@ class _Layout:
     terms: list
 
 
-def _shallow_layout(objective: Objective) -> _Layout | None:
+def shallow_parameters(objective: Objective) -> tuple[ShallowNetwork, dict[str, Tensor]] | None:
+    """The model's Linear → σ → Linear structure and all its parameters at θ, if L(θ) is exactly that.
+
+    None when the model is not a recognised one-hidden-layer network, when θ holds parameters outside
+    it, or when the model's forward computes something other than output(σ(hidden(x))) on the data.
+    """
     try:
         net = find_shallow(objective.model)
     except ValueError:
         return None
-    layout = [
+    layout = {
+        net.parameter_name(layer, tensor)
+        for layer, module in (("hidden", net.hidden), ("output", net.output))
+        for tensor in ("weight", "bias")
+        if getattr(module, tensor) is not None
+    }
+    if not set(objective.names) <= layout:
+        return None
+    parameters = {**objective.constants, **objective.unflatten(objective.theta)}
+    parameters = {name: parameters[name] for name in layout}
+    tolerance = 1e3 * torch.finfo(objective.dtype).eps
+    with torch.no_grad():
+        for x, _ in objective.batches:
+            if x.ndim != 2:
+                return None
+            outputs = objective.outputs(objective.theta, x)
+            expected = net.forward(parameters, x)
+            if outputs.shape != expected.shape or not torch.allclose(
+                outputs, expected, rtol=tolerance, atol=tolerance * float(outputs.abs().max())
+            ):
+                return None
+    return net, parameters
+
+
+def _shallow_layout(objective: Objective) -> _Layout | None:
+    found = shallow_parameters(objective)
+    if found is None:
+        return None
+    net, parameters = found
+    names = [
         net.parameter_name(layer, tensor)
         for layer, module in (("hidden", net.hidden), ("output", net.output))
         for tensor in ("weight", "bias")
         if getattr(module, tensor) is not None
     ]
-    if not set(objective.names) <= set(layout):
-        return None
     hidden_w, hidden_b = net.parameter_name("hidden", "weight"), net.parameter_name("hidden", "bias")
     output_w, output_b = net.parameter_name("output", "weight"), net.parameter_name("output", "bias")
-    parameters = {**objective.constants, **objective.unflatten(objective.theta)}
     W, A = parameters[hidden_w], parameters[output_w]
     b = parameters.get(hidden_b)
     (m, d), q = W.shape, A.shape[0]
     arange = functools.partial(torch.arange, device=objective.device)
     offsets, size = {}, 0
-    for name in layout:
+    for name in names:
         offsets[name] = size
         size += parameters[name].numel()
     u_index = offsets[hidden_w] + arange(m * d).view(m, d)
@@ -260,18 +293,10 @@ def _shallow_layout(objective: Objective) -> _Layout | None:
         u_index = torch.cat([u_index, offsets[hidden_b] + arange(m)[:, None]], dim=1)
     terms = []
     for (x, y), weight in zip(objective.batches, objective.weights):
-        if x.ndim != 2:
-            return None
-        outputs = objective.outputs(objective.theta, x)
-        reconstructed = net.forward(parameters, x)
-        if outputs.shape != reconstructed.shape or not torch.allclose(
-            outputs, reconstructed, rtol=1e3 * torch.finfo(objective.dtype).eps, atol=0.0
-        ):
-            return None  # the model's forward does more than output(σ(hidden(x)))
-        curvature = _output_curvature(objective, outputs, y, weight)
+        curvature = _output_curvature(objective, objective.outputs(objective.theta, x), y, weight)
         if curvature is None:
             return None
-        s, s1, s2 = activation_derivatives(net.activation, torch.nn.functional.linear(x, W, b))
+        s, s1, s2 = activation_derivatives(activation_function(net), torch.nn.functional.linear(x, W, b))
         x_tilde = torch.cat([x, x.new_ones(x.shape[0], 1)], dim=1) if b is not None else x
         terms.append(_Terms(x_tilde, s, s1, s2, *curvature))
     return _Layout(
@@ -423,9 +448,9 @@ def activation_function(net: ShallowNetwork) -> Callable[[Tensor], Tensor]:
         "tanh": torch.tanh,
         "sigmoid": torch.sigmoid,
         "relu": torch.relu,
-        "leaky_relu": lambda z: torch.nn.functional.leaky_relu(z, getattr(act, "negative_slope", 0.01)),
-        "softplus": lambda z: torch.nn.functional.softplus(z, getattr(act, "beta", 1.0), getattr(act, "threshold", 20.0)),
-        "gelu": lambda z: torch.nn.functional.gelu(z, approximate=getattr(act, "approximate", "none")),
+        "leaky_relu": lambda z: torch.nn.functional.leaky_relu(z, act.negative_slope),
+        "softplus": lambda z: torch.nn.functional.softplus(z, act.beta, act.threshold),
+        "gelu": lambda z: torch.nn.functional.gelu(z, approximate=act.approximate),
         "silu": torch.nn.functional.silu,
         "identity": lambda z: z,
         "square": lambda z: z * z,
