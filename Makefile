@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench clean
+.PHONY: test demo bench clean screenshot
 
 # The stamp makes set-up idempotent: it is redone only when the requirements change.
 $(STAMP): pyproject.toml constraints.txt
@@ -18,6 +18,29 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) examples/demo.py
+
+# PNGs of the demo's TensorBoard views under docs/ (runs the demo first if runs/ is empty; installs chromium).
+screenshot: $(STAMP)
+	$(PY) scripts/screenshot.py
+
+BENCH_VENV := .venv-bench
+BENCH_PY := $(BENCH_VENV)/bin/python
+BENCH_STAMP := $(BENCH_VENV)/.installed
+
+# Benchmarks (quick mode). The peers live in their own environment, never in the package's dependencies:
+# torch==2.13.0 (the local CPU wheel) first, then a complete pinned set with --no-deps so that no peer can
+# swap torch for a CUDA build (see benchmarks/requirements-peers.txt). Redone only when the pins change.
+$(BENCH_STAMP): pyproject.toml benchmarks/requirements-peers.txt
+	test -x $(BENCH_PY) || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_PY) -m pip install --quiet --upgrade pip
+	$(BENCH_PY) -m pip install --quiet torch==2.13.0
+	$(BENCH_PY) -m pip install --quiet --no-deps -r benchmarks/requirements-peers.txt
+	$(BENCH_PY) -m pip install --quiet --no-deps -e .
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BENCH_PY) benchmarks/hessian_engine.py --quick
+	$(BENCH_PY) benchmarks/compare_peers.py --quick
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
