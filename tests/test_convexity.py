@@ -223,3 +223,13 @@ def test_convexity_functions_leave_the_model_alone():
     one_point_convexity_profile(student, MSE, data, teacher, num_directions=4, quotient=True)
     assert student.training and all(p.grad is None for p in student.parameters())
     assert all(torch.equal(p, b) for p, b in zip(student.parameters(), before))
+
+
+def test_tracker_lojasiewicz_slope_needs_enough_points():
+    tracker = PLTracker(0.0)
+    for step in range(1, 7):  # six valid points: the last half holds three, too few for a rate
+        estimate = tracker.update(step, step**-2.0, step**-3.0)
+    assert math.isnan(estimate.lojasiewicz_slope)
+    estimate = tracker.update(7, 7**-2.0, 7**-3.0)
+    estimate = tracker.update(8, 8**-2.0, 8**-3.0)
+    assert estimate.lojasiewicz_slope == pytest.approx(1.5, abs=1e-10)

@@ -406,3 +406,14 @@ def test_deeper_net_analysed_through_layers_needs_that_layers_inputs():
         neuron_redundancy(model, X, layers=("2", "3", "4"))
     hidden = torch.tanh(model[0](X)).detach()
     assert neuron_redundancy(model, hidden, layers=("2", "3", "4")).width == 4
+
+
+def test_dead_relu_with_nonzero_output_weight_is_named_dead():
+    model = nn.Sequential(nn.Linear(1, 2), nn.ReLU(), nn.Linear(2, 1)).double()
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([[1.0], [1.0]]))
+        model[0].bias.copy_(torch.tensor([0.1, -2.0]))  # neuron 1: z ≤ −1 on every input in [−1, 1]
+        model[2].weight.copy_(torch.tensor([[0.5, 0.7]]))
+    x = torch.linspace(-1, 1, 41, dtype=torch.float64)[:, None]
+    report = neuron_redundancy(model, (x, model(x).detach()))
+    assert [(f.rule, f.neurons) for f in report.findings if f.verified] == [("dead on data", (1,))]

@@ -256,7 +256,9 @@ class PLTracker:
     def lojasiewicz_slope(self, loss_star: float | None = None) -> float:
         """Least-squares slope of log‖∇L‖² against log(L − L*) over the last half of the valid points.
 
-        Valid: L − L* above the rounding floor and ‖∇L‖² > 0. NaN with fewer than two such points.
+        Valid: L − L* above the rounding floor and ‖∇L‖² > 0. NaN with fewer than four points in that
+        half: a slope through two or three points (e.g. the last jumps of L-BFGS) says nothing about the
+        rate.
         """
         star = self.loss_star if loss_star is None else loss_star
         points = [
@@ -265,7 +267,7 @@ class PLTracker:
             if loss - star > self._floor(loss) and g > 0
         ]
         points = points[len(points) // 2 :]
-        if len(points) < 2:
+        if len(points) < 4:
             return math.nan
         mean_x = sum(x for x, _ in points) / len(points)
         mean_y = sum(y for _, y in points) / len(points)

@@ -561,10 +561,19 @@ def _neuron_candidates(net: _Network, ctx: _Context, scores: dict[str, float]) -
     scores.setdefault(ZERO, float(zero.min()) if len(rows) else math.inf)
     scores.setdefault(CONSTANT, float(constant.min()) if len(rows) else math.inf)
     candidates: list[Candidate] = []
+    weights = torch.linalg.vector_norm(net.A[:, rows], dim=0)
     for position in torch.nonzero(zero <= ctx.threshold).flatten().tolist():
         i, score = int(rows[position]), float(zero[position])
-        candidates.append((score, 0, ZERO, (i,),
-                           lambda i=i, s=score: _Merge(ZERO, s, (i,), remove=(i,), detail=f"delete {i}")))
+        # A zero score with a_i ≠ 0 means φ_i = 0 at every point: a ReLU dead on data and probes. Any
+        # other activation is then a constant neuron (w_i = 0), which that rule merges into c.
+        if float(weights[position]) <= ctx.threshold * float(weights.max()):
+            rule = ZERO
+        elif ctx.kind == "relu":
+            rule = DEAD
+        else:
+            continue
+        candidates.append((score, 0, rule, (i,),
+                           lambda i=i, s=score, rule=rule: _Merge(rule, s, (i,), remove=(i,), detail=f"delete {i}")))
     constants = [int(rows[p]) for p in torch.nonzero(constant <= ctx.threshold).flatten().tolist()]
     for i, score in zip(constants, constant[constant <= ctx.threshold].tolist()):
         candidates.append((score, 1, CONSTANT, (i,), lambda i=i, s=score: _constant_merge(net, ctx, i, s, constants)))
