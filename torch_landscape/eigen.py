@@ -178,47 +178,57 @@ def lanczos_spectrum(
     # Too small a basis can hold a Ritz pair with a tiny residual that is not yet the extreme one; a
     # warm start (last step's eigenvectors) already spans the likely extremes, so it needs fewer.
     min_basis = min(size, wanted + (20 if warm_start is None else 10))
-    empty = torch.zeros(size, 0, dtype=dtype, device=device)
-    Q = _orthonormalize(start, empty, generator)
-    HQ = operator.matmat(Q)
+    # Preallocated basis, image and projection: growing them by concatenation would copy O(m²P).
+    capacity = max_basis + block
+    Q = torch.empty(size, capacity, dtype=dtype, device=device)
+    HQ = torch.empty_like(Q)
+    T = torch.zeros(capacity, capacity, dtype=dtype, device=device)
+    m = 0
+
+    def append(new: Tensor) -> None:
+        nonlocal m
+        image = operator.matmat(new)
+        j = new.shape[1]
+        coupling = Q[:, :m].T @ image
+        T[:m, m : m + j], T[m : m + j, :m] = coupling, coupling.T
+        T[m : m + j, m : m + j] = new.T @ image
+        Q[:, m : m + j], HQ[:, m : m + j] = new, image
+        m += j
+
+    append(_orthonormalize(start, Q[:, :0], generator))
     used = block
-    T = Q.T @ HQ
     next_check = 0
     while True:
-        complete = Q.shape[1] >= size
+        complete = m >= size
         if used >= next_check or complete or used >= max_hvp:
             # Rayleigh–Ritz costs O(m³); doing it after every ~5% more products keeps it negligible.
             next_check = used + max(1, used // 20)
-            T = (T + T.T) / 2
-            theta, S = torch.linalg.eigh(T)
-            index = _select(len(theta), min(k, len(theta)), which).to(theta.device)
+            theta, S = torch.linalg.eigh((T[:m, :m] + T[:m, :m].T) / 2)
+            index = _select(m, min(k, m), which).to(theta.device)
             # One more Ritz pair at each end than wanted, so that every gap is to a pair with a residual.
-            extended = _select(len(theta), min(k + 1, len(theta)), which).to(theta.device)
-            residual = HQ @ S[:, extended] - (Q @ S[:, extended]) * theta[extended]
+            extended = _select(m, min(k + 1, m), which).to(theta.device)
+            residual = HQ[:, :m] @ S[:, extended] - (Q[:, :m] @ S[:, extended]) * theta[extended]
             bounds = _refined_bounds(theta[extended], torch.linalg.vector_norm(residual, dim=0))
             norms = bounds[torch.isin(extended, index)]
-            ritz = S[:, index]
             scale = float(theta.abs().max())
-            enough = Q.shape[1] >= min_basis
-            converged = enough and bool((norms <= tol * scale).all())
+            converged = m >= min_basis and bool((norms <= tol * scale).all())
             if converged or complete or used >= max_hvp:
+                ritz = Q[:, :m] @ S[:, index] if return_eigenvectors else None
                 break
         # Next block: the part of H·(last block) outside the basis (the block Lanczos recurrence).
-        step = min(block, size - Q.shape[1], max_hvp - used)
-        new = _orthonormalize(HQ[:, -step:], Q, generator)
-        if Q.shape[1] + step > max_basis:
-            T = (T + T.T) / 2
-            theta, S = torch.linalg.eigh(T)
-            keep = _restart_indices(len(theta), which, max(max_basis // 2, 2 * wanted + 2 * step))
-            keep = keep.to(theta.device)
-            Q, HQ = Q @ S[:, keep], HQ @ S[:, keep]
-            T = torch.diag(theta[keep])
-            new = _orthonormalize(new, Q, generator)
-        H_new = operator.matmat(new)
+        step = min(block, size - m, max_hvp - used)
+        new = _orthonormalize(HQ[:, m - step : m], Q[:, :m], generator)
+        if m + step > max_basis:
+            theta, S = torch.linalg.eigh((T[:m, :m] + T[:m, :m].T) / 2)
+            keep = _restart_indices(m, which, max(max_basis // 2, 2 * wanted + 2 * step)).to(theta.device)
+            r = len(keep)
+            Q[:, :r], HQ[:, :r] = Q[:, :m] @ S[:, keep], HQ[:, :m] @ S[:, keep]
+            T.zero_()
+            T[:r, :r] = torch.diag(theta[keep])
+            m = r
+            new = _orthonormalize(new, Q[:, :m], generator)
+        append(new)
         used += step
-        coupling = Q.T @ H_new
-        T = torch.cat([torch.cat([T, coupling], dim=1), torch.cat([coupling.T, new.T @ H_new], dim=1)], dim=0)
-        Q, HQ = torch.cat([Q, new], dim=1), torch.cat([HQ, H_new], dim=1)
     values = theta[index]
     bounds = norms + _rounding(size, scale, dtype)
     return Spectrum(
@@ -228,7 +238,7 @@ def lanczos_spectrum(
         num_hvp=used,
         method="lanczos",
         num_parameters=size,
-        eigenvectors=(Q @ ritz).detach() if return_eigenvectors else None,
+        eigenvectors=ritz.detach() if ritz is not None else None,
     )
 
 
