@@ -21,6 +21,7 @@ from .eigen import Spectrum, hessian_eigenvalues
 from .estimators import SpectralDensity, TraceEstimate, hessian_trace, spectral_density
 from .hessian import HessianOperator
 from .objective import Objective
+from .probe import LandscapeProbe, LandscapeSnapshot
 from .redundancy import (
     NullityCheck,
     OutputChange,
@@ -41,6 +42,8 @@ __all__ = [
     "find_shallow",
     "hessian_eigenvalues",
     "hessian_trace",
+    "LandscapeProbe",
+    "LandscapeSnapshot",
     "HessianOperator",
     "neuron_redundancy",
     "NullityCheck",

@@ -1,0 +1,98 @@
+"""LandscapeMonitor under DDP (2 CPU processes, gloo): the eigenvalues logged are those of the whole probe
+set, equal to a single-process core call at the trained parameters, and only rank zero logs."""
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch import nn
+
+from torch_landscape import hessian_eigenvalues, hessian_trace
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys
+
+    import pytorch_lightning as pl
+    import torch
+    from pytorch_lightning.loggers import TensorBoardLogger
+    from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from torch_landscape.callbacks import LandscapeMonitor
+
+
+    class Student(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1))
+            self.loss_fn = nn.MSELoss()
+
+        def forward(self, x):
+            return self.net(x)
+
+        def training_step(self, batch, batch_idx):
+            return self.loss_fn(self(batch[0]), batch[1])
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+    if __name__ == "__main__":
+        out = sys.argv[1]
+        torch.set_num_threads(1)
+        pl.seed_everything(0)
+        generator = torch.Generator().manual_seed(1)
+        x = torch.randn(96, 3, generator=generator)
+        y = torch.sin(x.sum(dim=1, keepdim=True))
+        monitor = LandscapeMonitor(every_n_steps=2, full_every=1, probe_size=64, quantities=["pl", "spectrum", "trace"])
+        trainer = pl.Trainer(strategy="ddp", accelerator="cpu", devices=2, max_epochs=1, logger=TensorBoardLogger(out),
+                             callbacks=[monitor], enable_progress_bar=False, enable_model_summary=False,
+                             enable_checkpointing=False)
+        trainer.fit(Student(), DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True))
+        snapshot = monitor.last_snapshot
+        torch.save(
+            {
+                "state": trainer.lightning_module.state_dict(),
+                "step": trainer.global_step,
+                "computed": snapshot is not None,
+                "eigenvalues": snapshot.spectrum.eigenvalues if snapshot else None,
+                "trace": snapshot.trace.value if snapshot else None,
+                "log_dir": trainer.logger.log_dir,
+                "data": (x, y),
+            },
+            f"{out}/rank{trainer.global_rank}.pt",
+        )
+    """
+)
+
+
+def test_ddp_logs_the_full_probe_set_eigenvalues_from_rank_zero_only(tmp_path):
+    script = tmp_path / "ddp_run.py"
+    script.write_text(SCRIPT)
+    result = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    zero, one = torch.load(tmp_path / "rank0.pt", weights_only=False), torch.load(tmp_path / "rank1.pt", weights_only=False)
+    assert zero["computed"] and not one["computed"]  # only rank zero computes and logs
+    for a, b in zip(zero["state"].values(), one["state"].values()):
+        assert torch.equal(a, b)
+
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1))
+    model.load_state_dict({name.removeprefix("net."): value for name, value in zero["state"].items()})
+    x, y = zero["data"]
+    # The whole probe set, drawn as a single process draws it: not one rank's shard.
+    chosen = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:64].sort().values
+    probe = (x[chosen], y[chosen])
+    expected = hessian_eigenvalues(model, nn.MSELoss(), probe, k=5, dtype=torch.float64)
+    torch.testing.assert_close(zero["eigenvalues"], expected.eigenvalues, rtol=1e-10, atol=1e-10)
+    assert zero["trace"] == pytest.approx(hessian_trace(model, nn.MSELoss(), probe, dtype=torch.float64).value, rel=1e-10)
+
+    files = list((tmp_path / "lightning_logs").rglob("events.out.tfevents*"))
+    assert len(files) == 1  # one writer: rank zero's
+    events = EventAccumulator(str(files[0]))
+    events.Reload()
+    logged = {event.step: event.value for event in events.Scalars("landscape/hessian/lambda_max")}
+    assert logged[zero["step"]] == pytest.approx(float(expected.eigenvalues[-1]), rel=1e-6)
