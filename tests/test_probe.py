@@ -81,6 +81,14 @@ def test_snapshot_numbers_are_the_core_functions(setting):
     assert scalars["landscape/redundancy/effective_width"] == redundancy.effective_width
     assert scalars["landscape/redundancy/score"] == redundancy.score
     assert scalars["landscape/hessian/morse_index"] == critical.morse_index
+    assert scalars["landscape/hessian/lambda_max_error"] == float(spectrum.error_bounds[-1])
+    assert scalars["landscape/hessian/lambda_min_error"] == float(spectrum.error_bounds[0])
+    positive = critical.eigenvalues[critical.eigenvalues > critical.tau]
+    assert scalars["landscape/hessian/cond_eff"] == critical.lambda_max / float(positive[0])
+    # H ≻ 0 is certain only when λ_min exceeds its error bound; otherwise the condition number is undefined.
+    certain = spectrum.lambda_min > float(spectrum.error_bounds[0])
+    assert scalars["landscape/hessian/cond"] == spectrum.lambda_max / spectrum.lambda_min if certain else \
+        math.isnan(scalars["landscape/hessian/cond"])
     assert "**" + critical.kind + "**" in snapshot.report()
 
 
@@ -179,9 +187,12 @@ def test_plain_loop_log_writes_what_tensorboard_reads_back(setting, tmp_path):
     events.Reload()
     tags = events.Tags()
     for tag, value in snapshots[1].scalars().items():
+        if not math.isfinite(value):  # NaN would plot as a marker that looks like data: never written
+            assert all(e.step != 4 for e in events.Scalars(tag)) if tag in tags["scalars"] else True
+            continue
         logged = events.Scalars(tag)[-1]
         assert logged.step == 4
-        assert logged.value == pytest.approx(value, rel=1e-6, nan_ok=True)  # TensorBoard stores float32
+        assert logged.value == pytest.approx(value, rel=1e-6)  # TensorBoard stores float32
     assert [e.step for e in events.Scalars("landscape/probe/loss")] == [0, 4]
     assert "landscape/hessian/spectrum" in tags["histograms"]
     histogram = events.Histograms("landscape/hessian/spectrum")[0].histogram_value

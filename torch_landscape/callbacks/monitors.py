@@ -408,6 +408,8 @@ class LandscapeMonitor(Callback):
         scalars = snapshot.scalars()
         elapsed = max(time.perf_counter() - self._started, 1e-9)
         scalars["landscape/monitor/overhead"] = (self._spent + snapshot.seconds) / elapsed
+        # A NaN (e.g. the PL ratio at L = L*) would be drawn as a marker that looks like data: leave it out.
+        scalars = {tag: value for tag, value in scalars.items() if math.isfinite(value)}
         for logger in trainer.loggers:
             logger.log_metrics(scalars, step=step)
         trainer.callback_metrics.update({tag: torch.tensor(value) for tag, value in scalars.items()})
@@ -459,10 +461,15 @@ class LandscapeMonitor(Callback):
 
 
 def _learning_rate(trainer: Trainer) -> float | None:
-    """The first optimizer's first parameter group's learning rate, if there is one."""
+    """The step size of plain (momentum-free) SGD, the only optimizer for which gradient descent's
+    stability limit λ_max < 2/lr holds; None otherwise (Adam's or L-BFGS's ``lr`` is no such step)."""
     if not trainer.optimizers:
         return None
-    return float(trainer.optimizers[0].param_groups[0]["lr"])
+    optimizer = trainer.optimizers[0]
+    group = optimizer.param_groups[0]
+    if type(optimizer) is not torch.optim.SGD or group.get("momentum", 0) != 0:
+        return None
+    return float(group["lr"])
 
 
 def _quantities_of(trainer: Trainer) -> set[str]:

@@ -7,6 +7,8 @@ is one) and imports neither Lightning nor matplotlib, so the plain-loop API work
 
 from __future__ import annotations
 
+import math
+
 import re
 import weakref
 from collections.abc import Callable, Iterable, Sequence
@@ -107,9 +109,10 @@ def write_setup(writer: Any, quantities: Iterable[str], describe: Callable[[], s
 
 
 def write_scalars(writer: Any, scalars: dict[str, float], step: int) -> None:
-    """``add_scalar`` for every tag."""
+    """``add_scalar`` for every tag with a finite value (TensorBoard draws NaN as a marker that looks like data)."""
     for tag, value in scalars.items():
-        writer.add_scalar(tag, value, step)
+        if math.isfinite(value):
+            writer.add_scalar(tag, value, step)
 
 
 def write_spectrum_histogram(writer: Any, snapshot: "LandscapeSnapshot") -> None:
