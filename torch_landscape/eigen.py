@@ -175,9 +175,11 @@ def lanczos_spectrum(
             start = warm[:, :block] + 1e-3 * torch.randn(size, block, generator=generator, dtype=torch.float64).to(warm)
         else:
             start[:, : warm.shape[1]] = warm
-    # Too small a basis can hold a Ritz pair with a tiny residual that is not yet the extreme one; a
-    # warm start (last step's eigenvectors) already spans the likely extremes, so it needs fewer.
-    min_basis = min(size, wanted + (20 if warm_start is None else 10))
+    # Too small a basis can hold a Ritz pair with a tiny residual that is not yet the extreme one. That
+    # happens in the dense cluster near 0 (the smallest end), hardly among the few large outliers; a warm
+    # start (last step's eigenvectors) already spans the likely extremes.
+    margin = 20 if which != "largest" else 5
+    min_basis = min(size, wanted + (margin if warm_start is None else margin // 2))
     # Preallocated basis, image and projection: growing them by concatenation would copy O(m²P).
     capacity = max_basis + block
     Q = torch.empty(size, capacity, dtype=dtype, device=device)
