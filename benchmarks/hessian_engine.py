@@ -186,8 +186,12 @@ def quantity_rows(problem, ref, args, clock: HvpClock) -> list[list]:
 
     top_fn = lambda: hessian_eigenvalues(problem.model, LOSS, data, k=10, which="largest", method="lanczos",  # noqa: E731
                                          tol=args.tol)
-    add("top-10", f"lanczos tol={args.tol:g}", top_fn, eig_eval("top"))
-    if not (huge or args.no_bottom):
+    wanted = set(args.quantities.split(","))
+    if args.quick and problem.params > 1000:
+        wanted &= {"top", "trace"}  # quick: the long ones (bottom-10, densities) only on S
+    if "top" in wanted:
+        add("top-10", f"lanczos tol={args.tol:g}", top_fn, eig_eval("top"))
+    if not (huge or args.no_bottom) and "bottom" in wanted:
         bottom_fn = lambda: hessian_eigenvalues(problem.model, LOSS, data, k=10, which="smallest",  # noqa: E731
                                                 method="lanczos", tol=args.tol)
         add("bottom-10", f"lanczos tol={args.tol:g}", bottom_fn, eig_eval("bottom"), repeats=1 if big else reps,
@@ -198,8 +202,9 @@ def quantity_rows(problem, ref, args, clock: HvpClock) -> list[list]:
         note = "exact" if result.standard_error == 0 else f"±{result.standard_error:.2g} (1 s.e.)"
         return result.num_hvp, fmt_e(err), f"{result.method}; {note}"
 
-    add("trace", "auto", lambda: hessian_trace(problem.model, LOSS, data), trace_eval)
-    if not huge:
+    if "trace" in wanted:
+        add("trace", "auto", lambda: hessian_trace(problem.model, LOSS, data), trace_eval)
+    if not huge and "trace" in wanted:
         add("trace", "hutchpp, 99 HVPs", lambda: hessian_trace(problem.model, LOSS, data, method="hutchpp"),
             trace_eval)
 
@@ -209,7 +214,7 @@ def quantity_rows(problem, ref, args, clock: HvpClock) -> list[list]:
             return result.num_hvp, fmt_e(w1), f"{result.method}; error = W1/(λmax−λmin)"
         return result.num_hvp, "—", f"{result.method}; no full spectrum to compare with"
 
-    if not huge:
+    if not huge and "density" in wanted:
         add("density", "slq 3×80", lambda: spectral_density(problem.model, LOSS, data, method="slq"), density_eval)
         if ref.get("dense"):
             add("density", "dense", lambda: spectral_density(problem.model, LOSS, data, method="dense"),
@@ -369,7 +374,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=None, help="repeats for S/M timings (default 5; quick 3)")
     parser.add_argument("--tol", type=float, default=1e-6)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--output", default=None, help="file name under benchmarks/results/ (default "
+                        "hessian_engine.md; quick: hessian_engine_quick.md)")
     parser.add_argument("--no-bottom", action="store_true", help="skip bottom-10 (it is the long one on L)")
+    parser.add_argument("--quantities", default="top,bottom,trace,density",
+                        help="which of top,bottom,trace,density to time (default all)")
     parser.add_argument("--no-sweeps", action="store_true")
     parser.add_argument("--sweeps-only", action="store_true")
     parser.add_argument("--block-sizes", default="1,2,4,8")
@@ -442,8 +451,7 @@ def main() -> None:
         block_sweep(cases, blocks, reps=3 if args.quick else 5, tol=args.tol, skip_bottom_above=20_000)
 
     RESULTS.mkdir(parents=True, exist_ok=True)
-    suffix = "_quick" if args.quick else ""
-    path = RESULTS / f"hessian_engine{suffix}.md"
+    path = RESULTS / (args.output or ("hessian_engine_quick.md" if args.quick else "hessian_engine.md"))
     path.write_text("\n".join(OUT) + "\n")
     print(f"(written to {path})")
 

@@ -33,7 +33,7 @@ def medium_net():
     return operator, truth
 
 
-def _check(spectrum, truth, which, k, relative):
+def _assert_matches(spectrum, truth, which, k, relative):
     expected = {"smallest": truth[:k], "largest": truth[-k:], "both": torch.cat([truth[:k], truth[-k:]])}[which]
     scale = truth.abs().max()
     error = (spectrum.eigenvalues - expected).abs()
@@ -47,7 +47,7 @@ def _check(spectrum, truth, which, k, relative):
 def test_lanczos_matches_dense_on_200_parameters(small_net, which):
     model, data, truth = small_net
     spectrum = hessian_eigenvalues(model, nn.MSELoss(), data, k=5, which=which, method="lanczos", tol=1e-10)
-    _check(spectrum, truth, which, 5, 1e-8)
+    _assert_matches(spectrum, truth, which, 5, 1e-8)
 
 
 @pytest.mark.parametrize("which, block_size", [("largest", 4), ("both", 1)])
@@ -56,13 +56,13 @@ def test_lanczos_matches_dense_on_3000_parameters(medium_net, which, block_size)
     assert 2900 < operator.shape[0] < 3100
     # Residual bounds ≤ 1e-8·max|θ| imply eigenvalue errors ≤ 1e-8 of the spectral scale.
     spectrum = hessian_eigenvalues(operator, k=5, which=which, method="lanczos", tol=1e-8, block_size=block_size)
-    _check(spectrum, truth, which, 5, 1e-8)
+    _assert_matches(spectrum, truth, which, 5, 1e-8)
 
 
 def test_dense_returns_the_requested_ends_with_bounds(small_net):
     model, data, truth = small_net
     spectrum = hessian_eigenvalues(model, nn.MSELoss(), data, k=4, which="both", method="dense", return_eigenvectors=True)
-    _check(spectrum, truth, "both", 4, 1e-12)
+    _assert_matches(spectrum, truth, "both", 4, 1e-12)
     vectors = spectrum.eigenvectors
     torch.testing.assert_close(vectors.T @ vectors, torch.eye(8, dtype=torch.float64), rtol=0, atol=1e-12)
     auto = hessian_eigenvalues(model, nn.MSELoss(), data, k=4)
