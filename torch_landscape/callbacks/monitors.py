@@ -29,7 +29,7 @@ from ..probe import (
     check_quantities, is_shallow,
 )
 from ..shallow import find_shallow
-from .tensorboard import write_figures, write_setup, write_snapshot
+from .tensorboard import finite, write_figures, write_setup, write_snapshot
 
 __all__ = ["ConvexityMonitor", "HessianMonitor", "LandscapeMonitor", "RedundancyMonitor"]
 
@@ -408,8 +408,7 @@ class LandscapeMonitor(Callback):
         scalars = snapshot.scalars()
         elapsed = max(time.perf_counter() - self._started, 1e-9)
         scalars["landscape/monitor/overhead"] = (self._spent + snapshot.seconds) / elapsed
-        # A NaN (e.g. the PL ratio at L = L*) would be drawn as a marker that looks like data: leave it out.
-        scalars = {tag: value for tag, value in scalars.items() if math.isfinite(value)}
+        scalars = finite(scalars)
         for logger in trainer.loggers:
             logger.log_metrics(scalars, step=step)
         trainer.callback_metrics.update({tag: torch.tensor(value) for tag, value in scalars.items()})

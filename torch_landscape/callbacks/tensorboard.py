@@ -8,7 +8,6 @@ is one) and imports neither Lightning nor matplotlib, so the plain-loop API work
 from __future__ import annotations
 
 import math
-
 import re
 import weakref
 from collections.abc import Callable, Iterable, Sequence
@@ -108,11 +107,16 @@ def write_setup(writer: Any, quantities: Iterable[str], describe: Callable[[], s
     return True
 
 
+def finite(scalars: dict[str, float]) -> dict[str, float]:
+    """The scalars worth logging: a NaN (e.g. the PL ratio at L = L*) would be drawn as a marker that looks
+    like data."""
+    return {tag: value for tag, value in scalars.items() if math.isfinite(value)}
+
+
 def write_scalars(writer: Any, scalars: dict[str, float], step: int) -> None:
-    """``add_scalar`` for every tag with a finite value (TensorBoard draws NaN as a marker that looks like data)."""
-    for tag, value in scalars.items():
-        if math.isfinite(value):
-            writer.add_scalar(tag, value, step)
+    """``add_scalar`` for every tag with a finite value."""
+    for tag, value in finite(scalars).items():
+        writer.add_scalar(tag, value, step)
 
 
 def write_spectrum_histogram(writer: Any, snapshot: "LandscapeSnapshot") -> None:
