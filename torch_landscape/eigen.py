@@ -200,7 +200,7 @@ def lanczos_spectrum(
     next_check = 0
     while True:
         complete = m >= size
-        if used >= next_check or complete or used >= max_hvp:
+        if (used >= next_check and m >= min_basis) or complete or used >= max_hvp:
             # Rayleigh–Ritz costs O(m³); doing it after every ~5% more products keeps it negligible.
             next_check = used + max(1, used // 20)
             theta, S = torch.linalg.eigh((T[:m, :m] + T[:m, :m].T) / 2)
