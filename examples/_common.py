@@ -18,8 +18,8 @@ from torch import nn
 DEFAULT_RUNS = Path("runs")
 
 
-def parse_quick(description: str) -> bool:
-    """``--quick`` on the command line: the reduced smoke-test run."""
+def parse_quick(description: str) -> tuple[bool, str | None]:
+    """``--quick`` and ``--logdir`` from the command line (quick: the reduced smoke-test run)."""
     import argparse
 
     parser = argparse.ArgumentParser(description=description)
@@ -107,7 +107,9 @@ class Report:
         sys.stdout.flush()
         return bool(agrees)
 
-    def finish(self, logdir: str | os.PathLike | None = None, note: str | None = None) -> dict:
+    def finish(self, logdir: str | os.PathLike | None = None, note: str | None = None,
+               results: dict | None = None) -> dict:
+        """Print the tally and return it, merged with the example's own ``results``."""
         agreed = sum(ok for _, ok in self.checks)
         print(f"\n{agreed}/{len(self.checks)} expectations agree with the library's numbers "
               f"({time.perf_counter() - self.start:.1f} s).")
@@ -115,7 +117,8 @@ class Report:
             print(note)
         if logdir is not None:
             print(f"TensorBoard: tensorboard --logdir {logdir}")
-        return {"checks": {text: ok for text, ok in self.checks}, "agreed": agreed, "total": len(self.checks)}
+        return {"checks": {text: ok for text, ok in self.checks}, "agreed": agreed, "total": len(self.checks),
+                **(results or {})}
 
 
 def fmt(value: float, digits: int = 3) -> str:

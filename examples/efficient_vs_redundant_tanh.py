@@ -98,9 +98,7 @@ def main(quick: bool = False, logdir: str | Path = "runs") -> dict:
                              "suggests an efficient, nondegenerate minimum is typical [unsure]",
                              (not redundant) or cp.nullity >= 1,
                              f"{cp.kind}, effective width {red.effective_width}/{width}, nullity {cp.nullity}")
-    out = report.finish(Path(logdir) / NAME)
-    out.update(results)
-    return out
+    return report.finish(Path(logdir) / NAME, results=results)
 
 
 if __name__ == "__main__":

@@ -105,9 +105,7 @@ def main(quick: bool = False, logdir: str | Path = "runs") -> dict:
                  "does not reach the gradient threshold in this budget)",
                  low["kind"] in ("degenerate", "not_critical") and low["index"] == 0,
                  f"{low['kind']}, index {low['index']}, nullity {low['nullity']}, quotient nullity {low['quotient_nullity']}")
-    out = report.finish(Path(logdir) / NAME)
-    out.update(results)
-    return out
+    return report.finish(Path(logdir) / NAME, results=results)
 
 
 if __name__ == "__main__":

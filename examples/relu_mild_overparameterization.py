@@ -117,13 +117,11 @@ def main(quick: bool = False, logdir: str | Path = "runs") -> dict:
                          bool((med > 0).all()) and bool((profile.frac_bad > 0).any()),
                          f"medians {[f'{v:.2e}' for v in med.tolist()]}, frac_bad {[f'{v:.0%}' for v in profile.frac_bad.tolist()]}")
         results[f"width{width}"] = entry
-    out = report.finish(Path(logdir) / NAME,
-                        note="Note: a finite sample, not the population loss. Within one ReLU activation pattern two "
-                             "students sharing a teacher neuron are exactly flat in their difference, so the cubic "
-                             "growth (and the t⁻³ rate) is the population picture; with n samples it holds until the "
-                             "students' angle falls below the data's angular resolution.")
-    out.update(results)
-    return out
+    return report.finish(Path(logdir) / NAME, results=results,
+                         note="Note: a finite sample, not the population loss. Within one ReLU activation pattern two "
+                              "students sharing a teacher neuron are exactly flat in their difference, so the cubic "
+                              "growth (and the t⁻³ rate) is the population picture; with n samples it holds until the "
+                              "students' angle falls below the data's angular resolution.")
 
 
 if __name__ == "__main__":

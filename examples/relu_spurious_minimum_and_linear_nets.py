@@ -153,9 +153,7 @@ def main(quick: bool = False, logdir: str | Path = "runs") -> dict:
                     "Zhou & Liang, ICLR 2018, arXiv:1710.11205; Cheridito–Jentzen–Rossmannek (2022); theory.md §6 E5, E8, T2")
     results = dead_neuron_trap(report, logdir, quick)
     results.update(linear_nets(report, logdir, quick))
-    out = report.finish(Path(logdir) / NAME)
-    out.update(results)
-    return out
+    return report.finish(Path(logdir) / NAME, results=results)
 
 
 if __name__ == "__main__":
