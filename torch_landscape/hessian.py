@@ -66,6 +66,7 @@ class HessianOperator:
         self.num_hvp = 0
         self._products: Callable[[Tensor], Tensor] | None = None
         self._loss_and_gradient: tuple[Tensor, Tensor] | None = None
+        self._dense: Tensor | None = None
 
     @property
     def loss(self) -> Tensor:
@@ -121,11 +122,14 @@ class HessianOperator:
         return self.matvec(other) if other.ndim == 1 else self.matmat(other)
 
     def to_dense(self, chunk_size: int = 256) -> Tensor:
-        """The full P×P Hessian, symmetrised; raises MemoryError (naming the size) if it cannot fit.
+        """The full P×P Hessian, symmetrised and cached (do not modify it); raises MemoryError (naming the
+        size) if it cannot fit.
 
         One-hidden-layer networks are assembled from their structure (:mod:`torch_landscape.shallow`),
         which costs far less than P Hessian-vector products; any other model column block by block.
         """
+        if self._dense is not None:  # θ is fixed: spectrum, density and trace share one assembly
+            return self._dense
         size = self.shape[0]
         needed = 3 * size * size * torch.empty((), dtype=self.dtype).element_size()
         if needed > _available_memory(self.device):
@@ -141,7 +145,8 @@ class HessianOperator:
             for start in range(0, size, chunk_size):
                 dense[:, start : start + chunk_size] = self.matmat(eye[:, start : start + chunk_size])
         check_finite(dense, "the dense Hessian")
-        return (dense + dense.T) / 2
+        self._dense = (dense + dense.T) / 2
+        return self._dense
 
     def to_scipy(self) -> Any:
         """A ``scipy.sparse.linalg.LinearOperator`` (float64 NumPy in and out) wrapping this operator."""
