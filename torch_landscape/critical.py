@@ -159,7 +159,7 @@ class _QuotientOperator:
 
 
 def classify_critical_point(
-    model: nn.Module | Objective,
+    model: nn.Module | Objective | HessianOperator,
     loss_fn: LossFunction | None = None,
     data: Data | None = None,
     *,
@@ -198,8 +198,9 @@ def classify_critical_point(
     Parameters
     ----------
     model, loss_fn, data, params, dtype
-        The objective (see :class:`~torch_landscape.objective.Objective`); an ``Objective`` may be passed
-        as ``model``. Float64 by default, on a copy.
+        The objective (see :class:`~torch_landscape.objective.Objective`); an ``Objective`` or a
+        ``HessianOperator`` (whose cached Hessian and eigendecomposition are then reused) may be passed as
+        ``model``. Float64 by default, on a copy.
     method
         "dense" (all eigenvalues, exact), "lanczos" (the k smallest and largest of H and of H_q: index
         and nullities are then counts among those, and a count equal to k is a lower bound), or "auto"
@@ -219,8 +220,11 @@ def classify_critical_point(
         ``max_probes`` null directions of H_q (chosen with a private generator seeded by ``seed``), each
         four warm-started L-BFGS solves; they are evidence, not proof.
     """
-    objective = as_objective(model, loss_fn, data, params=params, dtype=dtype)
-    operator = HessianOperator(objective)
+    if isinstance(model, HessianOperator):  # reuse its loss, gradient, dense matrix and decomposition
+        operator, objective = model, model.objective
+    else:
+        objective = as_objective(model, loss_fn, data, params=params, dtype=dtype)
+        operator = HessianOperator(objective)
     theta = objective.theta
     size = objective.num_parameters
     double = objective.dtype == torch.float64
@@ -238,7 +242,7 @@ def classify_critical_point(
 
     if dense:
         hessian = operator.to_dense()
-        eigenvalues, eigenvectors = torch.linalg.eigh(hessian)
+        eigenvalues, eigenvectors = operator.eigh()
         quotient_values, quotient_vectors = torch.linalg.eigh(basis.compress(hessian))
         image = hessian @ vectors
         converged = True

@@ -91,7 +91,7 @@ def dense_spectrum(operator: HessianOperator, k: int | None = None, which: Which
     """Exact eigenvalues from the assembled Hessian (``torch.linalg.eigh``); all of them when k is None."""
     before = operator.num_hvp
     dense = operator.to_dense()
-    values, vectors = torch.linalg.eigh(dense)
+    values, vectors = operator.eigh()
     index = _select(len(values), k if k is not None else len(values), which).to(values.device)
     values, vectors = values[index], vectors[:, index]
     residuals = torch.linalg.vector_norm(dense @ vectors - vectors * values, dim=0)

@@ -186,7 +186,7 @@ def spectral_density(
     size = operator.shape[0]
     before = operator.num_hvp
     if method == "dense" or (method == "auto" and size <= dense_threshold):
-        nodes = torch.linalg.eigvalsh(operator.to_dense()).detach().cpu().double()
+        nodes = operator.eigh()[0].detach().cpu().double()
         weights = torch.full_like(nodes, 1.0 / size)
         grid, density, sigma = _smooth(nodes, weights, num_points, bandwidth)
         return SpectralDensity(nodes, weights, grid, density, sigma, "dense", operator.num_hvp - before)

@@ -67,6 +67,7 @@ class HessianOperator:
         self._products: Callable[[Tensor], Tensor] | None = None
         self._loss_and_gradient: tuple[Tensor, Tensor] | None = None
         self._dense: Tensor | None = None
+        self._eigh: tuple[Tensor, Tensor] | None = None
 
     @property
     def loss(self) -> Tensor:
@@ -147,6 +148,14 @@ class HessianOperator:
         check_finite(dense, "the dense Hessian")
         self._dense = (dense + dense.T) / 2
         return self._dense
+
+    def eigh(self) -> tuple[Tensor, Tensor]:
+        """All eigenvalues (ascending) and eigenvectors of :meth:`to_dense`, computed once and cached (do not
+        modify them): the spectrum, the density and the critical-point test of one θ share one
+        decomposition."""
+        if self._eigh is None:
+            self._eigh = torch.linalg.eigh(self.to_dense())
+        return self._eigh
 
     def to_scipy(self) -> Any:
         """A ``scipy.sparse.linalg.LinearOperator`` (float64 NumPy in and out) wrapping this operator."""

@@ -556,7 +556,7 @@ class LandscapeProbe:
         return {"density": spectral_density(point.operator)}
 
     def _compute_critical(self, point: _Point) -> dict[str, Any]:
-        return {"critical": classify_critical_point(point.objective, method=self.method, k=self.k, learning_rate=point.learning_rate)}
+        return {"critical": classify_critical_point(point.operator, method=self.method, k=self.k, learning_rate=point.learning_rate)}
 
     def _compute_redundancy(self, point: _Point) -> dict[str, Any]:
         return {"redundancy": neuron_redundancy(self.model, self._inputs)}
