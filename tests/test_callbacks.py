@@ -5,6 +5,7 @@ import copy
 import csv
 import random
 import types
+import warnings
 
 import numpy as np
 import pytest
@@ -92,7 +93,11 @@ def test_logged_values_are_the_core_values_at_the_same_parameters(tmp_path):
     logged = events(trainer.logger.log_dir)
     loss_steps = sorted(scalars(logged, "landscape/probe/loss"))
     assert loss_steps == [0, 4, 8, 12, 16]
-    assert sorted(scalars(logged, "landscape/hessian/lambda_max")) == [0, 8, 16]  # every 2nd, and the last
+    # The curvature at every evaluation (P = 21: the light spectrum is dense and exact), the rest at every
+    # 2nd and the last.
+    assert sorted(scalars(logged, "landscape/hessian/lambda_max")) == loss_steps
+    assert sorted(scalars(logged, "landscape/hessian/lambda_min")) == loss_steps
+    assert sorted(scalars(logged, "landscape/hessian/morse_index")) == [0, 8, 16]
 
     tracker = PLTracker(0.0, learning_rate=0.1)
     for step in loss_steps:
@@ -105,15 +110,17 @@ def test_logged_values_are_the_core_values_at_the_same_parameters(tmp_path):
             "landscape/convexity/pl_ratio": tracker.update(step, float(loss), float(gradient @ gradient)).mu,
             "landscape/convexity/one_point": one_point_convexity(student, nn.MSELoss(), probe, teacher).value,
         }
+        spectrum = hessian_eigenvalues(student, nn.MSELoss(), probe, k=3, dtype=torch.float64)
+        expected.update({
+            "landscape/hessian/lambda_max": spectrum.lambda_max,
+            "landscape/hessian/lambda_min": spectrum.lambda_min,
+            "landscape/hessian/eos_ratio": spectrum.lambda_max * 0.1 / 2,
+            "landscape/hessian/trace": hessian_trace(student, nn.MSELoss(), probe, dtype=torch.float64).value,
+        })
         if step % 8 == 0:
-            spectrum = hessian_eigenvalues(student, nn.MSELoss(), probe, k=3, dtype=torch.float64)
             critical = classify_critical_point(student, nn.MSELoss(), probe, k=3)
             redundancy = neuron_redundancy(student, [probe])
             expected.update({
-                "landscape/hessian/lambda_max": spectrum.lambda_max,
-                "landscape/hessian/lambda_min": spectrum.lambda_min,
-                "landscape/hessian/eos_ratio": spectrum.lambda_max * 0.1 / 2,
-                "landscape/hessian/trace": hessian_trace(student, nn.MSELoss(), probe, dtype=torch.float64).value,
                 "landscape/hessian/morse_index": critical.morse_index,
                 "landscape/hessian/nullity": critical.nullity,
                 "landscape/redundancy/effective_width": redundancy.effective_width,
@@ -245,7 +252,6 @@ def test_a_specialised_monitor_refuses_the_others_quantities():
 @pytest.mark.parametrize(
     "case, message",
     [
-        ("no logger", "Cannot use `LandscapeMonitor` callback with `Trainer\\(logger=False\\)`"),
         ("figures without tensorboard", "needs a TensorBoardLogger"),
         ("no loss", "needs the training loss. Pass LandscapeMonitor\\(loss_fn=nn.MSELoss\\(\\)\\)"),
         ("no forward", "defines no forward"),
@@ -259,9 +265,7 @@ def test_bad_configuration_fails_before_training_with_the_fix(tmp_path, case, me
     teacher, x, y = teacher_and_data(32)
     module, options, logger = Student(), {}, CSVLogger(tmp_path)
     data = DataLoader(TensorDataset(x, y), batch_size=16)
-    if case == "no logger":
-        logger = False
-    elif case == "figures without tensorboard":
+    if case == "figures without tensorboard":
         options = dict(figures=True)
     elif case == "no loss":
         module = NoLoss()
@@ -281,6 +285,16 @@ def test_bad_configuration_fails_before_training_with_the_fix(tmp_path, case, me
     assert trainer.global_step == 0
 
 
+def test_without_a_logger_the_snapshots_stay_on_the_monitor(tmp_path):
+    _, x, y = teacher_and_data(64)
+    monitor = HessianMonitor(every_n_steps=2, full_every=2, probe_data=(x, y))
+    trainer = pl.Trainer(max_steps=4, logger=False, callbacks=[monitor], **TRAINER)
+    trainer.fit(Student(), DataLoader(TensorDataset(x, y), batch_size=16))
+    assert [(s.step, s.full) for s in monitor.history] == [(0, True), (2, False), (4, True)]
+    assert monitor.history[-1] is monitor.last_snapshot and monitor.last_snapshot.critical is not None
+    assert all(s.spectrum is not None for s in monitor.history)
+
+
 def test_scalars_reach_a_csv_logger_without_tensorboard(tmp_path):
     _, x, y = teacher_and_data(64)
     monitor = HessianMonitor(every_n_steps=2, full_every=2, probe_data=(x, y))
@@ -288,7 +302,7 @@ def test_scalars_reach_a_csv_logger_without_tensorboard(tmp_path):
     trainer.fit(Student(), DataLoader(TensorDataset(x, y), batch_size=16))
     with open(trainer.logger.experiment.metrics_file_path) as handle:
         rows = [row for row in csv.DictReader(handle) if row.get("landscape/hessian/lambda_max")]
-    assert [int(row["step"]) for row in rows] == [0, 4]
+    assert [int(row["step"]) for row in rows] == [0, 2, 4]
     assert float(rows[-1]["landscape/hessian/lambda_max"]) == monitor.last_snapshot.spectrum.lambda_max
     assert float(rows[-1]["landscape/hessian/morse_index"]) == monitor.last_snapshot.critical.morse_index
     assert "landscape/hessian/lambda_max" in trainer.callback_metrics
@@ -364,9 +378,10 @@ def test_a_failing_diagnostic_is_warned_about_once_and_training_goes_on(tmp_path
         trainer.fit(Student(), DataLoader(TensorDataset(x, y), batch_size=16))
 
 
-def _simulate(monkeypatch, monitor, steps):
-    """Drive ``monitor`` through ``steps`` training steps of 10 ms with light snapshots of 20 ms and full
-    ones of 1 s on a simulated clock; returns the steps of its light and full evaluations."""
+def _simulate(monkeypatch, monitor, steps, step_seconds=0.01, light=0.02, full=1.0, known_length=True):
+    """Drive ``monitor`` through ``steps`` training steps of ``step_seconds`` with light snapshots of
+    ``light`` seconds and full ones of ``full`` on a simulated clock, from the initial evaluation to the
+    closing one; returns the steps of its light and full evaluations and its final share of the time."""
     clock = [0.0]
     monkeypatch.setattr(monitors, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
 
@@ -374,33 +389,52 @@ def _simulate(monkeypatch, monitor, steps):
         trajectory = []
 
         def snapshot(self, step, full, quantities, learning_rate):
-            seconds = 1.0 if full else 0.02
+            seconds = full_cost if full else light
             clock[0] += seconds
-            return LandscapeSnapshot(step, 1, 0.0, 0.0, seconds)
+            return LandscapeSnapshot(step, 1, 0.0, 0.0, seconds, full=full)
 
-    monitor.probe, monitor._started, monitor.quantities = Probe(), 0.0, ("pl", "spectrum")
+    full_cost = full
+    monitor.probe, monitor._started, monitor.quantities = Probe(), 0.0, ("pl", "spectrum", "critical")
+    monitor._horizon = steps if known_length else None
     trainer = types.SimpleNamespace(global_step=0, is_global_zero=True, loggers=[], callback_metrics={}, optimizers=[],
                                     callbacks=[monitor])
-    full_steps, light_steps = [], []
+    monitor._evaluate(trainer, full=True)  # the initial evaluation
     for step in range(1, steps + 1):
-        clock[0] += 0.01
+        clock[0] += step_seconds
         trainer.global_step = step
-        before = monitor._last_full_step, monitor._last_step
         monitor.on_train_batch_end(trainer, None, None, None, 0)
-        if monitor._last_full_step != before[0]:
-            full_steps.append(step)
-        elif monitor._last_step != before[1]:
-            light_steps.append(step)
-    return light_steps, full_steps
+    monitor.on_train_end(trainer, None)
+    full_steps = [s.step for s in monitor.history if s.full]
+    light_steps = [s.step for s in monitor.history if not s.full]
+    return light_steps, full_steps, monitor._budget.share(monitor._training_time())
 
 
-def test_automatic_schedule_keeps_each_tier_within_its_share(monkeypatch):
-    light_steps, full_steps = _simulate(monkeypatch, LandscapeMonitor(max_overhead=0.05), 20000)  # 200 s of training
-    # Light: one per 0.02 / 0.0125 = 1.6 s of training; full: the first after its prior 100 x 0.02 s has been
-    # earned at 3/4 of 5% (53 s), then one per 1 / 0.0375 = 26.7 s.
-    assert full_steps == [5334, 8001, 10668, 13335, 16002, 18669]
-    assert 115 <= len(light_steps) <= 125
-    assert all(b - a >= 160 for a, b in zip(light_steps, light_steps[1:]))
+def test_automatic_schedule_spends_its_share_evenly_and_keeps_the_closing_evaluation(monkeypatch):
+    light_steps, full_steps, share = _simulate(monkeypatch, LandscapeMonitor(max_overhead=0.05), 20000)  # 200 s
+    # 5% of the wall time is 10.5 s: 1 s reserved for the closing full evaluation, the rest shared equally
+    # (the initial full evaluation counts against the full share): ~240 light evaluations of 0.02 s, and
+    # ~3 more full ones of 1 s. Whole evaluations leave a little of the budget unspent.
+    assert 0.045 <= share <= 0.0505
+    assert full_steps[0] == 0 and full_steps[-1] == 20000 and 4 <= len(full_steps) <= 7
+    assert 190 <= len(light_steps) <= 240
+    gaps = np.diff(light_steps)
+    assert gaps.max() <= 2.5 * gaps.mean()  # paced over the run, not spent in a burst
+    assert np.diff(full_steps).min() >= 2000
+
+
+def test_a_short_run_still_draws_curves(monkeypatch):
+    """A 320-step run of 2 ms steps trains for 0.64 s, 5% of which pays for almost nothing; the floor of
+    MIN_SECONDS over the run gives the curves their points."""
+    light_steps, full_steps, _ = _simulate(monkeypatch, LandscapeMonitor(), 320, step_seconds=0.002, light=0.004,
+                                           full=0.03)
+    assert len(light_steps) + len(full_steps) >= 20 and len(full_steps) >= 3
+    assert full_steps[-1] == 320
+
+
+def test_an_unknown_length_paces_by_time_alone(monkeypatch):
+    light_steps, full_steps, share = _simulate(monkeypatch, LandscapeMonitor(max_overhead=0.1), 5000,
+                                               known_length=False)
+    assert share <= 0.1 + 0.01 and full_steps[-1] == 5000 and len(light_steps) >= 20
 
 
 class Pairs(torch.utils.data.Dataset):
@@ -434,20 +468,35 @@ def test_loss_callable_for_other_batch_structures_on_an_epoch_schedule(tmp_path)
     torch.testing.assert_close(monitor.last_snapshot.spectrum.eigenvalues, expected.eigenvalues, rtol=1e-12, atol=1e-12)
 
 
-def test_the_end_of_training_completes_a_light_last_step_without_repeating_it(tmp_path):
+def test_the_end_of_training_completes_a_light_last_step_without_repeating_it(tmp_path, monkeypatch):
+    """When Lightning cannot say where training ends (e.g. a stream), the last step may get a light
+    evaluation before the closing full one; the closing one adds to it without feeding the trackers twice
+    or logging a value twice."""
+    monkeypatch.setattr(monitors, "_horizon", lambda trainer: None)
     teacher, x, y = teacher_and_data(64)
-    monitor = LandscapeMonitor(every_n_steps=2, full_every=3, quantities=["pl", "spectrum"], probe_data=(x, y))
+    monitor = LandscapeMonitor(every_n_steps=2, full_every=3, quantities=["pl", "spectrum", "critical"],
+                               probe_data=(x, y))
     trainer = pl.Trainer(max_steps=4, logger=TensorBoardLogger(tmp_path), callbacks=[monitor], **TRAINER)
     trainer.fit(Student(), DataLoader(TensorDataset(x, y), batch_size=16))
     logged = events(trainer.logger.log_dir)
     # The tracker saw step 4 once; step 0 has no L̂* yet, so its PL ratio is NaN and not logged.
     assert [e.step for e in logged.Scalars("landscape/convexity/pl_ratio")] == [2, 4]
-    assert [e.step for e in logged.Scalars("landscape/hessian/lambda_max")] == [0, 4]
+    assert [e.step for e in logged.Scalars("landscape/hessian/lambda_max")] == [0, 2, 4]
+    assert [e.step for e in logged.Scalars("landscape/hessian/morse_index")] == [0, 4]
     final = monitor.last_snapshot
-    assert final.step == 4 and final.pl is not None and final.spectrum is not None and final.pl.step == 4
+    assert final.step == 4 and final.full and final.critical is not None and final.pl.step == 4
+    assert [s.step for s in monitor.history] == [0, 2, 4]
 
 
 def test_a_costly_explicit_schedule_is_warned_about_once(monkeypatch):
     with pytest.warns(UserWarning, match="LandscapeMonitor has spent .* of the training time") as caught:
-        light_steps, full_steps = _simulate(monkeypatch, LandscapeMonitor(every_n_steps=10, full_every=5), 500)
-    assert len(caught) == 1 and len(light_steps) + len(full_steps) == 50 and full_steps[:2] == [10, 60]
+        light_steps, full_steps, share = _simulate(monkeypatch, LandscapeMonitor(every_n_steps=10, full_every=5), 500)
+    assert len(caught) == 1 and "Light evaluations every" in str(caught[0].message)
+    assert len(light_steps) + len(full_steps) == 51 and full_steps[:3] == [0, 50, 100] and full_steps[-1] == 500
+    assert share > 0.25
+
+
+def test_the_automatic_schedule_never_warns_about_its_cost(monkeypatch):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _simulate(monkeypatch, LandscapeMonitor(), 500, step_seconds=0.001, light=0.05, full=2.0)

@@ -12,7 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
-from helpers import regression_data, shallow, train
+from helpers import dense_truth, regression_data, shallow, train
 from torch_landscape import Objective, hessian_eigenvalues, hessian_trace, spectral_density
 from torch_landscape.callbacks.tensorboard import custom_scalars_layout
 from torch_landscape.convexity import PLTracker, one_point_convexity
@@ -119,12 +119,64 @@ def test_snapshot_changes_nothing_in_the_model_or_the_random_streams(setting):
     assert model.training and model[0].training and not model[1].training
 
 
-def test_light_snapshot_computes_no_full_quantity(setting):
+def test_light_snapshot_logs_curvature_but_no_full_quantity(setting):
+    """A light snapshot on the dense path (P = 26 <= LIGHT_DENSE_THRESHOLD) carries the exact extreme
+    eigenvalues and the closed-form trace; the dense float64 Hessian is the truth (to 1e-10·‖H‖: eigh
+    backward error on a 26 × 26 matrix is ~1e-15·‖H‖, the bound allows for it)."""
     model, teacher, data = setting
     snapshot = LandscapeProbe(model, LOSS, data, reference=teacher).snapshot(3, full=False)
-    assert snapshot.pl is not None and snapshot.one_point is not None
+    assert snapshot.pl is not None and snapshot.one_point is not None and not snapshot.full
     assert all(getattr(snapshot, q) is None for q in FULL_QUANTITIES)
-    assert not any(tag.startswith(("landscape/hessian", "landscape/redundancy")) for tag in snapshot.scalars())
+    truth = torch.linalg.eigvalsh(dense_truth(model, LOSS, data))
+    scale = float(truth.abs().max())
+    scalars = snapshot.scalars()
+    assert scalars["landscape/hessian/lambda_max"] == pytest.approx(float(truth[-1]), abs=1e-10 * scale)
+    assert scalars["landscape/hessian/lambda_min"] == pytest.approx(float(truth[0]), abs=1e-10 * scale)
+    assert scalars["landscape/hessian/trace"] == pytest.approx(float(truth.sum()), abs=1e-10 * scale)
+    assert scalars["landscape/hessian/converged"] == 1.0
+    assert not any(tag.startswith("landscape/redundancy") for tag in scalars)
+    assert "landscape/hessian/morse_index" not in scalars
+
+
+def test_light_lanczos_lambda_max_is_warm_started_and_bounded():
+    """Above LIGHT_DENSE_THRESHOLD a light snapshot solves for λ_max alone at ``light_tol``, warm-started
+    from the previous top eigenvector: along an SGD run every value lies within its reported bound of the
+    dense truth, and warm solves take few products (a cold one needs a minimum Krylov basis)."""
+    data = regression_data(128, 6)
+    model = train(shallow(6, 40, nn.Tanh()), data, steps=40)  # P = 321
+    probe = LandscapeProbe(model, LOSS, data, quantities=["spectrum", "trace"], light_tol=1e-3)
+    counts = []
+    for step in range(4):
+        snapshot = probe.snapshot(step, full=False)
+        assert snapshot.spectrum_ends == "largest" and snapshot.spectrum.method == "lanczos"
+        truth = torch.linalg.eigvalsh(dense_truth(model, LOSS, data))
+        scalars = snapshot.scalars()
+        error = abs(scalars["landscape/hessian/lambda_max"] - float(truth[-1]))
+        assert error <= scalars["landscape/hessian/lambda_max_error"]
+        assert scalars["landscape/hessian/lambda_max_error"] <= 2e-3 * float(truth[-1])  # light_tol, with margin
+        assert "landscape/hessian/lambda_min" not in scalars
+        assert scalars["landscape/hessian/trace"] == pytest.approx(float(truth.sum()), rel=1e-10)
+        counts.append(snapshot.num_hvp)
+        _sgd_step(model, data, lr=0.02)
+    assert max(counts[1:]) <= counts[0] and max(counts[1:]) <= 8
+    assert [math.isnan(low) for _, low, _ in probe.trajectory] == [True] * 4
+
+
+def test_full_snapshot_assembles_and_decomposes_the_hessian_once(setting, monkeypatch):
+    """Spectrum, trace, density and the critical-point test of one full snapshot share one assembly
+    and one P × P eigendecomposition."""
+    model, teacher, data = setting
+    import torch_landscape.hessian as hessian_module
+
+    assemblies, decompositions = [], []
+    assemble, decompose = hessian_module.structured_hessian, torch.linalg.eigh
+    size = sum(p.numel() for p in model.parameters())
+    monkeypatch.setattr(hessian_module, "structured_hessian", lambda o: assemblies.append(1) or assemble(o))
+    monkeypatch.setattr(torch.linalg, "eigh", lambda a, *r, **k: (
+        decompositions.append(1) if a.shape[-1] == size else None) or decompose(a, *r, **k))
+    snapshot = LandscapeProbe(model, LOSS, data, reference=teacher).snapshot(0)
+    assert snapshot.errors == ()
+    assert (len(assemblies), len(decompositions), snapshot.num_hvp) == (1, 1, 0)
 
 
 def test_failures_are_recorded_warned_once_and_raised_on_request(setting):

@@ -243,7 +243,10 @@ def classify_critical_point(
     if dense:
         hessian = operator.to_dense()
         eigenvalues, eigenvectors = operator.eigh()
-        quotient_values, quotient_vectors = torch.linalg.eigh(basis.compress(hessian))
+        # Without symmetries the quotient is H itself: share its decomposition.
+        quotient_values, quotient_vectors = (
+            torch.linalg.eigh(basis.compress(hessian)) if basis.rank else (eigenvalues, eigenvectors)
+        )
         image = hessian @ vectors
         converged = True
     else:

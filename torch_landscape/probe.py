@@ -32,13 +32,18 @@ import torch
 from torch import Tensor, nn
 
 from .convexity import OnePointConvexity, PLEstimate, PLTracker, one_point_convexity
-from .critical import CriticalPoint, classify_critical_point
-from .eigen import Spectrum, hessian_eigenvalues
+from .critical import DENSE_MAX_PARAMETERS, CriticalPoint, classify_critical_point
+from .eigen import DENSE_THRESHOLD, Spectrum, hessian_eigenvalues
 from .estimators import SpectralDensity, TraceEstimate, hessian_trace, spectral_density
 from .hessian import HessianOperator
 from .objective import Data, LossFunction, Objective, check_finite
 from .redundancy import RedundancyReport, neuron_redundancy
-from .shallow import find_shallow
+from .shallow import find_shallow, structured_diagonal
+
+#: The failures a diagnostic may survive with ``on_error="warn"``: non-finite values (FloatingPointError),
+#: solvers and linear algebra (RuntimeError, torch's LinAlgError), memory, and values outside a
+#: computation's domain (ValueError).
+NUMERICAL_FAILURES = (ArithmeticError, RuntimeError, ValueError, MemoryError, np.linalg.LinAlgError)
 
 #: What a probe can compute, and what each is.
 QUANTITIES: dict[str, str] = {
@@ -51,10 +56,18 @@ QUANTITIES: dict[str, str] = {
     "redundancy": "neuron redundancy of a one-hidden-layer network (rules, scores, verified merges)",
 }
 
-#: The quantities of a *full* snapshot only. On the demo-size network (benchmarks/monitor_overhead.py:
-#: P = 1153, 2048 probe samples, float64) a light snapshot (loss, gradient, PL, one-point) cost about 7
-#: Lightning training steps, neuron redundancy about 20, and a full snapshot about 1100.
-FULL_QUANTITIES = frozenset({"spectrum", "trace", "density", "critical", "redundancy"})
+#: The quantities of a *full* snapshot only. A light snapshot computes the others cheaply: the loss,
+#: gradient, PL and one-point values, λ_max warm-started at the light tolerance, and the trace where it is
+#: exact and cheap (see :meth:`LandscapeProbe.snapshot`).
+FULL_QUANTITIES = frozenset({"density", "critical", "redundancy"})
+
+#: Up to this many parameters a light snapshot assembles the Hessian and takes its whole spectrum (λ_min
+#: too, exactly): a symmetric eigendecomposition of 256 × 256 costs about as much as a few products.
+LIGHT_DENSE_THRESHOLD = 256
+
+#: The relative residual tolerance of λ_max at light snapshots (‖Hv − λv‖ ≤ tol·|λ|): three digits draw
+#: the sharpness curve, and a warm start from the previous eigenvector reaches them in a few products.
+LIGHT_TOL = 1e-3
 
 OnError = Literal["warn", "raise"]
 BatchLoss = Callable[[nn.Module, Any], Tensor]
@@ -91,12 +104,16 @@ class LandscapeSnapshot:
     ----------
     step : int
         The training step the snapshot belongs to.
+    full : bool
+        Whether this was a full snapshot (all quantities) or a light one.
     num_parameters : int
         P, the length of θ (0 if the objective could not be built).
     loss, grad_norm : float
         L(θ) and ‖∇L(θ)‖ on the probe data (NaN if they could not be computed).
     seconds : float
         Wall-clock time the snapshot took.
+    num_hvp : int
+        Hessian-vector products the snapshot used (one dense assembly of a one-hidden-layer network counts 0).
     learning_rate : float or None
         The learning rate given, for the edge-of-stability numbers.
     pl : PLEstimate or None
@@ -107,7 +124,10 @@ class LandscapeSnapshot:
     assignment_changes : int or None
         Neurons whose matched reference neuron changed since the previous one-point snapshot.
     spectrum : Spectrum or None
-        Extreme Hessian eigenvalues with error bounds (eigenvectors dropped).
+        Extreme Hessian eigenvalues with error bounds (eigenvectors dropped): both ends at full snapshots
+        and on the light dense path, λ_max alone (``spectrum_ends == "largest"``) otherwise.
+    spectrum_ends : str
+        "both" or "largest": which ends of the spectrum ``spectrum`` holds.
     trace : TraceEstimate or None
     density : SpectralDensity or None
     critical : CriticalPoint or None
@@ -121,12 +141,15 @@ class LandscapeSnapshot:
     loss: float
     grad_norm: float
     seconds: float
+    full: bool = True
+    num_hvp: int = 0
     learning_rate: Optional[float] = None
     pl: Optional[PLEstimate] = None
     one_point: Optional[OnePointConvexity] = None
     one_point_running_min: Optional[float] = None
     assignment_changes: Optional[int] = None
     spectrum: Optional[Spectrum] = None
+    spectrum_ends: str = "both"
     trace: Optional[TraceEstimate] = None
     density: Optional[SpectralDensity] = None
     critical: Optional[CriticalPoint] = None
@@ -167,16 +190,21 @@ class LandscapeSnapshot:
                 out[convexity + "assignment_changes"] = float(self.assignment_changes)
         if self.spectrum is not None:
             values, bounds = self.spectrum.eigenvalues, self.spectrum.error_bounds
-            lambda_min, lambda_max = float(values[0]), float(values[-1])
+            lambda_max = float(values[-1])
             out.update({
                 hessian + "lambda_max": lambda_max,
                 hessian + "lambda_max_error": float(bounds[-1]),
-                hessian + "lambda_min": lambda_min,
-                hessian + "lambda_min_error": float(bounds[0]),
-                # Only a smallest eigenvalue positive beyond its error bound makes H ≻ 0 certain.
-                hessian + "cond": lambda_max / lambda_min if lambda_min > float(bounds[0]) else math.nan,
-                hessian + "num_hvp": float(self.spectrum.num_hvp),
+                hessian + "converged": float(self.spectrum.converged),
+                hessian + "num_hvp": float(self.num_hvp),
             })
+            if self.spectrum_ends == "both":
+                lambda_min = float(values[0])
+                out.update({
+                    hessian + "lambda_min": lambda_min,
+                    hessian + "lambda_min_error": float(bounds[0]),
+                    # Only a smallest eigenvalue positive beyond its error bound makes H ≻ 0 certain.
+                    hessian + "cond": lambda_max / lambda_min if lambda_min > float(bounds[0]) else math.nan,
+                })
             if self.learning_rate:
                 out[hessian + "eos_threshold"] = 2.0 / self.learning_rate
                 out[hessian + "eos_ratio"] = lambda_max * self.learning_rate / 2.0
@@ -209,7 +237,8 @@ class LandscapeSnapshot:
 
     def report(self) -> str:
         """A Markdown report of the critical-point classification, redundancy findings and failures."""
-        lines = [f"**step {self.step}**: probe loss {self.loss:.6g}, |grad L| {self.grad_norm:.3g}"]
+        kind = "full" if self.full else "light"
+        lines = [f"**step {self.step}** ({kind}): probe loss {self.loss:.6g}, |grad L| {self.grad_norm:.3g}"]
         if self.spectrum is not None:
             lines.append(f"- {self.spectrum}")
         if self.trace is not None:
@@ -305,6 +334,7 @@ class _Point(NamedTuple):
     gradient: Tensor
     step: int
     learning_rate: Optional[float]
+    full: bool
 
 
 class LandscapeProbe:
@@ -333,8 +363,11 @@ class LandscapeProbe:
         L*, the infimum of the loss, if known (0 for a noiseless realisable teacher); estimated online
         otherwise (:class:`~torch_landscape.convexity.PLTracker`).
     k
-        Eigenvalues from each end of the spectrum (also for the classification on the Lanczos path, whose
-        index and nullity are then counts among these).
+        Eigenvalues from each end of the spectrum at full snapshots (also for the classification on the
+        Lanczos path, whose index and nullity are then counts among these).
+    light_tol
+        Relative residual tolerance of λ_max at light snapshots (default :data:`LIGHT_TOL`); full
+        snapshots solve both ends to the eigen-solver's default tolerance (1e-6).
     method
         Eigen-solver: "auto" (exact dense below ``eigen.DENSE_THRESHOLD`` parameters, else Lanczos),
         "dense" or "lanczos".
@@ -358,6 +391,7 @@ class LandscapeProbe:
         reference: nn.Module | Tensor | None = None,
         loss_star: float | None = None,
         k: int = 5,
+        light_tol: float = LIGHT_TOL,
         method: Literal["auto", "dense", "lanczos"] = "auto",
         params: Sequence[str] | None = None,
         dtype: torch.dtype = torch.float64,
@@ -375,13 +409,19 @@ class LandscapeProbe:
             raise ValueError(f"k must be a positive integer, got {k!r}.")
         if method not in ("auto", "dense", "lanczos"):
             raise ValueError(f"method must be 'auto', 'dense' or 'lanczos', got {method!r}.")
+        if isinstance(light_tol, bool) or not isinstance(light_tol, (int, float)) or not 0 < light_tol < 1:
+            raise ValueError(f"light_tol must be a relative tolerance in (0, 1), e.g. 1e-3; got {light_tol!r}.")
         parameters = list(model.parameters())
         if not parameters:
             raise ValueError("the model has no parameters; there is no landscape to probe.")
         self.model = model
+        #: P, the length of θ.
+        self.num_parameters = sum(
+            p.numel() for name, p in model.named_parameters() if (name in params if params is not None else p.requires_grad)
+        )
         self.quantities = self._applicable(quantities, model, reference)
         self.reference = reference
-        self.k, self.method, self.dtype, self._params = k, method, dtype, params
+        self.k, self.light_tol, self.method, self.dtype, self._params = k, float(light_tol), method, dtype, params
         self.on_error: OnError = on_error
         self._devices = sorted({p.device for p in parameters}, key=str)
         device = parameters[0].device
@@ -410,8 +450,9 @@ class LandscapeProbe:
         self._align = is_shallow(model)
         self._one_point_min = math.inf
         self._assignment: tuple[int, ...] | None = None
-        self._warm_start: Tensor | None = None
-        self._trajectory: list[tuple[int, list[float]]] = []
+        self._warm_start: Tensor | None = None  # for both ends: the sum of the last eigenvectors
+        self._warm_top: Tensor | None = None  # for λ_max alone: the last top eigenvector
+        self._trajectory: list[tuple[int, float, float]] = []
         self._warned: set[tuple[str, str]] = set()
 
     @staticmethod
@@ -457,8 +498,12 @@ class LandscapeProbe:
         step
             The training step, recorded in the snapshot and the running state.
         full
-            Include the expensive quantities (:data:`FULL_QUANTITIES`: Hessian and redundancy);
-            without them a snapshot costs a couple of gradients.
+            A full snapshot computes every quantity: both ends of the spectrum to full tolerance, trace,
+            density, critical point, redundancy. A light one skips :data:`FULL_QUANTITIES` and keeps
+            the curvature cheap: λ_max with its error bound, warm-started from the previous top
+            eigenvector at ``light_tol`` (a few Hessian-vector products), and the trace where it is exact
+            and cheap (closed form for one-hidden-layer networks). Up to
+            :data:`LIGHT_DENSE_THRESHOLD` parameters the light spectrum is dense and exact, with λ_min.
         quantities
             Compute only these of the probe's quantities (default: all of them).
         learning_rate
@@ -471,21 +516,24 @@ class LandscapeProbe:
         errors: list[str] = []
         results: dict[str, Any] = {}
         loss = grad_norm = math.nan
-        size = 0
+        size = num_hvp = 0
         with preserved_rng(self._devices), torch.inference_mode(False), torch.enable_grad():
-            point = self._guarded("loss", step, errors, lambda: self._point(step, learning_rate))
+            point = self._guarded("loss", step, errors, lambda: self._point(step, learning_rate, full))
             if point is not None:
                 loss, grad_norm = point.loss, float(torch.linalg.vector_norm(point.gradient))
                 size = point.objective.num_parameters
                 for quantity in wanted:
                     compute = getattr(self, f"_compute_{quantity}")
                     results.update(self._guarded(quantity, step, errors, lambda: compute(point)) or {})
+                num_hvp = point.operator.num_hvp
         return LandscapeSnapshot(
             step=step,
+            full=full,
             num_parameters=size,
             loss=loss,
             grad_norm=grad_norm,
             seconds=time.perf_counter() - start,
+            num_hvp=num_hvp,
             learning_rate=learning_rate,
             errors=tuple(errors),
             **results,
@@ -494,30 +542,45 @@ class LandscapeProbe:
     def _guarded(self, quantity: str, step: int, errors: list[str], compute: Callable[[], Any]) -> Any:
         try:
             return compute()
-        except Exception as error:
+        except NUMERICAL_FAILURES as error:
+            # Only numerical failures (non-finite values, an eigensolver or memory failing) are survivable;
+            # a TypeError or AttributeError is a bug or a bad argument and must surface.
             if self.on_error == "raise":
                 raise
             message = f"{quantity}: {type(error).__name__}: {error}"
             errors.append(message)
             kind = (quantity, type(error).__name__)
-            if kind not in self._warned:
-                self._warned.add(kind)
-                warnings.warn(
-                    f"torch_landscape: {quantity} failed at step {step} and is skipped ({message}). Training "
-                    "is not affected; later failures of this kind are recorded in the snapshots' errors "
-                    "(TensorBoard text landscape/errors) without a warning. Pass on_error='raise' to stop instead.",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
+            self._warn_once(
+                kind,
+                f"{quantity} failed at step {step} and is skipped ({message}). Training is not affected; later failures of "
+                "this kind are recorded in the snapshots' errors (TensorBoard text landscape/errors) without a "
+                "warning. Pass on_error='raise' to stop instead",
+            )
             return None
 
-    def _point(self, step: int, learning_rate: float | None) -> _Point:
+    def _warn_once(self, kind: tuple[str, str], message: str) -> None:
+        if kind not in self._warned:
+            self._warned.add(kind)
+            warnings.warn(f"torch_landscape: {message}.", RuntimeWarning, stacklevel=4)
+
+    def _point(self, step: int, learning_rate: float | None, full: bool) -> _Point:
         objective = self.objective()
-        # One operator per snapshot: the loss and gradient it caches serve every quantity.
+        # One operator per snapshot: the loss, gradient, dense Hessian and eigendecomposition it caches
+        # serve every quantity.
         operator = HessianOperator(objective)
         loss = check_finite(operator.loss.reshape(1), "the probe loss")
         gradient = check_finite(operator.gradient, "the gradient of the probe loss")
-        return _Point(objective, operator, float(loss), gradient, step, learning_rate)
+        return _Point(objective, operator, float(loss), gradient, step, learning_rate, full)
+
+    def _dense(self, point: _Point) -> bool:
+        """Whether this snapshot's spectrum comes from the assembled Hessian (exact, every eigenvalue)."""
+        size = point.objective.num_parameters
+        if self.method != "auto":
+            return self.method == "dense"
+        if not point.full:
+            return size <= LIGHT_DENSE_THRESHOLD
+        # The critical-point test decomposes H densely up to its own threshold: share that decomposition.
+        return size <= (DENSE_MAX_PARAMETERS if "critical" in self.quantities else DENSE_THRESHOLD)
 
     def _compute_pl(self, point: _Point) -> dict[str, Any]:
         self._pl.learning_rate = point.learning_rate
@@ -536,21 +599,44 @@ class LandscapeProbe:
 
     def _compute_spectrum(self, point: _Point) -> dict[str, Any]:
         k = min(self.k, point.objective.num_parameters)
-        spectrum = hessian_eigenvalues(
-            point.operator, k=k, which="both", method=self.method, warm_start=self._warm_start, return_eigenvectors=True
-        )
+        dense = self._dense(point)
+        if dense or point.full:
+            spectrum = hessian_eigenvalues(
+                point.operator, k=k, which="both", method="dense" if dense else "lanczos",
+                warm_start=self._warm_start, return_eigenvectors=True,
+            )
+        else:  # λ_max alone, from where the last one was
+            spectrum = hessian_eigenvalues(
+                point.operator, k=1, which="largest", method="lanczos", tol=self.light_tol,
+                warm_start=self._warm_top, return_eigenvectors=True,
+            )
         check_finite(spectrum.eigenvalues, "the Hessian eigenvalues")
-        # The next solve starts from one vector, the sum of these eigenvectors: it has a component along
-        # every wanted one and keeps the Krylov block size at 1. Measured on the demo network 10 to 200
-        # SGD steps apart: as many products as a random start (±10%); the whole block as the start block
-        # took twice as many.
-        combined = spectrum.eigenvectors.sum(dim=1, keepdim=True)
-        self._warm_start = combined / torch.linalg.vector_norm(combined)
-        self._trajectory.append((point.step, spectrum.eigenvalues.tolist()))
-        return {"spectrum": dataclasses.replace(spectrum, eigenvectors=None)}
+        if not spectrum.converged:
+            self._warn_once(
+                ("spectrum", "not converged"),
+                f"the eigen-solver stopped before its tolerance at step {point.step} ({spectrum}); the logged error bounds "
+                "(hessian/*_error) say how far each eigenvalue may be, and hessian/converged is 0",
+            )
+        vectors = spectrum.eigenvectors
+        self._warm_top = vectors[:, -1:].clone()
+        if spectrum.eigenvalues.numel() > 1:
+            # The next solve of both ends starts from one vector, the sum of these eigenvectors: it has a
+            # component along every wanted one and keeps the Krylov block size at 1. Measured on the demo
+            # network 10 to 200 SGD steps apart: as many products as a random start (±10%); the whole
+            # block as the start block took twice as many.
+            combined = vectors.sum(dim=1, keepdim=True)
+            self._warm_start = combined / torch.linalg.vector_norm(combined)
+        ends = "both" if dense or point.full else "largest"
+        smallest = spectrum.lambda_min if ends == "both" else math.nan
+        self._trajectory.append((point.step, smallest, spectrum.lambda_max))
+        return {"spectrum": dataclasses.replace(spectrum, eigenvectors=None), "spectrum_ends": ends}
 
     def _compute_trace(self, point: _Point) -> dict[str, Any]:
-        return {"trace": hessian_trace(point.operator)}
+        if point.full or self._dense(point):
+            return {"trace": hessian_trace(point.operator)}
+        # Light: only where it is exact in about one forward pass (Hutch++ would cost ~100 products).
+        exact = structured_diagonal(point.objective)
+        return {} if exact is None else {"trace": TraceEstimate(float(exact.sum()), 0.0, 0, "exact")}
 
     def _compute_density(self, point: _Point) -> dict[str, Any]:
         return {"density": spectral_density(point.operator)}
@@ -564,8 +650,7 @@ class LandscapeProbe:
     def describe(self) -> str:
         """What the snapshots measure and on what, in Markdown (the metadata of theory.md §7)."""
         model, loss_fn, data, _ = self._objective_args
-        chosen = [p for name, p in self.model.named_parameters() if (name in self._params if self._params else p.requires_grad)]
-        size, samples = sum(p.numel() for p in chosen), sum(len(batch[0]) for batch in data)
+        size, samples = self.num_parameters, sum(len(batch[0]) for batch in data)
         loss = "loss(model, batch) (custom)" if isinstance(model, _BatchLossModel) else f"{loss_fn!r} (mean over samples)"
         kind = find_shallow(self.model).kind if is_shallow(self.model) else "not a recognised one-hidden-layer network"
         star = self._pl.known_loss_star
@@ -580,14 +665,16 @@ class LandscapeProbe:
     # -- history and persistence ------------------------------------------------------------------------
 
     @property
-    def trajectory(self) -> list[tuple[int, list[float]]]:
-        """(step, extreme eigenvalues ascending) of every snapshot that computed the spectrum."""
+    def trajectory(self) -> list[tuple[int, float, float]]:
+        """(step, λ_min, λ_max) of every snapshot that computed the spectrum; λ_min is NaN where a light
+        snapshot computed λ_max alone."""
         return list(self._trajectory)
 
     def state_dict(self) -> dict[str, Any]:
         """What links snapshots: warm start, eigenvalue trajectory, PL and one-point running state."""
         return {
             "warm_start": None if self._warm_start is None else self._warm_start.detach().cpu(),
+            "warm_top": None if self._warm_top is None else self._warm_top.detach().cpu(),
             "trajectory": list(self._trajectory),
             "pl": self._pl.state_dict(),
             "one_point_min": self._one_point_min,
@@ -596,10 +683,11 @@ class LandscapeProbe:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`; the next snapshot continues as if never interrupted."""
-        warm = state["warm_start"]
         device = next(iter(self.model.parameters())).device
+        warm, top = state["warm_start"], state.get("warm_top")
         self._warm_start = None if warm is None else warm.to(device=device, dtype=self.dtype)
-        self._trajectory = [(int(step), list(values)) for step, values in state["trajectory"]]
+        self._warm_top = None if top is None else top.to(device=device, dtype=self.dtype)
+        self._trajectory = [(int(step), float(low), float(high)) for step, low, high in state["trajectory"]]
         self._pl.load_state_dict(state["pl"])
         self._one_point_min = state["one_point_min"]
         self._assignment = state["assignment"]

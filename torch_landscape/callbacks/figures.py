@@ -6,6 +6,7 @@ window, leaves the user's backend alone and is freed once ``add_figure`` has ren
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -40,18 +41,19 @@ def spectral_density_figure(density: SpectralDensity, step: int) -> Figure:
     return figure
 
 
-def eigenvalue_trajectory_figure(trajectory: Sequence[tuple[int, Sequence[float]]], learning_rate: float | None) -> Figure:
-    """The computed extreme eigenvalues against the training step, with 2/lr (the edge of stability of
-    gradient descent) when a learning rate is known; symmetric-log y axis so both signs show."""
+def eigenvalue_trajectory_figure(trajectory: Sequence[tuple[int, float, float]], learning_rate: float | None) -> Figure:
+    """λ_max and λ_min against the training step, with 2/lr (the edge of stability of gradient descent)
+    when a learning rate is known; symmetric-log y axis so both signs show. λ_min is drawn where it was
+    computed (full snapshots, and light ones on the dense path)."""
     figure = _figure()
     axes = figure.add_subplot()
-    width = max(len(values) for _, values in trajectory)
-    for column in range(width):
-        points = [(step, values[column]) for step, values in trajectory if column < len(values)]
-        largest = column >= width / 2
-        axes.plot(*zip(*points), ".-", lw=0.8, ms=3, color="C0" if largest else "C1",
-                  label=("largest" if largest else "smallest") if column in (0, width - 1) else None)
-    scale = max(abs(v) for _, values in trajectory for v in values) or 1.0
+    steps = [step for step, _, _ in trajectory]
+    largest = [high for _, _, high in trajectory]
+    smallest = [(step, low) for step, low, _ in trajectory if math.isfinite(low)]
+    axes.plot(steps, largest, ".-", lw=0.8, ms=3, color="C0", label="largest eigenvalue (sharpness)")
+    if smallest:
+        axes.plot(*zip(*smallest), ".-", lw=0.8, ms=3, color="C1", label="smallest eigenvalue")
+    scale = max(abs(v) for v in largest + [low for _, low in smallest]) or 1.0
     if learning_rate:
         axes.axhline(2.0 / learning_rate, color="C3", ls="--", lw=1.0, label="2/lr: edge of stability")
         scale = max(scale, 2.0 / learning_rate)

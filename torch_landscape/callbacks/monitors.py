@@ -19,15 +19,17 @@ from pytorch_lightning import LightningModule, Trainer
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
-from pytorch_lightning.utilities.rank_zero import rank_zero_warn
+from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 
 from ..align import shallow_reference
 from ..objective import LossFunction
+from ..eigen import DENSE_THRESHOLD
 from ..probe import (
-    FULL_QUANTITIES, QUANTITIES, BatchLoss, LandscapeProbe, LandscapeSnapshot, OnError, preserved_rng,
-    check_quantities, is_shallow,
+    FULL_QUANTITIES, LIGHT_TOL, QUANTITIES, BatchLoss, LandscapeProbe, LandscapeSnapshot, OnError, check_quantities,
+    is_shallow, preserved_rng,
 )
+from ..schedule import OverheadBudget
 from ..shallow import find_shallow
 from .tensorboard import finite, write_figures, write_setup, write_snapshot
 
@@ -43,11 +45,6 @@ def _positive(name: str, value: int | None, optional: bool = True) -> None:
         )
 
 
-#: Shares of ``max_overhead`` that the automatic schedule gives light and full evaluations.
-LIGHT_SHARE, FULL_SHARE = 0.25, 0.75
-#: Before the first full evaluation its cost is unknown; the schedule assumes this many light ones. On
-#: the demo-size network (P = 1153) a full evaluation costs about 150 light ones, on tiny networks ~10.
-FULL_COST_PRIOR = 100
 #: An explicit schedule that spends more than this share of the wall time gets one warning.
 WARN_OVERHEAD = 0.25
 
@@ -56,17 +53,22 @@ class LandscapeMonitor(Callback):
     """Log the landscape of the training objective to the trainer's loggers while training.
 
     Diagnostics run in float64 on a copy, on a fixed probe set. A *light* evaluation logs the probe loss,
-    gradient norm, PL ratio and one-point convexity toward ``reference`` (a few gradients); a *full* one
-    adds the Hessian (extreme eigenvalues with error bounds next to 2/lr, trace, spectral density,
-    critical-point classification) and neuron redundancy. Training is not disturbed: weights, optimizer
-    state, ``.grad``, train/eval mode and random streams are exactly as without the monitor.
+    gradient norm, PL ratio, one-point convexity toward ``reference`` and the curvature: λ_max with its
+    error bound (warm-started, to ``light_tol``), the trace where it is exact, and on small networks (up to
+    256 parameters) the exact λ_min too. A *full* one adds both ends of the spectrum to full tolerance,
+    the spectral density, the critical-point classification and neuron redundancy. Training is not
+    disturbed: weights, optimizer state, ``.grad``, train/eval mode and random streams are exactly as
+    without the monitor.
 
-    By default the monitor schedules itself so that its time stays within ``max_overhead`` of the training
-    time: after an evaluation that took c seconds, the next of its kind waits until c/share seconds of
-    training have passed (share: 1/4 of ``max_overhead`` for light evaluations, 3/4 for full ones). The run
-    starts with a light evaluation and ends with a full one. ``every_n_steps``, ``every_n_epochs`` and
-    ``full_every`` fix the schedule instead: reproducible steps, at whatever cost (the scalar
-    ``landscape/monitor/overhead`` shows it).
+    By default the monitor schedules itself so that everything it spends (set-up, evaluations, logging,
+    figures, the closing evaluation) stays within ``max_overhead`` of the wall time, and never below a
+    quarter of a second for the whole run, so that short runs still draw curves
+    (:class:`~torch_landscape.schedule.OverheadBudget`). Spending is paced over the run; the closing
+    evaluation's predicted cost is kept aside from the start. The run starts with an evaluation (full
+    where the Hessian is small enough to be cheap) and ends with a full one with figures — scaled down,
+    and said so in ``notes`` and the console, when the budget cannot pay for it. ``every_n_steps``,
+    ``every_n_epochs`` and ``full_every`` fix the schedule instead: reproducible steps, at whatever cost
+    (the scalar ``landscape/monitor/overhead`` shows it, and one warning says when it is high).
 
     Example::
 
@@ -81,10 +83,11 @@ class LandscapeMonitor(Callback):
         Evaluate at the end of every this many epochs (None: not by epochs). With neither, light
         evaluations are scheduled by ``max_overhead``.
     full_every
-        Make every this-many-th evaluation, counting from the first, a full one; None: full evaluations
-        are scheduled by ``max_overhead``. The last one, at the end of training, always is.
+        Make every this-many-th evaluation, counting from the first, a full one, and the last one at the
+        end of training; None: full evaluations are scheduled by ``max_overhead``.
     max_overhead
-        Fraction of the training time the automatic schedule may spend.
+        Share of the wall time the automatic schedule may spend, in (0, 1); ``landscape/monitor/overhead``
+        logs the share actually spent.
     quantities
         Names from :data:`torch_landscape.probe.QUANTITIES` (default: all that apply).
     loss_fn
@@ -104,7 +107,10 @@ class LandscapeMonitor(Callback):
     loss_star
         L*, the infimum of the loss, if known (e.g. 0 for a noiseless teacher); estimated online otherwise.
     k
-        Eigenvalues from each end of the spectrum.
+        Eigenvalues from each end of the spectrum at full evaluations.
+    light_tol
+        Relative tolerance of λ_max at light evaluations (‖Hv − λv‖ ≤ light_tol·|λ|); its error bound is
+        logged beside it.
     method
         Eigen-solver: "auto", "dense" or "lanczos".
     params
@@ -112,9 +118,9 @@ class LandscapeMonitor(Callback):
     dtype
         Precision of the diagnostics.
     figures
-        Log matplotlib figures (spectral density, eigenvalue trajectories, neuron similarity): None at the
-        end of training when a ``TensorBoardLogger`` is attached (drawing them costs a fraction of a full
-        evaluation), True at every full evaluation, False never.
+        Log matplotlib figures (spectral density, eigenvalue trajectories, neuron similarity) to a
+        ``TensorBoardLogger``: None at the end of training if the budget allows (drawing them costs about
+        half a second), True at every full evaluation, False never.
     on_error
         "warn": a failing diagnostic is skipped and warned about once, training continues; "raise": the
         error stops training.
@@ -124,6 +130,15 @@ class LandscapeMonitor(Callback):
     MisconfigurationException
         At construction for bad arguments; at ``setup`` if the loss, the reference or the loggers cannot
         serve; when training starts if the probe data cannot.
+
+    Attributes
+    ----------
+    history : list of LandscapeSnapshot
+        Every snapshot of the run, light and full (also with ``Trainer(logger=False)``).
+    last_snapshot : LandscapeSnapshot or None
+        The latest one, completed by the closing evaluation.
+    notes : list of str
+        What the automatic schedule scaled down, and why.
     """
 
     #: The quantities this monitor can compute (all of them by default).
@@ -145,6 +160,7 @@ class LandscapeMonitor(Callback):
         reference: nn.Module | Tensor | None = None,
         loss_star: float | None = None,
         k: int = 5,
+        light_tol: float = LIGHT_TOL,
         method: Literal["auto", "dense", "lanczos"] = "auto",
         params: Sequence[str] | None = None,
         dtype: torch.dtype = torch.float64,
@@ -194,7 +210,8 @@ class LandscapeMonitor(Callback):
         self.probe_size, self.seed, self.figures = probe_size, seed, figures
         self._loss_fn, self._loss, self._probe_data = loss_fn, loss, probe_data
         self._probe_options = dict(
-            reference=reference, loss_star=loss_star, k=k, method=method, params=params, dtype=dtype, on_error=on_error
+            reference=reference, loss_star=loss_star, k=k, light_tol=light_tol, method=method, params=params, dtype=dtype,
+            on_error=on_error,
         )
         self.probe: LandscapeProbe | None = None
         self.last_snapshot: LandscapeSnapshot | None = None
@@ -204,10 +221,13 @@ class LandscapeMonitor(Callback):
         self._pending_probe_state: dict[str, Any] | None = None
         self._tensorboard: list[TensorBoardLogger] = []
         self._started = 0.0
-        self._spent = 0.0
-        self._cost = {"light": math.inf, "full": math.inf}  # the last evaluation's; unknown at first
-        self._mark = {"light": 0.0, "full": 0.0}  # training time at the end of the last evaluation
+        self._horizon: int | None = None
+        self._budget = OverheadBudget(self.max_overhead)
         self._warned_overhead = False
+        #: Every snapshot of this run, light and full, in order (also without a logger).
+        self.history: list[LandscapeSnapshot] = []
+        #: What the automatic schedule scaled down, and why (also printed once each).
+        self.notes: list[str] = []
 
     @property
     def state_key(self) -> str:
@@ -219,8 +239,6 @@ class LandscapeMonitor(Callback):
         if stage != "fit":
             return
         name = type(self).__name__
-        if not trainer.loggers:
-            raise MisconfigurationException(f"Cannot use `{name}` callback with `Trainer(logger=False)`.")
         self._tensorboard = [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
         if self.figures and not self._tensorboard:
             raise MisconfigurationException(
@@ -309,9 +327,12 @@ class LandscapeMonitor(Callback):
         if state is not None:
             self.probe.load_state_dict(state)
             self._pending_probe_state = None
-        self._started, self._spent = start, time.perf_counter() - start
+        self._started, self._horizon = start, _horizon(trainer)
+        self._budget.record("setup", time.perf_counter() - start)
         if self._last_step is None:  # a fresh run: the landscape at initialisation
-            self._evaluate(trainer, full=self.full_every is not None)
+            # Full where it is cheap (the whole spectrum is dense): the schedule then knows its cost.
+            cheap = self.probe.num_parameters <= DENSE_THRESHOLD and self._has_full()
+            self._evaluate(trainer, full=self.full_every is not None or cheap)
 
     def _draw_probe_set(self, trainer: Trainer) -> list[Any]:
         """``probe_size`` samples of the training dataset, indexed with a private generator.
@@ -342,98 +363,164 @@ class LandscapeMonitor(Callback):
     # -- schedule ----------------------------------------------------------------------------------------
 
     def _training_time(self) -> float:
-        return time.perf_counter() - self._started - self._spent
+        return time.perf_counter() - self._started - self._budget.total_spent
 
-    def _affordable(self, tier: str) -> bool:
-        """Whether training since the last ``tier`` evaluation has paid for one more at its share."""
-        share = self.max_overhead * (LIGHT_SHARE if tier == "light" else FULL_SHARE)
-        cost = self._cost[tier]
-        if math.isinf(cost):
-            # A light evaluation is cheap enough to just measure; a full one is guessed from a light one.
-            cost = 0.0 if tier == "light" else FULL_COST_PRIOR * self._cost["light"]
-        return (self._training_time() - self._mark[tier]) * share >= cost
+    def _progress(self, step: int) -> float | None:
+        return step / self._horizon if self._horizon else None
 
-    def _full_due(self) -> bool:
+    def _has_full(self) -> bool:
+        return not FULL_QUANTITIES.isdisjoint(self.quantities)
+
+    def _closing_cost(self) -> float:
+        """What the closing evaluation is predicted to cost: the reserve the schedule keeps for it."""
+        if not self._has_full():
+            return self._budget.predicted("light")
+        figures = self._tensorboard and self.figures is not False
+        return self._budget.predicted("full") + (self._budget.predicted_figures() if figures else 0.0)
+
+    def _full_due(self, step: int) -> bool:
         if self.full_every is not None:
             return self._evaluations % self.full_every == 0
-        return not FULL_QUANTITIES.isdisjoint(self.quantities) and self._affordable("full")
+        return self._has_full() and self._budget.due(
+            "full", self._training_time(), self._progress(step), self._closing_cost()
+        )
+
+    def _light_due(self, step: int) -> bool:
+        return self._budget.due(
+            "light", self._training_time(), self._progress(step), self._closing_cost(), with_full=self._has_full()
+        )
+
+    def _skip(self, trainer: Trainer) -> bool:
+        step = trainer.global_step
+        # The last step belongs to the closing evaluation; one evaluation per step.
+        last = self._horizon is not None and step >= self._horizon
+        return not trainer.is_global_zero or self.probe is None or step == self._last_step or last
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
-        step = trainer.global_step
-        if not trainer.is_global_zero or self.probe is None or step == self._last_step:
+        if self._skip(trainer):
             return
+        step = trainer.global_step
         if self.every_n_steps is None and self.every_n_epochs is None:
-            full = self._full_due()
-            if full or self._affordable("light"):
+            full = self._full_due(step)
+            if full or self._light_due(step):
                 self._evaluate(trainer, full)
         elif self.every_n_steps is not None and step % self.every_n_steps == 0:
-            self._evaluate(trainer, self._full_due())
+            self._evaluate(trainer, self._full_due(step))
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        epoch, step = trainer.current_epoch + 1, trainer.global_step
-        if not trainer.is_global_zero or self.probe is None or step == self._last_step:
+        if self._skip(trainer):
             return
-        if self.every_n_epochs is not None and epoch % self.every_n_epochs == 0:
-            self._evaluate(trainer, self._full_due())
+        if self.every_n_epochs is not None and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            self._evaluate(trainer, self._full_due(trainer.global_step))
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.is_global_zero or self.probe is None:
             return
         step = trainer.global_step
+        full, figures = self._closing_plan()
         if step != self._last_step:
-            self._evaluate(trainer, full=True, closing=True)
-        elif step != self._last_full_step and not FULL_QUANTITIES.isdisjoint(self.quantities):
+            self._evaluate(trainer, full, figures=figures)
+        elif full and step != self._last_full_step:
             # This step's light quantities are logged already; feeding the trackers again would count it twice.
-            only = tuple(q for q in self.quantities if q in FULL_QUANTITIES)
-            self._evaluate(trainer, full=True, quantities=only, closing=True)
-        elif self.figures is None:  # the last evaluation was a full one at this step, drawn without figures
-            for logger in self._tensorboard:
-                write_figures(logger.experiment, self.last_snapshot, self.probe.trajectory)
+            only = tuple(q for q in self.quantities if q in FULL_QUANTITIES or q in ("spectrum", "trace"))
+            self._evaluate(trainer, full=True, quantities=only, figures=figures)
+        elif figures and self.last_snapshot.full:
+            self._evaluate_figures(trainer)
 
-    def _evaluate(self, trainer: Trainer, full: bool, quantities: tuple[str, ...] | None = None, closing: bool = False) -> None:
+    def _closing_plan(self) -> tuple[bool, bool]:
+        """Whether the closing evaluation is full and draws figures: what was promised, scaled down (and
+        said so) where the automatic budget cannot pay for it."""
+        if not self._has_full():
+            return False, False
+        training = self._training_time()
+        full = self.full_every is not None or self._budget.affords(self._budget.predicted("full"), training)
+        if not full:
+            self._note(
+                f"the closing full evaluation was skipped: it would cost about {self._budget.predicted('full'):.2g} s, "
+                f"beyond the budget (max_overhead={self.max_overhead}); pass full_every= or a larger max_overhead"
+            )
+        if not self._tensorboard or self.figures is False:
+            return full, False
+        # An explicit full schedule (full_every) has opted out of the budget, figures included.
+        figures = full and (self.figures or self.full_every is not None or self._budget.affords(
+            self._budget.predicted("full") + self._budget.predicted_figures(), training))
+        if full and not figures:
+            self._note(
+                f"figures were not drawn: they would cost about {self._budget.predicted_figures():.2g} s beyond the "
+                f"budget (max_overhead={self.max_overhead}); pass figures=True to draw them at every full evaluation"
+            )
+        return full, figures
+
+    def _note(self, text: str) -> None:
+        self.notes.append(text)
+        rank_zero_info(f"{type(self).__name__}: {text}.")
+
+    def _evaluate(self, trainer: Trainer, full: bool, quantities: tuple[str, ...] | None = None,
+                  figures: bool = False) -> None:
         start = time.perf_counter()
         step = trainer.global_step
         snapshot = self.probe.snapshot(step, full=full, quantities=quantities, learning_rate=_learning_rate(trainer))
+        scalars = snapshot.scalars()
         if quantities is None:
             self._evaluations += 1
             self.last_snapshot = snapshot
         else:  # completing this step's light snapshot: last_snapshot holds everything known at the step
+            logged = self.last_snapshot.scalars()
+            scalars = {tag: value for tag, value in scalars.items() if tag not in logged or logged[tag] != value}
             self.last_snapshot = dataclasses.replace(
-                self.last_snapshot, **{q: getattr(snapshot, q) for q in quantities},
+                self.last_snapshot, full=True, **{q: getattr(snapshot, q) for q in quantities},
                 errors=self.last_snapshot.errors + snapshot.errors,
             )
+            self.history.pop()
+        self.history.append(self.last_snapshot)
         self._last_step = step
         if full:
             self._last_full_step = step
-        scalars = snapshot.scalars()
-        elapsed = max(time.perf_counter() - self._started, 1e-9)
-        scalars["landscape/monitor/overhead"] = (self._spent + snapshot.seconds) / elapsed
+        scalars.pop("landscape/monitor/seconds", None)  # logged below with everything this evaluation cost
+        self._log_scalars(trainer, scalars, step)
+        for logger in self._tensorboard:
+            write_setup(logger.experiment, _quantities_of(trainer), self.probe.describe)
+            write_snapshot(logger.experiment, self.last_snapshot)
+        drawing = self._evaluate_figures(trainer, record=False) if figures or (full and self.figures) else None
+        seconds = time.perf_counter() - start
+        self._budget.record("full" if full else "light", seconds, figures=drawing)
+        self._log_scalars(trainer, {
+            "landscape/monitor/seconds": seconds,
+            "landscape/monitor/overhead": self._budget.share(self._training_time()),
+        }, step)
+        self._warn_if_costly(step)
+
+    def _evaluate_figures(self, trainer: Trainer, record: bool = True) -> float:
+        """Draw the last snapshot's figures to every TensorBoard logger; returns the seconds it took."""
+        start = time.perf_counter()
+        for logger in self._tensorboard:
+            write_figures(logger.experiment, self.last_snapshot, self.probe.trajectory)
+        seconds = time.perf_counter() - start
+        if record:
+            self._budget.record("full", seconds, figures=seconds)
+        return seconds
+
+    def _log_scalars(self, trainer: Trainer, scalars: dict[str, float], step: int) -> None:
         scalars = finite(scalars)
         for logger in trainer.loggers:
             logger.log_metrics(scalars, step=step)
         trainer.callback_metrics.update({tag: torch.tensor(value) for tag, value in scalars.items()})
-        for logger in self._tensorboard:
-            write_setup(logger.experiment, _quantities_of(trainer), self.probe.describe)
-            write_snapshot(logger.experiment, self.last_snapshot)
-            if full and (self.figures or (closing and self.figures is None)):
-                write_figures(logger.experiment, self.last_snapshot, self.probe.trajectory)
-        tier = "full" if full else "light"
-        self._cost[tier] = time.perf_counter() - start
-        self._spent += self._cost[tier]
-        # A full evaluation includes the light quantities, so it restarts both waits.
-        for waiting in ("light", "full") if full else ("light",):
-            self._mark[waiting] = self._training_time()
-        self._warn_if_costly(elapsed)
 
-    def _warn_if_costly(self, elapsed: float) -> None:
-        share = self._spent / elapsed
-        if self._warned_overhead or share <= WARN_OVERHEAD or self._evaluations < 3:
+    def _warn_if_costly(self, step: int) -> None:
+        """One warning when an explicit schedule spends more than WARN_OVERHEAD (the automatic one keeps
+        to its budget by construction), with the interval that would keep to ``max_overhead``."""
+        automatic = self.every_n_steps is None and self.every_n_epochs is None and self.full_every is None
+        training = self._training_time()
+        share = self._budget.share(training)
+        if automatic or self._warned_overhead or share <= WARN_OVERHEAD or self._evaluations < 3:
             return
         self._warned_overhead = True
+        suggestion = self._budget.every_n_steps_for(step, training)
         rank_zero_warn(
             f"{type(self).__name__} has spent {share:.0%} of the training time so far (every_n_steps="
-            f"{self.every_n_steps}, every_n_epochs={self.every_n_epochs}, full_every={self.full_every}). Evaluate "
-            f"less often, or leave these None for the automatic schedule (max_overhead={self.max_overhead})."
+            f"{self.every_n_steps}, every_n_epochs={self.every_n_epochs}, full_every={self.full_every}). "
+            f"Light evaluations every {suggestion} steps would keep it near max_overhead={self.max_overhead}; or "
+            "leave every_n_steps, every_n_epochs and full_every at None for the automatic schedule."
         )
 
     # -- persistence -------------------------------------------------------------------------------------
@@ -443,6 +530,7 @@ class LandscapeMonitor(Callback):
             "evaluations": self._evaluations,
             "last_step": self._last_step,
             "last_full_step": self._last_full_step,
+            "costs": dict(self._budget.cost),
             "probe": self._probe_state(),
         }
 
@@ -450,6 +538,7 @@ class LandscapeMonitor(Callback):
         self._evaluations = state_dict["evaluations"]
         self._last_step = state_dict["last_step"]
         self._last_full_step = state_dict["last_full_step"]
+        self._budget.cost.update(state_dict.get("costs", {}))
         # The probe is built when training starts, after Lightning restores callbacks.
         self._pending_probe_state = state_dict["probe"]
 
@@ -457,6 +546,15 @@ class LandscapeMonitor(Callback):
         if self._pending_probe_state is not None or self.probe is None:
             return self._pending_probe_state
         return self.probe.state_dict()
+
+
+def _horizon(trainer: Trainer) -> int | None:
+    """The step at which training will end, when Lightning knows it (max_steps or max_epochs × batches)."""
+    try:
+        total = trainer.estimated_stepping_batches
+    except Exception:  # Lightning cannot size some loaders (e.g. iterable datasets without __len__)
+        return None
+    return int(total) if math.isfinite(total) and total > 0 else None
 
 
 def _learning_rate(trainer: Trainer) -> float | None:
