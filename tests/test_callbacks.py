@@ -97,7 +97,7 @@ def test_logged_values_are_the_core_values_at_the_same_parameters(tmp_path):
     # 2nd and the last.
     assert sorted(scalars(logged, "landscape/hessian/lambda_max")) == loss_steps
     assert sorted(scalars(logged, "landscape/hessian/lambda_min")) == loss_steps
-    assert sorted(scalars(logged, "landscape/hessian/morse_index")) == [0, 8, 16]
+    assert sorted(scalars(logged, "landscape/hessian/critical")) == [0, 8, 16]
 
     tracker = PLTracker(0.0, learning_rate=0.1)
     for step in loss_steps:
@@ -121,11 +121,13 @@ def test_logged_values_are_the_core_values_at_the_same_parameters(tmp_path):
             critical = classify_critical_point(student, nn.MSELoss(), probe, k=3)
             redundancy = neuron_redundancy(student, [probe])
             expected.update({
-                "landscape/hessian/morse_index": critical.morse_index,
-                "landscape/hessian/nullity": critical.nullity,
+                "landscape/hessian/critical": float(critical.critical),
                 "landscape/redundancy/effective_width": redundancy.effective_width,
                 "landscape/redundancy/score": redundancy.score,
             })
+            if critical.critical:
+                expected.update({"landscape/hessian/morse_index": critical.morse_index,
+                                 "landscape/hessian/nullity": critical.nullity})
         for tag, value in expected.items():
             # Event files hold float32.
             assert scalars(logged, tag)[step] == pytest.approx(value, rel=1e-6, abs=1e-30), (tag, step)
@@ -304,7 +306,7 @@ def test_scalars_reach_a_csv_logger_without_tensorboard(tmp_path):
         rows = [row for row in csv.DictReader(handle) if row.get("landscape/hessian/lambda_max")]
     assert [int(row["step"]) for row in rows] == [0, 2, 4]
     assert float(rows[-1]["landscape/hessian/lambda_max"]) == monitor.last_snapshot.spectrum.lambda_max
-    assert float(rows[-1]["landscape/hessian/morse_index"]) == monitor.last_snapshot.critical.morse_index
+    assert float(rows[-1]["landscape/hessian/critical"]) == monitor.last_snapshot.critical.critical
     assert "landscape/hessian/lambda_max" in trainer.callback_metrics
 
 
@@ -344,9 +346,9 @@ def test_several_monitors_share_one_layout_and_keep_separate_state(tmp_path):
     convexity = ConvexityMonitor(every_n_steps=2, reference=teacher, probe_data=(x, y))
     trainer = pl.Trainer(max_steps=4, logger=TensorBoardLogger(tmp_path), callbacks=[hessian, convexity], **TRAINER)
     trainer.fit(Student(), DataLoader(TensorDataset(x, y), batch_size=16))
+    # One writer, one layout (TensorBoard shows the latest), grown as either monitor's tags arrive.
     layouts = events(trainer.logger.log_dir).Tensors("custom_scalars__config__")
-    assert len(layouts) == 1
-    layout = layout_pb2.Layout.FromString(layouts[0].tensor_proto.string_val[0])
+    layout = layout_pb2.Layout.FromString(layouts[-1].tensor_proto.string_val[0])
     titles = [category.title for category in layout.category]
     assert "landscape 1: curvature" in titles and "landscape 3: convexity" in titles
     assert "landscape 4: redundancy" not in titles  # no monitor computes it
@@ -482,7 +484,7 @@ def test_the_end_of_training_completes_a_light_last_step_without_repeating_it(tm
     # The tracker saw step 4 once; step 0 has no L̂* yet, so its PL ratio is NaN and not logged.
     assert [e.step for e in logged.Scalars("landscape/convexity/pl_ratio")] == [2, 4]
     assert [e.step for e in logged.Scalars("landscape/hessian/lambda_max")] == [0, 2, 4]
-    assert [e.step for e in logged.Scalars("landscape/hessian/morse_index")] == [0, 4]
+    assert [e.step for e in logged.Scalars("landscape/hessian/critical")] == [0, 4]
     final = monitor.last_snapshot
     assert final.step == 4 and final.full and final.critical is not None and final.pl.step == 4
     assert [s.step for s in monitor.history] == [0, 2, 4]

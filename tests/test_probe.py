@@ -3,22 +3,19 @@ it resumes exactly, and the plain-loop API writes what TensorBoard reads back.""
 
 import math
 import random
-import re
 
 import numpy as np
 import pytest
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
-from torch.utils.tensorboard import SummaryWriter
 
 from helpers import dense_truth, regression_data, shallow, train
 from torch_landscape import Objective, hessian_eigenvalues, hessian_trace, spectral_density
-from torch_landscape.callbacks.tensorboard import custom_scalars_layout
 from torch_landscape.convexity import PLTracker, one_point_convexity
 from torch_landscape.critical import classify_critical_point
-from torch_landscape.probe import FULL_QUANTITIES, QUANTITIES, LandscapeProbe
+from torch_landscape.probe import FULL_QUANTITIES, LandscapeProbe
 from torch_landscape.redundancy import neuron_redundancy
+from torch_landscape.writers import snapshot_report, snapshot_scalars
 
 LOSS = nn.MSELoss()
 
@@ -33,7 +30,7 @@ def setting():
 
 def numbers(snapshot):
     """The snapshot's scalars without its timing, NaN made comparable."""
-    return {tag: "nan" if math.isnan(v) else v for tag, v in snapshot.scalars().items() if tag != "landscape/monitor/seconds"}
+    return {tag: "nan" if math.isnan(v) else v for tag, v in snapshot_scalars(snapshot).items() if tag != "landscape/monitor/seconds"}
 
 
 def _sgd_step(model, data, lr=0.05):
@@ -71,7 +68,7 @@ def test_snapshot_numbers_are_the_core_functions(setting):
     redundancy = neuron_redundancy(model, [data])
     assert (snapshot.redundancy.effective_width, snapshot.redundancy.score) == (redundancy.effective_width, redundancy.score)
 
-    scalars = snapshot.scalars()
+    scalars = snapshot_scalars(snapshot)
     assert scalars["landscape/hessian/lambda_max"] == spectrum.lambda_max
     assert scalars["landscape/hessian/lambda_min"] == spectrum.lambda_min
     assert scalars["landscape/hessian/eos_ratio"] == spectrum.lambda_max * 0.1 / 2
@@ -80,16 +77,21 @@ def test_snapshot_numbers_are_the_core_functions(setting):
     assert scalars["landscape/convexity/one_point"] == one_point.value
     assert scalars["landscape/redundancy/effective_width"] == redundancy.effective_width
     assert scalars["landscape/redundancy/score"] == redundancy.score
-    assert scalars["landscape/hessian/morse_index"] == critical.morse_index
+    # Index and nullity describe critical points only; a count of certainly negative eigenvalues always.
+    assert ("landscape/hessian/morse_index" in scalars) == critical.critical
+    truth = torch.linalg.eigvalsh(dense_truth(model, LOSS, data))
+    bound = float(spectrum.error_bounds.max())
+    assert scalars["landscape/hessian/negative_count"] == int((truth < -bound).sum())
     assert scalars["landscape/hessian/lambda_max_error"] == float(spectrum.error_bounds[-1])
     assert scalars["landscape/hessian/lambda_min_error"] == float(spectrum.error_bounds[0])
+    assert scalars["landscape/hessian/lambda_min_lower"] == spectrum.lambda_min - float(spectrum.error_bounds[0])
     positive = critical.eigenvalues[critical.eigenvalues > critical.tau]
-    assert scalars["landscape/hessian/cond_eff"] == critical.lambda_max / float(positive[0])
+    assert scalars["landscape/hessian/cond_eff_log10"] == math.log10(critical.lambda_max / float(positive[0]))
     # H ≻ 0 is certain only when λ_min exceeds its error bound; otherwise the condition number is undefined.
     certain = spectrum.lambda_min > float(spectrum.error_bounds[0])
-    assert scalars["landscape/hessian/cond"] == spectrum.lambda_max / spectrum.lambda_min if certain else \
-        math.isnan(scalars["landscape/hessian/cond"])
-    assert "**" + critical.kind + "**" in snapshot.report()
+    assert scalars["landscape/hessian/cond_log10"] == math.log10(spectrum.lambda_max / spectrum.lambda_min) \
+        if certain else math.isnan(scalars["landscape/hessian/cond_log10"])
+    assert "**" + critical.kind + "**" in snapshot_report(snapshot)
 
 
 def test_snapshot_changes_nothing_in_the_model_or_the_random_streams(setting):
@@ -129,7 +131,7 @@ def test_light_snapshot_logs_curvature_but_no_full_quantity(setting):
     assert all(getattr(snapshot, q) is None for q in FULL_QUANTITIES)
     truth = torch.linalg.eigvalsh(dense_truth(model, LOSS, data))
     scale = float(truth.abs().max())
-    scalars = snapshot.scalars()
+    scalars = snapshot_scalars(snapshot)
     assert scalars["landscape/hessian/lambda_max"] == pytest.approx(float(truth[-1]), abs=1e-10 * scale)
     assert scalars["landscape/hessian/lambda_min"] == pytest.approx(float(truth[0]), abs=1e-10 * scale)
     assert scalars["landscape/hessian/trace"] == pytest.approx(float(truth.sum()), abs=1e-10 * scale)
@@ -150,7 +152,7 @@ def test_light_lanczos_lambda_max_is_warm_started_and_bounded():
         snapshot = probe.snapshot(step, full=False)
         assert snapshot.spectrum_ends == "largest" and snapshot.spectrum.method == "lanczos"
         truth = torch.linalg.eigvalsh(dense_truth(model, LOSS, data))
-        scalars = snapshot.scalars()
+        scalars = snapshot_scalars(snapshot)
         error = abs(scalars["landscape/hessian/lambda_max"] - float(truth[-1]))
         assert error <= scalars["landscape/hessian/lambda_max_error"]
         assert scalars["landscape/hessian/lambda_max_error"] <= 2e-3 * float(truth[-1])  # light_tol, with margin
@@ -225,51 +227,6 @@ def test_state_dict_resumes_with_identical_numbers(setting):
         assert torch.equal(a.spectrum.eigenvalues, b.spectrum.eigenvalues)  # same warm start, same Krylov space
         _sgd_step(model, data), _sgd_step(copy, data)
     assert probe.trajectory == resumed.trajectory and len(probe.trajectory) == 4
-
-
-def test_plain_loop_log_writes_what_tensorboard_reads_back(setting, tmp_path):
-    model, teacher, data = setting
-    probe = LandscapeProbe(model, LOSS, data, reference=teacher)
-    writer = SummaryWriter(tmp_path)
-    snapshots = [probe.snapshot(step, full=step == 4, learning_rate=0.1) for step in (0, 4)]
-    for snapshot in snapshots:
-        probe.log(writer, snapshot)
-    writer.close()
-    events = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0, "tensors": 0, "images": 0, "histograms": 0})
-    events.Reload()
-    tags = events.Tags()
-    for tag, value in snapshots[1].scalars().items():
-        if not math.isfinite(value):  # NaN would plot as a marker that looks like data: never written
-            assert all(e.step != 4 for e in events.Scalars(tag)) if tag in tags["scalars"] else True
-            continue
-        logged = events.Scalars(tag)[-1]
-        assert logged.step == 4
-        assert logged.value == pytest.approx(value, rel=1e-6)  # TensorBoard stores float32
-    assert [e.step for e in events.Scalars("landscape/probe/loss")] == [0, 4]
-    assert "landscape/hessian/spectrum" in tags["histograms"]
-    histogram = events.Histograms("landscape/hessian/spectrum")[0].histogram_value
-    assert histogram.num == sum(p.numel() for p in model.parameters())
-    assert {"landscape/report/text_summary", "landscape/setup/text_summary"} <= set(tags["tensors"])
-    assert {"landscape/figures/spectral_density", "landscape/figures/eigenvalue_trajectories",
-            "landscape/figures/neuron_similarity"} <= set(tags["images"])
-    assert "custom_scalars__config__" in tags["tensors"]
-
-
-def test_every_custom_scalars_chart_shows_logged_tags(setting):
-    model, teacher, data = setting
-    probe = LandscapeProbe(model, LOSS, data, reference=teacher)
-    probe.snapshot(0, full=False)  # assignment changes need a previous one-point evaluation
-    logged = set(probe.snapshot(1, learning_rate=0.1).scalars()) | {"landscape/monitor/overhead"}
-
-    for category, charts in custom_scalars_layout(QUANTITIES).items():
-        for title, (kind, patterns) in charts.items():
-            assert kind == "Multiline"
-            for pattern in patterns:
-                assert any(re.match(pattern, tag) for tag in logged), (category, title, pattern)
-    for required in ("landscape/hessian/lambda_max", "landscape/hessian/lambda_min", "landscape/hessian/trace",
-                     "landscape/convexity/pl_ratio", "landscape/convexity/one_point",
-                     "landscape/redundancy/effective_width", "landscape/redundancy/score"):
-        assert required in logged
 
 
 @pytest.mark.parametrize(

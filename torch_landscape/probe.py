@@ -128,6 +128,10 @@ class LandscapeSnapshot:
         and on the light dense path, λ_max alone (``spectrum_ends == "largest"``) otherwise.
     spectrum_ends : str
         "both" or "largest": which ends of the spectrum ``spectrum`` holds.
+    negative_count : int or None
+        Eigenvalues certainly below 0 (λ + its error bound < 0): all of them on the dense path, a lower
+        bound (among the k smallest) on the matrix-free one; None where the smallest end was not computed.
+        Unlike the Morse index it means the same away from a critical point.
     trace : TraceEstimate or None
     density : SpectralDensity or None
     critical : CriticalPoint or None
@@ -150,118 +154,12 @@ class LandscapeSnapshot:
     assignment_changes: Optional[int] = None
     spectrum: Optional[Spectrum] = None
     spectrum_ends: str = "both"
+    negative_count: Optional[int] = None
     trace: Optional[TraceEstimate] = None
     density: Optional[SpectralDensity] = None
     critical: Optional[CriticalPoint] = None
     redundancy: Optional[RedundancyReport] = None
     errors: tuple[str, ...] = ()
-
-    def scalars(self) -> dict[str, float]:
-        """Every number of the snapshot under its TensorBoard tag (``landscape/<group>/<name>``)."""
-        out = {
-            "landscape/probe/loss": self.loss,
-            "landscape/probe/grad_norm": self.grad_norm,
-            "landscape/monitor/seconds": self.seconds,
-        }
-        convexity, hessian = "landscape/convexity/", "landscape/hessian/"
-        if self.pl is not None:
-            pl = self.pl
-            out.update({
-                convexity + "pl_ratio": pl.mu,
-                convexity + "pl_ratio_running_min": pl.mu_running_min,
-                convexity + "pl_ratio_window_min": pl.mu_window_min,
-                convexity + "loss_star": pl.loss_star,
-                convexity + "loss_star_aitken": pl.loss_star_aitken,
-                convexity + "contraction": pl.contraction,
-                convexity + "lojasiewicz_slope": pl.lojasiewicz_slope,
-                convexity + "eta_t_ratio": pl.eta_t_ratio,
-            })
-            if pl.mu_sensitivity is not None:
-                # μ with L̂* lowered by one more margin: far from pl_ratio means μ is not resolved.
-                out[convexity + "pl_ratio_lower_loss_star"] = pl.mu_sensitivity[1]
-        if self.one_point is not None:
-            out.update({
-                convexity + "one_point": self.one_point.value,
-                convexity + "one_point_running_min": self.one_point_running_min,
-                convexity + "one_point_cosine": self.one_point.cosine,
-                convexity + "distance_to_reference": self.one_point.distance,
-            })
-            if self.assignment_changes is not None:
-                out[convexity + "assignment_changes"] = float(self.assignment_changes)
-        if self.spectrum is not None:
-            values, bounds = self.spectrum.eigenvalues, self.spectrum.error_bounds
-            lambda_max = float(values[-1])
-            out.update({
-                hessian + "lambda_max": lambda_max,
-                hessian + "lambda_max_error": float(bounds[-1]),
-                hessian + "converged": float(self.spectrum.converged),
-                hessian + "num_hvp": float(self.num_hvp),
-            })
-            if self.spectrum_ends == "both":
-                lambda_min = float(values[0])
-                out.update({
-                    hessian + "lambda_min": lambda_min,
-                    hessian + "lambda_min_error": float(bounds[0]),
-                    # Only a smallest eigenvalue positive beyond its error bound makes H ≻ 0 certain.
-                    hessian + "cond": lambda_max / lambda_min if lambda_min > float(bounds[0]) else math.nan,
-                })
-            if self.learning_rate:
-                out[hessian + "eos_threshold"] = 2.0 / self.learning_rate
-                out[hessian + "eos_ratio"] = lambda_max * self.learning_rate / 2.0
-        if self.trace is not None:
-            out[hessian + "trace"] = self.trace.value
-            out[hessian + "trace_error"] = self.trace.standard_error
-        if self.critical is not None:
-            point = self.critical
-            positive = point.eigenvalues[point.eigenvalues > point.tau]
-            out.update({
-                hessian + "morse_index": float(point.morse_index),
-                hessian + "nullity": float(point.nullity),
-                hessian + "quotient_nullity": float(point.quotient_nullity),
-                hessian + "critical": float(point.critical),
-                hessian + "sym_leak": point.sym_leak,
-                hessian + "lambda_min_pos": float(positive[0]) if len(positive) else math.nan,
-                hessian + "cond_eff": point.lambda_max / float(positive[0]) if len(positive) else math.nan,
-            })
-        if self.redundancy is not None:
-            report = self.redundancy
-            out.update({
-                "landscape/redundancy/width": float(report.width),
-                "landscape/redundancy/effective_width": float(report.effective_width),
-                "landscape/redundancy/score": report.score,
-                "landscape/redundancy/claims": float(len(report.claims)),
-            })
-            if report.effective_width_on_data is not None:
-                out["landscape/redundancy/effective_width_on_data"] = float(report.effective_width_on_data)
-        return out
-
-    def report(self) -> str:
-        """A Markdown report of the critical-point classification, redundancy findings and failures."""
-        kind = "full" if self.full else "light"
-        lines = [f"**step {self.step}** ({kind}): probe loss {self.loss:.6g}, |grad L| {self.grad_norm:.3g}"]
-        if self.spectrum is not None:
-            lines.append(f"- {self.spectrum}")
-        if self.trace is not None:
-            lines.append(f"- {self.trace}")
-        if self.critical is not None:
-            lines.append(f"- critical point **{self.critical.kind}**: {self.critical.reason}")
-        if self.pl is not None:
-            lines.append(
-                f"- PL ratio {self.pl.mu:.4g} (running min {self.pl.mu_running_min:.4g}) with L* = {self.pl.loss_star:.6g}"
-                f"{' (estimated)' if self.pl.loss_star_estimated else ''}"
-            )
-        if self.one_point is not None:
-            lines.append(
-                f"- one-point convexity {self.one_point.value:.4g} (cosine {self.one_point.cosine:.3g}) at distance "
-                f"{self.one_point.distance:.4g} from the reference"
-            )
-        if self.redundancy is not None:
-            lines.append("```\n" + str(self.redundancy) + "\n```")
-        lines += [f"- failed: {error}" for error in self.errors]
-        return "\n".join(lines)
-
-    def __str__(self) -> str:
-        return self.report()
 
 
 @contextlib.contextmanager
@@ -629,7 +527,12 @@ class LandscapeProbe:
         ends = "both" if dense or point.full else "largest"
         smallest = spectrum.lambda_min if ends == "both" else math.nan
         self._trajectory.append((point.step, smallest, spectrum.lambda_max))
-        return {"spectrum": dataclasses.replace(spectrum, eigenvectors=None), "spectrum_ends": ends}
+        if dense:  # every eigenvalue is known, each to within the dense path's rounding bound
+            negative = int((point.operator.eigh()[0] < -float(spectrum.error_bounds.max())).sum())
+        else:
+            negative = int((spectrum.eigenvalues + spectrum.error_bounds < 0).sum()) if ends == "both" else None
+        return {"spectrum": dataclasses.replace(spectrum, eigenvectors=None), "spectrum_ends": ends,
+                "negative_count": negative}
 
     def _compute_trace(self, point: _Point) -> dict[str, Any]:
         if point.full or self._dense(point):
@@ -691,19 +594,3 @@ class LandscapeProbe:
         self._pl.load_state_dict(state["pl"])
         self._one_point_min = state["one_point_min"]
         self._assignment = state["assignment"]
-
-    # -- writing ----------------------------------------------------------------------------------------
-
-    def log(self, writer: Any, snapshot: LandscapeSnapshot, *, figures: bool = True) -> None:
-        """Write a snapshot to a ``torch.utils.tensorboard.SummaryWriter`` at ``snapshot.step``.
-
-        Scalars under the tags of :meth:`LandscapeSnapshot.scalars`, the spectrum as a histogram, the text
-        report, a custom-scalars layout (once per writer) and, with ``figures``, matplotlib figures.
-        """
-        from .callbacks.tensorboard import write_figures, write_scalars, write_setup, write_snapshot
-
-        write_setup(writer, self.quantities, self.describe)
-        write_scalars(writer, snapshot.scalars(), snapshot.step)
-        write_snapshot(writer, snapshot)
-        if figures:
-            write_figures(writer, snapshot, self.trajectory)

@@ -31,7 +31,8 @@ from ..probe import (
 )
 from ..schedule import OverheadBudget
 from ..shallow import find_shallow
-from .tensorboard import finite, write_figures, write_setup, write_snapshot
+from ..writers import console_line, run_verdict, snapshot_scalars
+from ..writers.tensorboard import finite, update_layout, write_figures, write_setup, write_snapshot
 
 __all__ = ["ConvexityMonitor", "HessianMonitor", "LandscapeMonitor", "RedundancyMonitor"]
 
@@ -121,6 +122,9 @@ class LandscapeMonitor(Callback):
         Log matplotlib figures (spectral density, eigenvalue trajectories, neuron similarity) to a
         ``TensorBoardLogger``: None at the end of training if the budget allows (drawing them costs about
         half a second), True at every full evaluation, False never.
+    verbose
+        Print one line per full evaluation and the run's verdict at the end (rank zero, Lightning's info
+        log); the verdict also goes to TensorBoard as text ``landscape/verdict``.
     on_error
         "warn": a failing diagnostic is skipped and warned about once, training continues; "raise": the
         error stops training.
@@ -165,6 +169,7 @@ class LandscapeMonitor(Callback):
         params: Sequence[str] | None = None,
         dtype: torch.dtype = torch.float64,
         figures: bool | None = None,
+        verbose: bool = True,
         on_error: OnError = "warn",
     ) -> None:
         _positive("every_n_steps", every_n_steps)
@@ -207,7 +212,7 @@ class LandscapeMonitor(Callback):
         self._explicit_quantities = quantities is not None
         # From the arguments, before set-up narrows the quantities: the key must match across a resume.
         self._state_key = self._generate_state_key(every_n_steps=every_n_steps, every_n_epochs=every_n_epochs, quantities=chosen)
-        self.probe_size, self.seed, self.figures = probe_size, seed, figures
+        self.probe_size, self.seed, self.figures, self.verbose = probe_size, seed, figures, bool(verbose)
         self._loss_fn, self._loss, self._probe_data = loss_fn, loss, probe_data
         self._probe_options = dict(
             reference=reference, loss_star=loss_star, k=k, light_tol=light_tol, method=method, params=params, dtype=dtype,
@@ -224,6 +229,7 @@ class LandscapeMonitor(Callback):
         self._horizon: int | None = None
         self._budget = OverheadBudget(self.max_overhead)
         self._warned_overhead = False
+        self._skipped: list[str] = []
         #: Every snapshot of this run, light and full, in order (also without a logger).
         self.history: list[LandscapeSnapshot] = []
         #: What the automatic schedule scaled down, and why (also printed once each).
@@ -256,6 +262,18 @@ class LandscapeMonitor(Callback):
                     f"{type(pl_module).__name__}; leave 'redundancy' out of quantities."
                 )
             self.quantities = tuple(q for q in self.quantities if q != "redundancy")
+            self._skipped.append(
+                f"neuron redundancy: {type(pl_module).__name__} holds no one-hidden-layer network (Linear → "
+                "activation → Linear)"
+            )
+        others = [type(logger).__name__ for logger in trainer.loggers if not isinstance(logger, TensorBoardLogger)]
+        if others:
+            self._skipped.append(
+                f"text reports, histograms and figures in {', '.join(others)} (scalars only; they go to "
+                "TensorBoardLogger, and the snapshots stay in monitor.history)"
+            )
+        for item in self._skipped:
+            rank_zero_info(f"{name} does not log {item}.")
 
     def _resolve_loss(self, pl_module: LightningModule) -> None:
         name = type(self).__name__
@@ -426,6 +444,11 @@ class LandscapeMonitor(Callback):
             self._evaluate(trainer, full=True, quantities=only, figures=figures)
         elif figures and self.last_snapshot.full:
             self._evaluate_figures(trainer)
+        verdict = run_verdict(self.history, self.notes)
+        for logger in self._tensorboard:
+            logger.experiment.add_text("landscape/verdict", verdict, step)
+        if self.verbose:
+            rank_zero_info(f"{type(self).__name__}: {verdict}")
 
     def _closing_plan(self) -> tuple[bool, bool]:
         """Whether the closing evaluation is full and draws figures: what was promised, scaled down (and
@@ -460,12 +483,12 @@ class LandscapeMonitor(Callback):
         start = time.perf_counter()
         step = trainer.global_step
         snapshot = self.probe.snapshot(step, full=full, quantities=quantities, learning_rate=_learning_rate(trainer))
-        scalars = snapshot.scalars()
+        scalars = snapshot_scalars(snapshot)
         if quantities is None:
             self._evaluations += 1
             self.last_snapshot = snapshot
         else:  # completing this step's light snapshot: last_snapshot holds everything known at the step
-            logged = self.last_snapshot.scalars()
+            logged = snapshot_scalars(self.last_snapshot)
             scalars = {tag: value for tag, value in scalars.items() if tag not in logged or logged[tag] != value}
             self.last_snapshot = dataclasses.replace(
                 self.last_snapshot, full=True, **{q: getattr(snapshot, q) for q in quantities},
@@ -479,8 +502,10 @@ class LandscapeMonitor(Callback):
         scalars.pop("landscape/monitor/seconds", None)  # logged below with everything this evaluation cost
         self._log_scalars(trainer, scalars, step)
         for logger in self._tensorboard:
-            write_setup(logger.experiment, _quantities_of(trainer), self.probe.describe)
+            write_setup(logger.experiment, self.probe.describe(), self._skipped)
             write_snapshot(logger.experiment, self.last_snapshot)
+        if full and self.verbose:
+            rank_zero_info(f"{type(self).__name__} {console_line(self.last_snapshot)}")
         drawing = self._evaluate_figures(trainer, record=False) if figures or (full and self.figures) else None
         seconds = time.perf_counter() - start
         self._budget.record("full" if full else "light", seconds, figures=drawing)
@@ -504,6 +529,8 @@ class LandscapeMonitor(Callback):
         scalars = finite(scalars)
         for logger in trainer.loggers:
             logger.log_metrics(scalars, step=step)
+        for logger in self._tensorboard:
+            update_layout(logger.experiment, scalars)
         trainer.callback_metrics.update({tag: torch.tensor(value) for tag, value in scalars.items()})
 
     def _warn_if_costly(self, step: int) -> None:
@@ -567,11 +594,6 @@ def _learning_rate(trainer: Trainer) -> float | None:
     if type(optimizer) is not torch.optim.SGD or group.get("momentum", 0) != 0:
         return None
     return float(group["lr"])
-
-
-def _quantities_of(trainer: Trainer) -> set[str]:
-    """Every quantity of every landscape monitor of the trainer: the layout is written once per run."""
-    return {q for callback in trainer.callbacks if isinstance(callback, LandscapeMonitor) for q in callback.quantities}
 
 
 class HessianMonitor(LandscapeMonitor):

@@ -1,7 +1,8 @@
-"""Matplotlib figures of landscape snapshots for TensorBoard's ``add_figure``.
+"""Matplotlib figures of landscape snapshots, rendered to images for TensorBoard.
 
 Each function returns a bare ``matplotlib.figure.Figure``: not registered with pyplot, so it opens no
-window, leaves the user's backend alone and is freed once ``add_figure`` has rendered it (with Agg).
+window and leaves the user's backend alone; :func:`to_image` renders it with Agg. (TensorBoard's own
+``add_figure`` imports pyplot, which costs more than drawing the three figures.)
 """
 
 from __future__ import annotations
@@ -9,10 +10,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from ..estimators import SpectralDensity
+from ..redundancy import RedundancyReport
 
 
 def _figure(width: float = 6.0, height: float = 3.6) -> Figure:
@@ -70,14 +75,41 @@ def eigenvalue_trajectory_figure(trajectory: Sequence[tuple[int, float, float]],
     return figure
 
 
-def similarity_figure(similarity: torch.Tensor, step: int) -> Figure:
-    """Heat map of the pairwise cosine similarity of the standardised neurons (values in [-1, 1]): dark
-    off-diagonal cells are duplicate (+1) or mirrored (-1) neuron pairs."""
+def similarity_figure(report: RedundancyReport, step: int) -> Figure:
+    """Heat map of how close each pair of neurons is to a duplicate (red) or mirrored (blue) pair: the
+    colour is sign(cos)·min(1, −log10(1 − |cos|)/8) of the standardised neurons' cosine, so a pair is dark
+    only when its cosine is within a few digits of ±1 (a cosine of 0.8 is pale). The verified merges of
+    the redundancy report are outlined (pairs) or crossed on the diagonal (single neurons), as
+    :func:`marked_neurons` says."""
     figure = _figure(5.0, 4.2)
     axes = figure.add_subplot()
-    image = axes.imshow(similarity.detach().cpu().double().numpy(), cmap="RdBu_r", vmin=-1.0, vmax=1.0, interpolation="nearest")
-    figure.colorbar(image, ax=axes, shrink=0.85)
+    cosine = report.similarity_matrix().detach().cpu().double().clamp(-1.0, 1.0)
+    digits = -torch.log10((1.0 - cosine.abs()).clamp_min(1e-8)) / 8.0
+    shade = (cosine.sign() * digits.clamp(0.0, 1.0)).numpy()
+    image = axes.imshow(shade, cmap="RdBu_r", vmin=-1.0, vmax=1.0, interpolation="nearest")
+    bar = figure.colorbar(image, ax=axes, shrink=0.85, ticks=[-1, -0.5, 0, 0.5, 1])
+    bar.ax.set_yticklabels(["mirrored", "1+cos = 1e-4", "unrelated", "1-cos = 1e-4", "duplicate"], fontsize=7)
+    for neurons in marked_neurons(report):
+        if len(neurons) == 1:
+            axes.plot([neurons[0]], [neurons[0]], "kx", ms=9, mew=2, gid="merge")
+        else:
+            for i in neurons:
+                for j in neurons:
+                    if i != j:
+                        axes.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, lw=2, ec="k", gid="merge"))
     axes.set_xlabel("neuron")
     axes.set_ylabel("neuron")
-    axes.set_title(f"neuron similarity at step {step} (+1 duplicate, -1 mirrored)", fontsize=9)
+    axes.set_title(f"neuron similarity at step {step}; outlined/crossed: verified merges", fontsize=9)
     return figure
+
+
+def marked_neurons(report: RedundancyReport) -> list[tuple[int, ...]]:
+    """The neurons of each verified merge between original neurons: what the heat map marks."""
+    return [tuple(finding.neurons) for finding in report.claims if finding.original]
+
+
+def to_image(figure: Figure) -> np.ndarray:
+    """The figure rendered with Agg as an (H, W, 3) uint8 array."""
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()

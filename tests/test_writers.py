@@ -1,0 +1,155 @@
+"""The writers: what TensorBoard reads back is the snapshot; the layout holds only charts the run fills,
+with margin charts for the eigenvalues; words and numbers agree; the heat map marks the verified merges."""
+
+import math
+import re
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.custom_scalar import layout_pb2
+from torch import nn
+from torch.utils.tensorboard import SummaryWriter
+
+from helpers import regression_data, shallow, train
+from torch_landscape.probe import LandscapeProbe
+from torch_landscape.redundancy import neuron_redundancy
+from torch_landscape.writers import custom_scalars_layout, log_snapshot, snapshot_report, snapshot_scalars
+from torch_landscape.writers.figures import marked_neurons, similarity_figure
+from torch_landscape.writers.tensorboard import CHARTS
+
+LOSS = nn.MSELoss()
+
+
+@pytest.fixture(scope="module")
+def setting():
+    data = regression_data(96, 3)
+    teacher = shallow(3, 2, nn.Tanh(), seed=5)
+    model = train(shallow(3, 5, nn.Tanh()), data, steps=60)
+    return model, teacher, data
+
+
+def read(directory):
+    events = EventAccumulator(str(directory), size_guidance={"scalars": 0, "tensors": 0, "images": 0, "histograms": 0})
+    events.Reload()
+    return events
+
+
+def layout_of(events):
+    """The last custom-scalars layout written (the one TensorBoard shows)."""
+    layout = layout_pb2.Layout()
+    layout.ParseFromString(events.Tensors("custom_scalars__config__")[-1].tensor_proto.string_val[0])
+    return layout
+
+
+def test_plain_loop_log_writes_what_tensorboard_reads_back(setting, tmp_path):
+    model, teacher, data = setting
+    probe = LandscapeProbe(model, LOSS, data, reference=teacher)
+    writer = SummaryWriter(tmp_path)
+    snapshots = [probe.snapshot(step, full=step == 4, learning_rate=0.1) for step in (0, 4)]
+    for snapshot in snapshots:
+        log_snapshot(writer, snapshot, description=probe.describe(), trajectory=probe.trajectory)
+    writer.close()
+    events = read(tmp_path)
+    tags = events.Tags()
+    for tag, value in snapshot_scalars(snapshots[1]).items():
+        if not math.isfinite(value):  # NaN would plot as a marker that looks like data: never written
+            assert all(e.step != 4 for e in events.Scalars(tag)) if tag in tags["scalars"] else True
+            continue
+        logged = events.Scalars(tag)[-1]
+        assert logged.step == 4
+        assert logged.value == pytest.approx(value, rel=1e-6)  # TensorBoard stores float32
+    assert [e.step for e in events.Scalars("landscape/probe/loss")] == [0, 4]
+    assert [e.step for e in events.Scalars("landscape/hessian/lambda_max")] == [0, 4]  # light ones too
+    histogram = events.Histograms("landscape/hessian/spectrum")[0].histogram_value
+    assert histogram.num == sum(p.numel() for p in model.parameters())
+    assert {"landscape/report/text_summary", "landscape/setup/text_summary"} <= set(tags["tensors"])
+    assert {"landscape/figures/spectral_density", "landscape/figures/eigenvalue_trajectories",
+            "landscape/figures/neuron_similarity"} <= set(tags["images"])
+
+
+def test_the_layout_holds_exactly_the_charts_the_logged_tags_fill(setting, tmp_path):
+    model, teacher, data = setting
+    probe = LandscapeProbe(model, LOSS, data, reference=teacher, loss_star=0.0)
+    writer = SummaryWriter(tmp_path)
+    log_snapshot(writer, probe.snapshot(0, full=False), figures=False)
+    log_snapshot(writer, probe.snapshot(1, learning_rate=0.1), figures=False)
+    writer.close()
+    events = read(tmp_path)
+    logged = set(events.Tags()["scalars"])
+    layout = layout_of(events)
+    titles = set()
+    for category in layout.category:
+        for chart in category.chart:
+            titles.add(chart.title)
+            if chart.HasField("margin"):
+                series = chart.margin.series[0]
+                patterns = [series.value, series.lower, series.upper]
+            else:
+                patterns = list(chart.multiline.tag)
+            for pattern in patterns:  # every tag a chart asks for was logged
+                assert any(re.fullmatch(pattern, tag) for tag in logged), (chart.title, pattern)
+    # ... and every chart that a logged tag can fill is there, the margin charts of both eigenvalues included.
+    expected = {title for title, (kind, patterns) in
+                ((t, c) for charts in custom_scalars_layout(logged).values() for t, c in charts.items())}
+    assert titles == expected
+    margins = {chart.margin.series[0].value for category in layout.category for chart in category.chart
+               if chart.HasField("margin")}
+    assert {re.escape("landscape/hessian/lambda_max") + "$", re.escape("landscape/hessian/lambda_min") + "$"} <= margins
+    assert layout.category[0].title == "landscape 0: overview"
+    # The required tags of the public API.
+    assert {"landscape/hessian/lambda_max", "landscape/hessian/lambda_min", "landscape/hessian/trace",
+            "landscape/hessian/converged", "landscape/convexity/pl_ratio", "landscape/convexity/one_point",
+            "landscape/redundancy/effective_width", "landscape/redundancy/score"} <= logged
+
+
+def test_no_chart_mixes_a_count_with_a_continuous_quantity():
+    counts = {"negative_count", "morse_index", "nullity", "quotient_nullity", "width", "effective_width",
+              "effective_width_on_data", "claims", "assignment_changes", "critical", "converged"}
+    for category, title, kind, tags in CHARTS:
+        kinds = {tag.rsplit("/", 1)[1] in counts for tag in tags}
+        assert len(kinds) == 1, title
+
+
+def _saddle():
+    """A point away from any critical point with certainly negative curvature: a fresh network."""
+    data = regression_data(64, 3)
+    return shallow(3, 6, nn.Tanh(), seed=3), data
+
+
+def test_index_and_nullity_only_at_critical_points_and_words_agree_with_numbers():
+    model, data = _saddle()
+    snapshot = LandscapeProbe(model, LOSS, data).snapshot(0)
+    scalars = snapshot_scalars(snapshot)
+    report = snapshot_report(snapshot)
+    assert not snapshot.critical.critical
+    assert "landscape/hessian/morse_index" not in scalars and "landscape/hessian/nullity" not in scalars
+    negative = int(scalars["landscape/hessian/negative_count"])
+    assert negative >= 1 and scalars["landscape/hessian/lambda_min_upper"] < 0
+    assert f"{negative} certainly negative eigenvalue" in report
+    assert "Morse index" not in report
+
+
+def test_at_the_reference_one_point_convexity_is_words_not_a_number(setting):
+    model, _, data = setting
+    snapshot = LandscapeProbe(model, LOSS, data, reference=model, quantities=["one_point"]).snapshot(0)
+    assert math.isnan(snapshot_scalars(snapshot)["landscape/convexity/one_point"])
+    assert "at the reference" in snapshot_report(snapshot)
+
+
+def test_the_heat_map_marks_exactly_the_verified_merges():
+    data = regression_data(80, 2)
+    model = shallow(2, 4, nn.Tanh(), seed=2)
+    with torch.no_grad():  # neuron 3 duplicates neuron 0; neuron 2's output weight is 0
+        model[0].weight[3] = model[0].weight[0]
+        model[0].bias[3] = model[0].bias[0]
+        model[2].weight[0, 2] = 0.0
+    report = neuron_redundancy(model, [data])
+    claims = sorted(tuple(sorted(finding.neurons)) for finding in report.claims if finding.original)
+    assert claims == [(0, 3), (2,)]
+    figure = similarity_figure(report, 0)
+    axes = figure.axes[0]
+    boxes = sorted((round(p.get_x() + 0.5), round(p.get_y() + 0.5)) for p in axes.patches if p.get_gid() == "merge")
+    crosses = [tuple(line.get_xdata()) for line in axes.lines if line.get_gid() == "merge"]
+    assert boxes == [(0, 3), (3, 0)] and crosses == [(2,)]
+    assert sorted(tuple(sorted(n)) for n in marked_neurons(report)) == claims

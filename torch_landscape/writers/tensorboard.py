@@ -1,0 +1,223 @@
+"""Snapshots to TensorBoard: scalars, the custom-scalars layout, the spectrum histogram, text and figures.
+
+Every function takes a ``torch.utils.tensorboard.SummaryWriter`` (Lightning's ``TensorBoardLogger.experiment``
+is one). Nothing here imports Lightning; matplotlib only when figures are drawn.
+
+The custom-scalars layout is built from the tags a writer has actually received, and written again when a
+new chart becomes fillable: TensorBoard shows the latest layout of a run, so no chart stays empty. Charts
+are grouped by question, overview first; each holds quantities of one scale.
+"""
+
+from __future__ import annotations
+
+import re
+import weakref
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .report import snapshot_report
+from .tags import CONVEXITY, HESSIAN, MONITOR, PROBE, REDUNDANCY, snapshot_scalars
+
+if TYPE_CHECKING:
+    from ..probe import LandscapeSnapshot
+
+_H, _C, _R = HESSIAN, CONVEXITY, REDUNDANCY
+OVERVIEW, CURVATURE, CRITICAL = "landscape 0: overview", "landscape 1: curvature", "landscape 2: critical point"
+CONVEX, REDUNDANT, COST = "landscape 3: convexity", "landscape 4: redundancy", "landscape 5: monitor cost"
+
+#: (category, chart title saying how to read it, "Multiline" or "Margin", tags). A Margin chart's tags are
+#: (value, lower, upper): the value with its error band.
+CHARTS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
+    (OVERVIEW, "probe loss L, log10", "Multiline", (PROBE + "loss_log10",)),
+    (OVERVIEW, "gradient norm |grad L|, log10: very negative = close to a critical point", "Multiline",
+     (PROBE + "grad_norm_log10",)),
+    (OVERVIEW, "sharpness lambda_max and 2/lr: gradient descent is unstable where lambda_max > 2/lr", "Multiline",
+     (_H + "lambda_max", _H + "eos_threshold")),
+    (OVERVIEW, "lambda_min and the zero line: below 0 is a direction of descent, not a minimum", "Multiline",
+     (_H + "lambda_min", _H + "zero")),
+    (OVERVIEW, "effective width vs width: below the width, some neurons are redundant", "Multiline",
+     (_R + "effective_width", _R + "width")),
+    (CURVATURE, "lambda_max with its error bar (value +- bound)", "Margin",
+     (_H + "lambda_max", _H + "lambda_max_lower", _H + "lambda_max_upper")),
+    (CURVATURE, "lambda_min with its error bar: its sign is certain where the band excludes 0", "Margin",
+     (_H + "lambda_min", _H + "lambda_min_lower", _H + "lambda_min_upper")),
+    (CURVATURE, "edge of stability lambda_max * lr / 2: above 1, gradient descent is unstable", "Multiline",
+     (_H + "eos_ratio",)),
+    (CURVATURE, "trace of the Hessian: the sum of all curvatures", "Multiline", (_H + "trace",)),
+    (CURVATURE, "condition number, log10: lambda_max over lambda_min (where H is certainly positive definite), "
+     "_eff over the smallest positive eigenvalue", "Multiline", (_H + "cond_log10", _H + "cond_eff_log10")),
+    (CURVATURE, "eigen-solver converged to its tolerance (1) or stopped at its budget (0)", "Multiline",
+     (_H + "converged",)),
+    (CURVATURE, "Hessian-vector products per evaluation", "Multiline", (_H + "num_hvp",)),
+    (CRITICAL, "certainly negative eigenvalues (lambda + bound < 0): directions of descent, at any point",
+     "Multiline", (_H + "negative_count",)),
+    (CRITICAL, "at a critical point? (1 = |grad L| is negligible at the curvature's scale)", "Multiline",
+     (_H + "critical",)),
+    (CRITICAL, "Morse index and nullity, at critical points only (quotient: flat directions the symmetries do "
+     "not explain)", "Multiline", (_H + "morse_index", _H + "nullity", _H + "quotient_nullity")),
+    (CRITICAL, "symmetry leak: curvature along the symmetry tangents (0 in exact arithmetic)", "Multiline",
+     (_H + "sym_leak",)),
+    (CONVEX, "PL ratio |grad L|^2 / 2(L - L*): bounded away from 0 = linear convergence; falling toward 0, PL "
+     "fails", "Multiline", (_C + "pl_ratio", _C + "pl_ratio_running_min", _C + "pl_ratio_window_min")),
+    (CONVEX, "PL ratio at L* and at L* lowered by one more margin: far apart, the ratio is not resolved",
+     "Multiline", (_C + "pl_ratio", _C + "pl_ratio_lower_loss_star")),
+    (CONVEX, "probe loss, the L* estimate behind the PL ratio, and Aitken's extrapolation of L*", "Multiline",
+     (PROBE + "loss", _C + "loss_star", _C + "loss_star_aitken")),
+    (CONVEX, "per-step contraction (L_t - L*)/(L_t-1 - L*): below 1 is linear convergence", "Multiline",
+     (_C + "contraction",)),
+    (CONVEX, "Lojasiewicz slope of log|grad L|^2 against log(L - L*): 1 under PL, above 1 at a degenerate "
+     "minimum", "Multiline", (_C + "lojasiewicz_slope",)),
+    (CONVEX, "one-point convexity <grad L, theta - theta*> / |theta - theta*|^2: above 0 the gradient points "
+     "toward the reference", "Multiline", (_C + "one_point", _C + "one_point_running_min")),
+    (CONVEX, "cosine between -grad L and the direction to the reference", "Multiline", (_C + "one_point_cosine",)),
+    (CONVEX, "distance to the (neuron-aligned) reference, log10", "Multiline", (_C + "distance_to_reference_log10",)),
+    (CONVEX, "neurons matched to another reference neuron than at the previous evaluation", "Multiline",
+     (_C + "assignment_changes",)),
+    (REDUNDANT, "effective width (on all inputs, and on the data only) vs width", "Multiline",
+     (_R + "effective_width", _R + "effective_width_on_data", _R + "width")),
+    (REDUNDANT, "distance to the nearest redundant network, log10 (very negative = redundant)", "Multiline",
+     (_R + "score_log10",)),
+    (REDUNDANT, "verified merges (each removes a neuron)", "Multiline", (_R + "claims",)),
+    (COST, "seconds per evaluation", "Multiline", (MONITOR + "seconds",)),
+    (COST, "share of the wall time spent monitoring", "Multiline", (MONITOR + "overhead",)),
+)
+
+READING = (
+    "**Overview first** (Custom Scalars tab): loss and gradient norm in log10, the sharpness lambda_max against "
+    "2/lr (plain SGD only), lambda_min against the zero line, and the effective width.",
+    "**lambda_max** is logged at every evaluation with its error bound (margin chart: value +- bound); "
+    "**lambda_min** where it is computed (every evaluation on small networks, full ones otherwise). A lambda_min "
+    "whose band excludes 0 has a certain sign; **negative_count** counts eigenvalues certainly below 0.",
+    "**morse_index** and **nullity** are logged only at critical points (critical = 1), where they mean "
+    "descent and flat directions; the text report names the kind: not_critical, strict_saddle, "
+    "nondegenerate_min, min_mod_symmetry or degenerate.",
+    "The **PL ratio** bounded away from 0 means linear convergence; **one_point** > 0 means -grad L points "
+    "toward the reference. **effective_width** below the width means redundant neurons; **score** is the "
+    "distance to the nearest redundant network.",
+    "Counts (index, nullity, widths, claims) are whole numbers: in the Scalars tab set smoothing to 0, or "
+    "TensorBoard's default 0.6 blends neighbouring evaluations into fractions.",
+)
+
+# Per writer: the tags it has received, and the charts of the layout it holds.
+_TAGS: "weakref.WeakKeyDictionary[Any, set[str]]" = weakref.WeakKeyDictionary()
+_CHARTS_WRITTEN: "weakref.WeakKeyDictionary[Any, tuple[int, ...]]" = weakref.WeakKeyDictionary()
+_SETUP: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+def custom_scalars_layout(tags: Iterable[str]) -> dict[str, dict[str, list[Any]]]:
+    """The layout ``{category: {title: [kind, [tag regexes]]}}`` of the charts that ``tags`` fill: a
+    Multiline chart when any of its tags is there, a Margin chart when its value is."""
+    tags = set(tags)
+    layout: dict[str, dict[str, list[Any]]] = {}
+    for index in _fillable(tags):
+        category, title, kind, chart = CHARTS[index]
+        present = [tag for tag in chart if tag in tags] if kind == "Multiline" else list(chart)
+        layout.setdefault(category, {})[title] = [kind, [re.escape(tag) + "$" for tag in present]]
+    return layout
+
+
+def _fillable(tags: set[str]) -> tuple[int, ...]:
+    return tuple(
+        index for index, (_, _, kind, chart) in enumerate(CHARTS)
+        if (chart[0] in tags if kind == "Margin" else not tags.isdisjoint(chart))
+    )
+
+
+def update_layout(writer: Any, tags: Iterable[str]) -> bool:
+    """Record that ``writer`` received ``tags``; write the layout again if a new chart can be filled."""
+    seen = _TAGS.setdefault(writer, set())
+    seen.update(tags)
+    charts = _fillable(seen)
+    if _CHARTS_WRITTEN.get(writer) == charts:
+        return False
+    writer.add_custom_scalars(custom_scalars_layout(seen))
+    _CHARTS_WRITTEN[writer] = charts
+    return True
+
+
+def write_setup(writer: Any, description: str, skipped: Sequence[str] = ()) -> bool:
+    """Once per writer: the text ``landscape/setup``: what is measured and on what, what this run skips,
+    and how to read the charts. True if written."""
+    if writer in _SETUP:
+        return False
+    parts = [description]
+    if skipped:
+        parts.append("Not logged here:\n\n" + "\n".join(f"- {item}" for item in skipped))
+    parts.append("How to read the charts:\n\n" + "\n".join(f"- {text}" for text in READING))
+    writer.add_text("landscape/setup", "\n\n".join(parts), 0)
+    _SETUP.add(writer)
+    return True
+
+
+def write_scalars(writer: Any, scalars: dict[str, float], step: int) -> None:
+    """``add_scalar`` for every finite value (a NaN would be drawn as a marker that looks like data), and
+    the layout brought up to date."""
+    scalars = finite(scalars)
+    for tag, value in scalars.items():
+        writer.add_scalar(tag, value, step)
+    update_layout(writer, scalars)
+
+
+def finite(scalars: dict[str, float]) -> dict[str, float]:
+    """The scalars worth logging: finite values only."""
+    return {tag: value for tag, value in scalars.items() if value == value and abs(value) != float("inf")}
+
+
+def write_spectrum_histogram(writer: Any, snapshot: "LandscapeSnapshot") -> None:
+    """The spectral density as histogram ``landscape/hessian/spectrum``, in eigenvalue counts (expected
+    counts for a stochastic Lanczos quadrature)."""
+    density, size = snapshot.density, snapshot.num_parameters
+    fractions, edges = density.histogram()
+    nodes, weights = density.nodes, density.weights * size
+    writer.add_histogram_raw(
+        HESSIAN + "spectrum",
+        min=float(nodes.min()),
+        max=float(nodes.max()),
+        num=size,
+        sum=float((weights * nodes).sum()),
+        sum_squares=float((weights * nodes**2).sum()),
+        bucket_limits=edges[1:],
+        bucket_counts=fractions * size,
+        global_step=snapshot.step,
+    )
+
+
+def write_snapshot(writer: Any, snapshot: "LandscapeSnapshot") -> None:
+    """Everything of a snapshot but the scalars and figures: spectrum histogram, text report, errors."""
+    if snapshot.density is not None:
+        write_spectrum_histogram(writer, snapshot)
+    if snapshot.full:
+        writer.add_text("landscape/report", snapshot_report(snapshot), snapshot.step)
+    if snapshot.errors:
+        writer.add_text("landscape/errors", "\n".join(f"- {error}" for error in snapshot.errors), snapshot.step)
+
+
+def write_figures(writer: Any, snapshot: "LandscapeSnapshot",
+                  trajectory: Sequence[tuple[int, float, float]]) -> None:
+    """The figures a snapshot supports: spectral density, eigenvalue trajectories (up to this snapshot),
+    neuron similarity heat map."""
+    from . import figures as plots
+
+    step = snapshot.step
+    drawn = []
+    if snapshot.density is not None:
+        drawn.append(("spectral_density", plots.spectral_density_figure(snapshot.density, step)))
+    if snapshot.spectrum is not None and trajectory:
+        drawn.append(("eigenvalue_trajectories", plots.eigenvalue_trajectory_figure(trajectory, snapshot.learning_rate)))
+    if snapshot.redundancy is not None:
+        drawn.append(("neuron_similarity", plots.similarity_figure(snapshot.redundancy, step)))
+    for name, figure in drawn:
+        writer.add_image(f"landscape/figures/{name}", plots.to_image(figure), step, dataformats="HWC")
+
+
+def log_snapshot(writer: Any, snapshot: "LandscapeSnapshot", *, description: str = "",
+                 trajectory: Sequence[tuple[int, float, float]] = (), figures: bool = True) -> None:
+    """The plain-loop API: write a snapshot to a ``SummaryWriter`` at ``snapshot.step`` — scalars (and the
+    layout), the spectrum histogram, the text report at full snapshots, the setup text once (with
+    ``description``, e.g. ``probe.describe()``) and, with ``figures``, the figures of full snapshots (pass
+    ``probe.trajectory`` for the eigenvalue trajectories)."""
+    write_setup(writer, description)
+    write_scalars(writer, snapshot_scalars(snapshot), snapshot.step)
+    write_snapshot(writer, snapshot)
+    if figures and snapshot.full:
+        write_figures(writer, snapshot, trajectory)
