@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.tensorboard import SummaryWriter
 
 from torch_landscape.callbacks import LandscapeMonitor
-from torch_landscape.callbacks.tensorboard import write_figures
+from torch_landscape.writers import write_figures
 
 D_IN, TEACHER_WIDTH, SAMPLES, BATCH = 16, 4, 4096, 64
 
@@ -141,7 +141,7 @@ def main() -> None:
         own = [wall / (wall - seconds) for (wall, _), seconds in zip(runs[True], hooks)]
         print(f"time inside the monitor's hooks: {' '.join(f'{s:.2f}' for s in hooks)} s, i.e. monitored/unmonitored "
               f"{' '.join(f'{r:.3f}' for r in own)} (median {statistics.median(own):.3f})")
-        print(f"full evaluations of the last monitored run at steps {[step for step, _ in monitor.probe.trajectory]}")
+        print(f"full evaluations of the last monitored run at steps {[s.step for s in monitor.history if s.full]}")
 
         step = medians[False][0] / steps
         x, y = dataset.tensors

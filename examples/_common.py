@@ -15,6 +15,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from torch_landscape.writers import log_snapshot
+
 DEFAULT_RUNS = Path("runs")
 
 
@@ -164,8 +166,8 @@ def replay(probe, model: nn.Module, states, tb, *, learning_rate: float | None =
     final = copy_state(model)
     for step, state in states:
         model.load_state_dict(state)
-        probe.log(tb, probe.snapshot(step, full=False, learning_rate=learning_rate))
+        log_snapshot(tb, probe.snapshot(step, full=False, learning_rate=learning_rate), probe)
     model.load_state_dict(final)
     snap = probe.snapshot(states[-1][0] + 1, full=True, learning_rate=learning_rate)
-    probe.log(tb, snap)
+    log_snapshot(tb, snap, probe)
     return snap

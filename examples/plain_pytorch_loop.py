@@ -3,7 +3,7 @@
 A tanh teacher–student regression (d = 4, teacher width 3, student width 5) trained with minibatch SGD. Every
 20 steps a light snapshot (loss, gradient norm, PL ratio, one-point convexity toward the teacher) on a fixed
 probe batch; every 200 steps and at the end a full one (Hessian extremes with error bounds, trace, density,
-critical-point classification, redundancy). ``probe.log(writer, snapshot)`` writes it all to TensorBoard.
+critical-point classification, redundancy). ``log_snapshot(writer, snapshot)`` writes it all to TensorBoard.
 
 Run:  python examples/plain_pytorch_loop.py [--quick]      (TensorBoard: runs/plain_pytorch_loop)
 """
@@ -22,6 +22,7 @@ except ImportError:  # run as a script: examples/ is on sys.path
     from _common import Report, fmt, parse_quick
 
 from torch_landscape.probe import LandscapeProbe
+from torch_landscape.writers import log_snapshot, snapshot_report, snapshot_scalars
 
 NAME = "plain_pytorch_loop"
 
@@ -45,7 +46,7 @@ def main(quick: bool = False, logdir: str | Path = "runs") -> dict:
     for step in range(steps + 1):
         if step % 20 == 0 or step == steps:
             snap = probe.snapshot(step, full=(step % 200 == 0 or step == steps), learning_rate=lr)
-            probe.log(writer, snap)
+            log_snapshot(writer, snap, probe)
             first_loss = snap.loss if step == 0 else first_loss
         if step == steps:
             break
@@ -65,13 +66,13 @@ def main(quick: bool = False, logdir: str | Path = "runs") -> dict:
     report.line(f"critical point test: {snap.critical.kind}; effective width {snap.redundancy.effective_width} of "
                 f"{snap.redundancy.width}")
     report.line("the snapshot's own Markdown report (also in TensorBoard's text tab):")
-    for line in snap.report().splitlines()[:12]:
+    for line in snapshot_report(snap).splitlines()[:12]:
         report.line("  | " + line)
     report.check("training went down and the probe logged every quantity without errors",
                  snap.loss < 0.5 * first_loss and not snap.errors,
                  f"probe loss {fmt(first_loss)} → {fmt(snap.loss)}, errors: {list(snap.errors)}")
     out = report.finish(Path(logdir) / NAME)
-    out.update(loss=snap.loss, errors=list(snap.errors), tags=sorted(snap.scalars()), steps=steps)
+    out.update(loss=snap.loss, errors=list(snap.errors), tags=sorted(snapshot_scalars(snap)), steps=steps)
     return out
 
 

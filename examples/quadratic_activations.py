@@ -25,6 +25,7 @@ except ImportError:  # run as a script: examples/ is on sys.path
 
 from torch_landscape import Square, classify_critical_point
 from torch_landscape.probe import LandscapeProbe
+from torch_landscape.writers import log_snapshot
 
 NAME = "quadratic_activations"
 
@@ -55,7 +56,7 @@ def run(rank: int, *, d: int, k: int, n: int, steps: int, lr: float, logdir, rep
     for step in range(steps + 1):
         if step in grid:
             snap = probe.snapshot(step, learning_rate=lr)
-            probe.log(tb, snap)
+            log_snapshot(tb, snap, probe)
             if math.isfinite(snap.pl.mu) and math.isfinite(snap.pl.contraction):
                 valid = snap  # the last evaluation above the rounding floor (full rank reaches L ≈ 1e-30)
         if step == steps:
@@ -65,7 +66,7 @@ def run(rank: int, *, d: int, k: int, n: int, steps: int, lr: float, logdir, rep
         loss.backward()
         optimizer.step()
     final = probe.snapshot(steps, full=True, quantities=["critical"], learning_rate=lr)
-    probe.log(tb, final)
+    log_snapshot(tb, final, probe)
     tb.close()
     cp = classify_critical_point(net, loss_fn, (x, y), probe=rank < d)
     pl = valid.pl

@@ -27,6 +27,7 @@ except ImportError:  # run as a script: examples/ is on sys.path
 
 from torch_landscape import classify_critical_point, neuron_redundancy, one_point_convexity_profile
 from torch_landscape.probe import LandscapeProbe
+from torch_landscape.writers import log_snapshot
 
 NAME = "relu_mild_overparameterization"
 
@@ -54,7 +55,7 @@ def train(width, teacher, x, y, *, steps, lr, logdir, tag):
     for step in range(steps + 1):
         if step in grid:
             snap = probe.snapshot(step, learning_rate=lr)
-            probe.log(tb, snap)
+            log_snapshot(tb, snap, probe)
         if step == steps:
             break
         optimizer.zero_grad()

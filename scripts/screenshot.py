@@ -1,16 +1,19 @@
-"""make screenshot: TensorBoard views of the demo's logs as PNGs under docs/.
+"""make screenshot: TensorBoard views of the README example and of the demo as PNGs under docs/.
 
-Runs the demo when runs/ holds no event file, serves runs/ with TensorBoard on 127.0.0.1 (a free port),
-installs Debian's ``chromium`` when it is missing (apt-get; needs root), opens each dashboard view in
-headless Chromium and saves a PNG per view, then stops TensorBoard.
+Runs the README's first Python example as a new user would (in a scratch folder, so its logs land in
+``lightning_logs/`` there) and the demo (logs in ``runs/``), serves each log folder with TensorBoard on
+127.0.0.1 (a free port), installs Debian's ``chromium`` when it is missing (apt-get; needs root), opens
+each dashboard view in headless Chromium and saves ``docs/<readme|demo>_<view>.png``, then stops
+TensorBoard. ``--reuse`` keeps the demo's existing ``runs/`` instead of running it again.
 
-    .venv/bin/python scripts/screenshot.py [--logdir runs] [--out docs]
+    .venv/bin/python scripts/screenshot.py [--out docs] [--reuse]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -26,10 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 # Smoothing off (_smoothingWeight=0): TensorBoard's default 0.6 would blend the eigenvalues of consecutive steps.
 KEY_TAGS = r"landscape/(hessian/lambda_m..|convexity/pl_ratio|redundancy/effective_width)$"
 VIEWS = (
-    ("tensorboard_scalars.png", "#scalars&_smoothingWeight=0&tagFilter=" + urllib.parse.quote(KEY_TAGS, safe=""), 800),
-    ("tensorboard_custom_scalars.png", "#custom_scalars&_smoothingWeight=0", 3400),
-    ("tensorboard_text.png", "#text&tagFilter=" + urllib.parse.quote("landscape/report", safe=""), 1300),
-    ("tensorboard_images.png", "#images", 1100),
+    ("scalars", "#scalars&_smoothingWeight=0&tagFilter=" + urllib.parse.quote(KEY_TAGS, safe=""), 800),
+    ("custom_scalars", "#custom_scalars&_smoothingWeight=0", 2600),
+    ("text", "#text&tagFilter=" + urllib.parse.quote("landscape/(report|verdict)", safe=""), 1300),
+    ("images", "#images", 1100),
 )
 CHROMIUM_FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -44,11 +47,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def ensure_logs(logdir: Path) -> None:
-    if logdir.is_dir() and any(logdir.rglob("events.out.tfevents.*")):
-        return
-    print(f"{logdir}/ has no TensorBoard logs: running the demo first", flush=True)
-    subprocess.run([sys.executable, str(ROOT / "examples" / "demo.py"), "--runs", str(logdir)], check=True, cwd=ROOT)
+def readme_logs(scratch: Path) -> Path:
+    """Run the README's first ```python block in ``scratch``; its default logger writes lightning_logs/."""
+    code = re.search(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    if code is None:
+        sys.exit("README.md has no ```python block")
+    (scratch / "example.py").write_text(code.group(1))
+    print("running the README example", flush=True)
+    subprocess.run([sys.executable, "example.py"], check=True, cwd=scratch)
+    return scratch / "lightning_logs"
+
+
+def demo_logs(logdir: Path, reuse: bool) -> Path:
+    if not (reuse and logdir.is_dir() and any(logdir.rglob("events.out.tfevents.*"))):
+        print("running the demo", flush=True)
+        shutil.rmtree(logdir, ignore_errors=True)
+        subprocess.run([sys.executable, str(ROOT / "examples" / "demo.py"), "--runs", str(logdir)], check=True, cwd=ROOT)
+    return logdir
 
 
 def ensure_chromium() -> str:
@@ -78,25 +93,19 @@ def wait_for(url: str, seconds: float = 60.0) -> None:
     sys.exit(f"TensorBoard did not answer {url} within {seconds:.0f} s")
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--logdir", type=Path, default=ROOT / "runs")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs")
-    args = parser.parse_args(argv)
-    ensure_logs(args.logdir)
-    chromium = ensure_chromium()
-    args.out.mkdir(parents=True, exist_ok=True)
+def screenshot(chromium: str, logdir: Path, out: Path, prefix: str) -> None:
+    """Serve ``logdir`` with TensorBoard and save every view of VIEWS as ``out/<prefix>_<view>.png``."""
     port = free_port()
     base = f"http://127.0.0.1:{port}/"
     server = subprocess.Popen(
-        [sys.executable, "-m", "tensorboard.main", "--logdir", str(args.logdir), "--host", "127.0.0.1",
+        [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", "127.0.0.1",
          "--port", str(port), "--load_fast", "false"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
         wait_for(base + "data/runs")
-        for name, fragment, height in VIEWS:
-            target = args.out / name
+        for view, fragment, height in VIEWS:
+            target = out / f"{prefix}_{view}.png"
             with tempfile.TemporaryDirectory() as profile:
                 subprocess.run(
                     [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--window-size=1600,{height}",
@@ -110,6 +119,18 @@ def main(argv: list[str] | None = None) -> None:
             server.wait(timeout=10)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "docs")
+    parser.add_argument("--reuse", action="store_true", help="reuse the demo's runs/ if it has logs")
+    args = parser.parse_args(argv)
+    chromium = ensure_chromium()
+    args.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        screenshot(chromium, readme_logs(Path(scratch)), args.out, "readme")
+    screenshot(chromium, demo_logs(ROOT / "runs", args.reuse), args.out, "demo")
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ def test_plain_loop_log_writes_what_tensorboard_reads_back(setting, tmp_path):
     writer = SummaryWriter(tmp_path)
     snapshots = [probe.snapshot(step, full=step == 4, learning_rate=0.1) for step in (0, 4)]
     for snapshot in snapshots:
-        log_snapshot(writer, snapshot, description=probe.describe(), trajectory=probe.trajectory)
+        log_snapshot(writer, snapshot, probe)
     writer.close()
     events = read(tmp_path)
     tags = events.Tags()

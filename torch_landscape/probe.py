@@ -6,11 +6,12 @@ This is the framework-agnostic core of the Lightning monitors and the plain-loop
     for step in range(steps):
         ...  # train
         if step % 50 == 0:
-            probe.log(writer, probe.snapshot(step, full=step % 500 == 0, learning_rate=lr))
+            log_snapshot(writer, probe.snapshot(step, full=step % 500 == 0, learning_rate=lr), probe)
 
-A snapshot evaluates the objective L(θ) (the mean loss over the probe data, theory.md §0.2) at the model's
-current parameters, in float64 on a copy, through the core functions (one place computes each quantity),
-and returns a :class:`LandscapeSnapshot`. The probe carries what links snapshots: the last eigenvectors
+(``log_snapshot`` is :func:`torch_landscape.writers.log_snapshot`.) A snapshot evaluates the objective L(θ)
+(the mean loss over the probe data, theory.md §0.2) at the model's current parameters, in float64 on a
+copy, through the core functions (one place computes each quantity), and returns a
+:class:`LandscapeSnapshot`. The probe carries what links snapshots: the last eigenvectors
 (warm start of the next eigen-solve), the PL and one-point running state, and the eigenvalue trajectory.
 Nothing here changes the model, its ``.grad``, its train/eval mode or any random number generator.
 """

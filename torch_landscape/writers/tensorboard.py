@@ -19,7 +19,7 @@ from .report import snapshot_report
 from .tags import CONVEXITY, HESSIAN, MONITOR, PROBE, REDUNDANCY, snapshot_scalars
 
 if TYPE_CHECKING:
-    from ..probe import LandscapeSnapshot
+    from ..probe import LandscapeProbe, LandscapeSnapshot
 
 _H, _C, _R = HESSIAN, CONVEXITY, REDUNDANCY
 OVERVIEW, CURVATURE, CRITICAL = "landscape 0: overview", "landscape 1: curvature", "landscape 2: critical point"
@@ -210,14 +210,14 @@ def write_figures(writer: Any, snapshot: "LandscapeSnapshot",
         writer.add_image(f"landscape/figures/{name}", plots.to_image(figure), step, dataformats="HWC")
 
 
-def log_snapshot(writer: Any, snapshot: "LandscapeSnapshot", *, description: str = "",
-                 trajectory: Sequence[tuple[int, float, float]] = (), figures: bool = True) -> None:
+def log_snapshot(writer: Any, snapshot: "LandscapeSnapshot", probe: "LandscapeProbe | None" = None, *,
+                 figures: bool = True) -> None:
     """The plain-loop API: write a snapshot to a ``SummaryWriter`` at ``snapshot.step`` — scalars (and the
     layout), the spectrum histogram, the text report at full snapshots, the setup text once (with
-    ``description``, e.g. ``probe.describe()``) and, with ``figures``, the figures of full snapshots (pass
-    ``probe.trajectory`` for the eigenvalue trajectories)."""
-    write_setup(writer, description)
+    ``probe.describe()``) and, with ``figures``, the figures of full snapshots (the eigenvalue
+    trajectories from ``probe.trajectory``)."""
+    write_setup(writer, probe.describe() if probe is not None else "")
     write_scalars(writer, snapshot_scalars(snapshot), snapshot.step)
     write_snapshot(writer, snapshot)
     if figures and snapshot.full:
-        write_figures(writer, snapshot, trajectory)
+        write_figures(writer, snapshot, probe.trajectory if probe is not None else ())
