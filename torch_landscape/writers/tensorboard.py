@@ -105,14 +105,17 @@ _SETUP: "weakref.WeakSet[Any]" = weakref.WeakSet()
 
 
 def custom_scalars_layout(tags: Iterable[str]) -> dict[str, dict[str, list[Any]]]:
-    """The layout ``{category: {title: [kind, [tag regexes]]}}`` of the charts that ``tags`` fill: a
-    Multiline chart when any of its tags is there, a Margin chart when its value is."""
+    """The layout ``{category: {title: [kind, tags]}}`` of the charts that ``tags`` fill: a Multiline chart
+    (tag regexes) when any of its tags is there, a Margin chart (exact value, lower and upper tags) when its
+    value is."""
     tags = set(tags)
     layout: dict[str, dict[str, list[Any]]] = {}
     for index in _fillable(tags):
         category, title, kind, chart = CHARTS[index]
-        present = [tag for tag in chart if tag in tags] if kind == "Multiline" else list(chart)
-        layout.setdefault(category, {})[title] = [kind, [re.escape(tag) + "$" for tag in present]]
+        if kind == "Multiline":  # tag regexes
+            layout.setdefault(category, {})[title] = [kind, [re.escape(tag) + "$" for tag in chart if tag in tags]]
+        else:  # a margin chart's series are exact tags: value, lower, upper
+            layout.setdefault(category, {})[title] = [kind, list(chart)]
     return layout
 
 
