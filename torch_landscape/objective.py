@@ -119,6 +119,10 @@ class Objective:
         (their eigenvalues and error bounds would drown in rounding, and CPU eigh has no half precision).
     data_name
         What to call ``data`` in error messages (e.g. "probe_data" for the monitors).
+    check
+        Evaluate model and loss once on the first batch and the loss on every batch, and refuse what does
+        not fit (see :meth:`_check_loss`) and a non-finite loss. ``False`` is for a caller that checked the
+        same model, loss and data before and checks the loss it computes for finiteness itself.
 
     Attributes
     ----------
@@ -139,6 +143,7 @@ class Objective:
         dtype: torch.dtype | None = None,
         *,
         data_name: str = "data",
+        check: bool = True,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
@@ -203,7 +208,8 @@ class Objective:
         self.num_samples = sum(sizes)
         self.data_name = data_name
         self.weights = [size / self.num_samples for size in sizes]
-        self._check_loss()
+        if check:
+            self._check_loss()
 
     @property
     def num_parameters(self) -> int:
