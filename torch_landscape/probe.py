@@ -378,7 +378,10 @@ class LandscapeProbe:
         self.reference = reference
         self._devices = sorted({p.device for p in parameters}, key=str)
         self._objective_args, self._inputs = self._read_data(model, loss_fn, loss, data, parameters[0].device)
-        self._align = is_shallow(model)
+        # With loss=, the objective's model is the loss around the network (parameters "module.<name>"): no
+        # neuron matching, and a reference network is seen under the same prefix.
+        self._align = is_shallow(model) and loss is None
+        self._reference = nn.ModuleDict({"module": reference}) if loss is not None and isinstance(reference, nn.Module) else reference
         # Build and evaluate the objective once now: a misfit of model, loss, data, params or reference
         # fails here with its name instead of at every snapshot while training goes on.
         with preserved_rng(self._devices), torch.inference_mode(False):
@@ -390,7 +393,7 @@ class LandscapeProbe:
                 # The objective's model is loss(model, batch) here: say so rather than "model(inputs)".
                 raise ValueError(f"loss(model, batch) fails on the first batch of data: {error.__cause__}") from error.__cause__
             if "one_point" in self.quantities:
-                reference_point(objective, reference, self._align)
+                reference_point(objective, self._reference, self._align)
         self._num_samples, self._num_parameters = objective.num_samples, objective.num_parameters
         self._pl = PLTracker(settings.loss_star, dtype=settings.dtype)
         self._one_point_min = math.inf
@@ -556,7 +559,7 @@ class LandscapeProbe:
         return {"pl": self._pl.update(point.step, point.loss, float(point.gradient @ point.gradient))}
 
     def _compute_one_point(self, point: _Point) -> dict[str, Any]:
-        result = one_point_convexity(point.objective, reference=self.reference, align=self._align)
+        result = one_point_convexity(point.objective, reference=self._reference, align=self._align)
         if not math.isnan(result.value):
             self._one_point_min = min(self._one_point_min, result.value)
         changes = None
