@@ -52,46 +52,186 @@ def mean_squares(outputs, targets):
 
 # (id, call, exception, pattern the message must match: it names the argument or the fix)
 CORE = [
-    ("data single tensor", lambda: Objective(net(), MSE, X), TypeError, r"data must be .*single tensor.*data=\(inputs, targets\)"),
-    ("data numpy arrays", lambda: Objective(net(), MSE, (X.numpy(), Y.numpy())), TypeError, r"data holds numpy arrays.*torch\.as_tensor"),
+    (
+        "data single tensor",
+        lambda: Objective(net(), MSE, X),
+        TypeError,
+        r"data must be .*single tensor.*data=\(inputs, targets\)",
+    ),
+    (
+        "data numpy arrays",
+        lambda: Objective(net(), MSE, (X.numpy(), Y.numpy())),
+        TypeError,
+        r"data holds numpy arrays.*torch\.as_tensor",
+    ),
     ("data one numpy array", lambda: Objective(net(), MSE, X.numpy()), TypeError, r"data must be .*numpy array"),
     ("data None", lambda: Objective(net(), MSE, None), TypeError, r"data must be a batch \(inputs, targets\)"),
     ("data dict", lambda: Objective(net(), MSE, {"x": X, "y": Y}), TypeError, r"data must be .*got a dict"),
-    ("batch of numpy arrays", lambda: Objective(net(), MSE, [(X.numpy(), Y.numpy())]), TypeError, r"batch 0 of data holds .*torch\.as_tensor"),
-    ("one-tuple batches", lambda: Objective(net(), MSE, [(X,)]), TypeError, r"batch 0 of data is a tuple of 1 element.*\(inputs, targets\)"),
+    (
+        "batch of numpy arrays",
+        lambda: Objective(net(), MSE, [(X.numpy(), Y.numpy())]),
+        TypeError,
+        r"batch 0 of data holds .*torch\.as_tensor",
+    ),
+    (
+        "one-tuple batches",
+        lambda: Objective(net(), MSE, [(X,)]),
+        TypeError,
+        r"batch 0 of data is a tuple of 1 element.*\(inputs, targets\)",
+    ),
     ("mismatched samples", lambda: Objective(net(), MSE, (X, Y[:5])), ValueError, r"same number of samples"),
     ("params a string", lambda: Objective(net(), MSE, (X, Y), params="0.weight"), TypeError, r"params=\['0\.weight'\]"),
-    ("params not names", lambda: Objective(net(), MSE, (X, Y), params=[0]), TypeError, r"params must be a list of parameter names"),
-    ("params unknown", lambda: Objective(net(), MSE, (X, Y), params=["nope"]), ValueError, r"unknown parameter names \['nope'\]"),
-    ("dtype a string", lambda: Objective(net(), MSE, (X, Y), dtype="float64"), TypeError, r"dtype must be a torch\.dtype such as torch\.float64"),
-    ("dtype integer", lambda: Objective(net(), MSE, (X, Y), dtype=torch.int64), ValueError, r"dtype must be a floating dtype"),
+    (
+        "params not names",
+        lambda: Objective(net(), MSE, (X, Y), params=[0]),
+        TypeError,
+        r"params must be a list of parameter names",
+    ),
+    (
+        "params unknown",
+        lambda: Objective(net(), MSE, (X, Y), params=["nope"]),
+        ValueError,
+        r"unknown parameter names \['nope'\]",
+    ),
+    (
+        "dtype a string",
+        lambda: Objective(net(), MSE, (X, Y), dtype="float64"),
+        TypeError,
+        r"dtype must be a torch\.dtype such as torch\.float64",
+    ),
+    (
+        "dtype integer",
+        lambda: Objective(net(), MSE, (X, Y), dtype=torch.int64),
+        ValueError,
+        r"dtype must be a floating dtype",
+    ),
     ("MSELoss sum", lambda: Objective(net(), nn.MSELoss(reduction="sum"), (X, Y)), ValueError, r"reduction='mean'"),
     ("custom sum", lambda: Objective(net(), summed, (X, Y)), ValueError, r"sums over samples.*reduction='mean'"),
-    ("cross entropy sum", lambda: Objective(classifier(), nn.CrossEntropyLoss(reduction="sum"), (X, LABELS)), ValueError, r"reduction='mean'"),
-    ("custom broadcast", lambda: Objective(net(), mean_squares, (X, Y[:, 0])), ValueError, r"broadcast to \(12, 12\).*reshape the targets"),
+    (
+        "cross entropy sum",
+        lambda: Objective(classifier(), nn.CrossEntropyLoss(reduction="sum"), (X, LABELS)),
+        ValueError,
+        r"reduction='mean'",
+    ),
+    (
+        "custom broadcast",
+        lambda: Objective(net(), mean_squares, (X, Y[:, 0])),
+        ValueError,
+        r"broadcast to \(12, 12\).*reshape the targets",
+    ),
     ("MSELoss broadcast", lambda: Objective(net(), MSE, (X, Y[:, 0])), ValueError, r"reshape the targets"),
-    ("vector loss", lambda: Objective(net(), nn.MSELoss(reduction="none"), (X, Y)), ValueError, r"loss_fn must return a scalar.*reduction='mean'"),
-    ("integer inputs", lambda: Objective(net(), MSE, (X.long(), Y)), TypeError, r"inputs of batch 0 of data are torch\.int64.*x\.float\(\)"),
-    ("inputs of another width", lambda: Objective(net(), MSE, (X[:, :2], Y)), ValueError, r"model\(inputs\) fails on batch 0 of data"),
+    (
+        "vector loss",
+        lambda: Objective(net(), nn.MSELoss(reduction="none"), (X, Y)),
+        ValueError,
+        r"loss_fn must return a scalar.*reduction='mean'",
+    ),
+    (
+        "integer inputs",
+        lambda: Objective(net(), MSE, (X.long(), Y)),
+        TypeError,
+        r"inputs of batch 0 of data are torch\.int64.*x\.float\(\)",
+    ),
+    (
+        "inputs of another width",
+        lambda: Objective(net(), MSE, (X[:, :2], Y)),
+        ValueError,
+        r"model\(inputs\) fails on batch 0 of data",
+    ),
     ("loss_fn not callable", lambda: Objective(net(), "mse", (X, Y)), TypeError, r"loss_fn must be callable"),
-    ("model not a module", lambda: Objective(lambda x: x, MSE, (X, Y)), TypeError, r"model must be a torch\.nn\.Module"),
+    (
+        "model not a module",
+        lambda: Objective(lambda x: x, MSE, (X, Y)),
+        TypeError,
+        r"model must be a torch\.nn\.Module",
+    ),
     ("operator without data", lambda: HessianOperator(net(), MSE), TypeError, r"needs model, loss_fn and data"),
-    ("operator of a sum loss", lambda: HessianOperator(net(), nn.MSELoss(reduction="sum"), (X, Y)), ValueError, r"reduction='mean'"),
-    ("trace method", lambda: hessian_trace(net(), MSE, (X, Y), method="exactly"), ValueError, r"method must be 'auto', 'exact'"),
-    ("trace num_hvp", lambda: hessian_trace(net(), MSE, (X, Y), num_hvp="99"), TypeError, r"num_hvp must be an integer"),
-    ("density bandwidth -1", lambda: spectral_density(net(), MSE, (X, Y), bandwidth=-1), ValueError, r"bandwidth must be a positive finite"),
-    ("density bandwidth 0", lambda: spectral_density(net(), MSE, (X, Y), bandwidth=0), ValueError, r"bandwidth must be a positive finite"),
-    ("density bandwidth nan", lambda: spectral_density(net(), MSE, (X, Y), bandwidth=math.nan), ValueError, r"bandwidth must be a positive finite"),
-    ("density bandwidth inf", lambda: spectral_density(net(), MSE, (X, Y), bandwidth=math.inf), ValueError, r"bandwidth must be a positive finite"),
-    ("density num_points 0", lambda: spectral_density(net(), MSE, (X, Y), num_points=0), ValueError, r"num_points must be a positive integer"),
-    ("density num_points bool", lambda: spectral_density(net(), MSE, (X, Y), num_points=True), ValueError, r"num_points must be a positive integer"),
-    ("density method", lambda: spectral_density(net(), MSE, (X, Y), method="kpm"), ValueError, r"method must be 'auto', 'dense' or 'slq'"),
-    ("pl loss_star string", lambda: pl_ratio(net(), MSE, (X, Y), loss_star="0"), TypeError, r"loss_star must be a number"),
-    ("pl loss_star nan", lambda: pl_ratio(net(), MSE, (X, Y), loss_star=math.nan), ValueError, r"loss_star must be finite"),
+    (
+        "operator of a sum loss",
+        lambda: HessianOperator(net(), nn.MSELoss(reduction="sum"), (X, Y)),
+        ValueError,
+        r"reduction='mean'",
+    ),
+    (
+        "trace method",
+        lambda: hessian_trace(net(), MSE, (X, Y), method="exactly"),
+        ValueError,
+        r"method must be 'auto', 'exact'",
+    ),
+    (
+        "trace num_hvp",
+        lambda: hessian_trace(net(), MSE, (X, Y), num_hvp="99"),
+        TypeError,
+        r"num_hvp must be an integer",
+    ),
+    (
+        "density bandwidth -1",
+        lambda: spectral_density(net(), MSE, (X, Y), bandwidth=-1),
+        ValueError,
+        r"bandwidth must be a positive finite",
+    ),
+    (
+        "density bandwidth 0",
+        lambda: spectral_density(net(), MSE, (X, Y), bandwidth=0),
+        ValueError,
+        r"bandwidth must be a positive finite",
+    ),
+    (
+        "density bandwidth nan",
+        lambda: spectral_density(net(), MSE, (X, Y), bandwidth=math.nan),
+        ValueError,
+        r"bandwidth must be a positive finite",
+    ),
+    (
+        "density bandwidth inf",
+        lambda: spectral_density(net(), MSE, (X, Y), bandwidth=math.inf),
+        ValueError,
+        r"bandwidth must be a positive finite",
+    ),
+    (
+        "density num_points 0",
+        lambda: spectral_density(net(), MSE, (X, Y), num_points=0),
+        ValueError,
+        r"num_points must be a positive integer",
+    ),
+    (
+        "density num_points bool",
+        lambda: spectral_density(net(), MSE, (X, Y), num_points=True),
+        ValueError,
+        r"num_points must be a positive integer",
+    ),
+    (
+        "density method",
+        lambda: spectral_density(net(), MSE, (X, Y), method="kpm"),
+        ValueError,
+        r"method must be 'auto', 'dense' or 'slq'",
+    ),
+    (
+        "pl loss_star string",
+        lambda: pl_ratio(net(), MSE, (X, Y), loss_star="0"),
+        TypeError,
+        r"loss_star must be a number",
+    ),
+    (
+        "pl loss_star nan",
+        lambda: pl_ratio(net(), MSE, (X, Y), loss_star=math.nan),
+        ValueError,
+        r"loss_star must be finite",
+    ),
     ("pl without loss_star", lambda: pl_ratio(net(), MSE, (X, Y)), TypeError, r"pl_ratio needs loss_star"),
     ("one-point without reference", lambda: one_point_convexity(net(), MSE, (X, Y)), TypeError, r"needs a reference"),
-    ("one-point reference string", lambda: one_point_convexity(net(), MSE, (X, Y), reference="teacher"), TypeError, r"reference must be an nn\.Module or a flat tensor"),
-    ("one-point reference size", lambda: one_point_convexity(net(), MSE, (X, Y), reference=torch.zeros(7)), ValueError, r"the 21 entries of θ, got 7"),
+    (
+        "one-point reference string",
+        lambda: one_point_convexity(net(), MSE, (X, Y), reference="teacher"),
+        TypeError,
+        r"reference must be an nn\.Module or a flat tensor",
+    ),
+    (
+        "one-point reference size",
+        lambda: one_point_convexity(net(), MSE, (X, Y), reference=torch.zeros(7)),
+        ValueError,
+        r"the 21 entries of θ, got 7",
+    ),
 ]
 
 
@@ -115,18 +255,53 @@ PROBE = [
     ("probe params unknown", lambda: probe(params=["nope"]), ValueError, r"unknown parameter names"),
     ("probe data single tensor", lambda: probe(data=X), TypeError, r"data must be .*single tensor"),
     ("probe mismatched samples", lambda: probe(data=(X, Y[:5])), ValueError, r"same number of samples"),
-    ("probe vector loss", lambda: probe(loss_fn=nn.MSELoss(reduction="none")), ValueError, r"loss_fn must return a scalar"),
+    (
+        "probe vector loss",
+        lambda: probe(loss_fn=nn.MSELoss(reduction="none")),
+        ValueError,
+        r"loss_fn must return a scalar",
+    ),
     ("probe broadcast", lambda: probe(loss_fn=mean_squares, data=(X, Y[:, 0])), ValueError, r"broadcast to \(12, 12\)"),
     ("probe sum loss", lambda: probe(loss_fn=summed), ValueError, r"sums over samples"),
     ("probe reference size", lambda: probe(reference=torch.zeros(7)), ValueError, r"the 21 entries of θ, got 7"),
-    ("probe reference string", lambda: probe(reference="teacher"), TypeError, r"reference must be an nn\.Module or a flat tensor"),
+    (
+        "probe reference string",
+        lambda: probe(reference="teacher"),
+        TypeError,
+        r"reference must be an nn\.Module or a flat tensor",
+    ),
     ("probe loss and loss_fn", lambda: probe(loss=lambda m, b: 0), ValueError, r"exactly one of loss_fn"),
-    ("probe loss not callable", lambda: probe(loss_fn=None, loss="mse", data=[(X, Y)]), TypeError, r"loss must be callable"),
-    ("probe batch loss not scalar", lambda: probe(loss_fn=None, loss=lambda m, b: 0, data=[(X, Y)]), ValueError, r"loss\(model, batch\) must return a scalar"),
-    ("probe batch loss fails", lambda: probe(loss_fn=None, loss=lambda m, b: MSE(m(b[0][:, :2]), b[1]), data=[(X, Y)]), ValueError, r"loss\(model, batch\) fails on the first batch"),
+    (
+        "probe loss not callable",
+        lambda: probe(loss_fn=None, loss="mse", data=[(X, Y)]),
+        TypeError,
+        r"loss must be callable",
+    ),
+    (
+        "probe batch loss not scalar",
+        lambda: probe(loss_fn=None, loss=lambda m, b: 0, data=[(X, Y)]),
+        ValueError,
+        r"loss\(model, batch\) must return a scalar",
+    ),
+    (
+        "probe batch loss fails",
+        lambda: probe(loss_fn=None, loss=lambda m, b: MSE(m(b[0][:, :2]), b[1]), data=[(X, Y)]),
+        ValueError,
+        r"loss\(model, batch\) fails on the first batch",
+    ),
     ("probe settings type", lambda: probe(settings={"k": 3}), TypeError, r"settings must be a ProbeSettings"),
-    ("probe settings and options", lambda: probe(settings=ProbeSettings(), k=3), ValueError, r"either settings= or the options"),
-    ("settings light_tol 0", lambda: ProbeSettings(light_tol=0), ValueError, r"light_tol must be a relative tolerance in \(0, 1\)"),
+    (
+        "probe settings and options",
+        lambda: probe(settings=ProbeSettings(), k=3),
+        ValueError,
+        r"either settings= or the options",
+    ),
+    (
+        "settings light_tol 0",
+        lambda: ProbeSettings(light_tol=0),
+        ValueError,
+        r"light_tol must be a relative tolerance in \(0, 1\)",
+    ),
     ("settings light_tol nan", lambda: ProbeSettings(light_tol=math.nan), ValueError, r"light_tol must be"),
     ("settings seed", lambda: ProbeSettings(seed=1.5), TypeError, r"seed must be an integer"),
     ("settings probe_size", lambda: ProbeSettings(probe_size=0), ValueError, r"probe_size must be a positive integer"),
@@ -134,8 +309,16 @@ PROBE = [
 ]
 
 MONITOR = [
-    ("monitor probe_data tensor", lambda: LandscapeMonitor(probe_data=X), r"probe_data must be .*single tensor.*probe_data=\(inputs, targets\)"),
-    ("monitor probe_data numpy", lambda: LandscapeMonitor(probe_data=(X.numpy(), Y.numpy())), r"probe_data holds numpy arrays"),
+    (
+        "monitor probe_data tensor",
+        lambda: LandscapeMonitor(probe_data=X),
+        r"probe_data must be .*single tensor.*probe_data=\(inputs, targets\)",
+    ),
+    (
+        "monitor probe_data numpy",
+        lambda: LandscapeMonitor(probe_data=(X.numpy(), Y.numpy())),
+        r"probe_data holds numpy arrays",
+    ),
     ("monitor seed", lambda: LandscapeMonitor(seed="a"), r"seed must be an integer, got 'a'"),
     ("monitor loss_star", lambda: LandscapeMonitor(loss_star="0"), r"loss_star must be a number"),
     ("monitor dtype string", lambda: LandscapeMonitor(dtype="float64"), r"dtype must be a torch\.dtype"),
@@ -144,7 +327,11 @@ MONITOR = [
     ("monitor k bool", lambda: HessianMonitor(k=True), r"k must be a positive integer"),
     ("monitor method", lambda: HessianMonitor(method="power"), r"method must be"),
     ("monitor reference", lambda: ConvexityMonitor(reference="teacher"), r"reference must be an nn\.Module"),
-    ("monitor every_n_steps bool", lambda: LandscapeMonitor(every_n_steps=True), r"every_n_steps must be a positive integer"),
+    (
+        "monitor every_n_steps bool",
+        lambda: LandscapeMonitor(every_n_steps=True),
+        r"every_n_steps must be a positive integer",
+    ),
 ]
 
 
@@ -172,16 +359,52 @@ def set_up(monitor: LandscapeMonitor, module: pl.LightningModule | None = None) 
 
 XF, YF = X.float(), Y.float()
 SETUP = [
-    ("setup broadcast", lambda: set_up(LandscapeMonitor(probe_data=(XF, YF[:, 0]), loss_fn=mean_squares)), r"broadcast to \(12, 12\)"),
+    (
+        "setup broadcast",
+        lambda: set_up(LandscapeMonitor(probe_data=(XF, YF[:, 0]), loss_fn=mean_squares)),
+        r"broadcast to \(12, 12\)",
+    ),
     ("setup mismatched", lambda: set_up(LandscapeMonitor(probe_data=(XF, YF[:5]))), r"same number of samples"),
-    ("setup sum loss", lambda: set_up(LandscapeMonitor(probe_data=(XF, YF), loss_fn=nn.MSELoss(reduction="sum"))), r"reduction='mean'"),
-    ("setup vector loss", lambda: set_up(HessianMonitor(probe_data=(XF, YF), loss_fn=nn.MSELoss(reduction="none"))), r"must return a scalar"),
-    ("setup params unknown", lambda: set_up(LandscapeMonitor(probe_data=(XF, YF), params=["0.weight"])), r"unknown parameter names \['0\.weight'\]; choose from \['net\.0\.weight'"),
-    ("setup integer inputs", lambda: set_up(HessianMonitor(probe_data=(XF.long(), YF), dtype=torch.float32)), r"x\.float\(\)"),
-    ("setup one-tuple batches", lambda: set_up(HessianMonitor(probe_data=[(XF,)])), r"batch 0 of data is a tuple of 1 element"),
-    ("setup reference size", lambda: set_up(ConvexityMonitor(probe_data=(XF, YF), reference=torch.zeros(7))), r"θ has 21"),
-    ("setup redundancy deep", lambda: set_up(RedundancyMonitor(probe_data=(XF, YF)), Student(deep().float())), r"redundancy needs a one-hidden-layer network.*HessianMonitor or ConvexityMonitor"),
-    ("setup redundancy deep default", lambda: set_up(RedundancyMonitor(), Student(deep().float())), r"redundancy needs a one-hidden-layer network"),
+    (
+        "setup sum loss",
+        lambda: set_up(LandscapeMonitor(probe_data=(XF, YF), loss_fn=nn.MSELoss(reduction="sum"))),
+        r"reduction='mean'",
+    ),
+    (
+        "setup vector loss",
+        lambda: set_up(HessianMonitor(probe_data=(XF, YF), loss_fn=nn.MSELoss(reduction="none"))),
+        r"must return a scalar",
+    ),
+    (
+        "setup params unknown",
+        lambda: set_up(LandscapeMonitor(probe_data=(XF, YF), params=["0.weight"])),
+        r"unknown parameter names \['0\.weight'\]; choose from \['net\.0\.weight'",
+    ),
+    (
+        "setup integer inputs",
+        lambda: set_up(HessianMonitor(probe_data=(XF.long(), YF), dtype=torch.float32)),
+        r"x\.float\(\)",
+    ),
+    (
+        "setup one-tuple batches",
+        lambda: set_up(HessianMonitor(probe_data=[(XF,)])),
+        r"batch 0 of data is a tuple of 1 element",
+    ),
+    (
+        "setup reference size",
+        lambda: set_up(ConvexityMonitor(probe_data=(XF, YF), reference=torch.zeros(7))),
+        r"θ has 21",
+    ),
+    (
+        "setup redundancy deep",
+        lambda: set_up(RedundancyMonitor(probe_data=(XF, YF)), Student(deep().float())),
+        r"redundancy needs a one-hidden-layer network.*HessianMonitor or ConvexityMonitor",
+    ),
+    (
+        "setup redundancy deep default",
+        lambda: set_up(RedundancyMonitor(), Student(deep().float())),
+        r"redundancy needs a one-hidden-layer network",
+    ),
 ]
 
 
@@ -189,13 +412,18 @@ def test_the_table_is_large_enough():
     assert len(CORE) + len(PROBE) + len(MONITOR) + len(SETUP) >= 40
 
 
-@pytest.mark.parametrize("call, error, pattern", [case[1:] for case in CORE + PROBE], ids=[case[0] for case in CORE + PROBE])
+def table(cases):
+    """(arguments, ids) for pytest.mark.parametrize from rows (id, *arguments)."""
+    return {"argvalues": [case[1:] for case in cases], "ids": [case[0] for case in cases]}
+
+
+@pytest.mark.parametrize("call, error, pattern", **table(CORE + PROBE))
 def test_core_and_probe_refuse_bad_input_naming_it(call, error, pattern):
     with pytest.raises(error, match=pattern):
         call()
 
 
-@pytest.mark.parametrize("call, pattern", [case[1:] for case in MONITOR + SETUP], ids=[case[0] for case in MONITOR + SETUP])
+@pytest.mark.parametrize("call, pattern", **table(MONITOR + SETUP))
 def test_monitors_refuse_bad_input_at_construction_or_setup(call, pattern):
     with pytest.raises(MisconfigurationException, match=pattern):
         call()
@@ -228,12 +456,12 @@ MEAN_LOSSES = [
     ("CrossEntropyLoss", classifier, nn.CrossEntropyLoss(), LABELS),
     ("CrossEntropy smoothed", classifier, nn.CrossEntropyLoss(label_smoothing=0.1), LABELS),
     # Class weights make the loss a weighted mean, neither identity of the split test: it must pass.
-    ("CrossEntropy weighted", classifier, nn.CrossEntropyLoss(weight=torch.linspace(0.5, 2, 5, dtype=torch.float64)), LABELS),
+    ("CrossEntropy weighted", classifier, nn.CrossEntropyLoss(weight=torch.linspace(0.5, 2, 5).double()), LABELS),
     ("float32 MSE", lambda: net().float(), nn.MSELoss(), Y.float()),
 ]
 
 
-@pytest.mark.parametrize("make, loss_fn, targets", [case[1:] for case in MEAN_LOSSES], ids=[case[0] for case in MEAN_LOSSES])
+@pytest.mark.parametrize("make, loss_fn, targets", **table(MEAN_LOSSES))
 def test_mean_reduced_losses_are_accepted_and_evaluated_as_given(make, loss_fn, targets):
     model = make()
     loader = DataLoader(TensorDataset(X.to(next(model.parameters()).dtype), targets), batch_size=5)  # 5 + 5 + 2
@@ -283,7 +511,8 @@ def test_probe_describe_holds_on_accepted_inputs():
 def test_settings_are_normalised_and_shared_by_the_monitor():
     settings = ProbeSettings(quantities=["trace", "pl"], params=["0.weight"], loss_star=0)
     assert settings.quantities == ("pl", "trace") and settings.params == ("0.weight",)
-    assert isinstance(settings.loss_star, float) and settings == ProbeSettings(quantities=("pl", "trace"), params=("0.weight",), loss_star=0.0)
+    assert isinstance(settings.loss_star, float)
+    assert settings == ProbeSettings(quantities=("pl", "trace"), params=("0.weight",), loss_star=0.0)
     monitor = LandscapeMonitor(k=3, probe_size=40, seed=7)
     assert (monitor.settings.k, monitor.probe_size, monitor.seed, monitor.settings.light_tol) == (3, 40, 7, 1e-3)
 
@@ -301,4 +530,5 @@ def test_one_point_with_a_batch_loss_compares_the_reference_parameter_by_paramet
                                 quantities=["one_point"])
     value = batch_loss.snapshot(0).one_point.value
     # Ground truth: the definition on the same objective, without neuron matching.
-    assert value == pytest.approx(one_point_convexity(model, MSE, (X, Y), reference=teacher, align=False).value, rel=1e-12)
+    truth = one_point_convexity(model, MSE, (X, Y), reference=teacher, align=False).value
+    assert value == pytest.approx(truth, rel=1e-12)

@@ -56,12 +56,16 @@ def check_data(data: Any, name: str = "data") -> None:
     A single tensor or array would be iterated row by row into nonsense "batches"; a pair of arrays or
     lists is a batch of the wrong type. The message names the argument and the fix.
     """
-    fix = f"pass {name}=(inputs, targets) with tensors (e.g. torch.as_tensor(x), torch.as_tensor(y)), or an iterable of such batches (a DataLoader)"
+    fix = (
+        f"pass {name}=(inputs, targets) with tensors (e.g. torch.as_tensor(x), torch.as_tensor(y)), or an "
+        "iterable of such batches (a DataLoader)"
+    )
+    expected = f"{name} must be a batch (inputs, targets) or an iterable of batches"
     if isinstance(data, (Tensor, np.ndarray)):
         what = f"a single tensor of shape {tuple(data.shape)}" if isinstance(data, Tensor) else _describe(data)
-        raise TypeError(f"{name} must be a batch (inputs, targets) or an iterable of batches, got {what}; {fix}.")
+        raise TypeError(f"{expected}, got {what}; {fix}.")
     if isinstance(data, (str, bytes, dict)) or not isinstance(data, Iterable):
-        raise TypeError(f"{name} must be a batch (inputs, targets) or an iterable of batches, got {_describe(data)}; {fix}.")
+        raise TypeError(f"{expected}, got {_describe(data)}; {fix}.")
     if isinstance(data, (tuple, list)) and any(isinstance(item, np.ndarray) for item in data[:2]):
         raise TypeError(f"{name} holds numpy arrays; the diagnostics need torch tensors: {fix}.")
 
@@ -191,7 +195,8 @@ class Objective:
             {name: _cast(b, self.device, self.dtype) for name, b in model.named_buffers()}
         )
         self.batches = [
-            (_cast(x, self.device, self.dtype), _cast(y, self.device, self.dtype)) for x, y in _as_batches(data, data_name)
+            (_cast(x, self.device, self.dtype), _cast(y, self.device, self.dtype))
+            for x, y in _as_batches(data, data_name)
         ]
         if not self.batches:
             raise ValueError("data is empty: it yielded no batch. Pass (inputs, targets) or a non-empty loader.")

@@ -363,7 +363,8 @@ class LandscapeProbe:
         options = (quantities, loss_star, k, method, params, dtype, on_error)
         if settings is None:
             settings = ProbeSettings(
-                quantities=quantities, loss_star=loss_star, k=k, method=method, params=params, dtype=dtype, on_error=on_error
+                quantities=quantities, loss_star=loss_star, k=k, method=method, params=params, dtype=dtype,
+                on_error=on_error,
             )
         elif not isinstance(settings, ProbeSettings):
             raise TypeError(f"settings must be a ProbeSettings, got {type(settings).__name__}.")
@@ -381,7 +382,8 @@ class LandscapeProbe:
         # With loss=, the objective's model is the loss around the network (parameters "module.<name>"): no
         # neuron matching, and a reference network is seen under the same prefix.
         self._align = is_shallow(model) and loss is None
-        self._reference = nn.ModuleDict({"module": reference}) if loss is not None and isinstance(reference, nn.Module) else reference
+        wrap = loss is not None and isinstance(reference, nn.Module)
+        self._reference = nn.ModuleDict({"module": reference}) if wrap else reference
         # Build and evaluate the objective once now: a misfit of model, loss, data, params or reference
         # fails here with its name instead of at every snapshot while training goes on.
         with preserved_rng(self._devices), torch.inference_mode(False):
@@ -391,7 +393,8 @@ class LandscapeProbe:
                 if loss is None or not isinstance(error.__cause__, RuntimeError):
                     raise
                 # The objective's model is loss(model, batch) here: say so rather than "model(inputs)".
-                raise ValueError(f"loss(model, batch) fails on the first batch of data: {error.__cause__}") from error.__cause__
+                cause = error.__cause__
+                raise ValueError(f"loss(model, batch) fails on the first batch of data: {cause}") from cause
             if "one_point" in self.quantities:
                 reference_point(objective, self._reference, self._align)
         self._num_samples, self._num_parameters = objective.num_samples, objective.num_parameters
@@ -418,7 +421,9 @@ class LandscapeProbe:
         batches = [_cast_batch(batch, device, dtype) for batch in batches]
         sizes = [_batch_size(batch) for batch in batches]
         if not batches or not all(sizes):
-            raise ValueError("with loss=, data must be a non-empty iterable of batches, each holding a tensor of samples.")
+            raise ValueError(
+                "with loss=, data must be a non-empty iterable of batches, each holding a tensor of samples."
+            )
         indices = [
             (torch.full((size,), float(index), device=device), torch.zeros(size, device=device))
             for index, size in enumerate(sizes)

@@ -70,10 +70,13 @@ def check_params(params: object) -> Optional[tuple[str, ...]]:
     if params is None:
         return None
     if isinstance(params, str):
-        raise TypeError(f"params must be a list of parameter names, got the string {params!r}; pass params=[{params!r}].")
+        raise TypeError(
+            f"params must be a list of parameter names, got the string {params!r}; pass params=[{params!r}]."
+        )
     if not isinstance(params, Iterable) or not all(isinstance(name, str) for name in params):
         raise TypeError(
-            f"params must be a list of parameter names as in model.named_parameters(), e.g. ['0.weight'], got {params!r}."
+            "params must be a list of parameter names as in model.named_parameters(), e.g. ['0.weight'], "
+            f"got {params!r}."
         )
     return tuple(params)
 
