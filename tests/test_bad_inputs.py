@@ -66,6 +66,12 @@ CORE = [
     ),
     ("data one numpy array", lambda: Objective(net(), MSE, X.numpy()), TypeError, r"data must be .*numpy array"),
     ("data None", lambda: Objective(net(), MSE, None), TypeError, r"data must be a batch \(inputs, targets\)"),
+    (
+        "data a Dataset",
+        lambda: Objective(net(), MSE, TensorDataset(X, Y)),
+        TypeError,
+        r"yields single samples.*DataLoader",
+    ),
     ("data dict", lambda: Objective(net(), MSE, {"x": X, "y": Y}), TypeError, r"data must be .*got a dict"),
     (
         "batch of numpy arrays",
@@ -470,6 +476,22 @@ def test_mean_reduced_losses_are_accepted_and_evaluated_as_given(make, loss_fn, 
         direct = sum(len(x) / N * loss_fn(model(x), y) for x, y in loader)
         # The same arithmetic in the same dtype, batch by batch: equal up to the order of a few additions.
         assert torch.allclose(objective.loss(objective.theta), direct, rtol=1e-6, atol=0)
+
+
+class TupleOutput(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = net()
+
+    def forward(self, x):
+        return self.net(x), x
+
+
+def test_structured_outputs_are_left_to_the_loss():
+    model = TupleOutput()
+    objective = Objective(model, lambda outputs, targets: MSE(outputs[0], targets), (X, Y))
+    with torch.no_grad():
+        assert torch.equal(objective.loss(objective.theta), MSE(model.net(X), Y))
 
 
 def test_integer_inputs_of_an_embedding_are_not_refused():

@@ -64,6 +64,12 @@ def check_data(data: Any, name: str = "data") -> None:
     if isinstance(data, (Tensor, np.ndarray)):
         what = f"a single tensor of shape {tuple(data.shape)}" if isinstance(data, Tensor) else _describe(data)
         raise TypeError(f"{expected}, got {what}; {fix}.")
+    # A map-style Dataset yields samples; an IterableDataset may well yield batches.
+    if isinstance(data, torch.utils.data.Dataset) and not isinstance(data, torch.utils.data.IterableDataset):
+        raise TypeError(
+            f"{name} is a {type(data).__name__}, which yields single samples; pass batches: "
+            f"torch.utils.data.DataLoader({name}, batch_size=...)."
+        )
     if isinstance(data, (str, bytes, dict)) or not isinstance(data, Iterable):
         raise TypeError(f"{expected}, got {_describe(data)}; {fix}.")
     if isinstance(data, (tuple, list)) and any(isinstance(item, np.ndarray) for item in data[:2]):
@@ -291,7 +297,9 @@ class Objective:
                 f"loss_fn must return a scalar (a mean-reduced loss such as nn.MSELoss()), got {shape}; "
                 "use reduction='mean'."
             )
-        if outputs.ndim >= 1:  # a 0-d output is a per-batch loss passed through (LandscapeProbe's loss=)
+        # Structured outputs are the loss's business; a 0-d output is a per-batch loss passed through
+        # (LandscapeProbe's loss=).
+        if isinstance(outputs, Tensor) and outputs.ndim >= 1:
             _check_broadcast(outputs, y)
             _check_mean_reduced(self.loss_fn, outputs, y, value)
         # θ is fixed for the life of the objective, so one forward pass here catches every non-finite loss.
