@@ -76,7 +76,9 @@ def check_data(data: Any, name: str = "data") -> None:
         raise TypeError(f"{name} holds numpy arrays; the diagnostics need torch tensors: {fix}.")
 
 
-def _as_batches(data: Data, name: str = "data") -> list[Batch]:
+def as_batches(data: Data, name: str = "data") -> list[Batch]:
+    """``data`` (one batch or an iterable of batches) as a list of (inputs, targets) tensor pairs; extra
+    items of a batch (sample weights, indices) are dropped. Refuses what is not such data, naming ``name``."""
     check_data(data, name)
     if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, Tensor) for t in data):
         return [(data[0], data[1])]
@@ -202,7 +204,7 @@ class Objective:
         )
         self.batches = [
             (_cast(x, self.device, self.dtype), _cast(y, self.device, self.dtype))
-            for x, y in _as_batches(data, data_name)
+            for x, y in as_batches(data, data_name)
         ]
         if not self.batches:
             raise ValueError("data is empty: it yielded no batch. Pass (inputs, targets) or a non-empty loader.")

@@ -36,7 +36,7 @@ from .critical import CriticalPoint, classify_critical_point
 from .eigen import Spectrum, hessian_eigenvalues
 from .estimators import SpectralDensity, TraceEstimate, hessian_trace, spectral_density
 from .hessian import HessianOperator
-from .objective import Data, LossFunction, Objective, _as_batches, check_data, check_finite
+from .objective import Data, LossFunction, Objective, as_batches, check_data, check_finite
 from .redundancy import RedundancyReport, neuron_redundancy
 from .settings import FULL_QUANTITIES, QUANTITIES, OnError, ProbeSettings, check_quantities
 from .shallow import find_shallow
@@ -378,7 +378,8 @@ class LandscapeProbe:
         self.quantities = self._applicable(settings.quantities, model, reference)
         self.reference = reference
         self._devices = sorted({p.device for p in parameters}, key=str)
-        self._objective_args, self._inputs = self._read_data(model, loss_fn, loss, data, parameters[0].device)
+        with torch.inference_mode(False):  # the probe's tensors must serve autograd later
+            self._objective_args, self._inputs = self._read_data(model, loss_fn, loss, data, parameters[0].device)
         # With loss=, the objective's model is the loss around the network (parameters "module.<name>"): no
         # neuron matching, and a reference network is seen under the same prefix.
         self._align = is_shallow(model) and loss is None
@@ -414,7 +415,7 @@ class LandscapeProbe:
         dtype, params = self.settings.dtype, self.settings.params
         check_data(data)
         with preserved_rng(self._devices):
-            batches = list(data) if loss is not None else _as_batches(data)
+            batches = list(data) if loss is not None else as_batches(data)
         if loss is None:
             batches = [tuple(_cast_batch(batch, device, dtype)) for batch in batches]
             return (model, loss_fn, batches, params), batches
