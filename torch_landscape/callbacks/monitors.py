@@ -256,9 +256,9 @@ class LandscapeMonitor(Callback):
                     f"{name}: {problem}, and it computes nothing else; use HessianMonitor or ConvexityMonitor "
                     "for this model."
                 )
-        self._check_probe_data(trainer, pl_module)
+        self._check_probe_data(pl_module)
 
-    def _check_probe_data(self, trainer: Trainer, pl_module: LightningModule) -> None:
+    def _check_probe_data(self, pl_module: LightningModule) -> None:
         """Build a probe on ``probe_data`` once, to check model, loss, data, params and reference together.
 
         The probe that runs is built when training starts, on the device training uses; a probe set drawn
