@@ -357,10 +357,11 @@ def test_several_monitors_share_one_layout_and_keep_separate_state(tmp_path):
 
 
 class DoubleShy(nn.Module):
-    """An MSE loss that refuses float64: every diagnostic fails, training (float32) does not."""
+    """An MSE loss with no float64 gradient: the set-up check (a forward pass) passes, every diagnostic
+    then fails, training (float32) does not."""
 
     def forward(self, outputs, targets):
-        if outputs.dtype == torch.float64:
+        if outputs.dtype == torch.float64 and outputs.requires_grad:
             raise RuntimeError("no double precision here")
         return nn.functional.mse_loss(outputs, targets)
 

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from .align import Alignment, align_parameters, shallow_reference
 from .objective import Data, LossFunction, Objective, as_objective
+from .settings import check_loss_star
 from .shallow import shallow_parameters
 from .symmetry import quotient_basis, symmetry_tangents
 
@@ -70,6 +71,7 @@ def pl_ratio(
     """
     if loss_star is None:
         raise TypeError("pl_ratio needs loss_star, the infimum L* of the loss (e.g. 0 for a realisable teacher).")
+    loss_star = check_loss_star(loss_star)
     objective = as_objective(model, loss_fn, data, params=params, dtype=dtype)
     loss, gradient = objective.loss_and_gradient()
     loss = float(loss)
@@ -177,7 +179,7 @@ class PLTracker:
     ) -> None:
         if window < 1:
             raise ValueError(f"window must be a positive integer, got {window}.")
-        self.known_loss_star = loss_star
+        self.known_loss_star = check_loss_star(loss_star)
         self.window, self.atol, self.learning_rate, self.dtype = window, atol, learning_rate, dtype
         self.steps: list[int] = []
         self.losses: list[float] = []

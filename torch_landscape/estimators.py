@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from .eigen import DENSE_THRESHOLD, _orthonormalize
 from .hessian import HessianOperator
 from .objective import Data, LossFunction, Objective
+from .settings import check_positive_int
 from .shallow import structured_diagonal
 
 TraceMethod = Literal["auto", "exact", "dense", "hutchpp"]
@@ -81,6 +82,9 @@ def hessian_trace(
     """
     if method not in ("auto", "exact", "dense", "hutchpp"):
         raise ValueError(f"method must be 'auto', 'exact', 'dense' or 'hutchpp', got {method!r}.")
+    for name, value in (("num_hvp", num_hvp), ("seed", seed)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an integer, got {value!r}.")
     operator = _operator(model, loss_fn, data, params, dtype)
     size = operator.shape[0]
     if method in ("auto", "exact"):
@@ -182,6 +186,14 @@ def spectral_density(
     """
     if method not in ("auto", "dense", "slq"):
         raise ValueError(f"method must be 'auto', 'dense' or 'slq', got {method!r}.")
+    check_positive_int("num_points", num_points)
+    if bandwidth is not None and (
+        isinstance(bandwidth, bool) or not isinstance(bandwidth, (int, float)) or not 0 < bandwidth < math.inf
+    ):
+        raise ValueError(f"bandwidth must be a positive finite σ (or None for 1e-2·max|λ|), got {bandwidth!r}.")
+    for name, value in (("num_probes", num_probes), ("num_steps", num_steps), ("seed", seed)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an integer, got {value!r}.")
     operator = _operator(model, loss_fn, data, params, dtype)
     size = operator.shape[0]
     before = operator.num_hvp

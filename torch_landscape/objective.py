@@ -18,9 +18,12 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Union
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
+
+from .settings import check_dtype, check_params
 
 Batch = tuple[Tensor, Tensor]
 Data = Union[Batch, Iterable[Batch]]
@@ -43,22 +46,62 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
             module.training = training
 
 
-def _as_batches(data: Data) -> list[Batch]:
+def _describe(value: Any) -> str:
+    return f"a numpy array of shape {value.shape}" if isinstance(value, np.ndarray) else f"a {type(value).__name__}"
+
+
+def check_data(data: Any, name: str = "data") -> None:
+    """Refuse, without iterating it, ``data`` that cannot be a batch or an iterable of batches.
+
+    A single tensor or array would be iterated row by row into nonsense "batches"; a pair of arrays or
+    lists is a batch of the wrong type. The message names the argument and the fix.
+    """
+    fix = (
+        f"pass {name}=(inputs, targets) with tensors (e.g. torch.as_tensor(x), torch.as_tensor(y)), or an "
+        "iterable of such batches (a DataLoader)"
+    )
+    expected = f"{name} must be a batch (inputs, targets) or an iterable of batches"
+    if isinstance(data, (Tensor, np.ndarray)):
+        what = f"a single tensor of shape {tuple(data.shape)}" if isinstance(data, Tensor) else _describe(data)
+        raise TypeError(f"{expected}, got {what}; {fix}.")
+    # A map-style Dataset yields samples; an IterableDataset may well yield batches.
+    if isinstance(data, torch.utils.data.Dataset) and not isinstance(data, torch.utils.data.IterableDataset):
+        raise TypeError(
+            f"{name} is a {type(data).__name__}, which yields single samples; pass batches: "
+            f"torch.utils.data.DataLoader({name}, batch_size=...)."
+        )
+    if isinstance(data, (str, bytes, dict)) or not isinstance(data, Iterable):
+        raise TypeError(f"{expected}, got {_describe(data)}; {fix}.")
+    if isinstance(data, (tuple, list)) and any(isinstance(item, np.ndarray) for item in data[:2]):
+        raise TypeError(f"{name} holds numpy arrays; the diagnostics need torch tensors: {fix}.")
+
+
+def as_batches(data: Data, name: str = "data") -> list[Batch]:
+    """``data`` (one batch or an iterable of batches) as a list of (inputs, targets) tensor pairs; extra
+    items of a batch (sample weights, indices) are dropped. Refuses what is not such data, naming ``name``."""
+    check_data(data, name)
     if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, Tensor) for t in data):
         return [(data[0], data[1])]
-    if isinstance(data, Tensor):
-        raise TypeError(
-            "data must be a batch (inputs, targets) or an iterable of such batches, got a single tensor; "
-            "pass (inputs, targets)."
-        )
     batches = []
     for index, batch in enumerate(data):
         if not (isinstance(batch, (tuple, list)) and len(batch) >= 2):
+            size = f" of {len(batch)} element(s)" if isinstance(batch, (tuple, list)) else ""
             raise TypeError(
-                f"batch {index} of data is a {type(batch).__name__}; every batch must be (inputs, targets)."
+                f"batch {index} of {name} is {_describe(batch)}{size}; every batch must be (inputs, targets) "
+                "(a DataLoader over TensorDataset(inputs, targets) yields such batches)."
+            )
+        if not all(isinstance(t, Tensor) for t in batch[:2]):
+            raise TypeError(
+                f"batch {index} of {name} holds {_describe(batch[0])} and {_describe(batch[1])}; inputs and targets "
+                "must be torch tensors (convert with torch.as_tensor)."
             )
         batches.append((batch[0], batch[1]))
     return batches
+
+
+def _default_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The parameters' dtype, widened to float32 if narrower: eigh and the error bounds need at least that."""
+    return torch.float32 if torch.finfo(dtype).bits < 32 else dtype
 
 
 def _cast(tensor: Tensor, device: torch.device, dtype: torch.dtype | None) -> Tensor:
@@ -84,7 +127,14 @@ class Objective:
         parameters with ``requires_grad``.
     dtype
         Evaluate in this floating dtype (e.g. ``torch.float64``) on copies of parameters, buffers and data.
-        Default: the dtype of the first parameter of θ.
+        Default: the dtype of the first parameter of θ, widened to float32 for float16/bfloat16 models
+        (their eigenvalues and error bounds would drown in rounding, and CPU eigh has no half precision).
+    data_name
+        What to call ``data`` in error messages (e.g. "probe_data" for the monitors).
+    check
+        Evaluate model and loss once on the first batch and the loss on every batch, and refuse what does
+        not fit (see :meth:`_check_loss`) and a non-finite loss. ``False`` is for a caller that checked the
+        same model, loss and data before and checks the loss it computes for finiteness itself.
 
     Attributes
     ----------
@@ -103,13 +153,17 @@ class Objective:
         data: Data,
         params: Sequence[str] | None = None,
         dtype: torch.dtype | None = None,
+        *,
+        data_name: str = "data",
+        check: bool = True,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
         if not callable(loss_fn):
             raise TypeError("loss_fn must be callable as loss_fn(outputs, targets), e.g. torch.nn.MSELoss().")
-        if dtype is not None and not dtype.is_floating_point:
-            raise ValueError(f"dtype must be a floating dtype such as torch.float64, got {dtype}.")
+        if dtype is not None:
+            check_dtype(dtype)
+        params = check_params(params)
         named = dict(model.named_parameters())
         if params is None:
             names = [name for name, p in named.items() if p.requires_grad]
@@ -136,7 +190,7 @@ class Objective:
         self.model = model
         self.loss_fn = loss_fn
         self.device = first.device
-        self.dtype = dtype if dtype is not None else first.dtype
+        self.dtype = dtype if dtype is not None else _default_dtype(first.dtype)
         self.names = names
         self.shapes = [named[name].shape for name in names]
         self.numels = [named[name].numel() for name in names]
@@ -149,7 +203,8 @@ class Objective:
             {name: _cast(b, self.device, self.dtype) for name, b in model.named_buffers()}
         )
         self.batches = [
-            (_cast(x, self.device, self.dtype), _cast(y, self.device, self.dtype)) for x, y in _as_batches(data)
+            (_cast(x, self.device, self.dtype), _cast(y, self.device, self.dtype))
+            for x, y in as_batches(data, data_name)
         ]
         if not self.batches:
             raise ValueError("data is empty: it yielded no batch. Pass (inputs, targets) or a non-empty loader.")
@@ -164,8 +219,10 @@ class Objective:
                 raise ValueError(f"batch {index} has no samples; drop empty batches from data.")
             sizes.append(x.shape[0])
         self.num_samples = sum(sizes)
+        self.data_name = data_name
         self.weights = [size / self.num_samples for size in sizes]
-        self._check_loss()
+        if check:
+            self._check_loss()
 
     @property
     def num_parameters(self) -> int:
@@ -216,27 +273,106 @@ class Objective:
                     )
 
     def _check_loss(self) -> None:
+        """Evaluate model and loss once on the first batch: every misfit of model, loss and data that one
+        evaluation can show is reported here, naming the argument and the fix, instead of deep in torch."""
         x, y = self.batches[0]
-        with warnings.catch_warnings():
-            # MSELoss silently broadcasts (n, 1) outputs against (n,) targets into an (n, n) loss.
-            warnings.filterwarnings("error", message=".*target size.*")
+        where = f"batch 0 of {self.data_name}"
+        with torch.no_grad():
             try:
-                with torch.no_grad():
-                    outputs = self.outputs(self.theta, x)
-                    value = self.loss_fn(outputs, y)
-            except UserWarning as warning:
+                outputs = self.outputs(self.theta, x)
+            except RuntimeError as error:
+                if isinstance(error, torch.OutOfMemoryError):
+                    raise
+                if not x.is_floating_point() and self.theta.is_floating_point():
+                    raise TypeError(
+                        f"the inputs of {where} are {x.dtype} but the model computes in {self.dtype} ({error}); "
+                        "convert them with x.float() (inputs of an nn.Embedding stay integer)."
+                    ) from error
                 raise ValueError(
-                    f"the loss broadcasts outputs against targets ({warning}); reshape the targets to the "
-                    "outputs' shape."
-                ) from None
+                    f"model(inputs) fails on {where} (inputs of shape {tuple(x.shape)}, {x.dtype}): {error}; the "
+                    f"inputs of {self.data_name} must be what the model takes."
+                ) from error
+            value = _loss_value(self.loss_fn, outputs, y, where)
         if not isinstance(value, Tensor) or value.numel() != 1:
             shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
             raise ValueError(
                 f"loss_fn must return a scalar (a mean-reduced loss such as nn.MSELoss()), got {shape}; "
                 "use reduction='mean'."
             )
+        # Structured outputs are the loss's business; a 0-d output is a per-batch loss passed through
+        # (LandscapeProbe's loss=).
+        if isinstance(outputs, Tensor) and outputs.ndim >= 1:
+            _check_broadcast(outputs, y)
+            _check_mean_reduced(self.loss_fn, outputs, y, value)
         # θ is fixed for the life of the objective, so one forward pass here catches every non-finite loss.
         self.raise_non_finite()
+
+
+def _loss_value(loss_fn: LossFunction, outputs: Tensor, targets: Tensor, where: str) -> Any:
+    with warnings.catch_warnings():
+        # MSELoss silently broadcasts (n, 1) outputs against (n,) targets into an (n, n) loss.
+        warnings.filterwarnings("error", message=".*target size.*")
+        try:
+            return loss_fn(outputs, targets)
+        except UserWarning as warning:
+            raise ValueError(
+                f"the loss broadcasts outputs against targets ({warning}); reshape the targets to the "
+                "outputs' shape."
+            ) from None
+        except RuntimeError as error:
+            if isinstance(error, torch.OutOfMemoryError):
+                raise
+            hint = " (a regression loss needs floating targets: y.float())" if not targets.is_floating_point() else ""
+            raise ValueError(
+                f"loss_fn(outputs, targets) fails on {where} (outputs {tuple(outputs.shape)} {outputs.dtype}, targets "
+                f"{tuple(targets.shape)} {targets.dtype}): {error}{hint}."
+            ) from error
+
+
+def _check_broadcast(outputs: Tensor, targets: Tensor) -> None:
+    """Refuse floating targets that broadcast with the outputs into a larger shape than either, the (n, 1)
+    against (n,) trap that makes ((o - t) ** 2).mean() an n×n average. Integer (class) targets are left
+    alone: their shape legitimately differs from the logits'."""
+    if not targets.is_floating_point() or outputs.shape == targets.shape:
+        return
+    try:
+        shape = torch.broadcast_shapes(outputs.shape, targets.shape)
+    except RuntimeError:
+        return  # not broadcastable: the loss itself decides what the shapes mean
+    if shape not in (outputs.shape, targets.shape):
+        raise ValueError(
+            f"the model's outputs {tuple(outputs.shape)} and the targets {tuple(targets.shape)} broadcast to "
+            f"{tuple(shape)} in an elementwise loss; reshape the targets to the outputs' shape (e.g. y.view(-1, 1))."
+        )
+
+
+def _check_mean_reduced(loss_fn: LossFunction, outputs: Tensor, targets: Tensor, value: Tensor) -> None:
+    """Refuse a sum-reduced loss: L is the mean over samples, and a sum scales every number by n.
+
+    For a per-sample mean, L(batch) = (h L(first h) + (n − h) L(rest)) / n; for a sum, L(batch) = L(first h)
+    + L(rest). A loss that fits the second identity and not the first is refused; one that fits neither (a
+    weighted or batch-coupled loss) is left alone.
+    """
+    if getattr(loss_fn, "reduction", "mean") == "sum":
+        raise ValueError(f"loss_fn {loss_fn!r} sums over samples; the objective is a mean: use reduction='mean'.")
+    n = outputs.shape[0]
+    if n < 2 or targets.ndim == 0 or targets.shape[0] != n:
+        return
+    h = n // 2
+    try:
+        first, rest = float(loss_fn(outputs[:h], targets[:h])), float(loss_fn(outputs[h:], targets[h:]))
+    except (RuntimeError, ValueError, TypeError, IndexError):
+        return  # the loss cannot be split by samples: nothing to compare
+    whole = float(value)
+    # Rounding of three loss evaluations; the two identities differ by a factor ~n/2 unless all are ~0.
+    tolerance = 10 * math.sqrt(torch.finfo(value.dtype).eps) * (abs(whole) + abs(first) + abs(rest))
+    as_sum, as_mean = abs(whole - first - rest), abs(whole - (h * first + (n - h) * rest) / n)
+    if as_sum <= tolerance < as_mean:
+        raise ValueError(
+            f"loss_fn sums over samples (on the first batch: L = {whole:.6g} = L(first {h}) + L(other {n - h}) = "
+            f"{first:.6g} + {rest:.6g}); the objective is the mean over samples: use a mean-reduced loss "
+            "(reduction='mean', or .mean() in place of .sum())."
+        )
 
 
 def check_finite(tensor: Tensor, what: str) -> Tensor:

@@ -32,13 +32,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .convexity import OnePointConvexity, PLEstimate, PLTracker, one_point_convexity
+from .convexity import OnePointConvexity, PLEstimate, PLTracker, one_point_convexity, reference_point
 from .critical import DENSE_MAX_PARAMETERS, CriticalPoint, classify_critical_point
 from .eigen import DENSE_THRESHOLD, Spectrum, hessian_eigenvalues
 from .estimators import SpectralDensity, TraceEstimate, hessian_trace, spectral_density
 from .hessian import HessianOperator
-from .objective import Data, LossFunction, Objective, check_finite
+from .objective import Data, LossFunction, Objective, as_batches, check_data, check_finite
 from .redundancy import RedundancyReport, neuron_redundancy
+from .settings import FULL_QUANTITIES, LIGHT_TOL, QUANTITIES, OnError, ProbeSettings, check_quantities
 from .shallow import find_shallow, structured_diagonal
 
 #: The failures a diagnostic may survive with ``on_error="warn"``: non-finite values (FloatingPointError),
@@ -46,43 +47,11 @@ from .shallow import find_shallow, structured_diagonal
 #: computation's domain (ValueError).
 NUMERICAL_FAILURES = (ArithmeticError, RuntimeError, ValueError, MemoryError, np.linalg.LinAlgError)
 
-#: What a probe can compute, and what each is.
-QUANTITIES: dict[str, str] = {
-    "pl": "the Polyak-Lojasiewicz ratio |grad L|^2 / (2 (L - L*)) with running minima and the L* estimate",
-    "one_point": "one-point convexity <grad L, theta - theta*> / |theta - theta*|^2 toward reference=",
-    "spectrum": "the k largest and k smallest Hessian eigenvalues with error bounds",
-    "trace": "the trace of the Hessian",
-    "density": "the spectral density of the Hessian (histogram and figure)",
-    "critical": "the critical-point classification: kind, Morse index, nullity",
-    "redundancy": "neuron redundancy of a one-hidden-layer network (rules, scores, verified merges)",
-}
-
-#: The quantities of a *full* snapshot only. A light snapshot computes the others cheaply: the loss,
-#: gradient, PL and one-point values, λ_max warm-started at the light tolerance, and the trace where it is
-#: exact and cheap (see :meth:`LandscapeProbe.snapshot`).
-FULL_QUANTITIES = frozenset({"density", "critical", "redundancy"})
-
 #: Up to this many parameters a light snapshot assembles the Hessian and takes its whole spectrum (λ_min
 #: too, exactly): a symmetric eigendecomposition of 256 × 256 costs about as much as a few products.
 LIGHT_DENSE_THRESHOLD = 256
 
-#: The relative residual tolerance of λ_max at light snapshots (‖Hv − λv‖ ≤ tol·|λ|): three digits draw
-#: the sharpness curve, and a warm start from the previous eigenvector reaches them in a few products.
-LIGHT_TOL = 1e-3
-
-OnError = Literal["warn", "raise"]
 BatchLoss = Callable[[nn.Module, Any], Tensor]
-
-
-def check_quantities(quantities: Iterable[str]) -> tuple[str, ...]:
-    """Validate quantity names; returns them as a tuple in :data:`QUANTITIES` order."""
-    if isinstance(quantities, str):
-        quantities = (quantities,)
-    quantities = set(quantities)
-    unknown = sorted(quantities - QUANTITIES.keys())
-    if unknown:
-        raise ValueError(f"unknown quantities {unknown}; choose from {list(QUANTITIES)}.")
-    return tuple(name for name in QUANTITIES if name in quantities)
 
 
 def is_shallow(model: nn.Module) -> bool:
@@ -196,7 +165,11 @@ class _BatchLossModel(nn.Module):
         self.batches = batches
 
     def forward(self, index: Tensor) -> Tensor:
-        return self.loss(self.module, self.batches[int(index[0])])
+        value = self.loss(self.module, self.batches[int(index[0])])
+        if not isinstance(value, Tensor) or value.numel() != 1:
+            found = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+            raise ValueError(f"loss(model, batch) must return a scalar tensor (a mean over the batch), got {found}.")
+        return value.reshape(())
 
     @staticmethod
     def passthrough(outputs: Tensor, targets: Tensor) -> Tensor:
@@ -277,6 +250,16 @@ class LandscapeProbe:
     on_error
         "warn": a failing diagnostic is skipped, recorded in ``snapshot.errors`` and warned about once
         per kind of failure; "raise": the exception propagates.
+    settings
+        Instead of ``quantities`` … ``on_error``: a :class:`~torch_landscape.settings.ProbeSettings` (how
+        the Lightning monitors pass theirs).
+
+    Raises
+    ------
+    TypeError, ValueError
+        At construction, naming the argument and the fix, for any bad argument, and for model, loss, data,
+        ``params`` and ``reference`` that do not fit together: the objective is built and evaluated once
+        here, so a misfit never reaches a snapshot.
     """
 
     def __init__(
@@ -295,64 +278,116 @@ class LandscapeProbe:
         params: Sequence[str] | None = None,
         dtype: torch.dtype = torch.float64,
         on_error: OnError = "warn",
+        settings: ProbeSettings | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
         if (loss_fn is None) == (loss is None):
             raise ValueError("pass exactly one of loss_fn (loss_fn(outputs, targets)) and loss (loss(model, batch)).")
+        for name, value in (("loss_fn", loss_fn), ("loss", loss)):
+            if value is not None and not callable(value):
+                raise TypeError(f"{name} must be callable, got {type(value).__name__}.")
         if data is None:
             raise ValueError("pass the probe data: a batch (inputs, targets) or an iterable of batches.")
-        if on_error not in ("warn", "raise"):
-            raise ValueError(f"on_error must be 'warn' or 'raise', got {on_error!r}.")
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"k must be a positive integer, got {k!r}.")
-        if method not in ("auto", "dense", "lanczos"):
-            raise ValueError(f"method must be 'auto', 'dense' or 'lanczos', got {method!r}.")
-        if isinstance(light_tol, bool) or not isinstance(light_tol, (int, float)) or not 0 < light_tol < 1:
-            raise ValueError(f"light_tol must be a relative tolerance in (0, 1), e.g. 1e-3; got {light_tol!r}.")
+        options = (quantities, loss_star, k, light_tol, method, params, dtype, on_error)
+        if settings is None:
+            settings = ProbeSettings(
+                quantities=quantities, loss_star=loss_star, k=k, light_tol=light_tol, method=method, params=params,
+                dtype=dtype, on_error=on_error,
+            )
+        elif not isinstance(settings, ProbeSettings):
+            raise TypeError(f"settings must be a ProbeSettings, got {type(settings).__name__}.")
+        elif options != (None, None, 5, LIGHT_TOL, "auto", None, torch.float64, "warn"):
+            raise ValueError("pass either settings= or the options quantities … on_error, not both.")
         parameters = list(model.parameters())
         if not parameters:
             raise ValueError("the model has no parameters; there is no landscape to probe.")
+        self.settings = settings
         self.model = model
-        #: P, the length of θ.
-        self.num_parameters = sum(
-            p.numel() for name, p in model.named_parameters() if (name in params if params is not None else p.requires_grad)
-        )
-        self.quantities = self._applicable(quantities, model, reference)
+        self.quantities = self._applicable(settings.quantities, model, reference)
         self.reference = reference
-        self.k, self.light_tol, self.method, self.dtype, self._params = k, float(light_tol), method, dtype, params
-        self.on_error: OnError = on_error
         self._devices = sorted({p.device for p in parameters}, key=str)
-        device = parameters[0].device
-        # Read once, under preserved RNG state (iterating a shuffling loader draws random numbers), and
-        # cast once: every snapshot sees the same samples in the diagnostics' dtype.
-        with preserved_rng(self._devices):
-            single = isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, Tensor) for t in data)
-            batches = [data] if single and loss is None else list(data)
-        if loss is not None:
-            batches = [_cast_batch(batch, device, dtype) for batch in batches]
-            sizes = [_batch_size(batch) for batch in batches]
-            if not batches or not all(sizes):
-                raise ValueError("with loss=, data must be a non-empty iterable of batches, each holding a tensor of samples.")
-            self._objective_args = (
-                _BatchLossModel(model, loss, batches),
-                _BatchLossModel.passthrough,
-                [(torch.full((size,), index, device=device), torch.zeros(size, device=device)) for index, size in enumerate(sizes)],
-                [f"module.{name}" for name in params] if params is not None else None,
-            )
-            self._inputs = None
-        else:
-            batches = [tuple(_cast_batch(tuple(batch[:2]), device, dtype)) for batch in batches]
-            self._objective_args = (model, loss_fn, batches, params)
-            self._inputs = batches
-        self._pl = PLTracker(loss_star, dtype=dtype)
-        self._align = is_shallow(model)
+        with torch.inference_mode(False):  # the probe's tensors must serve autograd later
+            self._objective_args, self._inputs = self._read_data(model, loss_fn, loss, data, parameters[0].device)
+        # With loss=, the objective's model is the loss around the network (parameters "module.<name>"): no
+        # neuron matching, and a reference network is seen under the same prefix.
+        self._align = is_shallow(model) and loss is None
+        wrap = loss is not None and isinstance(reference, nn.Module)
+        self._reference = nn.ModuleDict({"module": reference}) if wrap else reference
+        # Build and evaluate the objective once now: a misfit of model, loss, data, params or reference
+        # fails here with its name instead of at every snapshot while training goes on.
+        with preserved_rng(self._devices), torch.inference_mode(False):
+            try:
+                objective = Objective(*self._objective_args[:3], params=self._objective_args[3], dtype=self.dtype)
+            except ValueError as error:
+                if loss is None or not isinstance(error.__cause__, RuntimeError):
+                    raise
+                # The objective's model is loss(model, batch) here: say so rather than "model(inputs)".
+                cause = error.__cause__
+                raise ValueError(f"loss(model, batch) fails on the first batch of data: {cause}") from cause
+            if "one_point" in self.quantities:
+                reference_point(objective, self._reference, self._align)
+        self._num_samples = objective.num_samples
+        #: P, the length of θ.
+        self.num_parameters = objective.num_parameters
+        self._pl = PLTracker(settings.loss_star, dtype=settings.dtype)
         self._one_point_min = math.inf
         self._assignment: tuple[int, ...] | None = None
         self._warm_start: Tensor | None = None  # for both ends: the sum of the last eigenvectors
         self._warm_top: Tensor | None = None  # for λ_max alone: the last top eigenvector
         self._trajectory: list[tuple[int, float, float]] = []
         self._warned: set[tuple[str, str]] = set()
+
+    def _read_data(
+        self, model: nn.Module, loss_fn: LossFunction | None, loss: BatchLoss | None, data: Any, device: torch.device
+    ) -> tuple[tuple[Any, ...], list[tuple[Tensor, Tensor]] | None]:
+        """The objective's (model, loss_fn, batches, params) and the (inputs, targets) batches (None with
+        ``loss=``). Read once, under preserved RNG state (iterating a shuffling loader draws random
+        numbers), and cast once: every snapshot sees the same samples in the diagnostics' dtype."""
+        dtype, params = self.settings.dtype, self.settings.params
+        check_data(data)
+        with preserved_rng(self._devices):
+            batches = list(data) if loss is not None else as_batches(data)
+        if loss is None:
+            batches = [tuple(_cast_batch(batch, device, dtype)) for batch in batches]
+            return (model, loss_fn, batches, params), batches
+        batches = [_cast_batch(batch, device, dtype) for batch in batches]
+        sizes = [_batch_size(batch) for batch in batches]
+        if not batches or not all(sizes):
+            raise ValueError(
+                "with loss=, data must be a non-empty iterable of batches, each holding a tensor of samples."
+            )
+        indices = [
+            (torch.full((size,), float(index), device=device), torch.zeros(size, device=device))
+            for index, size in enumerate(sizes)
+        ]
+        names = [f"module.{name}" for name in params] if params is not None else None
+        return (_BatchLossModel(model, loss, batches), _BatchLossModel.passthrough, indices, names), None
+
+    @property
+    def k(self) -> int:
+        """Eigenvalues from each end of the spectrum."""
+        return self.settings.k
+
+    @property
+    def method(self) -> str:
+        """The eigen-solver: "auto", "dense" or "lanczos"."""
+        return self.settings.method
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The precision of the diagnostics."""
+        return self.settings.dtype
+
+    @property
+    def light_tol(self) -> float:
+        """The relative tolerance of λ_max at light snapshots."""
+        return self.settings.light_tol
+
+    @property
+    def on_error(self) -> OnError:
+        """"warn" or "raise": what a failing diagnostic does."""
+        return self.settings.on_error
 
     @staticmethod
     def _applicable(quantities: Iterable[str] | None, model: nn.Module, reference: Any) -> tuple[str, ...]:
@@ -378,9 +413,12 @@ class LandscapeProbe:
     # -- computing ---------------------------------------------------------------------------------------
 
     def objective(self) -> Objective:
-        """The objective at the model's current parameters (a float64 copy by default)."""
+        """The objective at the model's current parameters (a float64 copy by default).
+
+        Model, loss and data were checked at construction; a non-finite loss at the current parameters is
+        the caller's to catch (:func:`~torch_landscape.objective.check_finite`)."""
         model, loss_fn, data, params = self._objective_args
-        return Objective(model, loss_fn, data, params=params, dtype=self.dtype)
+        return Objective(model, loss_fn, data, params=params, dtype=self.dtype, check=False)
 
     def snapshot(
         self,
@@ -486,7 +524,7 @@ class LandscapeProbe:
         return {"pl": self._pl.update(point.step, point.loss, float(point.gradient @ point.gradient))}
 
     def _compute_one_point(self, point: _Point) -> dict[str, Any]:
-        result = one_point_convexity(point.objective, reference=self.reference, align=self._align)
+        result = one_point_convexity(point.objective, reference=self._reference, align=self._align)
         if not math.isnan(result.value):
             self._one_point_min = min(self._one_point_min, result.value)
         changes = None
@@ -553,8 +591,8 @@ class LandscapeProbe:
 
     def describe(self) -> str:
         """What the snapshots measure and on what, in Markdown (the metadata of theory.md §7)."""
-        model, loss_fn, data, _ = self._objective_args
-        size, samples = self.num_parameters, sum(len(batch[0]) for batch in data)
+        model, loss_fn, _, _ = self._objective_args
+        size, samples = self.num_parameters, self._num_samples
         loss = "loss(model, batch) (custom)" if isinstance(model, _BatchLossModel) else f"{loss_fn!r} (mean over samples)"
         kind = find_shallow(self.model).kind if is_shallow(self.model) else "not a recognised one-hidden-layer network"
         star = self._pl.known_loss_star

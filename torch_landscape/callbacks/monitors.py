@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal
 
 import torch
@@ -23,13 +23,11 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 
 from ..align import shallow_reference
-from ..objective import LossFunction
 from ..eigen import DENSE_THRESHOLD
-from ..probe import (
-    FULL_QUANTITIES, LIGHT_TOL, QUANTITIES, BatchLoss, LandscapeProbe, LandscapeSnapshot, OnError, check_quantities,
-    is_shallow, preserved_rng,
-)
+from ..objective import LossFunction, check_data
+from ..probe import BatchLoss, LandscapeProbe, LandscapeSnapshot, is_shallow, preserved_rng
 from ..schedule import OverheadBudget
+from ..settings import FULL_QUANTITIES, LIGHT_TOL, QUANTITIES, OnError, ProbeSettings, check_positive_int
 from ..shallow import find_shallow
 from ..writers import console_line, run_verdict, snapshot_scalars
 from ..writers.tensorboard import finite, update_layout, write_figures, write_setup, write_snapshot
@@ -37,13 +35,13 @@ from ..writers.tensorboard import finite, update_layout, write_figures, write_se
 __all__ = ["ConvexityMonitor", "HessianMonitor", "LandscapeMonitor", "RedundancyMonitor"]
 
 
-def _positive(name: str, value: int | None, optional: bool = True) -> None:
-    if value is None and optional:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise MisconfigurationException(
-            f"{name} must be a positive integer{' or None' if optional else ''}, got {value!r}."
-        )
+def _positive(name: str, value: int | None) -> None:
+    """A positive integer or None, else a MisconfigurationException naming ``name``."""
+    if value is not None:
+        try:
+            check_positive_int(name, value)
+        except ValueError as error:
+            raise MisconfigurationException(f"{error} Pass a positive integer or None.") from None
 
 
 #: An explicit schedule that spends more than this share of the wall time gets one warning.
@@ -132,8 +130,10 @@ class LandscapeMonitor(Callback):
     Raises
     ------
     MisconfigurationException
-        At construction for bad arguments; at ``setup`` if the loss, the reference or the loggers cannot
-        serve; when training starts if the probe data cannot.
+        At construction for bad arguments (the probe options are a
+        :class:`~torch_landscape.settings.ProbeSettings`, checked once); at ``setup`` if the loss, the
+        reference, the loggers or ``probe_data`` cannot serve (model, loss and probe data are evaluated
+        together once there); a probe set drawn from the training data, when training starts.
 
     Attributes
     ----------
@@ -175,8 +175,6 @@ class LandscapeMonitor(Callback):
         _positive("every_n_steps", every_n_steps)
         _positive("every_n_epochs", every_n_epochs)
         _positive("full_every", full_every)
-        _positive("probe_size", probe_size, optional=False)
-        _positive("k", k, optional=False)
         if isinstance(max_overhead, bool) or not isinstance(max_overhead, (int, float)) or not 0 < max_overhead < 1:
             raise MisconfigurationException(f"max_overhead must be a fraction in (0, 1), got {max_overhead!r}.")
         if loss_fn is not None and loss is not None:
@@ -184,16 +182,23 @@ class LandscapeMonitor(Callback):
         for name, value in (("loss_fn", loss_fn), ("loss", loss)):
             if value is not None and not callable(value):
                 raise MisconfigurationException(f"{name} must be callable, got {type(value).__name__}.")
-        if on_error not in ("warn", "raise"):
-            raise MisconfigurationException(f"on_error must be 'warn' or 'raise', got {on_error!r}.")
-        if method not in ("auto", "dense", "lanczos"):
-            raise MisconfigurationException(f"method must be 'auto', 'dense' or 'lanczos', got {method!r}.")
         if figures not in (None, True, False):
             raise MisconfigurationException(f"figures must be True, False or None, got {figures!r}.")
+        if reference is not None and not isinstance(reference, (nn.Module, Tensor)):
+            raise MisconfigurationException(
+                f"reference must be an nn.Module like the student or a flat tensor, got {type(reference).__name__}."
+            )
         try:
-            chosen = check_quantities(quantities if quantities is not None else self.allowed_quantities)
-        except ValueError as error:
-            raise MisconfigurationException(str(error)) from None
+            if probe_data is not None:
+                check_data(probe_data, "probe_data")
+            self.settings = ProbeSettings(
+                quantities=quantities if quantities is not None else self.allowed_quantities, loss_star=loss_star,
+                k=k, light_tol=light_tol, method=method, params=params, dtype=dtype, on_error=on_error,
+                probe_size=probe_size, seed=seed,
+            )
+        except (TypeError, ValueError) as error:
+            raise MisconfigurationException(str(error)) from error
+        chosen = self.settings.quantities
         outside = [q for q in chosen if q not in self.allowed_quantities]
         if outside or not chosen:
             raise MisconfigurationException(
@@ -212,12 +217,9 @@ class LandscapeMonitor(Callback):
         self._explicit_quantities = quantities is not None
         # From the arguments, before set-up narrows the quantities: the key must match across a resume.
         self._state_key = self._generate_state_key(every_n_steps=every_n_steps, every_n_epochs=every_n_epochs, quantities=chosen)
-        self.probe_size, self.seed, self.figures, self.verbose = probe_size, seed, figures, bool(verbose)
+        self.figures, self.verbose = figures, bool(verbose)
+        self.reference = reference
         self._loss_fn, self._loss, self._probe_data = loss_fn, loss, probe_data
-        self._probe_options = dict(
-            reference=reference, loss_star=loss_star, k=k, light_tol=light_tol, method=method, params=params, dtype=dtype,
-            on_error=on_error,
-        )
         self.probe: LandscapeProbe | None = None
         self.last_snapshot: LandscapeSnapshot | None = None
         self._evaluations = 0
@@ -239,6 +241,16 @@ class LandscapeMonitor(Callback):
     def state_key(self) -> str:
         return self._state_key
 
+    @property
+    def probe_size(self) -> int:
+        """Size of the probe set drawn from the training data when no ``probe_data`` is given."""
+        return self.settings.probe_size
+
+    @property
+    def seed(self) -> int:
+        """Seed of the private generator that draws the probe set."""
+        return self.settings.seed
+
     # -- set-up ------------------------------------------------------------------------------------------
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -256,12 +268,25 @@ class LandscapeMonitor(Callback):
         if "one_point" in self.quantities:
             self._check_reference(pl_module)
         if "redundancy" in self.quantities and not is_shallow(pl_module):
+            problem = (
+                f"redundancy needs a one-hidden-layer network (Linear → activation → Linear) inside "
+                f"{type(pl_module).__name__}"
+            )
             if self._explicit_quantities:
-                raise MisconfigurationException(
-                    f"redundancy needs a one-hidden-layer network (Linear → activation → Linear) inside "
-                    f"{type(pl_module).__name__}; leave 'redundancy' out of quantities."
-                )
+                raise MisconfigurationException(f"{problem}; leave 'redundancy' out of quantities.")
             self.quantities = tuple(q for q in self.quantities if q != "redundancy")
+            if not self.quantities:
+                raise MisconfigurationException(
+                    f"{name}: {problem}, and it computes nothing else; use HessianMonitor or ConvexityMonitor "
+                    "for this model."
+                )
+        self._check_probe_data(pl_module)
+        self._say_what_is_skipped(trainer, pl_module)
+
+    def _say_what_is_skipped(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Once, by name: what this model or these loggers cannot show (also in the setup text)."""
+        self._skipped = []
+        if "redundancy" in self.allowed_quantities and "redundancy" not in self.quantities and not is_shallow(pl_module):
             self._skipped.append(
                 f"neuron redundancy: {type(pl_module).__name__} holds no one-hidden-layer network (Linear → "
                 "activation → Linear)"
@@ -269,11 +294,38 @@ class LandscapeMonitor(Callback):
         others = [type(logger).__name__ for logger in trainer.loggers if not isinstance(logger, TensorBoardLogger)]
         if others:
             self._skipped.append(
-                f"text reports, histograms and figures in {', '.join(others)} (scalars only; they go to "
+                f"text reports, histograms and figures to {', '.join(others)} (scalars only; those go to a "
                 "TensorBoardLogger, and the snapshots stay in monitor.history)"
             )
         for item in self._skipped:
-            rank_zero_info(f"{name} does not log {item}.")
+            rank_zero_info(f"{type(self).__name__} does not log {item}.")
+
+    def _check_probe_data(self, pl_module: LightningModule) -> None:
+        """Build a probe on ``probe_data`` once, to check model, loss, data, params and reference together.
+
+        The probe that runs is built when training starts, on the device training uses; a probe set drawn
+        from the training data can only be checked then (the data loaders are not loaded before).
+        """
+        if self._probe_data is None or not any(True for _ in pl_module.parameters()):
+            return  # no data yet, or the parameters are created later (configure_model)
+        if isinstance(self._probe_data, Iterator):
+            # A one-shot iterator would be empty when training starts: read it once, here.
+            with preserved_rng([pl_module.device]):
+                self._probe_data = list(self._probe_data)
+        self._make_probe(pl_module, self._probe_data)
+
+    def _make_probe(self, pl_module: LightningModule, data: Any) -> LandscapeProbe:
+        try:
+            return LandscapeProbe(
+                pl_module,
+                self._loss_fn if self._loss is None else None,
+                data,
+                loss=self._loss,
+                reference=self.reference,
+                settings=dataclasses.replace(self.settings, quantities=self.quantities),
+            )
+        except (TypeError, ValueError) as error:
+            raise MisconfigurationException(f"{type(self).__name__}: {error}") from error
 
     def _resolve_loss(self, pl_module: LightningModule) -> None:
         name = type(self).__name__
@@ -295,8 +347,7 @@ class LandscapeMonitor(Callback):
             )
 
     def _check_reference(self, pl_module: LightningModule) -> None:
-        reference = self._probe_options["reference"]
-        names = self._probe_options["params"]
+        reference, names = self.reference, self.settings.params
         trainable = {n: p for n, p in pl_module.named_parameters() if (n in names if names is not None else p.requires_grad)}
         if isinstance(reference, Tensor):
             size = sum(p.numel() for p in trainable.values())
@@ -331,17 +382,7 @@ class LandscapeMonitor(Callback):
         # A checkpoint's state, or the previous fit's when ``fit`` is called again.
         state = self._probe_state()
         data = self._probe_data if self._probe_data is not None else self._draw_probe_set(trainer)
-        try:
-            self.probe = LandscapeProbe(
-                pl_module,
-                self._loss_fn if self._loss is None else None,
-                data,
-                loss=self._loss,
-                quantities=self.quantities,
-                **self._probe_options,
-            )
-        except (TypeError, ValueError) as error:
-            raise MisconfigurationException(f"{type(self).__name__}: {error}") from None
+        self.probe = self._make_probe(pl_module, data)
         if state is not None:
             self.probe.load_state_dict(state)
             self._pending_probe_state = None
