@@ -131,6 +131,9 @@ def test_logged_values_are_the_core_values_at_the_same_parameters(tmp_path):
         for tag, value in expected.items():
             # Event files hold float32.
             assert scalars(logged, tag)[step] == pytest.approx(value, rel=1e-6, abs=1e-30), (tag, step)
+    for tag in logged.Tags()["scalars"]:  # one value per step and tag, the last step included
+        steps = [e.step for e in logged.Scalars(tag)]
+        assert len(steps) == len(set(steps)), tag
     final = monitor.last_snapshot
     assert final.step == 16 and final.spectrum.lambda_max == spectrum.lambda_max  # float64, exact
     assert {"landscape/hessian/spectrum"} <= set(logged.Tags()["histograms"])

@@ -164,6 +164,27 @@ def test_light_lanczos_lambda_max_is_warm_started_and_bounded():
     assert [math.isnan(low) for _, low, _ in probe.trajectory] == [True] * 4
 
 
+def test_an_unconverged_solve_is_warned_about_once_and_flagged(monkeypatch):
+    """Cut the eigen-solver short: the snapshot still reports a bound that holds, says converged = 0, and
+    warns once (training goes on)."""
+    import torch_landscape.probe as probe_module
+
+    data = regression_data(128, 6)
+    model = train(shallow(6, 40, nn.Tanh()), data, steps=40)  # P = 321: the light path is Lanczos
+    solve = probe_module.hessian_eigenvalues
+    monkeypatch.setattr(probe_module, "hessian_eigenvalues", lambda *a, **k: solve(*a, **{**k, "max_hvp": 3}))
+    probe = LandscapeProbe(model, LOSS, data, quantities=["spectrum"])
+    with pytest.warns(RuntimeWarning, match="stopped before its tolerance") as caught:
+        first, second = probe.snapshot(0, full=False), probe.snapshot(1, full=False)
+    assert len([w for w in caught if "tolerance" in str(w.message)]) == 1
+    truth = float(torch.linalg.eigvalsh(dense_truth(model, LOSS, data))[-1])
+    for snapshot in (first, second):
+        scalars = snapshot_scalars(snapshot)
+        assert scalars["landscape/hessian/converged"] == 0.0
+        # Some eigenvalue lies within the bound; λ_max itself is above the Ritz value (Rayleigh quotient).
+        assert scalars["landscape/hessian/lambda_max"] <= truth + 1e-12 * truth
+
+
 def test_full_snapshot_assembles_and_decomposes_the_hessian_once(setting, monkeypatch):
     """Spectrum, trace, density and the critical-point test of one full snapshot share one assembly
     and one P × P eigendecomposition."""

@@ -107,15 +107,15 @@ _SETUP: "weakref.WeakSet[Any]" = weakref.WeakSet()
 def custom_scalars_layout(tags: Iterable[str]) -> dict[str, dict[str, list[Any]]]:
     """The layout ``{category: {title: [kind, tags]}}`` of the charts that ``tags`` fill: a Multiline chart
     (tag regexes) when any of its tags is there, a Margin chart (exact value, lower and upper tags) when its
-    value is."""
+    value is. A chart lists all its tags, logged or not."""
     tags = set(tags)
     layout: dict[str, dict[str, list[Any]]] = {}
     for index in _fillable(tags):
         category, title, kind, chart = CHARTS[index]
-        if kind == "Multiline":  # tag regexes
-            layout.setdefault(category, {})[title] = [kind, [re.escape(tag) + "$" for tag in chart if tag in tags]]
-        else:  # a margin chart's series are exact tags: value, lower, upper
-            layout.setdefault(category, {})[title] = [kind, list(chart)]
+        # Every tag of a chart, so that runs with other tags get the same chart (TensorBoard merges the
+        # layouts of all runs and would show two differing charts of one title twice).
+        patterns = [re.escape(tag) + "$" for tag in chart] if kind == "Multiline" else list(chart)
+        layout.setdefault(category, {})[title] = [kind, patterns]
     return layout
 
 
