@@ -38,6 +38,10 @@ FULL_COST_PRIOR = 30.0
 #: and drawing three figures on 2 cores).
 FIGURES_COST_PRIOR = 0.6
 
+#: The automatic schedule keeps the closing figures' cost aside only while it is at most this share of the
+#: run's projected allowance; otherwise the evaluations come first and figures are drawn if money is left.
+FIGURES_MAX_SHARE = 0.25
+
 
 @dataclass
 class OverheadBudget:
@@ -104,6 +108,12 @@ class OverheadBudget:
         available = self.allowance(training_seconds, progress) - reserve - self.spent["setup"]
         share = 1.0 if not with_full else (self.light_share if tier == "light" else 1.0 - self.light_share)
         return self.spent[tier] + self.predicted(tier) <= share * available
+
+    def projected(self, training_seconds: float, progress: Optional[float]) -> float:
+        """The whole run's allowance as projected now: A at p = 1 if the run goes on at this pace."""
+        if progress is None or progress <= 0:
+            return self.allowance(training_seconds, None)
+        return self.allowance(training_seconds / min(progress, 1.0), 1.0)
 
     def affords(self, seconds: float, training_seconds: float) -> bool:
         """Whether spending ``seconds`` more now, at the end of the run, stays within the whole budget."""

@@ -26,7 +26,7 @@ from ..align import shallow_reference
 from ..eigen import DENSE_THRESHOLD
 from ..objective import LossFunction, check_data
 from ..probe import BatchLoss, LandscapeProbe, LandscapeSnapshot, is_shallow, preserved_rng
-from ..schedule import OverheadBudget
+from ..schedule import FIGURES_MAX_SHARE, OverheadBudget
 from ..settings import FULL_QUANTITIES, LIGHT_TOL, QUANTITIES, OnError, ProbeSettings, check_positive_int
 from ..shallow import find_shallow
 from ..writers import console_line, run_verdict, snapshot_scalars
@@ -430,23 +430,26 @@ class LandscapeMonitor(Callback):
     def _has_full(self) -> bool:
         return not FULL_QUANTITIES.isdisjoint(self.quantities)
 
-    def _closing_cost(self) -> float:
-        """What the closing evaluation is predicted to cost: the reserve the schedule keeps for it."""
+    def _closing_cost(self, step: int) -> float:
+        """What the closing evaluation is predicted to cost: the reserve the schedule keeps for it. Figures
+        count only when asked for, or when they are a small share of what the whole run may spend."""
         if not self._has_full():
             return self._budget.predicted("light")
-        figures = self._tensorboard and self.figures is not False
-        return self._budget.predicted("full") + (self._budget.predicted_figures() if figures else 0.0)
+        figures = self._budget.predicted_figures()
+        whole_run = self._budget.projected(self._training_time(), self._progress(step))
+        wanted = self._tensorboard and (self.figures or (self.figures is None and figures <= FIGURES_MAX_SHARE * whole_run))
+        return self._budget.predicted("full") + (figures if wanted else 0.0)
 
     def _full_due(self, step: int) -> bool:
         if self.full_every is not None:
             return self._evaluations % self.full_every == 0
         return self._has_full() and self._budget.due(
-            "full", self._training_time(), self._progress(step), self._closing_cost()
+            "full", self._training_time(), self._progress(step), self._closing_cost(step)
         )
 
     def _light_due(self, step: int) -> bool:
         return self._budget.due(
-            "light", self._training_time(), self._progress(step), self._closing_cost(), with_full=self._has_full()
+            "light", self._training_time(), self._progress(step), self._closing_cost(step), with_full=self._has_full()
         )
 
     def _skip(self, trainer: Trainer) -> bool:
