@@ -406,7 +406,7 @@ def _simulate(monkeypatch, monitor, steps, step_seconds=0.01, light=0.02, full=1
                                     callbacks=[monitor])
     monitor._evaluate(trainer, full=True)  # the initial evaluation
     for step in range(1, steps + 1):
-        clock[0] += step_seconds
+        clock[0] += step_seconds(step) if callable(step_seconds) else step_seconds
         trainer.global_step = step
         monitor.on_train_batch_end(trainer, None, None, None, 0)
     monitor.on_train_end(trainer, None)
@@ -435,6 +435,15 @@ def test_a_short_run_still_draws_curves(monkeypatch):
                                            full=0.03)
     assert len(light_steps) + len(full_steps) >= 20 and len(full_steps) >= 3
     assert full_steps[-1] == 320
+
+
+def test_a_stall_in_training_does_not_fire_a_burst_of_evaluations(monkeypatch):
+    """A 5-second stall (a checkpoint, a validation loop) at step 2500 earns allowance for ~5 evaluations;
+    they are not spent on the steps right after it."""
+    light_steps, full_steps, share = _simulate(
+        monkeypatch, LandscapeMonitor(), 5000, step_seconds=lambda step: 5.0 if step == 2500 else 0.01)
+    evaluations = sorted(light_steps + full_steps)
+    assert min(np.diff(evaluations)) >= 10 and share <= 0.05
 
 
 def test_an_unknown_length_paces_by_time_alone(monkeypatch):

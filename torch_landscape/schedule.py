@@ -62,6 +62,9 @@ class OverheadBudget:
         Seconds spent per tier ("light", "full") and on set-up ("setup").
     cost : dict
         The last measured cost of one evaluation per tier (None until measured), and of drawing figures.
+    forfeited : dict
+        Allowance per tier left unspent beyond one evaluation and not carried forward, so that
+        evaluations stay evenly spaced.
     """
 
     max_overhead: float
@@ -69,6 +72,7 @@ class OverheadBudget:
     light_share: float = LIGHT_SHARE
     spent: dict[str, float] = field(default_factory=lambda: {"setup": 0.0, "light": 0.0, "full": 0.0})
     cost: dict[str, Optional[float]] = field(default_factory=lambda: {"light": None, "full": None, "figures": None})
+    forfeited: dict[str, float] = field(default_factory=lambda: {"light": 0.0, "full": 0.0})
 
     @property
     def total_spent(self) -> float:
@@ -107,7 +111,13 @@ class OverheadBudget:
         reserve = closing_cost * (progress if progress is not None else 1.0)
         available = self.allowance(training_seconds, progress) - reserve - self.spent["setup"]
         share = 1.0 if not with_full else (self.light_share if tier == "light" else 1.0 - self.light_share)
-        return self.spent[tier] + self.predicted(tier) <= share * available
+        cost = self.predicted(tier)
+        credit = share * available - self.spent[tier] - self.forfeited[tier]
+        if credit > cost:
+            # Allowance left unspent beyond one evaluation (a slow stretch of training, a cheap tier) is not
+            # carried forward: it would fire evaluations on consecutive steps instead of evenly spaced ones.
+            self.forfeited[tier] += credit - cost
+        return cost <= credit
 
     def projected(self, training_seconds: float, progress: Optional[float]) -> float:
         """The whole run's allowance as projected now: A at p = 1 if the run goes on at this pace."""
