@@ -82,18 +82,16 @@ def test_the_layout_holds_exactly_the_charts_the_logged_tags_fill(setting, tmp_p
     for category in layout.category:
         for chart in category.chart:
             titles.add(chart.title)
-            if chart.HasField("margin"):  # exact tags
-                series = chart.margin.series[0]
+            for series in chart.margin.series:  # exact tags
                 assert {series.value, series.lower, series.upper} <= logged, chart.title
             if chart.HasField("multiline"):  # regexes: at least one matches a logged tag
                 assert any(re.fullmatch(pattern, tag) for pattern in chart.multiline.tag for tag in logged), chart.title
-    # ... and every chart that a logged tag can fill is there, the margin charts of both eigenvalues included.
-    expected = {title for title, (kind, patterns) in
-                ((t, c) for charts in custom_scalars_layout(logged).values() for t, c in charts.items())}
-    assert titles == expected
-    margins = {chart.margin.series[0].value for category in layout.category for chart in category.chart
-               if chart.HasField("margin")}
-    assert {"landscape/hessian/lambda_max", "landscape/hessian/lambda_min"} <= margins
+    # ... and every chart that a logged tag can fill is there, with margin charts (bands) for both eigenvalues.
+    assert titles == {chart.title for category in custom_scalars_layout(logged).category for chart in category.chart}
+    margins = {series.value: series for category in layout.category for chart in category.chart
+               if chart.HasField("margin") for series in chart.margin.series}
+    assert margins["landscape/hessian/lambda_max"].upper == "landscape/hessian/lambda_max_upper"
+    assert margins["landscape/hessian/lambda_min"].lower == "landscape/hessian/lambda_min_lower"
     assert layout.category[0].title == "landscape 0: overview"
     # The required tags of the public API.
     assert {"landscape/hessian/lambda_max", "landscape/hessian/lambda_min", "landscape/hessian/trace",
@@ -101,12 +99,15 @@ def test_the_layout_holds_exactly_the_charts_the_logged_tags_fill(setting, tmp_p
             "landscape/redundancy/effective_width", "landscape/redundancy/score"} <= logged
 
 
-def test_no_chart_mixes_a_count_with_a_continuous_quantity():
+def test_counts_are_drawn_unsmoothed_and_never_beside_a_continuous_quantity():
+    """TensorBoard smooths line charts (turning counts into fractions) but not margin charts."""
     counts = {"negative_count", "morse_index", "nullity", "quotient_nullity", "width", "effective_width",
               "effective_width_on_data", "claims", "assignment_changes", "critical", "converged"}
-    for category, title, kind, tags in CHARTS:
+    for category, title, kind, series in CHARTS:
+        tags = [s[0] for s in series] if kind == "Margin" else list(series)
         kinds = {tag.rsplit("/", 1)[1] in counts for tag in tags}
         assert len(kinds) == 1, title
+        assert kind == "Margin" or kinds == {False}, title
 
 
 def _saddle():

@@ -25,36 +25,48 @@ _H, _C, _R = HESSIAN, CONVEXITY, REDUNDANCY
 OVERVIEW, CURVATURE, CRITICAL = "landscape 0: overview", "landscape 1: curvature", "landscape 2: critical point"
 CONVEX, REDUNDANT, COST = "landscape 3: convexity", "landscape 4: redundancy", "landscape 5: monitor cost"
 
-#: (category, chart title saying how to read it, "Multiline" or "Margin", tags). A Margin chart's tags are
-#: (value, lower, upper): the value with its error band.
-CHARTS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
+Series = tuple[str, str, str]
+
+
+def _band(tag: str) -> Series:
+    """A margin-chart series: the value with its error band (value ∓ bound, logged by :mod:`.tags`)."""
+    return (tag, tag + "_lower", tag + "_upper")
+
+
+def _raw(tag: str) -> Series:
+    """A margin-chart series without a band. TensorBoard smooths line charts (default 0.6, which turns
+    counts into fractions) but never margin charts: counts and eigenvalues are drawn as these."""
+    return (tag, tag, tag)
+
+
+#: (category, chart title saying how to read it, kind, series): "Multiline" charts take tags, "Margin"
+#: charts (value, lower, upper) series. Each chart holds quantities of one scale.
+CHARTS: tuple[tuple[str, str, str, tuple[Any, ...]], ...] = (
     (OVERVIEW, "probe loss L, log10", "Multiline", (PROBE + "loss_log10",)),
     (OVERVIEW, "gradient norm |grad L|, log10: very negative = close to a critical point", "Multiline",
      (PROBE + "grad_norm_log10",)),
-    (OVERVIEW, "sharpness lambda_max and 2/lr: gradient descent is unstable where lambda_max > 2/lr", "Multiline",
-     (_H + "lambda_max", _H + "eos_threshold")),
-    (OVERVIEW, "lambda_min and the zero line: below 0 is a direction of descent, not a minimum", "Multiline",
-     (_H + "lambda_min", _H + "zero")),
-    (OVERVIEW, "effective width vs width: below the width, some neurons are redundant", "Multiline",
-     (_R + "effective_width", _R + "width")),
-    (CURVATURE, "lambda_max with its error bar (value +- bound)", "Margin",
-     (_H + "lambda_max", _H + "lambda_max_lower", _H + "lambda_max_upper")),
-    (CURVATURE, "lambda_min with its error bar: its sign is certain where the band excludes 0", "Margin",
-     (_H + "lambda_min", _H + "lambda_min_lower", _H + "lambda_min_upper")),
+    (OVERVIEW, "sharpness lambda_max (band: its error bound) and 2/lr: gradient descent is unstable where "
+     "lambda_max > 2/lr", "Margin", (_band(_H + "lambda_max"), _raw(_H + "eos_threshold"))),
+    (OVERVIEW, "lambda_min (band: its error bound) and the zero line: below 0 is a direction of descent, not a "
+     "minimum", "Margin", (_band(_H + "lambda_min"), _raw(_H + "zero"))),
+    (OVERVIEW, "effective width vs width: below the width, some neurons are redundant", "Margin",
+     (_raw(_R + "effective_width"), _raw(_R + "width"))),
     (CURVATURE, "edge of stability lambda_max * lr / 2: above 1, gradient descent is unstable", "Multiline",
      (_H + "eos_ratio",)),
     (CURVATURE, "trace of the Hessian: the sum of all curvatures", "Multiline", (_H + "trace",)),
     (CURVATURE, "condition number, log10: lambda_max over lambda_min (where H is certainly positive definite), "
      "_eff over the smallest positive eigenvalue", "Multiline", (_H + "cond_log10", _H + "cond_eff_log10")),
-    (CURVATURE, "eigen-solver converged to its tolerance (1) or stopped at its budget (0)", "Multiline",
-     (_H + "converged",)),
+    (CURVATURE, "error bounds of lambda_max and lambda_min: how far each may be from the true eigenvalue",
+     "Multiline", (_H + "lambda_max_error", _H + "lambda_min_error")),
+    (CURVATURE, "eigen-solver converged to its tolerance (1) or stopped at its budget (0)", "Margin",
+     (_raw(_H + "converged"),)),
     (CURVATURE, "Hessian-vector products per evaluation", "Multiline", (_H + "num_hvp",)),
     (CRITICAL, "certainly negative eigenvalues (lambda + bound < 0): directions of descent, at any point",
-     "Multiline", (_H + "negative_count",)),
-    (CRITICAL, "at a critical point? (1 = |grad L| is negligible at the curvature's scale)", "Multiline",
-     (_H + "critical",)),
+     "Margin", (_raw(_H + "negative_count"),)),
+    (CRITICAL, "at a critical point? (1 = |grad L| is negligible at the curvature's scale)", "Margin",
+     (_raw(_H + "critical"),)),
     (CRITICAL, "Morse index and nullity, at critical points only (quotient: flat directions the symmetries do "
-     "not explain)", "Multiline", (_H + "morse_index", _H + "nullity", _H + "quotient_nullity")),
+     "not explain)", "Margin", (_raw(_H + "morse_index"), _raw(_H + "nullity"), _raw(_H + "quotient_nullity"))),
     (CRITICAL, "symmetry leak: curvature along the symmetry tangents (0 in exact arithmetic)", "Multiline",
      (_H + "sym_leak",)),
     (CONVEX, "PL ratio |grad L|^2 / 2(L - L*): bounded away from 0 = linear convergence; falling toward 0, PL "
@@ -71,13 +83,13 @@ CHARTS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
      "toward the reference", "Multiline", (_C + "one_point", _C + "one_point_running_min")),
     (CONVEX, "cosine between -grad L and the direction to the reference", "Multiline", (_C + "one_point_cosine",)),
     (CONVEX, "distance to the (neuron-aligned) reference, log10", "Multiline", (_C + "distance_to_reference_log10",)),
-    (CONVEX, "neurons matched to another reference neuron than at the previous evaluation", "Multiline",
-     (_C + "assignment_changes",)),
-    (REDUNDANT, "effective width (on all inputs, and on the data only) vs width", "Multiline",
-     (_R + "effective_width", _R + "effective_width_on_data", _R + "width")),
+    (CONVEX, "neurons matched to another reference neuron than at the previous evaluation", "Margin",
+     (_raw(_C + "assignment_changes"),)),
+    (REDUNDANT, "effective width (on all inputs, and on the data only) vs width", "Margin",
+     (_raw(_R + "effective_width"), _raw(_R + "effective_width_on_data"), _raw(_R + "width"))),
     (REDUNDANT, "distance to the nearest redundant network, log10 (very negative = redundant)", "Multiline",
      (_R + "score_log10",)),
-    (REDUNDANT, "verified merges (each removes a neuron)", "Multiline", (_R + "claims",)),
+    (REDUNDANT, "verified merges (each removes a neuron)", "Margin", (_raw(_R + "claims"),)),
     (COST, "seconds per evaluation", "Multiline", (MONITOR + "seconds",)),
     (COST, "share of the wall time spent monitoring", "Multiline", (MONITOR + "overhead",)),
 )
@@ -94,46 +106,71 @@ READING = (
     "The **PL ratio** bounded away from 0 means linear convergence; **one_point** > 0 means -grad L points "
     "toward the reference. **effective_width** below the width means redundant neurons; **score** is the "
     "distance to the nearest redundant network.",
-    "Counts (index, nullity, widths, claims) are whole numbers: in the Scalars tab set smoothing to 0, or "
-    "TensorBoard's default 0.6 blends neighbouring evaluations into fractions.",
+    "Eigenvalues and counts (index, nullity, widths, claims) are drawn as margin charts in the Custom "
+    "Scalars tab, which TensorBoard never smooths. In the Scalars tab set smoothing to 0: its default 0.6 "
+    "blends neighbouring evaluations (a count of 6 and 0 reads 3.3).",
 )
 
 # Per writer: the tags it has received, and the charts of the layout it holds.
 _TAGS: "weakref.WeakKeyDictionary[Any, set[str]]" = weakref.WeakKeyDictionary()
-_CHARTS_WRITTEN: "weakref.WeakKeyDictionary[Any, tuple[int, ...]]" = weakref.WeakKeyDictionary()
+_CHARTS_WRITTEN: "weakref.WeakKeyDictionary[Any, tuple[Any, ...]]" = weakref.WeakKeyDictionary()
+_MARGIN_VALUES = {series[0] for _, _, kind, charts in CHARTS if kind == "Margin" for series in charts}
 _SETUP: "weakref.WeakSet[Any]" = weakref.WeakSet()
 
 
-def custom_scalars_layout(tags: Iterable[str]) -> dict[str, dict[str, list[Any]]]:
-    """The layout ``{category: {title: [kind, tags]}}`` of the charts that ``tags`` fill: a Multiline chart
-    (tag regexes) when any of its tags is there, a Margin chart (exact value, lower and upper tags) when its
-    value is. A chart lists all its tags, logged or not."""
+def custom_scalars_layout(tags: Iterable[str]) -> Any:
+    """The custom-scalars layout (a ``layout_pb2.Layout``) of the charts that ``tags`` fill.
+
+    A Multiline chart appears when any of its tags was logged and lists them all as anchored regexes (so
+    that runs with other tags get the identical chart: TensorBoard merges the layouts of all runs and would
+    show differing charts of one title twice); a Margin chart when its first series was logged, with the
+    series that were (exact tags)."""
+    from tensorboard.plugins.custom_scalar import layout_pb2
+
     tags = set(tags)
-    layout: dict[str, dict[str, list[Any]]] = {}
+    categories: dict[str, list[Any]] = {}
     for index in _fillable(tags):
-        category, title, kind, chart = CHARTS[index]
-        # Every tag of a chart, so that runs with other tags get the same chart (TensorBoard merges the
-        # layouts of all runs and would show two differing charts of one title twice).
-        patterns = [re.escape(tag) + "$" for tag in chart] if kind == "Multiline" else list(chart)
-        layout.setdefault(category, {})[title] = [kind, patterns]
-    return layout
+        category, title, kind, series = CHARTS[index]
+        if kind == "Multiline":
+            content = {"multiline": layout_pb2.MultilineChartContent(tag=[re.escape(tag) + "$" for tag in series])}
+        else:
+            content = {"margin": layout_pb2.MarginChartContent(series=[
+                layout_pb2.MarginChartContent.Series(value=value, lower=lower, upper=upper)
+                for value, lower, upper in series if value in tags
+            ])}
+        categories.setdefault(category, []).append(layout_pb2.Chart(title=title, **content))
+    return layout_pb2.Layout(category=[layout_pb2.Category(title=title, chart=charts)
+                                       for title, charts in categories.items()])
 
 
 def _fillable(tags: set[str]) -> tuple[int, ...]:
     return tuple(
-        index for index, (_, _, kind, chart) in enumerate(CHARTS)
-        if (chart[0] in tags if kind == "Margin" else not tags.isdisjoint(chart))
+        index for index, (_, _, kind, series) in enumerate(CHARTS)
+        if (series[0][0] in tags if kind == "Margin" else not tags.isdisjoint(series))
     )
+
+
+def _write_layout(writer: Any, layout: Any) -> None:
+    """What ``SummaryWriter.add_custom_scalars`` writes, for a layout proto (its dict form allows one
+    series per margin chart)."""
+    from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
+    from tensorboard.compat.proto.tensor_pb2 import TensorProto
+    from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
+
+    metadata = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name="custom_scalars"))
+    tensor = TensorProto(dtype="DT_STRING", string_val=[layout.SerializeToString()], tensor_shape=TensorShapeProto())
+    summary = Summary(value=[Summary.Value(tag="custom_scalars__config__", tensor=tensor, metadata=metadata)])
+    writer._get_file_writer().add_summary(summary)
 
 
 def update_layout(writer: Any, tags: Iterable[str]) -> bool:
     """Record that ``writer`` received ``tags``; write the layout again if a new chart can be filled."""
     seen = _TAGS.setdefault(writer, set())
     seen.update(tags)
-    charts = _fillable(seen)
+    charts = (_fillable(seen), frozenset(seen & _MARGIN_VALUES))
     if _CHARTS_WRITTEN.get(writer) == charts:
         return False
-    writer.add_custom_scalars(custom_scalars_layout(seen))
+    _write_layout(writer, custom_scalars_layout(seen))
     _CHARTS_WRITTEN[writer] = charts
     return True
 
