@@ -42,9 +42,9 @@ def _raw(tag: str) -> Series:
 #: (category, chart title saying how to read it, kind, series): "Multiline" charts take tags, "Margin"
 #: charts (value, lower, upper) series. Each chart holds quantities of one scale.
 CHARTS: tuple[tuple[str, str, str, tuple[Any, ...]], ...] = (
-    (OVERVIEW, "probe loss L, log10", "Multiline", (PROBE + "loss_log10",)),
-    (OVERVIEW, "gradient norm |grad L|, log10: very negative = close to a critical point", "Multiline",
-     (PROBE + "grad_norm_log10",)),
+    (OVERVIEW, "probe loss L, log10", "Margin", (_raw(PROBE + "loss_log10"),)),
+    (OVERVIEW, "gradient norm |grad L|, log10: very negative = close to a critical point", "Margin",
+     (_raw(PROBE + "grad_norm_log10"),)),
     (OVERVIEW, "sharpness lambda_max (band: its error bound) and 2/lr: gradient descent is unstable where "
      "lambda_max > 2/lr", "Margin", (_band(_H + "lambda_max"), _raw(_H + "eos_threshold"))),
     (OVERVIEW, "lambda_min (band: its error bound) and the zero line: below 0 is a direction of descent, not a "
@@ -139,8 +139,12 @@ def custom_scalars_layout(tags: Iterable[str]) -> Any:
                 for value, lower, upper in series if value in tags
             ])}
         categories.setdefault(category, []).append(layout_pb2.Chart(title=title, **content))
+    # TensorBoard draws a category's line charts first, then its margin charts in reverse order: list them
+    # so that they appear in the order of CHARTS.
+    ordered = {title: [c for c in charts if c.HasField("multiline")] + [c for c in charts if c.HasField("margin")][::-1]
+               for title, charts in categories.items()}
     return layout_pb2.Layout(category=[layout_pb2.Category(title=title, chart=charts)
-                                       for title, charts in categories.items()])
+                                       for title, charts in ordered.items()])
 
 
 def _fillable(tags: set[str]) -> tuple[int, ...]:
