@@ -626,10 +626,11 @@ def overhead_worker(args) -> None:
         if arm.startswith("ours-monitor"):
             from torch_landscape.callbacks import LandscapeMonitor
 
-            # Cockpit's schedule and quantities: every `every` steps, λmax (k=1; ours also gives λmin) and
-            # the trace, on a fixed probe batch of the training batch size.
+            # Cockpit's schedule and quantities: every `every` steps, λmax and the trace (light evaluations:
+            # λmax warm-started at tol 1e-3, exact trace; both ends of the spectrum at full evaluations,
+            # which the budget schedules), on a fixed probe batch of the training batch size.
             callbacks.append(LandscapeMonitor(
-                every_n_steps=every, full_every=1, quantities=["spectrum", "trace"], k=1,
+                every_n_steps=every, quantities=["spectrum", "trace"], verbose=False,
                 probe_data=(x[:batch], y[:batch]), figures=False, loss_fn=nn.MSELoss(),
                 dtype=torch.float32 if arm.endswith("f32") else torch.float64))
         directory = tempfile.mkdtemp(prefix="bench-tb-")
@@ -691,8 +692,8 @@ def training_overhead(args) -> None:
               "cockpit": "Cockpit HessMaxEV + HessTrace", "ours-core":
               "torch_landscape core calls (λmax warm-started Lanczos tol 1e-3 + exact trace) in the plain loop",
               "lightning": "no monitor (Lightning Trainer + TensorBoardLogger)",
-              "ours-monitor": "torch_landscape LandscapeMonitor (spectrum k=1 + trace, float64 default)",
-              "ours-monitor-f32": "torch_landscape LandscapeMonitor (spectrum k=1 + trace, dtype=float32)"}
+              "ours-monitor": "torch_landscape LandscapeMonitor (spectrum + trace, float64 default)",
+              "ours-monitor-f32": "torch_landscape LandscapeMonitor (spectrum + trace, dtype=float32)"}
     for arm in arms:
         base = median("lightning" if arm in ("lightning", "ours-monitor", "ours-monitor-f32") else "plain")
         value = median(arm)

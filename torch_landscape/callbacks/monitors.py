@@ -428,7 +428,8 @@ class LandscapeMonitor(Callback):
         return step / self._horizon if self._horizon else None
 
     def _has_full(self) -> bool:
-        return not FULL_QUANTITIES.isdisjoint(self.quantities)
+        """Whether full evaluations add anything: the full-only quantities, or both ends of the spectrum."""
+        return not FULL_QUANTITIES.isdisjoint(self.quantities) or "spectrum" in self.quantities
 
     def _closing_cost(self, step: int) -> float:
         """What the closing evaluation is predicted to cost: the reserve the schedule keeps for it. Figures
