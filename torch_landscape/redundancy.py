@@ -91,9 +91,10 @@ def _activation_class(net: ShallowNetwork) -> _Class:
 
 def _completeness_note(kind: str) -> str:
     if kind in ("tanh", "sigmoid"):
-        return f"{kind}: the rules are complete (Sussmann), so the function-level width is minimal"
+        return (f"{kind}: the rules are complete (Sussmann), so the function-level width is minimal at the "
+                "verification tolerance")
     if kind in ("identity", "square"):
-        return f"{kind}: the rank rule is complete, so the function-level width is minimal"
+        return f"{kind}: the rank rule is complete, so the function-level width is minimal at the verification tolerance"
     if kind in ("relu", "leaky_relu"):
         return f"{kind}: the function-level width is an upper bound (Dereich–Kassing kink groups are not all built)"
     return f"{kind}: the rules are sufficient conditions only; the function-level width is an upper bound"
@@ -126,6 +127,14 @@ class RedundancyFinding:
     original : bool
         The rule held between neurons of the original network, with output weights not yet changed by
         an earlier merge, so the null vectors it predicts (§4.5) apply at θ itself.
+    fit_change : float
+        (Δ² + 2Δr)/s², with Δ the RMS output change of this merge alone, r the RMS residual f − y on the data
+        (0 without targets) and s = RMS(f − f̄): a bound on the change of a mean squared loss the merge
+        causes, relative to the loss of a constant predictor.
+    near : bool
+        Not verified, but ``fit_change`` ≤ the report's ``near_rtol``: the merge changes the fit by less than
+        the zero band of the Hessian test resolves, so it is *near-redundant* and explains Hessian null
+        directions (§4.5) although it is not an exact claim.
     """
 
     rule: str
@@ -137,12 +146,14 @@ class RedundancyFinding:
     max_output_change: float
     detail: str = ""
     original: bool = True
+    fit_change: float = math.nan
+    near: bool = False
 
     def __str__(self) -> str:
-        claim = "verified" if self.verified else "NOT verified"
+        claim = "verified" if self.verified else ("near-redundant" if self.near else "NOT verified")
         return (
             f"{self.rule:<24} neurons {self.neurons!s:<14} score {self.score:.2e}  {self.level:<8}  {claim:<12}"
-            f" width −{self.width_reduction}  Δ={self.max_output_change:.1e}  {self.detail}"
+            f" width −{self.width_reduction}  Δ={self.max_output_change:.1e}  fit {self.fit_change:.1e}  {self.detail}"
         )
 
 
@@ -194,6 +205,9 @@ class RedundancyReport:
         were given.
     notes : tuple[str, ...]
         Completeness of the rules for this activation, rules skipped and why.
+    tol, near_rtol : float
+        The merge-verification tolerance used (relative to 1 + max|f|; by default 1e-10 for float64
+        parameters, √ε of their dtype otherwise) and the near-redundancy threshold on ``fit_change``.
     """
 
     kind: str
@@ -213,15 +227,23 @@ class RedundancyReport:
     gradient_norm: Optional[float]
     merged_gradient_norm: Optional[float]
     notes: tuple[str, ...]
-    _model: nn.Module = field(repr=False, compare=False)
-    _net: ShallowNetwork = field(repr=False, compare=False)
-    _merged: dict[str, tuple] = field(repr=False, compare=False)
-    _standardized: Tensor = field(repr=False, compare=False)
+    tol: float = 1e-10
+    near_rtol: float = 1e-8
+    _model: nn.Module = field(repr=False, compare=False, default=None)
+    _net: ShallowNetwork = field(repr=False, compare=False, default=None)
+    _merged: dict[str, tuple] = field(repr=False, compare=False, default=None)
+    _standardized: Tensor = field(repr=False, compare=False, default=None)
 
     @property
     def claims(self) -> tuple[RedundancyFinding, ...]:
         """The verified findings."""
         return tuple(finding for finding in self.findings if finding.verified)
+
+    @property
+    def near_redundant(self) -> tuple[RedundancyFinding, ...]:
+        """The merges that failed verification but change the fit by less than ``near_rtol`` (see
+        :attr:`RedundancyFinding.near`)."""
+        return tuple(finding for finding in self.findings if finding.near)
 
     @property
     def redundant(self) -> bool:
@@ -250,15 +272,24 @@ class RedundancyReport:
         units = _unit_rows(self._standardized)
         return units @ units.T
 
+    def _verdict(self) -> str:
+        if self.redundant:
+            return "redundant"
+        if self.near_redundant:
+            near = ", ".join(f"{f.rule} {f.neurons} (fit change {f.fit_change:.1e})" for f in self.near_redundant)
+            return (f"NEAR-REDUNDANT: no merge verified to tol, but {near} change the fit by less than "
+                    f"{self.near_rtol:.1e}; efficient only at this tolerance")
+        return "efficient at function level (no verified or near-redundant merge)"
+
     def __str__(self) -> str:
         lines = [
             f"RedundancyReport({self.kind}, width {self.width} → {self.effective_width} at function level"
             + (f", {self.effective_width_on_data} on the data)" if self.effective_width_on_data is not None else ")"),
-            f"  score {self.score:.3g} ({self.score_rule}); "
-            + ("redundant" if self.redundant else "efficient at function level (no verified function-level merge)"),
+            f"  score {self.score:.3g} ({self.score_rule}); " + self._verdict(),
             f"  max output change of the merged network: data {_fmt(self.max_output_change.data)}, probes "
             f"{_fmt(self.max_output_change.probes)} "
-            f"(tolerance {_fmt(self.tolerance.data)} / {_fmt(self.tolerance.probes)})",
+            f"(tolerance {_fmt(self.tolerance.data)} / {_fmt(self.tolerance.probes)} = tol {self.tol:.1e}·(1 + max|f|);"
+            f" near-redundant below fit change {self.near_rtol:.1e})",
         ]
         if self.findings:
             lines.append("  findings:")
@@ -282,21 +313,26 @@ def _unit_rows(matrix: Tensor) -> Tensor:
 # Inputs
 
 
-def _inputs(data: Any, d: int, net: ShallowNetwork, device: torch.device) -> tuple[Optional[Tensor], bool]:
-    """The training inputs as an n×d float64 tensor (None without data), and whether targets came with them."""
+def _inputs(data: Any, d: int, net: ShallowNetwork, device: torch.device) -> tuple[Optional[Tensor], Optional[Tensor]]:
+    """The training inputs as an n×d float64 tensor and the targets as n×q (each None where absent)."""
     if data is None:
-        return None, False
+        return None, None
     if isinstance(data, Tensor):
-        batches, targets = [data], False
-    elif isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, Tensor) for t in data):
-        batches, targets = [data[0]], True
+        items = [(data,)]
+    elif isinstance(data, (tuple, list)) and 1 <= len(data) <= 2 and all(isinstance(t, Tensor) for t in data):
+        items = [tuple(data)]  # (X, y), or the one-tuple (X,) that a TensorDataset of inputs yields
     elif isinstance(data, Iterable):
         items = list(data)
         if not items or not all(isinstance(item, (tuple, list)) and len(item) >= 1 for item in items):
-            raise TypeError("data must be inputs X, a batch (X, y), or an iterable of (X, y) batches.")
-        batches, targets = [item[0] for item in items], all(len(item) >= 2 for item in items)
+            raise TypeError("data must be inputs X, a batch (X, y) or (X,), or an iterable of such batches.")
     else:
-        raise TypeError(f"data must be inputs X, a batch (X, y), or an iterable of batches, got {type(data).__name__}.")
+        raise TypeError(f"data must be inputs X, a batch (X, y) or (X,), or an iterable of batches, got "
+                        f"{type(data).__name__}.")
+    batches = [item[0] for item in items]
+    targets = None
+    if all(len(item) >= 2 and isinstance(item[1], Tensor) for item in items):
+        targets = torch.cat([item[1].detach().reshape(item[1].shape[0], -1) for item in items])
+        targets = targets.to(device=device, dtype=torch.float64)
     rows = []
     for index, x in enumerate(batches):
         if not isinstance(x, Tensor) or x.ndim < 2 or x.shape[-1] != d:
@@ -312,6 +348,8 @@ def _inputs(data: Any, d: int, net: ShallowNetwork, device: torch.device) -> tup
         raise ValueError("data has no samples.")
     if not torch.isfinite(inputs).all():
         raise FloatingPointError("the inputs contain NaN or inf.")
+    if targets is not None and targets.shape[0] != inputs.shape[0]:
+        targets = None  # not per-sample targets of these inputs: judge merges without the residual
     return inputs, targets
 
 
@@ -479,12 +517,17 @@ class _Network:
 class _Verifier:
     """Merge-and-verify (§4.4): accept a merge only while the accumulated output change stays within tolerance."""
 
-    def __init__(self, sets: list[tuple[Tensor, float, Tensor]]) -> None:
+    def __init__(self, sets: list[tuple[Tensor, float, Tensor]], fit: tuple[float, float, float]) -> None:
         self.sets = sets  # (points, tolerance, accumulated change f_θ′ − f_θ on the points)
+        # RMS residual on the data (0 without targets), RMS(f − f̄), and the near-redundancy threshold
+        self.residual, self.scale, self.near_rtol = fit
 
-    def check(self, network: _Network, merge: _Merge) -> tuple[bool, float]:
+    def check(self, network: _Network, merge: _Merge) -> tuple[bool, float, float]:
+        """(accepted, max |change| of this merge, its fit change (Δ² + 2Δr)/s² with Δ its largest RMS change)."""
         changes = [network.change(merge, points) for points, _, _ in self.sets]
         size = max((float(change.abs().max()) if change.numel() else 0.0) for change in changes)
+        rms = max((float(change.square().sum(dim=1).mean().sqrt()) if change.numel() else 0.0) for change in changes)
+        fit_change = (rms * rms + 2 * rms * self.residual) / self.scale**2
         ok = all(
             (drift + change).abs().max() <= tolerance if change.numel() else True
             for (_, tolerance, drift), change in zip(self.sets, changes)
@@ -492,7 +535,7 @@ class _Verifier:
         if ok:
             for (_, _, drift), change in zip(self.sets, changes):
                 drift += change
-        return ok, size
+        return ok, size, fit_change
 
     @property
     def tolerance(self) -> float:
@@ -1039,13 +1082,13 @@ def _run(candidates: list[Candidate], net: _Network, verifier: _Verifier, level:
 
 
 def _attempt(merge: _Merge, net: _Network, verifier: _Verifier, level: str, findings: list, failed: set) -> int:
-    ok, size = verifier.check(net, merge)
+    ok, size, fit_change = verifier.check(net, merge)
     neurons = tuple(sorted({n for i in merge.involved for n in net.sources[i]}))
     original = not any(net.built[i] for i in merge.involved)
     if merge.rule == ZERO:
         original = original and not net.a_changed[merge.involved[0]]
     findings.append(RedundancyFinding(merge.rule, neurons, merge.score, level, ok, merge.width_reduction, size,
-                                      merge.detail, original))
+                                      merge.detail, original, fit_change, not ok and fit_change <= verifier.near_rtol))
     if ok:
         net.apply(merge)
         return 1
@@ -1123,8 +1166,9 @@ def neuron_redundancy(
     loss_fn: Optional[LossFunction] = None,
     probe_points: Optional[Tensor] = None,
     num_probe_points: int = 4096,
-    tol: float = 1e-10,
+    tol: Optional[float] = None,
     candidate_score: float = 1e-6,
+    near_rtol: Optional[float] = None,
     seed: int = 0,
     layers: Optional[tuple[str, str, str]] = None,
     l1_max_cost: float = 5e9,
@@ -1151,9 +1195,17 @@ def neuron_redundancy(
         (N, d) points for the function-level check; default ``num_probe_points`` draws from
         N(mean X, cov X) (standard normal without data), from a private generator seeded with ``seed``.
     tol
-        tol_f of §4.4 (float64 rounding is ~1e-16 per operation).
+        tol_f of §4.4, relative to 1 + max|f|. Default: 1e-10 for float64 parameters (rounding is ~1e-16 per
+        operation), √ε of the parameters' dtype otherwise (3.5e-4 for float32: weights that are exact
+        multiples of each other in exact arithmetic differ by ε relative once rounded, and the outputs of
+        the merged network by a few ε times the sum of |a_i φ_i|, well below √ε at moderate widths).
     candidate_score
         Rules scoring at most this are tried; larger scores are only reported.
+    near_rtol
+        A merge that fails ``tol`` is reported as near-redundant when its fit change (Δ² + 2Δr)/s² (see
+        :attr:`RedundancyFinding.fit_change`) is at most this: default 1e-8 for float64 parameters, 1e-4
+        otherwise, the relative zero band of :func:`~torch_landscape.critical.classify_critical_point`, so
+        that what the Hessian test cannot tell from a redundancy is reported as one (not as a claim).
     layers
         (hidden, activation, output) module names, for models the automatic search does not understand.
     l1_max_cost
@@ -1165,10 +1217,11 @@ def neuron_redundancy(
     RedundancyReport
     """
     net = find_shallow(model, layers)
+    tol, near_rtol = _tolerances(net, tol, near_rtol)
     W, b, A, c = shallow_weights(net)
     m, d = W.shape
     device = W.device
-    inputs, has_targets = _inputs(data, d, net, device)
+    inputs, targets = _inputs(data, d, net, device)
     probes = _probe_points(probe_points, inputs, num_probe_points, seed, d, device)
     sigma = activation_function(net)
     U = torch.cat([W, (b if b is not None else W.new_zeros(m))[:, None]], dim=1)
@@ -1189,8 +1242,10 @@ def neuron_redundancy(
     findings: list[RedundancyFinding] = []
     scores: dict[str, float] = {}
     neuron_scores = _neuron_views(network, ctx)
+    residual = 0.0 if targets is None else float((outputs["data"] - targets).square().sum(dim=1).mean().sqrt())
+    fit = (residual, scale, near_rtol)
 
-    _function_level(network, ctx, _Verifier(list(sets.values())), findings, scores)
+    _function_level(network, ctx, _Verifier(list(sets.values()), fit), findings, scores)
     merged = {FUNCTION: network.weights(ctx.has_bias)}
     function_width = network.width
     # The merged network's outputs are recomputed from scratch: the claim rests on them, not on the
@@ -1199,7 +1254,7 @@ def neuron_redundancy(
               for name, (points, _, _) in sets.items()}
     data_width, data_change = None, None
     if inputs is not None:
-        _data_level(network, ctx, _Verifier([sets["data"]]), findings, scores)
+        _data_level(network, ctx, _Verifier([sets["data"]], fit), findings, scores)
         merged[DATA] = network.weights(ctx.has_bias)
         data_width = network.width
         data_change = (float((network.outputs(inputs) - outputs["data"]).abs().max()) if data_width < function_width
@@ -1207,7 +1262,7 @@ def neuron_redundancy(
     finite = {rule: value for rule, value in scores.items() if math.isfinite(value)}
     score_rule = min(finite, key=finite.get) if finite else ""
     gradient_norm = merged_gradient_norm = None
-    if loss_fn is not None and has_targets:
+    if loss_fn is not None and targets is not None:
         gradient_norm = _gradient_norm(model, loss_fn, data)
         merged_gradient_norm = _gradient_norm(resized_copy(model, net, *merged[FUNCTION]), loss_fn, data)
     return RedundancyReport(
@@ -1218,8 +1273,22 @@ def neuron_redundancy(
         output_weight_norm=torch.linalg.vector_norm(A, dim=0).cpu(),
         input_weight_norm=torch.linalg.vector_norm(W, dim=1).cpu(),
         neuron_scores=neuron_scores, gradient_norm=gradient_norm, merged_gradient_norm=merged_gradient_norm,
-        notes=tuple(ctx.notes), _model=model, _net=net, _merged=merged, _standardized=ctx.standardize(U).cpu(),
+        notes=tuple(ctx.notes), tol=tol, near_rtol=near_rtol, _model=model, _net=net, _merged=merged, _standardized=ctx.standardize(U).cpu(),
     )
+
+
+def _tolerances(net: ShallowNetwork, tol: Optional[float], near_rtol: Optional[float]) -> tuple[float, float]:
+    """tol and near_rtol, checked, with their defaults for the precision of the model's parameters."""
+    for name, value in (("tol", tol), ("near_rtol", near_rtol)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value) or value < 0):
+            raise ValueError(f"{name} must be a finite number >= 0 (or None for the default of the model's "
+                             f"precision), got {value!r}.")
+    dtype = net.hidden.weight.dtype
+    double = dtype == torch.float64
+    tol = tol if tol is not None else (1e-10 if double else math.sqrt(torch.finfo(dtype).eps))
+    near_rtol = near_rtol if near_rtol is not None else (1e-8 if double else 1e-4)
+    return float(tol), float(near_rtol)
 
 
 def _gradient_norm(model: nn.Module, loss_fn: LossFunction, data: Any) -> float:
@@ -1341,9 +1410,9 @@ def _output_gradients(objective: Objective, q: int) -> Tensor:
 
 
 def redundancy_nullity_check(
-    model: nn.Module,
-    loss_fn: LossFunction,
-    data: Any,
+    model: nn.Module | HessianOperator,
+    loss_fn: Optional[LossFunction] = None,
+    data: Any = None,
     report: Optional[RedundancyReport] = None,
     *,
     rtol: float = 1e-9,
@@ -1367,24 +1436,79 @@ def redundancy_nullity_check(
     - the continuous-symmetry tangents (:func:`~torch_landscape.symmetry.symmetry_tangents`).
 
     The rank of these vectors (SVD, rtol 1e-10) is compared with #{|λ| ≤ rtol·max|λ|} of the dense float64
-    Hessian. ``report`` defaults to ``neuron_redundancy(model, data)``; only its verified findings that
-    hold between original neurons are used.
+    Hessian. ``model`` may be a ``HessianOperator`` (``loss_fn`` and ``data`` are then taken from it): its
+    cached Hessian and eigendecomposition are reused, nothing is assembled again. ``report`` defaults to
+    ``neuron_redundancy(model, data)``; its verified and near-redundant findings (:attr:`RedundancyFinding.near`)
+    that hold between original neurons are used, the near ones named as such. θ is critical by the Newton-step
+    test of :func:`~torch_landscape.critical.criticality`.
     """
+    from .critical import criticality
     from .symmetry import symmetry_tangents
 
-    objective = Objective(model, loss_fn, data, dtype=torch.float64)
-    hessian = HessianOperator(objective).to_dense()
-    eigenvalues = torch.linalg.eigvalsh(hessian)
+    if isinstance(model, HessianOperator):
+        operator = model
+        if operator.dtype != torch.float64:
+            raise ValueError(f"redundancy_nullity_check needs a float64 HessianOperator, got {operator.dtype}: "
+                             "build it with dtype=torch.float64.")
+    else:
+        if loss_fn is None or data is None:
+            raise TypeError("redundancy_nullity_check needs loss_fn and data (or a HessianOperator as model).")
+        operator = HessianOperator(Objective(model, loss_fn, data, dtype=torch.float64))
+    objective = operator.objective
+    eigenvalues, _ = operator.eigh()
     scale = float(eigenvalues.abs().max()) if len(eigenvalues) else 0.0
     threshold = rtol * scale
     measured = int((eigenvalues.abs() <= threshold).sum())
-    gradient = objective.loss_and_gradient()[1]
-    length = max(float(torch.linalg.vector_norm(objective.theta)) / math.sqrt(objective.num_parameters), 1e-3)
-    gradient_norm = float(torch.linalg.vector_norm(gradient))
-    critical = gradient_norm <= 1e-6 * scale * length
+    critical = criticality(operator)[0]
+    net = find_shallow(objective.model, layers)
+    if report is None:
+        report = neuron_redundancy(objective.model, list(objective.batches), layers=layers)
+    families = _predicted_families(objective, net, report, threshold, rtol)
+    tangents = symmetry_tangents(objective)
+    if tangents.count:
+        families.append((tangents.family, tangents.vectors))
+    basis = _orthonormal_span(torch.cat([vectors for _, vectors in families], dim=1))
+    predicted = basis.shape[1]
+    hessian = operator.to_dense()
+    residual = float(torch.linalg.vector_norm(hessian @ basis, dim=0).max() / scale) if predicted and scale else 0.0
+    gradient_norm = float(torch.linalg.vector_norm(operator.gradient))
+    inconsistent = critical and measured < predicted
+    return NullityCheck(
+        predicted_nullity=predicted, measured_nullity=measured, unexplained_nullity=max(measured - predicted, 0),
+        inconsistent=inconsistent, message=_nullity_message(critical, measured, predicted, gradient_norm, residual),
+        critical=critical, gradient_norm=gradient_norm, threshold=threshold, eigenvalues=eigenvalues.cpu(),
+        predicted_vectors=basis, sources=tuple(f"{name}: {vectors.shape[1]}" for name, vectors in families),
+        max_residual=residual,
+    )
 
-    net = find_shallow(model, layers)
-    report = report if report is not None else neuron_redundancy(model, data, layers=layers)
+
+def _orthonormal_span(stacked: Tensor) -> Tensor:
+    """An orthonormal basis of the span of the nonzero columns (SVD of the normalised columns, rtol 1e-10)."""
+    stacked = stacked[:, torch.linalg.vector_norm(stacked, dim=0) > 0]
+    stacked = stacked / torch.linalg.vector_norm(stacked, dim=0).clamp_min(1e-300)
+    if not stacked.shape[1]:
+        return stacked
+    left, values, _ = torch.linalg.svd(stacked, full_matrices=False)
+    return left[:, values > 1e-10 * values[0]]
+
+
+def _nullity_message(critical: bool, measured: int, predicted: int, gradient_norm: float, residual: float) -> str:
+    if not critical:
+        return (f"θ is not a critical point (‖∇L‖ = {gradient_norm:.2e}, Newton-step test); the predicted null "
+                "vectors are exact only at critical points, so no consistency verdict")
+    if measured < predicted:
+        return (f"measured nullity {measured} < predicted {predicted}: a redundancy or symmetry claimed here is not "
+                f"a Hessian null direction (largest ‖Hv‖/max|λ| = {residual:.1e}); suspect a tolerance "
+                "problem, a data- vs function-level mismatch, or a bug")
+    if measured > predicted:
+        return (f"{measured - predicted} null directions unexplained: interpolation (n < P − r at zero loss), "
+                "higher-order degeneracy (§1.5 probes), or a redundancy the rules do not detect")
+    return "every Hessian null direction is explained by the redundancies and symmetries found"
+
+
+def _predicted_families(objective: Objective, net: ShallowNetwork, report: RedundancyReport,
+                        threshold: float, rtol: float) -> list[tuple[str, Tensor]]:
+    """(source, P × k null vectors) for the feature dependences and each usable finding of ``report``."""
     parameters = {**objective.constants, **objective.unflatten(objective.theta)}
     W = parameters[net.parameter_name("hidden", "weight")]
     b = parameters.get(net.parameter_name("hidden", "bias"))
@@ -1397,58 +1521,24 @@ def redundancy_nullity_check(
     x_tilde = torch.cat([x, x.new_ones(x.shape[0], 1)], dim=1)
     G = _output_gradients(objective, q)
     sigma = activation_function(net)
-    z = x_tilde @ U.T
-    phi, first, second = activation_derivatives(sigma, z)
+    phi, first, second = activation_derivatives(sigma, x_tilde @ U.T)
     cross = torch.einsum("nk,ni,np->ikp", G, first, x_tilde)  # g_i, the (a_i, u_i) residual blocks
     moving = torch.linalg.vector_norm(cross.reshape(m, -1), dim=1) <= threshold
-    families: list[tuple[str, Tensor]] = []
-
     # Output-weight directions of every feature dependence on the data.
     columns = torch.cat([phi[:, moving], phi.new_ones(x.shape[0], 1)], dim=1)
     index = torch.cat([where.a[:, moving], where.c[:, None]], dim=1)
     feature_rtol = 1e-2 * math.sqrt(rtol)  # a feature singular value s gives a Hessian eigenvalue ∝ s²
-    families.append(("feature dependence on the data (L1)",
-                     torch.cat([where.kernel(index[k], columns, feature_rtol) for k in range(q)], dim=1)))
+    families = [("feature dependence on the data (L1)",
+                 torch.cat([where.kernel(index[k], columns, feature_rtol) for k in range(q)], dim=1))]
     for finding in report.findings:
-        if not (finding.verified and finding.original):
+        if not ((finding.verified or finding.near) and finding.original):
             continue
         vectors = _finding_null_vectors(finding, net.kind, sigma, U, A, x_tilde, first, second, G, moving, where,
                                         threshold)
         if vectors is not None and vectors.shape[1]:
-            families.append((f"{finding.rule} {finding.neurons}", vectors))
-    tangents = symmetry_tangents(objective)
-    if tangents.count:
-        families.append((tangents.family, tangents.vectors))
-
-    stacked = torch.cat([vectors for _, vectors in families], dim=1)
-    stacked = stacked[:, torch.linalg.vector_norm(stacked, dim=0) > 0]
-    stacked = stacked / torch.linalg.vector_norm(stacked, dim=0).clamp_min(1e-300)
-    if stacked.shape[1]:
-        left, values, _ = torch.linalg.svd(stacked, full_matrices=False)
-        basis = left[:, values > 1e-10 * values[0]]
-    else:
-        basis = stacked
-    predicted = basis.shape[1]
-    residual = float(torch.linalg.vector_norm(hessian @ basis, dim=0).max() / scale) if predicted and scale else 0.0
-    inconsistent = critical and measured < predicted
-    if not critical:
-        message = (f"θ is not a critical point (‖∇L‖ = {gradient_norm:.2e}); the predicted null vectors are "
-                   "exact only at critical points, so no consistency verdict")
-    elif inconsistent:
-        message = (f"measured nullity {measured} < predicted {predicted}: a redundancy or symmetry claimed here is not "
-                   f"a Hessian null direction (largest ‖Hv‖/max|λ| = {residual:.1e}); suspect a tolerance "
-                   "problem, a data- vs function-level mismatch, or a bug")
-    elif measured > predicted:
-        message = (f"{measured - predicted} null directions unexplained: interpolation (n < P − r at zero loss), "
-                   "higher-order degeneracy (§1.5 probes), or a redundancy the rules do not detect")
-    else:
-        message = "every Hessian null direction is explained by the redundancies and symmetries found"
-    return NullityCheck(
-        predicted_nullity=predicted, measured_nullity=measured, unexplained_nullity=max(measured - predicted, 0),
-        inconsistent=inconsistent, message=message, critical=critical, gradient_norm=gradient_norm, threshold=threshold,
-        eigenvalues=eigenvalues.cpu(), predicted_vectors=basis,
-        sources=tuple(f"{name}: {vectors.shape[1]}" for name, vectors in families), max_residual=residual,
-    )
+            label = f"{finding.rule} {finding.neurons}" + ("" if finding.verified else " (near-redundant)")
+            families.append((label, vectors))
+    return families
 
 
 def _finding_null_vectors(finding: RedundancyFinding, kind: str, sigma: Callable[[Tensor], Tensor], U: Tensor,
