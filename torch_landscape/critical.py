@@ -74,16 +74,16 @@ class CriticalPoint:
     loss, grad_norm : float
         L(θ) and ‖∇L(θ)‖.
     critical : bool
-        ‖∇L‖ ≤ ``gtol`` (zero up to rounding), or the Newton step ‖H⁺∇L‖ is at most ``step_tol``·‖θ‖ and
-        the gradient has no component beyond rounding where H is numerically singular.
+        ``newton_ratio`` ≤ ``step_tol``: a point where the gradient vanishes up to rounding is that close.
     gtol : float
         The rounding level of the gradient, 10·√P·ε·(s‖θ‖ + √(2s|L|)) (see :func:`classify_critical_point`).
     newton_step, newton_ratio : float
-        ‖H⁺∇L‖, the distance to the critical point of the quadratic model, and its ratio to the parameter
-        scale max(‖θ‖, ``length_min``·√P). Exact on the dense path; on the Lanczos path a MINRES estimate.
+        min{‖x‖ : ‖∇L − Hx‖ ≤ gtol}, the distance to a critical point of the quadratic model (∞ if none),
+        and its ratio to the parameter scale √P·max(median_i |θ_i|, ``length_min``). Exact on the dense path;
+        on the Lanczos path an upper bound from MINRES.
     null_gradient : float
-        The part of ∇L the Newton step cannot remove: its component in the numerical null space of H
-        (dense), or the MINRES residual ‖∇L − Hx‖ (Lanczos). Not rounding-level: no critical point nearby.
+        The part of ∇L no step can remove: its component along eigenvalues within their error bound of 0
+        (dense), or the final MINRES residual (Lanczos). Above ``gtol``: no critical point nearby.
     step_tol : float
         The relative Newton-step tolerance used (``rtol_grad``).
     morse_index, nullity : int or None
@@ -221,9 +221,8 @@ def _spectra(operator: HessianOperator, basis: QuotientBasis, tangents: Tensor, 
         hessian = operator.to_dense()
         values, vectors = operator.eigh()
         quotient_values, quotient_vectors = torch.linalg.eigh(basis.compress(hessian))
-        scale = float(values.abs().max()) if len(values) else 0.0
-        bounds = torch.full_like(values, _rounding(size, scale, values.dtype))  # backward-stable eigh, Weyl
-        return _Spectra(values, bounds, vectors, quotient_values, quotient_vectors, hessian @ tangents, True, True)
+        return _Spectra(values, _dense_bounds(values), vectors, quotient_values, quotient_vectors, hessian @ tangents,
+                        True, True)
     spectrum = lanczos_spectrum(operator, k, "both", tol=tol, seed=seed)
     values, bounds, converged = spectrum.eigenvalues.to(tangents), spectrum.error_bounds.to(tangents), spectrum.converged
     quotient_values = values
@@ -235,6 +234,27 @@ def _spectra(operator: HessianOperator, basis: QuotientBasis, tangents: Tensor, 
     return _Spectra(values, bounds, None, quotient_values, None, image, converged, False)
 
 
+def _dense_bounds(values: Tensor) -> Tensor:
+    """√P·ε·max|λ| for each eigenvalue: eigh is backward stable, and by Weyl's inequality a perturbation of H of
+    that norm moves no eigenvalue further."""
+    scale = float(values.abs().max()) if len(values) else 0.0
+    return torch.full_like(values, _rounding(len(values), scale, values.dtype))
+
+
+def criticality(operator: HessianOperator, *, rtol_grad: float | None = None, length_min: float = 1e-3
+                ) -> tuple[bool, float, float]:
+    """(critical, Newton step, gtol): the criticality test of :func:`classify_critical_point` on the dense path,
+    from the operator's cached eigendecomposition (its one home; the redundancy cross-check uses it too)."""
+    values, vectors = operator.eigh()
+    size = len(values)
+    spectra = _Spectra(values, _dense_bounds(values), vectors, values, None, values.new_zeros(size, 0), True, True)
+    rtol_grad = rtol_grad if rtol_grad is not None else (1e-6 if operator.dtype == torch.float64 else 1e-3)
+    grad_norm = float(torch.linalg.vector_norm(operator.gradient))
+    tolerances = _tolerances(operator, spectra, 0.0, grad_norm, rtol_grad=rtol_grad, rtol_zero=0.0, atol_zero=0.0,
+                             c_grad=0.0, length_min=length_min)
+    return tolerances.critical, tolerances.newton.step, tolerances.gtol
+
+
 @dataclass(frozen=True)
 class _Newton:
     """Stage 2: the shortest step that zeroes the gradient of the quadratic model up to rounding."""
@@ -244,7 +264,8 @@ class _Newton:
     how: str
 
 
-def _newton_step(operator: HessianOperator, gradient: Tensor, spectra: _Spectra, gtol: float) -> _Newton:
+def _newton_step(operator: HessianOperator, gradient: Tensor, spectra: _Spectra, gtol: float, scale: float,
+                 reach: float) -> _Newton:
     """min ‖x‖ subject to ‖∇L − Hx‖ ≤ gtol: the distance to a critical point of the quadratic model.
 
     Dense path, exact: with c = Vᵀ∇L, the components on eigenvalues within their error bound of 0 cannot be
@@ -253,8 +274,9 @@ def _newton_step(operator: HessianOperator, gradient: Tensor, spectra: _Spectra,
     the residual Σ (μc_i/(μ + λ_i²))² (plus the unremovable part) equals gtol² (Morozov's discrepancy
     principle). Along curvature λ a gradient component c_i costs |c_i|/λ, however small ‖∇L‖ is.
     Lanczos path: MINRES (:data:`NEWTON_KRYLOV_STEPS` at most) stopped at residual gtol; its iterate is a
-    feasible step, so its norm bounds the shortest from above. If it stops short, ``null_gradient`` is its
-    residual and no step is certified.
+    feasible step, so its norm bounds the shortest from above. If it stops short (or needs a step beyond
+    ``reach``, the parameter scale, where the test has failed anyway), ``null_gradient`` is its residual and
+    no step is certified.
     """
     grad_norm = float(torch.linalg.vector_norm(gradient))
     if grad_norm <= gtol:
@@ -263,7 +285,9 @@ def _newton_step(operator: HessianOperator, gradient: Tensor, spectra: _Spectra,
         from scipy.sparse.linalg import minres
 
         target = gradient.detach().cpu().double().numpy()
-        solution, _ = minres(operator.to_scipy(), target, rtol=gtol / grad_norm, maxiter=NEWTON_KRYLOV_STEPS)
+        # scipy stops at ‖r‖ ≤ rtol·(‖H‖‖x‖ + ‖g‖); for ‖x‖ within the parameter scale that is ≤ gtol.
+        rtol = gtol / (10 * (scale * reach + grad_norm))
+        solution, _ = minres(operator.to_scipy(), target, rtol=rtol, maxiter=NEWTON_KRYLOV_STEPS)
         step = torch.as_tensor(solution, dtype=gradient.dtype, device=gradient.device)
         residual = float(torch.linalg.vector_norm(gradient - operator.matvec(step)))
         norm = float(torch.linalg.vector_norm(step)) if residual <= gtol else math.inf
@@ -316,8 +340,11 @@ def _tolerances(operator: HessianOperator, spectra: _Spectra, sym_leak: float, g
     # of r_j∇f_j (≤ √(2s|L|) for a mean squared error, Cauchy–Schwarz) is rounded at ε relative.
     gtol = 10 * math.sqrt(size) * eps * (scale * norm + math.sqrt(2 * scale * abs(float(operator.loss))))
     band = max(rtol_zero * scale, atol_zero)
-    newton = _newton_step(operator, operator.gradient, spectra, gtol)
-    newton_ratio = newton.step / (length * math.sqrt(size))
+    # The Newton step is judged against the median |θ_i|, which a few weights escaping to infinity do not
+    # inflate: against ‖θ‖ the divergence the test should catch would itself loosen the test.
+    reach = max(float(theta.abs().median()), length_min) * math.sqrt(size)
+    newton = _newton_step(operator, operator.gradient, spectra, gtol, scale, reach)
+    newton_ratio = newton.step / reach
     critical = newton_ratio <= rtol_grad
     tau = max(band, c_grad * grad_norm / length, 10 * sym_leak)
     return _Tolerances(grad_norm, scale, length, gtol, band, tau, rtol_grad, newton, newton_ratio, critical)
@@ -352,7 +379,7 @@ def classify_critical_point(
 
         gtol = 10·√P·ε·(s‖θ‖ + √(2s|L|))                   (the rounding level of ∇L)
         Newton step  δ = min{‖x‖ : ‖∇L − Hx‖ ≤ gtol}           (∞ if no x does)
-        critical  ⇔  δ ≤ rtol_grad · ℓ̄√P
+        critical  ⇔  δ ≤ rtol_grad · ℓ̃√P,   ℓ̃ = max(median_i |θ_i|, length_min)
         τ = max(rtol_zero · s, atol_zero, c_grad · ‖∇L‖/ℓ̄, 10 ε_sym)
         index = #{λ < −τ},  nullity = #{|λ| ≤ τ},  quotient nullity = #{|λ(H_q)| ≤ τ}      (critical θ only)
         certainly negative = #{λ + max(error bound, rtol_zero·s, atol_zero) < 0}            (every θ)
@@ -383,7 +410,7 @@ def classify_critical_point(
     k, tol
         Eigenvalues from each end and the relative residual tolerance of the Lanczos path.
     rtol_grad, rtol_zero
-        The relative Newton step ‖H⁺∇L‖/(ℓ̄√P) of a critical point, and the relative zero band. Default
+        The largest relative Newton step δ/(ℓ̃√P) of a critical point, and the relative zero band. Default
         1e-6 and 1e-8 in float64, 1e-3 and 1e-4 in lower precision (theory.md §1.2).
     atol_zero, c_grad, length_min
         The other constants of τ and ℓ̄ above.
