@@ -114,11 +114,13 @@ def test_logged_values_are_the_core_values_at_the_same_parameters(tmp_path):
                 "landscape/hessian/lambda_min": spectrum.lambda_min,
                 "landscape/hessian/eos_ratio": spectrum.lambda_max * 0.1 / 2,
                 "landscape/hessian/trace": hessian_trace(student, nn.MSELoss(), probe, dtype=torch.float64).value,
-                "landscape/hessian/morse_index": critical.morse_index,
-                "landscape/hessian/nullity": critical.nullity,
+                "landscape/hessian/negative_count": critical.negative_count,
                 "landscape/redundancy/effective_width": redundancy.effective_width,
                 "landscape/redundancy/score": redundancy.score,
             })
+            if critical.critical:  # index and nullity apply (and are logged) only at a critical point (#17)
+                expected.update({"landscape/hessian/morse_index": critical.morse_index,
+                                 "landscape/hessian/nullity": critical.nullity})
         for tag, value in expected.items():
             # Event files hold float32.
             assert scalars(logged, tag)[step] == pytest.approx(value, rel=1e-6, abs=1e-30), (tag, step)
@@ -290,7 +292,9 @@ def test_scalars_reach_a_csv_logger_without_tensorboard(tmp_path):
         rows = [row for row in csv.DictReader(handle) if row.get("landscape/hessian/lambda_max")]
     assert [int(row["step"]) for row in rows] == [0, 4]
     assert float(rows[-1]["landscape/hessian/lambda_max"]) == monitor.last_snapshot.spectrum.lambda_max
-    assert float(rows[-1]["landscape/hessian/morse_index"]) == monitor.last_snapshot.critical.morse_index
+    index = monitor.last_snapshot.critical.morse_index  # None away from a critical point: not logged (#17)
+    assert (float(rows[-1]["landscape/hessian/morse_index"]) == index) if index is not None else \
+        not rows[-1].get("landscape/hessian/morse_index")
     assert "landscape/hessian/lambda_max" in trainer.callback_metrics
 
 

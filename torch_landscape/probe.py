@@ -187,9 +187,11 @@ class LandscapeSnapshot:
             point = self.critical
             positive = point.eigenvalues[point.eigenvalues > point.tau]
             out.update({
-                hessian + "morse_index": float(point.morse_index),
-                hessian + "nullity": float(point.nullity),
-                hessian + "quotient_nullity": float(point.quotient_nullity),
+                # NaN away from a critical point, where index and nullity do not apply (issue #17)
+                hessian + "morse_index": math.nan if point.morse_index is None else float(point.morse_index),
+                hessian + "nullity": math.nan if point.nullity is None else float(point.nullity),
+                hessian + "quotient_nullity": math.nan if point.quotient_nullity is None else float(point.quotient_nullity),
+                hessian + "negative_count": float(point.negative_count),
                 hessian + "critical": float(point.critical),
                 hessian + "sym_leak": point.sym_leak,
                 hessian + "lambda_min_pos": float(positive[0]) if len(positive) else math.nan,
