@@ -109,3 +109,15 @@ def test_nullity_check_on_an_operator_reuses_its_decomposition(monkeypatch):
     assert torch.equal(check.eigenvalues, expected.eigenvalues)
     with pytest.raises(TypeError, match="loss_fn and data"):
         redundancy_nullity_check(model)
+
+
+def test_merged_model_is_the_network_as_analysed():
+    """#13: training the model after the analysis changes neither the merge nor the rest of the model."""
+    model, x = relu_net(F64)
+    model = nn.Sequential(nn.Linear(3, 3).double(), *model)  # a preprocessing layer outside the shallow part
+    report = neuron_redundancy(model, x, layers=("1", "2", "3"))
+    expected = report.merged_model()(x).detach()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    assert torch.equal(report.merged_model()(x).detach(), expected)

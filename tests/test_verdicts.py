@@ -18,6 +18,7 @@ from torch import nn
 
 from helpers import dense_truth
 from torch_landscape import classify_critical_point, neuron_redundancy, redundancy_nullity_check
+from torch_landscape.objective import Objective
 from torch_landscape.verdicts import contradictions, divergence_verdict
 
 F64 = torch.float64
@@ -58,15 +59,18 @@ def test_ill_conditioned_quadratic_is_judged_by_its_newton_step(method):
     assert far_point.grad_norm == pytest.approx(2e-9, rel=1e-6) and near_point.grad_norm == pytest.approx(2e-9, rel=1e-6)
     assert far_point.kind == "not_critical" and far_point.morse_index is None and far_point.nullity is None
     assert near_point.kind == "nondegenerate_min" and near_point.critical
-    # Ground truth: ‖H⁺∇L‖ from the jacrev(jacrev) Hessian. The reported step is the shortest with residual
-    # ≤ gtol (~1e-13), so it may be shorter by at most gtol/λ_min = 5e-8 relative; MINRES (3 steps on P = 3)
-    # is exact up to its stopping residual too.
+    # Ground truth: ‖H⁺∇L‖ from the jacrev(jacrev) Hessian and the gradient at the rounded θ. The dense step
+    # is the shortest with residual ≤ gtol (~1e-13): shorter by at most gtol/λ_min = 5e-8 relative. MINRES
+    # (3 steps on P = 3) gives a feasible step, within its stopping residual of the exact one.
     for model, point, distance in ((far, far_point, 1e-3), (near, near_point, 1e-9)):
         hessian = dense_truth(model, MSE, data)
-        gradient = hessian @ torch.tensor([0.0, distance, 0.0] if distance == 1e-3 else [0.0, 0.0, distance], dtype=F64)
+        gradient = Objective(model, MSE, data, dtype=F64).loss_and_gradient()[1]
         exact = float(torch.linalg.vector_norm(torch.linalg.pinv(hessian) @ gradient))
-        assert exact == pytest.approx(distance, rel=1e-6)
-        assert point.newton_step <= exact * (1 + 1e-9) and point.newton_step >= exact - point.gtol / 2e-6 * 1.01
+        assert exact == pytest.approx(distance, rel=1e-6)  # θ* + offset, rounded
+        if method == "dense":
+            assert exact - point.gtol / 2e-6 * 1.01 <= point.newton_step <= exact * (1 + 1e-9)
+        else:
+            assert point.newton_step == pytest.approx(exact, rel=1e-6)
     assert far_point.newton_ratio > 1e-6 >= near_point.newton_ratio
     assert "Newton step" in str(far_point) and "do not apply" in far_point.reason
 

@@ -10,9 +10,11 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
+from ..critical import criticality
 from ..hessian import HessianOperator
 from ..objective import LossFunction, Objective
 from ..shallow import ShallowNetwork, activation_derivatives, activation_function, find_shallow
+from ..symmetry import symmetry_tangents
 from .report import (
     ALWAYS_ACTIVE, CONSTANT, DEAD, DUPLICATE, LINEAR_ON_DATA, MIRRORED, MULTIPLE, PATTERN, POSITIVE_MULTIPLE,
     RedundancyFinding, RedundancyReport, ZERO,
@@ -156,9 +158,6 @@ def redundancy_nullity_check(
     that hold between original neurons are used, the near ones named as such. θ is critical by the Newton-step
     test of :func:`~torch_landscape.critical.criticality`.
     """
-    from ..critical import criticality
-    from ..symmetry import symmetry_tangents
-
     if isinstance(model, HessianOperator):
         operator = model
         if operator.dtype != torch.float64:

@@ -162,6 +162,7 @@ class RedundancyReport:
     _net: ShallowNetwork = field(repr=False, compare=False, default=None)
     _merged: dict[str, tuple] = field(repr=False, compare=False, default=None)
     _standardized: Tensor = field(repr=False, compare=False, default=None)
+    _others: dict[str, Tensor] = field(repr=False, compare=False, default_factory=dict)
 
     @property
     def claims(self) -> tuple[RedundancyFinding, ...]:
@@ -183,15 +184,18 @@ class RedundancyReport:
         """A new, smaller copy of the model with the merges of ``level`` ("function" or "data") applied.
 
         The copy is the model's own class with the hidden and output ``nn.Linear`` replaced (dtype,
-        device, ``requires_grad`` as before); the original model is not touched. The merges were verified
-        in float64; a float32 copy carries float32 rounding.
+        device, ``requires_grad`` as before) and the rest of its state as it was when analysed, so training
+        the model since does not change the result; the original model is not touched. The merges were
+        verified in float64; a float32 copy carries float32 rounding.
         """
         if level not in self._merged:
             raise ValueError(
                 f"level must be one of {sorted(self._merged)} (data-level merges need data), got {level!r}."
             )
         W, b, A, c = self._merged[level]
-        return resized_copy(self._model, self._net, W, b, A, c)
+        merged = resized_copy(self._model, self._net, W, b, A, c)
+        merged.load_state_dict(self._others, strict=False)  # the rest of the model as analysed, not as it is now
+        return merged
 
     def similarity_matrix(self) -> Tensor:
         """m×m cosine similarities ⟨ũ_i, ũ_j⟩/(‖ũ_i‖‖ũ_j‖) of the standardised neurons (§4.1), for plots.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Optional
 
 import torch
@@ -180,32 +180,15 @@ def neuron_redundancy(
     """
     net = find_shallow(model, layers)
     tol, near_rtol = _tolerances(net, tol, near_rtol)
-    W, b, A, c = shallow_weights(net)
-    m, d = W.shape
-    device = W.device
-    inputs, targets = _inputs(data, d, net, device)
-    probes = _probe_points(probe_points, inputs, num_probe_points, seed, d, device)
-    sigma = activation_function(net)
-    U = torch.cat([W, (b if b is not None else W.new_zeros(m))[:, None]], dim=1)
-    reference = inputs if inputs is not None else probes
-    center = reference.mean(dim=0)
-    spread = float(torch.sqrt((reference - center).square().sum(dim=1).mean()))
-    network = _Network(U.clone(), A.clone(), None if c is None else c.clone(), sigma, inputs, probes)
-    outputs = network.initial_outputs
-    everything = torch.cat(list(outputs.values()))
-    scale = float(torch.sqrt((everything - everything.mean(dim=0)).square().sum(dim=1).mean()))
-    scale = scale or float(torch.sqrt(everything.square().sum(dim=1).mean())) or 1.0
-    tolerance = {name: tol * (1 + float(value.abs().max())) for name, value in outputs.items()}
-    ctx = _Context(_activation_class(net), net.kind, b is not None, c is not None, center, spread or 1.0, scale,
-                   candidate_score, l1_max_cost, [_completeness_note(net.kind)])
-    drift = {name: torch.zeros_like(value) for name, value in outputs.items()}
-    sets = {name: (points, tolerance[name], drift[name])
-            for name, points in (("data", inputs), ("probes", probes)) if points is not None}
+    setup = _prepare(net, data, probe_points, num_probe_points, seed, tol)
+    network, outputs, sets, inputs = setup.network, setup.outputs, setup.sets, setup.inputs
+    ctx = _Context(_activation_class(net), net.kind, net.hidden.bias is not None, net.output.bias is not None,
+                   setup.center, setup.spread, setup.scale, candidate_score, l1_max_cost, [_completeness_note(net.kind)])
     findings: list[RedundancyFinding] = []
     scores: dict[str, float] = {}
     neuron_scores = _neuron_views(network, ctx)
-    residual = 0.0 if targets is None else float((outputs["data"] - targets).square().sum(dim=1).mean().sqrt())
-    fit = (residual, scale, near_rtol)
+    fit = (setup.residual, setup.scale, near_rtol)
+    m = network.width
 
     _function_level(network, ctx, _Verifier(list(sets.values()), fit), findings, scores)
     merged = {FUNCTION: network.weights(ctx.has_bias)}
@@ -224,19 +207,64 @@ def neuron_redundancy(
     finite = {rule: value for rule, value in scores.items() if math.isfinite(value)}
     score_rule = min(finite, key=finite.get) if finite else ""
     gradient_norm = merged_gradient_norm = None
-    if loss_fn is not None and targets is not None:
+    if loss_fn is not None and setup.targets is not None:
         gradient_norm = _gradient_norm(model, loss_fn, data)
         merged_gradient_norm = _gradient_norm(resized_copy(model, net, *merged[FUNCTION]), loss_fn, data)
+    U, A = setup.weights
     return RedundancyReport(
         kind=net.kind, width=m, effective_width=function_width, effective_width_on_data=data_width,
         findings=tuple(findings), score=finite.get(score_rule, math.inf), score_rule=score_rule, scores=finite,
         max_output_change=OutputChange(change.get("data"), change.get("probes")), max_output_change_on_data=data_change,
-        tolerance=OutputChange(tolerance.get("data"), tolerance.get("probes")),
+        tolerance=OutputChange(*(sets[name][1] if name in sets else None for name in ("data", "probes"))),
         output_weight_norm=torch.linalg.vector_norm(A, dim=0).cpu(),
-        input_weight_norm=torch.linalg.vector_norm(W, dim=1).cpu(),
+        input_weight_norm=torch.linalg.vector_norm(U[:, :-1], dim=1).cpu(),
         neuron_scores=neuron_scores, gradient_norm=gradient_norm, merged_gradient_norm=merged_gradient_norm,
-        notes=tuple(ctx.notes), tol=tol, near_rtol=near_rtol, _model=model, _net=net, _merged=merged, _standardized=ctx.standardize(U).cpu(),
+        notes=tuple(ctx.notes), tol=tol, near_rtol=near_rtol, _model=model, _net=net, _merged=merged,
+        _standardized=ctx.standardize(U).cpu(), _others=_other_state(model, net),
     )
+
+
+@dataclass(frozen=True)
+class _Setup:
+    """The network to merge, its points and outputs, and the scales every rule and verdict uses."""
+
+    network: _Network
+    inputs: Optional[Tensor]
+    targets: Optional[Tensor]
+    outputs: dict[str, Tensor]  # f on "data" and "probes"
+    sets: dict[str, tuple[Tensor, float, Tensor]]  # (points, tol·(1 + max|f|), accumulated change)
+    center: Tensor
+    spread: float  # RMS ‖x − x̄‖ (1 for a single point)
+    scale: float  # RMS ‖f − f̄‖ over all points
+    residual: float  # RMS ‖f − y‖ on the data, 0 without targets
+    weights: tuple[Tensor, Tensor]  # U = [W b] and A as analysed (float64)
+
+
+def _prepare(net: ShallowNetwork, data: Any, probe_points: Optional[Tensor], num_probe_points: int, seed: int,
+             tol: float) -> _Setup:
+    W, b, A, c = shallow_weights(net)
+    m, d = W.shape
+    inputs, targets = _inputs(data, d, net, W.device)
+    probes = _probe_points(probe_points, inputs, num_probe_points, seed, d, W.device)
+    U = torch.cat([W, (b if b is not None else W.new_zeros(m))[:, None]], dim=1)
+    reference = inputs if inputs is not None else probes
+    center = reference.mean(dim=0)
+    spread = float(torch.sqrt((reference - center).square().sum(dim=1).mean()))
+    network = _Network(U.clone(), A.clone(), None if c is None else c.clone(), activation_function(net), inputs, probes)
+    outputs = network.initial_outputs
+    everything = torch.cat(list(outputs.values()))
+    scale = float(torch.sqrt((everything - everything.mean(dim=0)).square().sum(dim=1).mean()))
+    scale = scale or float(torch.sqrt(everything.square().sum(dim=1).mean())) or 1.0
+    sets = {name: (points, tol * (1 + float(outputs[name].abs().max())), torch.zeros_like(outputs[name]))
+            for name, points in (("data", inputs), ("probes", probes)) if points is not None}
+    residual = 0.0 if targets is None else float((outputs["data"] - targets).square().sum(dim=1).mean().sqrt())
+    return _Setup(network, inputs, targets, outputs, sets, center, spread or 1.0, scale, residual, (U, A))
+
+
+def _other_state(model: nn.Module, net: ShallowNetwork) -> dict[str, Tensor]:
+    """Copies of the model's state outside the hidden and output layers, as analysed, for merged_model()."""
+    layers = tuple(f"{name}." for name in (net.hidden_name, net.output_name))
+    return {key: value.detach().clone() for key, value in model.state_dict().items() if not key.startswith(layers)}
 
 
 def _tolerances(net: ShallowNetwork, tol: Optional[float], near_rtol: Optional[float]) -> tuple[float, float]:
