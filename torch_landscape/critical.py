@@ -486,9 +486,12 @@ def _kind(spectra: _Spectra, tolerances: _Tolerances, counts: tuple, basis: Quot
     values, newton = spectra.values, tolerances.newton
     if not tolerances.critical:
         negative = int((values + spectra.bounds.clamp_min(tolerances.band) < 0).sum())
-        if math.isinf(newton.step):
+        if math.isinf(newton.step) and spectra.dense:
             why = (f"no step removes the gradient: {newton.null_gradient:.3g} of it lies along numerically flat "
-                   f"directions ({newton.how})")
+                   "directions")
+        elif math.isinf(newton.step):
+            why = (f"{newton.how} left a residual {newton.null_gradient:.3g}: no step within the parameter scale "
+                   "is certified")
         else:
             why = (f"the shortest step to a zero gradient (up to rounding) of the quadratic model is {newton.step:.3g}, "
                    f"{tolerances.newton_ratio:.3g} of the parameter scale (> {tolerances.step_tol:g}; {newton.how})")
