@@ -1,7 +1,7 @@
 """Classify the current parameters as a critical point of the objective (theory.md §1.2–§1.5).
 
 :func:`classify_critical_point` runs in stages: spectrum (:func:`_spectra`) → tolerances and the Newton-step
-criticality test (:func:`_tolerances`) → kind (:func:`_kind`) → explanation (:func:`_explain`).
+criticality test (:func:`~torch_landscape.newton._tolerances`) → kind (:func:`_kind`) → explanation (:func:`_explain`).
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from typing import Literal, Optional
 import torch
 from torch import Tensor, nn
 
-from .eigen import _rounding, lanczos_spectrum
+from .eigen import lanczos_spectrum
 from .hessian import HessianOperator
+from .newton import _dense_bounds, _Spectra, _Tolerances, _tolerances
 from .objective import Data, LossFunction, Objective, as_objective
 from .null_probes import ProbeResult, profile_probe, summarise_probes
 from .symmetry import QuotientBasis, SymmetryTangents, quotient_basis, symmetry_tangents
@@ -31,10 +32,6 @@ DENSE_MAX_PARAMETERS = 2000
 #: Largest principal angle (radians) between the numerical null space and the symmetry tangents for the
 #: null space to count as the symmetry orbit's tangent space (theory.md §1.3).
 NULL_ALIGNMENT_TOLERANCE = 1e-3
-
-#: MINRES steps for the Newton step ‖H⁺∇L‖ on the Lanczos path (one Hessian-vector product each); the dense
-#: path computes it exactly from the eigendecomposition.
-NEWTON_KRYLOV_STEPS = 50
 
 
 @dataclass(frozen=True)
@@ -176,20 +173,6 @@ class _QuotientOperator:
         return self.basis.restrict(self.operator.matmat(self.basis.extend(vectors)))
 
 
-@dataclass(frozen=True)
-class _Spectra:
-    """Stage 1: the eigenvalues of H (with error bounds) and of H_q, and H applied to the symmetry tangents."""
-
-    values: Tensor
-    bounds: Tensor
-    vectors: Optional[Tensor]  # all eigenvectors on the dense path, None on the Lanczos path
-    quotient_values: Tensor
-    quotient_vectors: Optional[Tensor]
-    image: Tensor  # H V
-    converged: bool
-    dense: bool
-
-
 def _spectra(operator: HessianOperator, basis: QuotientBasis, tangents: Tensor, dense: bool, k: int, tol: float,
              seed: int) -> _Spectra:
     size = operator.shape[0]
@@ -209,121 +192,6 @@ def _spectra(operator: HessianOperator, basis: QuotientBasis, tangents: Tensor, 
     image = operator.matmat(tangents) if tangents.shape[1] else tangents
     return _Spectra(values, bounds, None, quotient_values, None, image, converged, False)
 
-
-def _dense_bounds(values: Tensor) -> Tensor:
-    """√P·ε·max|λ| for each eigenvalue: eigh is backward stable, and by Weyl's inequality a perturbation of H of
-    that norm moves no eigenvalue further."""
-    scale = float(values.abs().max()) if len(values) else 0.0
-    return torch.full_like(values, _rounding(len(values), scale, values.dtype))
-
-
-def criticality(operator: HessianOperator, *, rtol_grad: float | None = None, length_min: float = 1e-3
-                ) -> tuple[bool, float, float]:
-    """(critical, Newton step, gtol): the criticality test of :func:`classify_critical_point` on the dense path,
-    from the operator's cached eigendecomposition (its one home; the redundancy cross-check uses it too)."""
-    values, vectors = operator.eigh()
-    size = len(values)
-    spectra = _Spectra(values, _dense_bounds(values), vectors, values, None, values.new_zeros(size, 0), True, True)
-    rtol_grad = rtol_grad if rtol_grad is not None else (1e-6 if operator.dtype == torch.float64 else 1e-3)
-    grad_norm = float(torch.linalg.vector_norm(operator.gradient))
-    tolerances = _tolerances(operator, spectra, 0.0, grad_norm, rtol_grad=rtol_grad, rtol_zero=0.0, atol_zero=0.0,
-                             c_grad=0.0, length_min=length_min)
-    return tolerances.critical, tolerances.newton.step, tolerances.gtol
-
-
-@dataclass(frozen=True)
-class _Newton:
-    """Stage 2: the shortest step that zeroes the gradient of the quadratic model up to rounding."""
-
-    step: float  # inf where no step does
-    null_gradient: float
-    how: str
-
-
-def _newton_step(operator: HessianOperator, gradient: Tensor, spectra: _Spectra, gtol: float, scale: float,
-                 reach: float) -> _Newton:
-    """min ‖x‖ subject to ‖∇L − Hx‖ ≤ gtol: the distance to a critical point of the quadratic model.
-
-    Dense path, exact: with c = Vᵀ∇L, the components on eigenvalues within their error bound of 0 cannot be
-    removed (their norm is ``null_gradient``; above gtol no step exists); otherwise the minimiser is the
-    Tikhonov step x = (H² + μI)⁻¹H∇L, ‖x‖² = Σ (c_iλ_i/(μ + λ_i²))², with μ ≥ 0 chosen by bisection so that
-    the residual Σ (μc_i/(μ + λ_i²))² (plus the unremovable part) equals gtol² (Morozov's discrepancy
-    principle). Along curvature λ a gradient component c_i costs |c_i|/λ, however small ‖∇L‖ is.
-    Lanczos path: MINRES (:data:`NEWTON_KRYLOV_STEPS` at most) stopped at residual gtol; its iterate is a
-    feasible step, so its norm bounds the shortest from above. If it stops short (or needs a step beyond
-    ``reach``, the parameter scale, where the test has failed anyway), ``null_gradient`` is its residual and
-    no step is certified.
-    """
-    grad_norm = float(torch.linalg.vector_norm(gradient))
-    if grad_norm <= gtol:
-        return _Newton(0.0, grad_norm, "|grad| at rounding level")
-    if spectra.vectors is None:
-        from scipy.sparse.linalg import minres
-
-        target = gradient.detach().cpu().double().numpy()
-        # scipy stops at ‖r‖ ≤ rtol·(‖H‖‖x‖ + ‖g‖); for ‖x‖ within the parameter scale that is ≤ gtol.
-        rtol = gtol / (10 * (scale * reach + grad_norm))
-        solution, _ = minres(operator.to_scipy(), target, rtol=rtol, maxiter=NEWTON_KRYLOV_STEPS)
-        step = torch.as_tensor(solution, dtype=gradient.dtype, device=gradient.device)
-        residual = float(torch.linalg.vector_norm(gradient - operator.matvec(step)))
-        norm = float(torch.linalg.vector_norm(step)) if residual <= gtol else math.inf
-        return _Newton(norm, residual, f"MINRES, at most {NEWTON_KRYLOV_STEPS} steps")
-    values, coefficients = spectra.values.double(), (spectra.vectors.T @ gradient).double()
-    null = values.abs() <= spectra.bounds.double()
-    stuck = float(torch.linalg.vector_norm(coefficients[null]))
-    if stuck > gtol:
-        return _Newton(math.inf, stuck, "exact")
-    values, coefficients = values[~null], coefficients[~null]
-    squares = values.square()
-
-    def residual(mu: float) -> float:
-        return math.sqrt(stuck**2 + float((mu * coefficients / (mu + squares)).square().sum()))
-
-    low, high = -300.0, 300.0  # log10 μ; the residual grows monotonically from `stuck` (μ = 0) to ‖∇L‖ (μ = ∞)
-    for _ in range(100):
-        middle = (low + high) / 2
-        low, high = (middle, high) if residual(10.0**middle) <= gtol else (low, middle)
-    mu = 10.0**low
-    step = float(torch.linalg.vector_norm(coefficients * values / (mu + squares)))
-    return _Newton(step, stuck, "exact")
-
-
-@dataclass(frozen=True)
-class _Tolerances:
-    """Stage 2: the scales and tolerances of theory.md §1.2, and the criticality verdict."""
-
-    grad_norm: float
-    scale: float  # s = max |λ|
-    length: float  # ℓ̄ = max(‖θ‖/√P, length_min)
-    gtol: float  # rounding level of the gradient
-    band: float  # max(rtol_zero·s, atol_zero): zero whatever the gradient
-    tau: float  # the zero band at a critical point
-    step_tol: float
-    newton: _Newton
-    newton_ratio: float
-    critical: bool
-
-
-def _tolerances(operator: HessianOperator, spectra: _Spectra, sym_leak: float, grad_norm: float, *, rtol_grad: float,
-                rtol_zero: float, atol_zero: float, c_grad: float, length_min: float) -> _Tolerances:
-    theta = operator.objective.theta
-    size = theta.numel()
-    eps = torch.finfo(theta.dtype).eps
-    scale = float(spectra.values.abs().max()) if len(spectra.values) else 0.0
-    norm = float(torch.linalg.vector_norm(theta))
-    length = max(norm / math.sqrt(size), length_min)
-    # Rounding level of ∇L: θ is known to ε‖θ‖, which moves ∇L by up to s·ε‖θ‖; the sum over samples
-    # of r_j∇f_j (≤ √(2s|L|) for a mean squared error, Cauchy–Schwarz) is rounded at ε relative.
-    gtol = 10 * math.sqrt(size) * eps * (scale * norm + math.sqrt(2 * scale * abs(float(operator.loss))))
-    band = max(rtol_zero * scale, atol_zero)
-    # The Newton step is judged against the median |θ_i|, which a few weights escaping to infinity do not
-    # inflate: against ‖θ‖ the divergence the test should catch would itself loosen the test.
-    reach = max(float(theta.abs().median()), length_min) * math.sqrt(size)
-    newton = _newton_step(operator, operator.gradient, spectra, gtol, scale, reach)
-    newton_ratio = newton.step / reach
-    critical = newton_ratio <= rtol_grad
-    tau = max(band, c_grad * grad_norm / length, 10 * sym_leak)
-    return _Tolerances(grad_norm, scale, length, gtol, band, tau, rtol_grad, newton, newton_ratio, critical)
 
 
 def classify_critical_point(
@@ -364,7 +232,7 @@ def classify_critical_point(
     direction of curvature λ carrying gradient g_λ is |g_λ|/λ away, so an ill-conditioned landscape cannot pass
     on a small ‖∇L‖ alone (scaling ‖∇L‖ by λ_max overstates nearness by the condition number), and a gradient
     beyond rounding along a numerically flat direction means there is no critical point near θ at all.
-    Exact on the dense path (see :func:`_newton_step`); an upper bound from MINRES on the Lanczos path.
+    Exact on the dense path (see :func:`torch_landscape.newton._newton_step`); an upper bound from MINRES on the Lanczos path.
 
     The kind is "not_critical" (index and nullity are then None: they would describe the quadratic model
     only), "strict_saddle" (index > 0), "nondegenerate_min" (H ≻ 0: a strongly convex neighbourhood),
@@ -381,7 +249,7 @@ def classify_critical_point(
     method
         "dense" (all eigenvalues, exact), "lanczos" (the k smallest and largest of H and of H_q: index
         and nullities are then counts among those, and a count equal to k is a lower bound; the Newton step
-        from :data:`NEWTON_KRYLOV_STEPS` MINRES steps), or "auto" (dense up to ``dense_threshold`` parameters,
+        from :data:`~torch_landscape.newton.NEWTON_KRYLOV_STEPS` MINRES steps), or "auto" (dense up to ``dense_threshold`` parameters,
         default :data:`DENSE_MAX_PARAMETERS`).
     k, tol
         Eigenvalues from each end and the relative residual tolerance of the Lanczos path.

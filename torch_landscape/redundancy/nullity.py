@@ -10,7 +10,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-from ..critical import criticality
+from ..newton import criticality
 from ..hessian import HessianOperator
 from ..objective import LossFunction, Objective
 from ..shallow import ShallowNetwork, activation_derivatives, activation_function, find_shallow
@@ -156,7 +156,7 @@ def redundancy_nullity_check(
     cached Hessian and eigendecomposition are reused, nothing is assembled again. ``report`` defaults to
     ``neuron_redundancy(model, data)``; its verified and near-redundant findings (:attr:`RedundancyFinding.near`)
     that hold between original neurons are used, the near ones named as such. θ is critical by the Newton-step
-    test of :func:`~torch_landscape.critical.criticality`.
+    test of :func:`~torch_landscape.newton.criticality`.
     """
     if isinstance(model, HessianOperator):
         operator = model
