@@ -232,7 +232,8 @@ def classify_critical_point(
     direction of curvature λ carrying gradient g_λ is |g_λ|/λ away, so an ill-conditioned landscape cannot pass
     on a small ‖∇L‖ alone (scaling ‖∇L‖ by λ_max overstates nearness by the condition number), and a gradient
     beyond rounding along a numerically flat direction means there is no critical point near θ at all.
-    Exact on the dense path (see :func:`torch_landscape.newton._newton_step`); an upper bound from MINRES on the Lanczos path.
+    Exact on the dense path (see :func:`torch_landscape.newton._newton_step`); an upper bound from MINRES on
+    the Lanczos path.
 
     The kind is "not_critical" (index and nullity are then None: they would describe the quadratic model
     only), "strict_saddle" (index > 0), "nondegenerate_min" (H ≻ 0: a strongly convex neighbourhood),
