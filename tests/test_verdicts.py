@@ -112,10 +112,10 @@ def test_converging_run_is_not_diverging():
         optimizer.zero_grad()
         loss = MSE(model(x), y)
         loss.backward()
-        history.append((step, float(loss), float(torch.cat([p.detach().flatten() for p in model.parameters()]).norm())))
+        history.append((step, float(loss.detach()), float(torch.cat([p.detach().flatten() for p in model.parameters()]).norm())))
         optimizer.step()
     verdict = divergence_verdict(history, model)
-    assert not verdict.diverging and verdict.elasticity > 1e-3
+    assert not verdict.diverging and verdict.norm_growth > 1e-3 and verdict.elasticity > 1e-3  # growing, not creeping
     assert not divergence_verdict(history[:2]).diverging  # too few snapshots to judge
     with pytest.raises(ValueError, match="window"):
         divergence_verdict(history, window=2)
