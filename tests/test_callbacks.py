@@ -122,6 +122,7 @@ def test_logged_values_are_the_core_values_at_the_same_parameters(tmp_path):
             redundancy = neuron_redundancy(student, [probe])
             expected.update({
                 "landscape/hessian/critical": float(critical.critical),
+                "landscape/hessian/negative_count": critical.negative_count,
                 "landscape/redundancy/effective_width": redundancy.effective_width,
                 "landscape/redundancy/score": redundancy.score,
             })

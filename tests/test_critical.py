@@ -64,7 +64,9 @@ def test_t1_away_from_the_minimum_is_not_critical():
     point = classify_critical_point(model, MSE, data)
     assert point.kind == "not_critical" and not point.critical
     assert point.grad_norm == pytest.approx(2 * 0.1, rel=1e-12)  # ∇L = H·δ = H_cc · 0.1 e_c, H_cc = 2
-    assert "quadratic model" in point.reason
+    assert "do not apply" in point.reason and point.morse_index is None and point.nullity is None
+    # H = diag(8, 0.5, 2) and θ − θ* = 0.1 e_c: the exact Newton step is 0.1 (up to the rounding-level slack).
+    assert point.newton_step == pytest.approx(0.1, rel=1e-9) and point.negative_count == 0
 
 
 def test_t1_eigenvalue_near_the_band_is_ambiguous():

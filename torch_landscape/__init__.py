@@ -32,13 +32,19 @@ from .redundancy import (
 )
 from .shallow import ShallowNetwork, Square, find_shallow
 from .symmetry import QuotientBasis, SymmetryTangents, quotient_basis, symmetry_tangents
+from .verdicts import Contradiction, Divergence, DivergingPair, contradictions, divergence_verdict
 
 __all__ = [
     "aitken_extrapolation",
     "align_reference",
     "Alignment",
     "classify_critical_point",
+    "Contradiction",
+    "contradictions",
     "CriticalPoint",
+    "Divergence",
+    "divergence_verdict",
+    "DivergingPair",
     "find_shallow",
     "hessian_eigenvalues",
     "hessian_trace",

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from .convexity import OnePointConvexity, PLEstimate, PLTracker, one_point_convexity, reference_point
-from .critical import DENSE_MAX_PARAMETERS, CriticalPoint, classify_critical_point
+from .critical import DENSE_MAX_PARAMETERS, CriticalPoint, certainly_negative, classify_critical_point, default_rtol_zero
 from .eigen import DENSE_THRESHOLD, Spectrum, hessian_eigenvalues
 from .estimators import SpectralDensity, TraceEstimate, hessian_trace, spectral_density
 from .hessian import HessianOperator
@@ -99,9 +99,9 @@ class LandscapeSnapshot:
     spectrum_ends : str
         "both" or "largest": which ends of the spectrum ``spectrum`` holds.
     negative_count : int or None
-        Eigenvalues certainly below 0 (λ + its error bound < 0): all of them on the dense path, a lower
-        bound (among the k smallest) on the matrix-free one; None where the smallest end was not computed.
-        Unlike the Morse index it means the same away from a critical point.
+        Eigenvalues certainly below 0 (:func:`~torch_landscape.critical.certainly_negative`): all of them
+        on the dense path, a lower bound (among the k smallest) on the matrix-free one; None where the
+        smallest end was not computed. Unlike the Morse index it means the same away from a critical point.
     trace : TraceEstimate or None
     density : SpectralDensity or None
     critical : CriticalPoint or None
@@ -587,10 +587,12 @@ class LandscapeProbe:
         ends = "both" if dense or point.full else "largest"
         smallest = spectrum.lambda_min if ends == "both" else math.nan
         self._trajectory.append((point.step, smallest, spectrum.lambda_max))
-        if dense:  # every eigenvalue is known, each to within the dense path's rounding bound
-            negative = int((point.operator.eigh()[0] < -float(spectrum.error_bounds.max())).sum())
-        else:
-            negative = int((spectrum.eigenvalues + spectrum.error_bounds < 0).sum()) if ends == "both" else None
+        negative = None
+        if ends == "both":  # dense: every eigenvalue, each to within the dense path's rounding bound
+            values = point.operator.eigh()[0] if dense else spectrum.eigenvalues
+            bounds = torch.full_like(values, float(spectrum.error_bounds.max())) if dense else spectrum.error_bounds
+            band = default_rtol_zero(self.dtype) * float(values.abs().max())
+            negative = certainly_negative(values, bounds.to(values), band)
         return {"spectrum": dataclasses.replace(spectrum, eigenvectors=None), "spectrum_ends": ends,
                 "negative_count": negative}
 

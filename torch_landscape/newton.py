@@ -1,0 +1,151 @@
+"""The first-order test of a critical point: the shortest step to a zero gradient up to rounding (theory.md §1.2).
+
+:func:`criticality` is the one home of the test; :func:`~torch_landscape.critical.classify_critical_point` and
+:func:`~torch_landscape.redundancy.redundancy_nullity_check` both use it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from .eigen import _rounding
+from .hessian import HessianOperator
+
+#: MINRES steps for the Newton step ‖H⁺∇L‖ on the Lanczos path (one Hessian-vector product each); the dense
+#: path computes it exactly from the eigendecomposition.
+NEWTON_KRYLOV_STEPS = 50
+
+
+@dataclass(frozen=True)
+class _Spectra:
+    """Stage 1: the eigenvalues of H (with error bounds) and of H_q, and H applied to the symmetry tangents."""
+
+    values: Tensor
+    bounds: Tensor
+    vectors: Optional[Tensor]  # all eigenvectors on the dense path, None on the Lanczos path
+    quotient_values: Tensor
+    quotient_vectors: Optional[Tensor]
+    image: Tensor  # H V
+    converged: bool
+    dense: bool
+
+
+def _dense_bounds(values: Tensor) -> Tensor:
+    """√P·ε·max|λ| for each eigenvalue: eigh is backward stable, and by Weyl's inequality a perturbation of H of
+    that norm moves no eigenvalue further."""
+    scale = float(values.abs().max()) if len(values) else 0.0
+    return torch.full_like(values, _rounding(len(values), scale, values.dtype))
+
+
+def criticality(operator: HessianOperator, *, rtol_grad: float | None = None, length_min: float = 1e-3
+                ) -> tuple[bool, float, float]:
+    """(critical, Newton step, gtol): the criticality test of :func:`classify_critical_point` on the dense path,
+    from the operator's cached eigendecomposition (its one home; the redundancy cross-check uses it too)."""
+    values, vectors = operator.eigh()
+    size = len(values)
+    spectra = _Spectra(values, _dense_bounds(values), vectors, values, None, values.new_zeros(size, 0), True, True)
+    rtol_grad = rtol_grad if rtol_grad is not None else (1e-6 if operator.dtype == torch.float64 else 1e-3)
+    grad_norm = float(torch.linalg.vector_norm(operator.gradient))
+    tolerances = _tolerances(operator, spectra, 0.0, grad_norm, rtol_grad=rtol_grad, rtol_zero=0.0, atol_zero=0.0,
+                             c_grad=0.0, length_min=length_min)
+    return tolerances.critical, tolerances.newton.step, tolerances.gtol
+
+
+@dataclass(frozen=True)
+class _Newton:
+    """Stage 2: the shortest step that zeroes the gradient of the quadratic model up to rounding."""
+
+    step: float  # inf where no step does
+    null_gradient: float
+    how: str
+
+
+def _newton_step(operator: HessianOperator, gradient: Tensor, spectra: _Spectra, gtol: float, scale: float,
+                 reach: float) -> _Newton:
+    """min ‖x‖ subject to ‖∇L − Hx‖ ≤ gtol: the distance to a critical point of the quadratic model.
+
+    Dense path, exact: with c = Vᵀ∇L, the components on eigenvalues within their error bound of 0 cannot be
+    removed (their norm is ``null_gradient``; above gtol no step exists); otherwise the minimiser is the
+    Tikhonov step x = (H² + μI)⁻¹H∇L, ‖x‖² = Σ (c_iλ_i/(μ + λ_i²))², with μ ≥ 0 chosen by bisection so that
+    the residual Σ (μc_i/(μ + λ_i²))² (plus the unremovable part) equals gtol² (Morozov's discrepancy
+    principle). Along curvature λ a gradient component c_i costs |c_i|/λ, however small ‖∇L‖ is.
+    Lanczos path: MINRES (:data:`NEWTON_KRYLOV_STEPS` at most) stopped at residual gtol; its iterate is a
+    feasible step, so its norm bounds the shortest from above. If it stops short (or needs a step beyond
+    ``reach``, the parameter scale, where the test has failed anyway), ``null_gradient`` is its residual and
+    no step is certified.
+    """
+    grad_norm = float(torch.linalg.vector_norm(gradient))
+    if grad_norm <= gtol:
+        return _Newton(0.0, grad_norm, "|grad| at rounding level")
+    if spectra.vectors is None:
+        from scipy.sparse.linalg import minres
+
+        target = gradient.detach().cpu().double().numpy()
+        # scipy stops at ‖r‖ ≤ rtol·(‖H‖‖x‖ + ‖g‖); for ‖x‖ within the parameter scale that is ≤ gtol.
+        rtol = gtol / (10 * (scale * reach + grad_norm))
+        solution, _ = minres(operator.to_scipy(), target, rtol=rtol, maxiter=NEWTON_KRYLOV_STEPS)
+        step = torch.as_tensor(solution, dtype=gradient.dtype, device=gradient.device)
+        residual = float(torch.linalg.vector_norm(gradient - operator.matvec(step)))
+        norm = float(torch.linalg.vector_norm(step)) if residual <= gtol else math.inf
+        return _Newton(norm, residual, f"MINRES, at most {NEWTON_KRYLOV_STEPS} steps")
+    values, coefficients = spectra.values.double(), (spectra.vectors.T @ gradient).double()
+    null = values.abs() <= spectra.bounds.double()
+    stuck = float(torch.linalg.vector_norm(coefficients[null]))
+    if stuck > gtol:
+        return _Newton(math.inf, stuck, "exact")
+    values, coefficients = values[~null], coefficients[~null]
+    squares = values.square()
+
+    def residual(mu: float) -> float:
+        return math.sqrt(stuck**2 + float((mu * coefficients / (mu + squares)).square().sum()))
+
+    low, high = -300.0, 300.0  # log10 μ; the residual grows monotonically from `stuck` (μ = 0) to ‖∇L‖ (μ = ∞)
+    for _ in range(100):
+        middle = (low + high) / 2
+        low, high = (middle, high) if residual(10.0**middle) <= gtol else (low, middle)
+    mu = 10.0**low
+    step = float(torch.linalg.vector_norm(coefficients * values / (mu + squares)))
+    return _Newton(step, stuck, "exact")
+
+
+@dataclass(frozen=True)
+class _Tolerances:
+    """Stage 2: the scales and tolerances of theory.md §1.2, and the criticality verdict."""
+
+    grad_norm: float
+    scale: float  # s = max |λ|
+    length: float  # ℓ̄ = max(‖θ‖/√P, length_min)
+    gtol: float  # rounding level of the gradient
+    band: float  # max(rtol_zero·s, atol_zero): zero whatever the gradient
+    tau: float  # the zero band at a critical point
+    step_tol: float
+    newton: _Newton
+    newton_ratio: float
+    critical: bool
+
+
+def _tolerances(operator: HessianOperator, spectra: _Spectra, sym_leak: float, grad_norm: float, *, rtol_grad: float,
+                rtol_zero: float, atol_zero: float, c_grad: float, length_min: float) -> _Tolerances:
+    theta = operator.objective.theta
+    size = theta.numel()
+    eps = torch.finfo(theta.dtype).eps
+    scale = float(spectra.values.abs().max()) if len(spectra.values) else 0.0
+    norm = float(torch.linalg.vector_norm(theta))
+    length = max(norm / math.sqrt(size), length_min)
+    # Rounding level of ∇L: θ is known to ε‖θ‖, which moves ∇L by up to s·ε‖θ‖; the sum over samples
+    # of r_j∇f_j (≤ √(2s|L|) for a mean squared error, Cauchy–Schwarz) is rounded at ε relative.
+    gtol = 10 * math.sqrt(size) * eps * (scale * norm + math.sqrt(2 * scale * abs(float(operator.loss))))
+    band = max(rtol_zero * scale, atol_zero)
+    # The Newton step is judged against the median |θ_i|, which a few weights escaping to infinity do not
+    # inflate: against ‖θ‖ the divergence the test should catch would itself loosen the test.
+    reach = max(float(theta.abs().median()), length_min) * math.sqrt(size)
+    newton = _newton_step(operator, operator.gradient, spectra, gtol, scale, reach)
+    newton_ratio = newton.step / reach
+    critical = newton_ratio <= rtol_grad
+    tau = max(band, c_grad * grad_norm / length, 10 * sym_leak)
+    return _Tolerances(grad_norm, scale, length, gtol, band, tau, rtol_grad, newton, newton_ratio, critical)

@@ -1,0 +1,114 @@
+"""Profile probes along the null directions of a degenerate critical point (theory.md §1.5).
+
+ψ_u(t) = min_{z ⊥ u, z ⊥ span(V)} L(θ + tu + z) − L(θ) tells a flat direction (a set of equal-loss points)
+from higher-order growth and from descent, where straight-line probes cannot: along a curved orbit a
+straight line leaves the orbit at O(t²) and sees quartic growth. Used by
+:func:`~torch_landscape.critical.classify_critical_point` with ``probe=True``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .objective import Objective
+from .symmetry import QuotientBasis
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """A profile probe ψ_u(t) = min_{z ⊥ u, z ⊥ span(V)} L(θ + tu + z) − L(θ) along one null direction u.
+
+    Attributes
+    ----------
+    verdict : str
+        "flat" (|ψ| ≤ 1e-10·(|L| + s t²) at every t: a direction of equal-loss points), "higher_order"
+        (ψ > 0 growing like tᵖ with p in (2.5, 6]), "descent" (ψ < 0 somewhere: not a minimum) or
+        "inconclusive".
+    order : float
+        p, the least-squares slope of log ψ against log t (NaN unless ψ > 0 at every t).
+    radii, values : tuple[float, ...]
+        The t and ψ(t).
+    solver_gradient : float
+        The largest final gradient norm of the inner L-BFGS minimisations (a stalled solve is large).
+    """
+
+    verdict: str
+    order: float
+    radii: tuple[float, ...]
+    values: tuple[float, ...]
+    solver_gradient: float
+
+
+
+
+def profile_probe(
+    objective: Objective, basis: QuotientBasis, quotient_vectors: Tensor, column: int, loss: float, scale: float, length: float
+) -> ProbeResult:
+    """ψ_u(t) for u = Q_⊥ y (y the ``column``-th eigenvector of H_q), t = t0, t0/2, t0/4, t0/8, t0 = 0.1·ℓ̄.
+
+    The minimisation over z ⊥ u, z ⊥ span(V) runs in the coordinates z = t·Z w, Z = Q_⊥ [the other
+    eigenvectors of H_q] (an orthonormal basis of that complement), on f(w) = (L(θ + t(u + Zw)) − L(θ))/(s t²),
+    whose Hessian in w is about ZᵀHZ/s, so that L-BFGS sees a well-scaled problem at every t.
+    """
+    direction = basis.extend(quotient_vectors[:, column])
+    others = basis.extend(torch.cat([quotient_vectors[:, :column], quotient_vectors[:, column + 1 :]], dim=1))
+    theta = objective.theta
+    radii = [0.1 * length / 2**i for i in range(4)]
+    w = theta.new_zeros(others.shape[1], requires_grad=True)
+    values, residual = [], 0.0
+    for t in radii:
+        with torch.no_grad():
+            w /= 2  # along a curved orbit z grows like t², so w = z/t halves with t
+        optimizer = torch.optim.LBFGS(
+            [w], lr=1.0, max_iter=100, tolerance_grad=1e-10, tolerance_change=1e-16, history_size=20,
+            line_search_fn="strong_wolfe",
+        )
+        denominator = max(scale, torch.finfo(theta.dtype).tiny) * t * t
+
+        def closure() -> Tensor:
+            optimizer.zero_grad()
+            value = (objective.loss(theta + t * (direction + others @ w)) - loss) / denominator
+            value.backward()
+            return value
+
+        with torch.enable_grad():
+            optimizer.step(closure)
+            final = closure()
+        values.append(float(final.detach()) * denominator)
+        residual = max(residual, float(torch.linalg.vector_norm(w.grad)))
+    tolerances = [1e-10 * (abs(loss) + scale * t * t) for t in radii]
+    order = math.nan
+    if all(v > 0 for v in values):
+        logs = torch.log(torch.tensor([radii, values], dtype=torch.float64))
+        centred = logs - logs.mean(dim=1, keepdim=True)
+        order = float((centred[0] * centred[1]).sum() / (centred[0] ** 2).sum())
+    if any(v < -tol for v, tol in zip(values, tolerances)):
+        verdict = "descent"
+    elif all(abs(v) <= tol for v, tol in zip(values, tolerances)):
+        verdict = "flat"
+    elif all(v > tol for v, tol in zip(values, tolerances)) and 2.5 < order <= 6:
+        verdict = "higher_order"
+    else:
+        verdict = "inconclusive"
+    return ProbeResult(verdict, order, tuple(radii), tuple(values), residual)
+
+
+def summarise_probes(probes: tuple[ProbeResult, ...]) -> tuple[str, str]:
+    verdicts = [p.verdict for p in probes]
+    tally = ", ".join(f"{verdicts.count(v)} {v}" for v in ("descent", "flat", "higher_order", "inconclusive") if v in verdicts)
+    if "descent" in verdicts:
+        return "degenerate_saddle", f"profile probes ({tally}): the loss decreases along a null direction, a degenerate saddle"
+    if all(v == "flat" for v in verdicts):
+        return "nonisolated_min", f"profile probes ({tally}): every null direction is flat, a non-isolated minimum (evidence, not proof)"
+    orders = [p.order for p in probes if p.verdict == "higher_order"]
+    if orders:
+        p = max(orders)
+        return "degenerate_min_higher_order", (
+            f"profile probes ({tally}): growth of order p = {p:.2f} along a null direction, a degenerate minimum where "
+            f"PL fails locally (Lojasiewicz exponent 1 - 1/p = {1 - 1 / p:.2f}; evidence, not proof)"
+        )
+    return "inconclusive", f"profile probes ({tally}) are inconclusive"

@@ -1,0 +1,296 @@
+"""The merge-and-verify search protocol and :func:`neuron_redundancy` (theory.md §4.4)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any, Optional
+
+import torch
+from torch import Tensor, nn
+
+from ..objective import LossFunction, Objective
+from ..shallow import ShallowNetwork, activation_function, find_shallow, resized_copy, shallow_weights
+from .report import (
+    ALWAYS_ACTIVE, CONSTANT, DATA, DEAD, DEPENDENCE, FUNCTION, LINEAR_ON_DATA, OutputChange, RedundancyFinding,
+    RedundancyReport, ZERO,
+)
+from .network import _inputs, _Merge, _Network, _probe_points, _Verifier
+from .rules import (
+    Candidate, _activation_class, _antipodal_merge, _completeness_note, _constant_scores, _Context,
+    _dead_scores, _neuron_candidates, _pair_candidates, _zero_scores,
+)
+from .reductions import (
+    _dead_candidates, _dependence, _linear_on_data_merge, _linear_scores, _pattern_merges, _rank_merge,
+)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The protocol
+
+
+def _run(candidates: list[Candidate], net: _Network, verifier: _Verifier, level: str, findings: list,
+         failed: set) -> int:
+    """Try candidates in order of (score, rule priority); apply each verified merge. Returns merges applied."""
+    applied = 0
+    for score, _, rule, involved, build in sorted(candidates, key=lambda item: item[:2]):
+        if not all(bool(net.alive[i]) for i in involved) or (rule, involved) in failed:
+            continue
+        merge = build()
+        if merge is None:
+            continue
+        applied += _attempt(merge, net, verifier, level, findings, failed)
+    return applied
+
+
+def _attempt(merge: _Merge, net: _Network, verifier: _Verifier, level: str, findings: list, failed: set) -> int:
+    ok, size, fit_change = verifier.check(net, merge)
+    neurons = tuple(sorted({n for i in merge.involved for n in net.sources[i]}))
+    original = not any(net.built[i] for i in merge.involved)
+    if merge.rule == ZERO:
+        original = original and not net.a_changed[merge.involved[0]]
+    findings.append(RedundancyFinding(merge.rule, neurons, merge.score, level, ok, merge.width_reduction, size,
+                                      merge.detail, original, fit_change, not ok and fit_change <= verifier.near_rtol))
+    if ok:
+        net.apply(merge)
+        return 1
+    failed.add((merge.rule, merge.involved))
+    return 0
+
+
+def _function_level(net: _Network, ctx: _Context, verifier: _Verifier, findings: list,
+                    scores: dict[str, float]) -> None:
+    failed: set = set()
+    screen: dict = {}
+    while True:
+        candidates = _neuron_candidates(net, ctx, scores)
+        pair_candidates, antipodal = _pair_candidates(net, ctx, scores, screen)
+        applied = _run(candidates + pair_candidates, net, verifier, FUNCTION, findings, failed)
+        blocks = []
+        if antipodal:
+            blocks.append(_antipodal_merge(net, ctx, antipodal, verifier))
+        if ctx.kind in ("identity", "square") and net.width > 0:
+            blocks.append(_rank_merge(net, ctx, verifier, scores))
+        for merge in blocks:
+            if merge is not None and (merge.rule, merge.involved) not in failed:
+                applied += _attempt(merge, net, verifier, FUNCTION, findings, failed)
+        if not applied:
+            return
+
+
+def _data_level(net: _Network, ctx: _Context, verifier: _Verifier, findings: list, scores: dict[str, float]) -> None:
+    failed: set = set()
+    linear_rule = ALWAYS_ACTIVE if ctx.kind == "relu" else LINEAR_ON_DATA
+    while True:
+        applied = 0
+        if ctx.cls.relu_type:
+            if ctx.kind == "relu":
+                applied += _run(_dead_candidates(net, ctx, scores), net, verifier, DATA, findings, failed)
+            merges = [_linear_on_data_merge(net, ctx, verifier, scores, linear_rule)] + _pattern_merges(net, ctx)
+            for merge in merges:
+                current = merge is not None and all(bool(net.alive[i]) for i in merge.involved)
+                if current and (merge.rule, merge.involved) not in failed:
+                    applied += _attempt(merge, net, verifier, DATA, findings, failed)
+        applied += _data_dependence(net, ctx, verifier, findings, scores, failed)
+        if not applied:
+            return
+
+
+def _data_dependence(net: _Network, ctx: _Context, verifier: _Verifier, findings: list, scores: dict[str, float],
+                     failed: set) -> int:
+    """L1 on the data, within the cost budget (one QR of the n×m feature matrix, O(n·m·min(n, m)))."""
+    rows = net.indices
+    n, m = net.data.shape[0], len(rows)
+    if m == 0:
+        return 0
+    cost = 2.0 * n * (m + 1) * min(n, m + 1)
+    if cost > ctx.l1_max_cost:
+        note = f"rule L1 ({DEPENDENCE}) skipped: its QR costs ~{cost:.1e} flops > l1_max_cost = {ctx.l1_max_cost:.1e}"
+        if note not in ctx.notes:
+            ctx.notes.append(note)
+        return 0
+    features = net.sigma(net.pre(net.data, rows))
+    constant = torch.ones_like(features[:, 0]) if ctx.has_c else None
+    merge, loo = _dependence(net, rows, features, constant, verifier.tolerance / 2, DEPENDENCE)
+    # δ_LOO(i) = ‖a_i‖·dist(φ_i, span{1, φ_j: j≠i})/(√n·RMS(f − f̄)) (§4.3).
+    contribution = torch.linalg.vector_norm(net.A[:, rows], dim=0) * torch.linalg.vector_norm(features, dim=0)
+    score = float((loo * contribution).min()) / (math.sqrt(n) * ctx.scale)
+    scores.setdefault(DEPENDENCE, score)
+    if merge is None or (merge.rule, merge.involved) in failed:
+        return 0
+    return _attempt(replace(merge, score=score), net, verifier, DATA, findings, failed)
+
+
+def neuron_redundancy(
+    model: nn.Module,
+    data: Any = None,
+    *,
+    loss_fn: Optional[LossFunction] = None,
+    probe_points: Optional[Tensor] = None,
+    num_probe_points: int = 4096,
+    tol: Optional[float] = None,
+    candidate_score: float = 1e-6,
+    near_rtol: Optional[float] = None,
+    seed: int = 0,
+    layers: Optional[tuple[str, str, str]] = None,
+    l1_max_cost: float = 5e9,
+) -> RedundancyReport:
+    """Find the redundant hidden neurons of a one-hidden-layer network and prove each claim by a merge.
+
+    The rules of theory.md §4.2 for the activation's class (zero output weight, constant neuron, duplicate,
+    mirrored for tanh/sigmoid with σ(−z) = κ − σ(z), positive multiple for ReLU-type, multiple for linear and
+    quadratic, antipodal groups for σ(z) − σ(−z) = αz, rank for linear and quadratic; on the data, for ReLU:
+    dead, always active, same activation pattern; and the linear-dependence rule L1) are scored (§4.3) and
+    each candidate with score ≤ ``candidate_score`` is merged and verified (§4.4): the merge is kept only if
+    the accumulated output change max|f_θ′ − f_θ| stays ≤ tol·(1 + max|f|) on the data and on the probe
+    points (function level), or on the data alone (data level). Merging repeats until nothing applies.
+
+    Parameters
+    ----------
+    model
+        A one-hidden-layer network (see :func:`~torch_landscape.shallow.find_shallow`). Never modified.
+    data
+        Inputs X, a batch (X, y), or an iterable of batches; None for function-level rules only.
+    loss_fn
+        With targets in ``data``: also report ‖∇L‖ at θ and at the merged network (§4.4 step 3).
+    probe_points
+        (N, d) points for the function-level check; default ``num_probe_points`` draws from
+        N(mean X, cov X) (standard normal without data), from a private generator seeded with ``seed``.
+    tol
+        tol_f of §4.4, relative to 1 + max|f|. Default: 1e-10 for float64 parameters (rounding is ~1e-16 per
+        operation), √ε of the parameters' dtype otherwise (3.5e-4 for float32: weights that are exact
+        multiples of each other in exact arithmetic differ by ε relative once rounded, and the outputs of
+        the merged network by a few ε times the sum of |a_i φ_i|, well below √ε at moderate widths).
+    candidate_score
+        Rules scoring at most this are tried; larger scores are only reported.
+    near_rtol
+        A merge that fails ``tol`` is reported as near-redundant when its fit change (Δ² + 2Δr)/s² (see
+        :attr:`RedundancyFinding.fit_change`) is at most this: default 1e-8 for float64 parameters, 1e-4
+        otherwise, the relative zero band of :func:`~torch_landscape.critical.classify_critical_point`, so
+        that what the Hessian test cannot tell from a redundancy is reported as one (not as a claim).
+    layers
+        (hidden, activation, output) module names, for models the automatic search does not understand.
+    l1_max_cost
+        Rule L1 factorises the n×m feature matrix (≈ 2·n·m·min(n, m) flops); above this budget it is skipped
+        and a note says so. The other rules cost O(n·m·d) per neuron statistic and O(m²·d) for pairs.
+
+    Returns
+    -------
+    RedundancyReport
+    """
+    net = find_shallow(model, layers)
+    tol, near_rtol = _tolerances(net, tol, near_rtol)
+    setup = _prepare(net, data, probe_points, num_probe_points, seed, tol)
+    network, outputs, sets, inputs = setup.network, setup.outputs, setup.sets, setup.inputs
+    ctx = _Context(_activation_class(net), net.kind, net.hidden.bias is not None, net.output.bias is not None,
+                   setup.center, setup.spread, setup.scale, candidate_score, l1_max_cost, [_completeness_note(net.kind)])
+    findings: list[RedundancyFinding] = []
+    scores: dict[str, float] = {}
+    neuron_scores = _neuron_views(network, ctx)
+    fit = (setup.residual, setup.scale, near_rtol)
+    m = network.width
+
+    _function_level(network, ctx, _Verifier(list(sets.values()), fit), findings, scores)
+    merged = {FUNCTION: network.weights(ctx.has_bias)}
+    function_width = network.width
+    # The merged network's outputs are recomputed from scratch: the claim rests on them, not on the
+    # accumulated per-merge changes. Without a merge the network is θ itself.
+    change = {name: float((network.outputs(points) - outputs[name]).abs().max()) if function_width < m else 0.0
+              for name, (points, _, _) in sets.items()}
+    data_width, data_change = None, None
+    if inputs is not None:
+        _data_level(network, ctx, _Verifier([sets["data"]], fit), findings, scores)
+        merged[DATA] = network.weights(ctx.has_bias)
+        data_width = network.width
+        data_change = (float((network.outputs(inputs) - outputs["data"]).abs().max()) if data_width < function_width
+                       else change["data"])
+    finite = {rule: value for rule, value in scores.items() if math.isfinite(value)}
+    score_rule = min(finite, key=finite.get) if finite else ""
+    gradient_norm = merged_gradient_norm = None
+    if loss_fn is not None and setup.targets is not None:
+        gradient_norm = _gradient_norm(model, loss_fn, data)
+        merged_gradient_norm = _gradient_norm(resized_copy(model, net, *merged[FUNCTION]), loss_fn, data)
+    U, A = setup.weights
+    return RedundancyReport(
+        kind=net.kind, width=m, effective_width=function_width, effective_width_on_data=data_width,
+        findings=tuple(findings), score=finite.get(score_rule, math.inf), score_rule=score_rule, scores=finite,
+        max_output_change=OutputChange(change.get("data"), change.get("probes")), max_output_change_on_data=data_change,
+        tolerance=OutputChange(*(sets[name][1] if name in sets else None for name in ("data", "probes"))),
+        output_weight_norm=torch.linalg.vector_norm(A, dim=0).cpu(),
+        input_weight_norm=torch.linalg.vector_norm(U[:, :-1], dim=1).cpu(),
+        neuron_scores=neuron_scores, gradient_norm=gradient_norm, merged_gradient_norm=merged_gradient_norm,
+        notes=tuple(ctx.notes), tol=tol, near_rtol=near_rtol, _model=model, _net=net, _merged=merged,
+        _standardized=ctx.standardize(U).cpu(), _others=_other_state(model, net),
+    )
+
+
+@dataclass(frozen=True)
+class _Setup:
+    """The network to merge, its points and outputs, and the scales every rule and verdict uses."""
+
+    network: _Network
+    inputs: Optional[Tensor]
+    targets: Optional[Tensor]
+    outputs: dict[str, Tensor]  # f on "data" and "probes"
+    sets: dict[str, tuple[Tensor, float, Tensor]]  # (points, tol·(1 + max|f|), accumulated change)
+    center: Tensor
+    spread: float  # RMS ‖x − x̄‖ (1 for a single point)
+    scale: float  # RMS ‖f − f̄‖ over all points
+    residual: float  # RMS ‖f − y‖ on the data, 0 without targets
+    weights: tuple[Tensor, Tensor]  # U = [W b] and A as analysed (float64)
+
+
+def _prepare(net: ShallowNetwork, data: Any, probe_points: Optional[Tensor], num_probe_points: int, seed: int,
+             tol: float) -> _Setup:
+    W, b, A, c = shallow_weights(net)
+    m, d = W.shape
+    inputs, targets = _inputs(data, d, net, W.device)
+    probes = _probe_points(probe_points, inputs, num_probe_points, seed, d, W.device)
+    U = torch.cat([W, (b if b is not None else W.new_zeros(m))[:, None]], dim=1)
+    reference = inputs if inputs is not None else probes
+    center = reference.mean(dim=0)
+    spread = float(torch.sqrt((reference - center).square().sum(dim=1).mean()))
+    network = _Network(U.clone(), A.clone(), None if c is None else c.clone(), activation_function(net), inputs, probes)
+    outputs = network.initial_outputs
+    everything = torch.cat(list(outputs.values()))
+    scale = float(torch.sqrt((everything - everything.mean(dim=0)).square().sum(dim=1).mean()))
+    scale = scale or float(torch.sqrt(everything.square().sum(dim=1).mean())) or 1.0
+    sets = {name: (points, tol * (1 + float(outputs[name].abs().max())), torch.zeros_like(outputs[name]))
+            for name, points in (("data", inputs), ("probes", probes)) if points is not None}
+    residual = 0.0 if targets is None else float((outputs["data"] - targets).square().sum(dim=1).mean().sqrt())
+    return _Setup(network, inputs, targets, outputs, sets, center, spread or 1.0, scale, residual, (U, A))
+
+
+def _other_state(model: nn.Module, net: ShallowNetwork) -> dict[str, Tensor]:
+    """Copies of the model's state outside the hidden and output layers, as analysed, for merged_model()."""
+    layers = tuple(f"{name}." for name in (net.hidden_name, net.output_name))
+    return {key: value.detach().clone() for key, value in model.state_dict().items() if not key.startswith(layers)}
+
+
+def _tolerances(net: ShallowNetwork, tol: Optional[float], near_rtol: Optional[float]) -> tuple[float, float]:
+    """tol and near_rtol, checked, with their defaults for the precision of the model's parameters."""
+    for name, value in (("tol", tol), ("near_rtol", near_rtol)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value) or value < 0):
+            raise ValueError(f"{name} must be a finite number >= 0 (or None for the default of the model's "
+                             f"precision), got {value!r}.")
+    dtype = net.hidden.weight.dtype
+    double = dtype == torch.float64
+    tol = tol if tol is not None else (1e-10 if double else math.sqrt(torch.finfo(dtype).eps))
+    near_rtol = near_rtol if near_rtol is not None else (1e-8 if double else 1e-4)
+    return float(tol), float(near_rtol)
+
+
+def _gradient_norm(model: nn.Module, loss_fn: LossFunction, data: Any) -> float:
+    return float(torch.linalg.vector_norm(Objective(model, loss_fn, data, dtype=torch.float64).loss_and_gradient()[1]))
+
+
+def _neuron_views(net: _Network, ctx: _Context) -> dict[str, Tensor]:
+    """Per-neuron scores of the per-neuron rules on the original network, for plots."""
+    rows = net.indices
+    views = {ZERO: _zero_scores(net, ctx, rows), CONSTANT: _constant_scores(net, ctx, rows)}
+    if ctx.cls.relu_type and net.data is not None:
+        if ctx.kind == "relu":
+            views[DEAD] = _dead_scores(net, ctx, rows)
+        views[ALWAYS_ACTIVE if ctx.kind == "relu" else LINEAR_ON_DATA] = _linear_scores(net, ctx, rows)[0]
+    return {rule: value.cpu() for rule, value in views.items()}
