@@ -3,6 +3,7 @@ with margin charts for the eigenvalues; words and numbers agree; the heat map ma
 
 import math
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ from torch.utils.tensorboard import SummaryWriter
 from helpers import regression_data, shallow, train
 from torch_landscape.probe import LandscapeProbe
 from torch_landscape.redundancy import neuron_redundancy
-from torch_landscape.writers import custom_scalars_layout, log_snapshot, snapshot_report, snapshot_scalars
+from torch_landscape.writers import custom_scalars_layout, log_snapshot, run_verdict, snapshot_report, snapshot_scalars
 from torch_landscape.writers.figures import marked_neurons, similarity_figure
 from torch_landscape.writers.tensorboard import CHARTS
 
@@ -102,7 +103,8 @@ def test_the_layout_holds_exactly_the_charts_the_logged_tags_fill(setting, tmp_p
 def test_counts_are_drawn_unsmoothed_and_never_beside_a_continuous_quantity():
     """TensorBoard smooths line charts (turning counts into fractions) but not margin charts."""
     counts = {"negative_count", "morse_index", "nullity", "quotient_nullity", "width", "effective_width",
-              "effective_width_on_data", "claims", "assignment_changes", "critical", "converged"}
+              "effective_width_on_data", "claims", "assignment_changes", "critical", "converged", "diverging",
+              "contradictions"}
     for category, title, kind, series in CHARTS:
         tags = [s[0] for s in series] if kind == "Margin" else list(series)
         kinds = {tag.rsplit("/", 1)[1] in counts for tag in tags}
@@ -152,3 +154,22 @@ def test_the_heat_map_marks_exactly_the_verified_merges():
     crosses = [tuple(line.get_xdata()) for line in axes.lines if line.get_gid() == "merge"]
     assert boxes == [(0, 3), (3, 0)] and crosses == [(2,)]
     assert sorted(tuple(sorted(n)) for n in marked_neurons(report)) == claims
+
+
+def test_a_run_escaping_to_infinity_is_said_so_in_the_scalars_the_report_and_the_verdict():
+    """The diverging width-6 tanh student of tests/fixtures (issue #17): the probe's path of (step, L, ‖θ‖)
+    continues the run's history, and the escape is named at the next full snapshot."""
+    saved = torch.load(Path(__file__).parent / "fixtures" / "diverging_tanh.pt")
+    width = saved["state"]["0.weight"].shape[0]
+    model = nn.Sequential(nn.Linear(2, width), nn.Tanh(), nn.Linear(width, 1)).double()
+    model.load_state_dict(saved["state"])
+    history = saved["history"].tolist()
+    probe = LandscapeProbe(model, LOSS, (saved["x"], saved["y"]), quantities=["spectrum", "critical", "redundancy"])
+    state = probe.state_dict()
+    probe.load_state_dict({**state, "path": [tuple(row) for row in history[:-1]]})
+    snapshot = probe.snapshot(int(history[-1][0]))
+    assert snapshot.critical.kind == "not_critical" and snapshot.divergence.diverging
+    assert snapshot_scalars(snapshot)["landscape/hessian/diverging"] == 1.0
+    pair = str(snapshot.divergence.pairs[0].neurons)
+    assert "diverging: no critical point at finite distance" in snapshot_report(snapshot)
+    assert pair in snapshot_report(snapshot) and pair in run_verdict([snapshot])

@@ -38,9 +38,10 @@ from .eigen import DENSE_THRESHOLD, Spectrum, hessian_eigenvalues
 from .estimators import SpectralDensity, TraceEstimate, hessian_trace, spectral_density
 from .hessian import HessianOperator
 from .objective import Data, LossFunction, Objective, as_batches, check_data, check_finite
-from .redundancy import RedundancyReport, neuron_redundancy
+from .redundancy import NullityCheck, RedundancyReport, neuron_redundancy, redundancy_nullity_check
 from .settings import FULL_QUANTITIES, LIGHT_TOL, QUANTITIES, OnError, ProbeSettings, check_quantities
 from .shallow import find_shallow, structured_diagonal
+from .verdicts import Contradiction, Divergence, contradictions, divergence_verdict
 
 #: The failures a diagnostic may survive with ``on_error="warn"``: non-finite values (FloatingPointError),
 #: solvers and linear algebra (RuntimeError, torch's LinAlgError), memory, and values outside a
@@ -106,6 +107,14 @@ class LandscapeSnapshot:
     density : SpectralDensity or None
     critical : CriticalPoint or None
     redundancy : RedundancyReport or None
+    divergence : Divergence or None
+        Whether ‖θ‖ grows while L creeps down over the last snapshots: an escape to infinity, no critical
+        point at finite distance (with the neuron pairs that carry it, at full snapshots).
+    nullity : NullityCheck or None
+        At full snapshots with the critical-point test and redundancy on the dense path: the Hessian
+        nullity the redundancies and symmetries predict against the measured one.
+    contradictions : tuple of Contradiction
+        Verdicts of this snapshot that contradict each other, each with the reason.
     errors : tuple of str
         One line per diagnostic that failed at this step.
     """
@@ -129,6 +138,9 @@ class LandscapeSnapshot:
     density: Optional[SpectralDensity] = None
     critical: Optional[CriticalPoint] = None
     redundancy: Optional[RedundancyReport] = None
+    divergence: Optional[Divergence] = None
+    nullity: Optional[NullityCheck] = None
+    contradictions: tuple[Contradiction, ...] = ()
     errors: tuple[str, ...] = ()
 
 
@@ -355,6 +367,7 @@ class LandscapeProbe:
         self._warm_start: Tensor | None = None  # for both ends: the sum of the last eigenvectors
         self._warm_top: Tensor | None = None  # for λ_max alone: the last top eigenvector
         self._trajectory: list[tuple[int, float, float]] = []
+        self._path: list[tuple[int, float, float]] = []  # (step, L, ‖θ‖) of every snapshot
         self._warned: set[tuple[str, str]] = set()
 
     def _read_data(
@@ -483,6 +496,7 @@ class LandscapeProbe:
                 for quantity in wanted:
                     compute = getattr(self, f"_compute_{quantity}")
                     results.update(self._guarded(quantity, step, errors, lambda: compute(point)) or {})
+                results.update(self._guarded("verdicts", step, errors, lambda: self._verdicts(point, results)) or {})
                 num_hvp = point.operator.num_hvp
         return LandscapeSnapshot(
             step=step,
@@ -612,6 +626,20 @@ class LandscapeProbe:
     def _compute_redundancy(self, point: _Point) -> dict[str, Any]:
         return {"redundancy": neuron_redundancy(self.model, self._inputs)}
 
+    def _verdicts(self, point: _Point, results: dict[str, Any]) -> dict[str, Any]:
+        """Escape to infinity from the (step, L, ‖θ‖) path of every snapshot; at full snapshots the
+        nullity cross-check (dense path) and the contradictions between the verdicts."""
+        self._path.append((point.step, point.loss, float(torch.linalg.vector_norm(point.objective.theta))))
+        divergence = divergence_verdict(self._path, self.model if point.full and self._align else None)
+        out: dict[str, Any] = {"divergence": divergence}
+        critical, redundancy = results.get("critical"), results.get("redundancy")
+        if not point.full:
+            return out
+        if critical is not None and redundancy is not None and critical.method == "dense" and self._inputs:
+            out["nullity"] = redundancy_nullity_check(point.operator, report=redundancy)
+        out["contradictions"] = tuple(contradictions(critical, redundancy, out.get("nullity"), divergence))
+        return out
+
     def describe(self) -> str:
         """What the snapshots measure and on what, in Markdown (the metadata of theory.md §7)."""
         model, loss_fn, _, _ = self._objective_args
@@ -641,6 +669,7 @@ class LandscapeProbe:
             "warm_start": None if self._warm_start is None else self._warm_start.detach().cpu(),
             "warm_top": None if self._warm_top is None else self._warm_top.detach().cpu(),
             "trajectory": list(self._trajectory),
+            "path": list(self._path),
             "pl": self._pl.state_dict(),
             "one_point_min": self._one_point_min,
             "assignment": self._assignment,
@@ -653,6 +682,7 @@ class LandscapeProbe:
         self._warm_start = None if warm is None else warm.to(device=device, dtype=self.dtype)
         self._warm_top = None if top is None else top.to(device=device, dtype=self.dtype)
         self._trajectory = [(int(step), float(low), float(high)) for step, low, high in state["trajectory"]]
+        self._path = [(int(step), float(loss), float(norm)) for step, loss, norm in state.get("path", [])]
         self._pl.load_state_dict(state["pl"])
         self._one_point_min = state["one_point_min"]
         self._assignment = state["assignment"]

@@ -47,6 +47,11 @@ def snapshot_report(snapshot: "LandscapeSnapshot") -> str:
     if point is not None:
         counts = f" (Morse index {point.morse_index}, nullity {point.nullity})" if point.critical else ""
         lines.append(f"- critical point **{point.kind}**{counts}: {point.reason}")
+    if snapshot.divergence is not None and snapshot.divergence.diverging:
+        lines.append(f"- **{snapshot.divergence.reason}**")
+    if snapshot.nullity is not None:
+        lines.append(f"- nullity check: {snapshot.nullity.message}")
+    lines += [f"- **contradiction** ({c.pair}): {c.reason}" for c in snapshot.contradictions]
     pl = snapshot.pl
     if pl is not None:
         lines.append(
@@ -91,11 +96,14 @@ def run_verdict(history: Sequence["LandscapeSnapshot"], notes: Sequence[str] = (
     if pl is not None:
         words.append(_convergence(pl))
     point = next((s.critical for s in reversed(history) if s.critical is not None), None)
-    if point is not None:
+    if last.divergence is not None and last.divergence.diverging:
+        words.append(last.divergence.reason)
+    elif point is not None:
         words.append(_where(point))
     report = next((s.redundancy for s in reversed(history) if s.redundancy is not None), None)
     if report is not None:
         words.append(_redundancy(report))
+    words += [f"contradiction ({c.pair}): {c.reason}" for c in last.contradictions]
     words += [f"note: {note}" for note in notes]
     return "; ".join(words) + "."
 

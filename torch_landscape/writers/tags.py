@@ -38,6 +38,10 @@ def snapshot_scalars(snapshot: "LandscapeSnapshot") -> dict[str, float]:
     }
     for part in (_spectrum, _critical, _convexity, _redundancy):
         out.update(part(snapshot))
+    if snapshot.divergence is not None and math.isfinite(snapshot.divergence.norm_growth):
+        out[HESSIAN + "diverging"] = float(snapshot.divergence.diverging)
+    if snapshot.full:
+        out[HESSIAN + "contradictions"] = float(len(snapshot.contradictions))
     return out
 
 
@@ -72,7 +76,11 @@ def _critical(snapshot: "LandscapeSnapshot") -> dict[str, float]:
     point = snapshot.critical
     if point is None:
         return {}
-    out = {HESSIAN + "critical": float(point.critical), HESSIAN + "sym_leak": point.sym_leak}
+    out = {
+        HESSIAN + "critical": float(point.critical),
+        HESSIAN + "sym_leak": point.sym_leak,
+        HESSIAN + "newton_ratio_log10": log10(point.newton_ratio),
+    }
     if point.critical:  # index and nullity describe a critical point; elsewhere negative_count does
         out.update({
             HESSIAN + "morse_index": float(point.morse_index),

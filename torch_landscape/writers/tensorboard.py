@@ -67,6 +67,12 @@ CHARTS: tuple[tuple[str, str, str, tuple[Any, ...]], ...] = (
      (_raw(_H + "critical"),)),
     (CRITICAL, "Morse index and nullity, at critical points only (quotient: flat directions the symmetries do "
      "not explain)", "Margin", (_raw(_H + "morse_index"), _raw(_H + "nullity"), _raw(_H + "quotient_nullity"))),
+    (CRITICAL, "Newton step to a critical point over the parameter scale, log10: critical below -6 (float64)",
+     "Multiline", (_H + "newton_ratio_log10",)),
+    (CRITICAL, "diverging (1): |theta| grows while L creeps down, no critical point at finite distance",
+     "Margin", (_raw(_H + "diverging"),)),
+    (CRITICAL, "verdicts that contradict each other (the text report says which and why)", "Margin",
+     (_raw(_H + "contradictions"),)),
     (CRITICAL, "symmetry leak: curvature along the symmetry tangents (0 in exact arithmetic)", "Multiline",
      (_H + "sym_leak",)),
     (CONVEX, "PL ratio |grad L|^2 / 2(L - L*): bounded away from 0 = linear convergence; falling toward 0, PL "
