@@ -131,11 +131,35 @@ def test_index_and_nullity_only_at_critical_points_and_words_agree_with_numbers(
     assert "Morse index" not in report
 
 
-def test_at_the_reference_one_point_convexity_is_words_not_a_number(setting):
-    model, _, data = setting
-    snapshot = LandscapeProbe(model, LOSS, data, reference=model, quantities=["one_point"]).snapshot(0)
-    assert math.isnan(snapshot_scalars(snapshot)["landscape/convexity/one_point"])
-    assert "at the reference" in snapshot_report(snapshot)
+def test_at_the_reference_one_point_convexity_is_words_not_a_number():
+    """Least squares with H's eigenvalues from ~2e4 down to ~2e-2, at θ = θ* + d·u with θ* the exact solution
+    and u the flattest eigenvector: <grad L, d>/|d|^2 is λ_min(H) at |d| = 1e-3, but at |d| = 1e-12 the
+    gradient's rounding (ε·λ_max·|θ| ≈ 1e-10) swamps λ_min·|d|; there it is "at the reference", not a
+    number (a distance the core's own rule, 100·ε·|θ|, still takes for a number)."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 3, generator=generator, dtype=torch.float64) * torch.tensor([100.0, 1.0, 0.1], dtype=torch.float64)
+    y = x @ torch.tensor([[1.0], [-2.0], [0.5]], dtype=torch.float64) + torch.randn(64, 1, generator=generator,
+                                                                                   dtype=torch.float64)
+    design = torch.cat([x, torch.ones(64, 1, dtype=x.dtype)], 1)
+    solution = torch.linalg.lstsq(design, y).solution[:, 0]
+    values, vectors = torch.linalg.eigh(2 * design.T @ design / 64)
+    snapshots = {}
+    for distance in (1e-12, 1e-3):
+        model = nn.Linear(3, 1).double()
+        with torch.no_grad():
+            model.weight.copy_((solution[:3] + distance * vectors[:3, 0])[None])
+            model.bias.copy_(solution[3:] + distance * vectors[3:, 0])
+        probe = LandscapeProbe(model, LOSS, (x, y), reference=solution, quantities=["one_point", "spectrum"])
+        snapshots[distance] = probe.snapshot(0, full=False)
+    near, far = snapshots[1e-12], snapshots[1e-3]
+    assert near.one_point.distance > 100 * 2.2e-16 * float(solution.norm())  # not the core's rounding rule
+    assert "landscape/convexity/one_point" not in finite_scalars(near)
+    assert "at the reference" in snapshot_report(near)
+    assert snapshot_scalars(far)["landscape/convexity/one_point"] == pytest.approx(float(values[0]), rel=1e-6)
+
+
+def finite_scalars(snapshot):
+    return {tag: value for tag, value in snapshot_scalars(snapshot).items() if math.isfinite(value)}
 
 
 def test_the_heat_map_marks_exactly_the_verified_merges():

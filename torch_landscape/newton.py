@@ -35,6 +35,14 @@ class _Spectra:
     dense: bool
 
 
+def gradient_rounding(size: int, dtype: torch.dtype, scale: float, norm: float, loss: float) -> float:
+    """The rounding level of a computed ∇L, 10·√P·ε·(s‖θ‖ + √(2s|L|)): θ is known to ε‖θ‖, which moves ∇L
+    by up to s·ε‖θ‖ (s = max|λ|), and the sum over samples of r_j∇f_j (≤ √(2s|L|) for a mean squared error,
+    Cauchy–Schwarz) is rounded at ε relative."""
+    eps = torch.finfo(dtype).eps
+    return 10 * math.sqrt(size) * eps * (scale * norm + math.sqrt(2 * scale * abs(loss)))
+
+
 def _dense_bounds(values: Tensor) -> Tensor:
     """√P·ε·max|λ| for each eigenvalue: eigh is backward stable, and by Weyl's inequality a perturbation of H of
     that norm moves no eigenvalue further."""
@@ -137,9 +145,7 @@ def _tolerances(operator: HessianOperator, spectra: _Spectra, sym_leak: float, g
     scale = float(spectra.values.abs().max()) if len(spectra.values) else 0.0
     norm = float(torch.linalg.vector_norm(theta))
     length = max(norm / math.sqrt(size), length_min)
-    # Rounding level of ∇L: θ is known to ε‖θ‖, which moves ∇L by up to s·ε‖θ‖; the sum over samples
-    # of r_j∇f_j (≤ √(2s|L|) for a mean squared error, Cauchy–Schwarz) is rounded at ε relative.
-    gtol = 10 * math.sqrt(size) * eps * (scale * norm + math.sqrt(2 * scale * abs(float(operator.loss))))
+    gtol = gradient_rounding(size, theta.dtype, scale, norm, float(operator.loss))
     band = max(rtol_zero * scale, atol_zero)
     # The Newton step is judged against the median |θ_i|, which a few weights escaping to infinity do not
     # inflate: against ‖θ‖ the divergence the test should catch would itself loosen the test.

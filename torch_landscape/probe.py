@@ -37,6 +37,7 @@ from .critical import DENSE_MAX_PARAMETERS, CriticalPoint, certainly_negative, c
 from .eigen import DENSE_THRESHOLD, Spectrum, hessian_eigenvalues
 from .estimators import SpectralDensity, TraceEstimate, hessian_trace, spectral_density
 from .hessian import HessianOperator
+from .newton import gradient_rounding
 from .objective import Data, LossFunction, Objective, as_batches, check_data, check_finite
 from .redundancy import NullityCheck, RedundancyReport, neuron_redundancy, redundancy_nullity_check
 from .settings import FULL_QUANTITIES, LIGHT_TOL, QUANTITIES, OnError, ProbeSettings, check_quantities
@@ -629,9 +630,17 @@ class LandscapeProbe:
     def _verdicts(self, point: _Point, results: dict[str, Any]) -> dict[str, Any]:
         """Escape to infinity from the (step, L, ‖θ‖) path of every snapshot; at full snapshots the
         nullity cross-check (dense path) and the contradictions between the verdicts."""
-        self._path.append((point.step, point.loss, float(torch.linalg.vector_norm(point.objective.theta))))
+        norm = float(torch.linalg.vector_norm(point.objective.theta))
+        self._path.append((point.step, point.loss, norm))
         divergence = divergence_verdict(self._path, self.model if point.full and self._align else None)
         out: dict[str, Any] = {"divergence": divergence}
+        one_point, spectrum = results.get("one_point"), results.get("spectrum")
+        if one_point is not None and spectrum is not None and one_point.distance > 0:
+            # Within its rounding (the gradient's, over the distance) the ratio says nothing: θ is at the reference.
+            scale = float(spectrum.eigenvalues.abs().max())
+            noise = gradient_rounding(point.objective.num_parameters, self.dtype, scale, norm, point.loss)
+            if noise / one_point.distance >= abs(one_point.value):
+                out["one_point"] = dataclasses.replace(one_point, value=math.nan, cosine=math.nan)
         critical, redundancy = results.get("critical"), results.get("redundancy")
         if not point.full:
             return out
