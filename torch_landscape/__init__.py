@@ -72,3 +72,31 @@ __all__ = [
     "TraceEstimate",
 ]
 __version__ = "0.1.0"
+
+from .slices import (  # noqa: E402  (appended: loss slices, issue #16)
+    Direction,
+    LandscapeSlices,
+    LossSlice,
+    eigenvector_direction,
+    grid_cost,
+    grid_size,
+    landscape_slices,
+    loss_slice,
+    null_direction,
+    random_direction,
+    reference_direction,
+)
+
+__all__ += [
+    "Direction",
+    "eigenvector_direction",
+    "grid_cost",
+    "grid_size",
+    "landscape_slices",
+    "LandscapeSlices",
+    "loss_slice",
+    "LossSlice",
+    "null_direction",
+    "random_direction",
+    "reference_direction",
+]
