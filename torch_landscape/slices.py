@@ -192,10 +192,11 @@ def reference_direction(source: Source, reference: nn.Module | Tensor, align: bo
     reference the vector is (nearly) zero and a slice along it is constant.
     """
     objective = _objective(source)
+    tensors = [reference] if isinstance(reference, Tensor) else list(reference.parameters()) if isinstance(reference, nn.Module) else []
+    if not all(torch.isfinite(t).all() for t in tensors):
+        raise ValueError("the reference has NaN or inf entries; there is no segment to slice along.")
     theta_star, alignment = reference_point(objective, reference, align)
     vector = theta_star - objective.theta
-    if not torch.isfinite(vector).all():
-        raise ValueError("the reference θ* has NaN or inf entries; there is no segment to slice along.")
     return Direction(REFERENCE_NAME + (" (aligned)" if alignment is not None else ""), vector)
 
 
@@ -397,6 +398,7 @@ def landscape_slices(
     *,
     reference: nn.Module | Tensor | None = None,
     null_vector: Tensor | None = None,
+    align: bool = True,
     budget: float = 200.0,
     radius: float | None = None,
 ) -> LandscapeSlices:
@@ -405,7 +407,8 @@ def landscape_slices(
     1-D slices along the top and the bottom Hessian eigenvector (from ``spectrum`` if it has
     eigenvectors, else one k = 1 solve at both ends) and along ``null_vector`` if given, on s in
     [−r, r]; a 2-D slice on (bottom eigenvector, θ* − θ) with s in [−r, r] and t in [−0.25, 1.25] (t = 1
-    is the aligned reference), or on (top, bottom) without a reference or when ‖θ* − θ‖ < 10⁻³‖θ‖.
+    is the reference, aligned with ``align``), or on (top, bottom) without a reference or when
+    ‖θ* − θ‖ < 10⁻³‖θ‖.
 
     r = ``radius``, by default 0.3‖θ‖: the eigenvectors are unit vectors, and a step of about a third of
     the weights' size leaves the quadratic region of a trained network, which is what the picture shows.
@@ -428,7 +431,7 @@ def landscape_slices(
     span = torch.linspace(-radius, radius, grid_size(3 * budget / 4, 2, maximum=41))
     grid: Grid = span
     if reference is not None:
-        toward = reference_direction(operator, reference)
+        toward = reference_direction(operator, reference, align)
         if torch.linalg.vector_norm(toward.vector) >= 1e-3 * size:
             plane_axes = (bottom, toward)
             grid = (span, torch.linspace(-0.25, 1.25, len(span)))
