@@ -232,6 +232,11 @@ def test_landscape_slices_uses_the_spectrum_and_stays_in_budget():
     assert result.num_evaluations == sum(p.num_evaluations for p in (*result.lines, result.plane))
     lines = sum(grid_cost(len(line.coordinates[0])) for line in result.lines)
     assert lines + grid_cost(len(result.plane.coordinates[0]), 2) <= budget
+    compact = result.without_vectors()
+    assert all(d.vector is None for piece in (*compact.lines, compact.plane) for d in piece.directions)
+    assert torch.equal(compact.plane.values, result.plane.values) and compact.lines[0].directions[0].curvature == spectrum.lambda_max
+    with pytest.raises(ValueError, match="entries of θ"):
+        loss_slice(operator, compact.lines[0].directions[0], [0.0])
     at_reference = landscape_slices(operator, spectrum, reference=operator.objective.theta.clone(), budget=budget)
     assert at_reference.plane.names == ("top eigenvector", "bottom eigenvector")
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, Optional, Union
 
 import torch
@@ -54,9 +54,10 @@ class Direction:
     ----------
     name : str
         What the direction is, e.g. "top eigenvector" or "toward the reference (aligned)".
-    vector : Tensor
+    vector : Tensor or None
         u, of length P, on the objective's device. Eigenvector and null directions have ‖u‖ = 1; the
-        reference direction is θ* − θ, so the slice reaches θ* at s = 1.
+        reference direction is θ* − θ, so the slice reaches θ* at s = 1. None once dropped
+        (:meth:`LandscapeSlices.without_vectors`), to keep a history of slices small.
     curvature : float or None
         uᵀHu, the second derivative of s ↦ L(θ + s·u) at 0, when known: the eigenvalue λ for an
         eigenvector (the Rayleigh quotient of a Ritz vector is its Ritz value).
@@ -67,7 +68,7 @@ class Direction:
     """
 
     name: str
-    vector: Tensor = field(repr=False)
+    vector: Optional[Tensor] = field(repr=False)
     curvature: Optional[float] = None
     error_bound: Optional[float] = None
 
@@ -332,10 +333,11 @@ def loss_slice(
     if len(directions) not in (1, 2):
         raise ValueError(f"pass one direction (a 1-D slice) or two (a 2-D slice), got {len(directions)}.")
     for direction in directions:
-        if direction.vector.shape != (objective.num_parameters,):
+        if not isinstance(direction.vector, Tensor) or direction.vector.shape != (objective.num_parameters,):
+            shape = tuple(direction.vector.shape) if isinstance(direction.vector, Tensor) else None
             raise ValueError(
-                f"direction {direction.name!r} has shape {tuple(direction.vector.shape)}; it must have the "
-                f"{objective.num_parameters} entries of θ."
+                f"direction {direction.name!r} has vector {shape}; it must have the {objective.num_parameters} "
+                "entries of θ."
             )
     coordinates = _axes(grid, len(directions))
     basis = torch.stack([d.vector.detach().to(device=objective.device, dtype=objective.dtype) for d in directions])
@@ -390,6 +392,15 @@ class LandscapeSlices:
     lines: tuple[LossSlice, ...]
     plane: LossSlice
     num_evaluations: int
+
+    def without_vectors(self) -> "LandscapeSlices":
+        """The same slices with every direction's vector dropped (None): P floats each, which a history
+        of snapshots need not keep (the figures use names, curvatures and values only)."""
+
+        def drop(piece: LossSlice) -> LossSlice:
+            return replace(piece, directions=tuple(replace(d, vector=None) for d in piece.directions))
+
+        return replace(self, lines=tuple(drop(line) for line in self.lines), plane=drop(self.plane))
 
 
 def landscape_slices(

@@ -111,13 +111,16 @@ def slice_1d_figure(slices: Sequence[LossSlice], step: int) -> Figure:
             axes.set_ylim(middle - half, middle + half)
         axes.axvline(0.0, color="0.6", lw=0.7, ls=":")
         axes.plot([0.0], [piece.base_loss], "o", color="k", ms=4, label="θ (now)")
+        if direction.name.startswith(REFERENCE_NAME):
+            axes.axvline(1.0, color="C2", lw=0.9, ls=":", label="θ* (reference)")
         unit = "unit " if direction.curvature is not None else ""
         axes.set_xlabel(f"s (step along the {unit}{direction.name})")
         axes.set_ylabel("loss" if index == 0 else "")
         axes.set_title(direction.name, fontsize=9)
         axes.legend(fontsize=7, loc="upper center")
+    names = ", ".join(piece.directions[0].name for piece in slices)
     figure.suptitle(
-        f"loss along the extreme Hessian eigenvectors at step {step}\n"
+        f"loss along the {names} at step {step}\n"
         "curves up on both sides: a minimum along it · down: a saddle (descent) direction · flat: a valley",
         fontsize=9,
     )
