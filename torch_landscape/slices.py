@@ -33,17 +33,22 @@ Source = Union[Objective, HessianOperator]
 Grid = Union[Tensor, Sequence[float], tuple[Union[Tensor, Sequence[float]], Union[Tensor, Sequence[float]]]]
 
 #: Cost of one grid point in gradient-equivalents (one gradient = one forward and one backward pass over
-#: the probe data). A point is one forward pass, batched with the others; measured by
-#: benchmarks/slices.py (2 CPU cores, float64, interleaved with gradients in one process): 0.13 on the
-#: demo net (P = 21, n = 500) and 0.36 on the 52k net (n = 8192), where a forward pass is a third of a
-#: gradient. The larger one is the default, so a budget is not overrun on large nets.
-POINT_COST = 0.36
+#: the probe data). A point is one forward pass; on a network whose first layer dominates, the backward
+#: pass costs about one forward (no gradient is needed for the inputs), hence 0.5. Measured by
+#: benchmarks/slices.py (2 shared CPU cores, float64, interleaved with gradients in one process): 0.42
+#: to 0.74 on the 52k net (n = 8192; the spread is the machine's load), 0.03 to 0.18 on the demo net
+#: (P = 21, n = 500), where batching the points in one vmapped pass saves the per-call overhead.
+POINT_COST = 0.5
 
 #: Every reference direction's name starts with this (the figures mark θ* at its end, s = 1).
 REFERENCE_NAME = "toward the reference"
 
-#: Default cap on the memory of one batched pass (the per-point activations times the points per pass).
-MEMORY_CAP = 1 << 30
+#: Default memory of one batched pass (the per-point intermediates times the points per pass). On a CPU,
+#: batching saves the per-call overhead of small networks (8x on the demo net) but no arithmetic, and a
+#: working set far beyond the caches made the 52k net's points ~1.4x slower (benchmarks/slices.py); a
+#: GPU gains from large passes, up to 1 GiB or an eighth of its free memory.
+CPU_PASS_MEMORY = 64 << 20
+GPU_PASS_MEMORY = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -314,8 +319,9 @@ def loss_slice(
     grid
         The coefficients s (also used for t), or a tuple (s, t).
     memory
-        Bytes one batched pass may use (default: 1 GiB or an eighth of the free memory, whichever is
-        less). The points per pass are memory // (θ + the intermediates of one forward pass), at least 1.
+        Bytes one batched pass may use (default: 64 MiB on a CPU; on a GPU 1 GiB or an eighth of its free
+        memory, whichever is less). The points per pass are memory // (θ + the intermediates of one
+        forward pass), at least 1.
     batched
         Evaluate the points of a pass with ``torch.func.vmap``; ``False`` evaluates them one by one (for
         models or losses that vmap cannot trace, e.g. ones calling ``.item()``).
@@ -343,7 +349,8 @@ def loss_slice(
     basis = torch.stack([d.vector.detach().to(device=objective.device, dtype=objective.dtype) for d in directions])
     mesh = torch.cartesian_prod(*coordinates).reshape(-1, len(directions))
     if memory is None:
-        memory = min(MEMORY_CAP, _available_memory(objective.device) // 8)
+        cpu = objective.device.type == "cpu"
+        memory = CPU_PASS_MEMORY if cpu else min(GPU_PASS_MEMORY, _available_memory(objective.device) // 8)
     per_pass = max(1, int(memory // _bytes_per_point(objective)))
     evaluate = vmap(objective.loss) if batched else (lambda points: torch.stack([objective.loss(p) for p in points]))
     values = []
@@ -411,6 +418,7 @@ def landscape_slices(
     null_vector: Tensor | None = None,
     align: bool = True,
     budget: float = 200.0,
+    point_cost: float = POINT_COST,
     radius: float | None = None,
 ) -> LandscapeSlices:
     """The loss along the directions that matter at θ, within ``budget`` gradient-equivalents.
@@ -423,7 +431,10 @@ def landscape_slices(
 
     r = ``radius``, by default 0.3‖θ‖: the eigenvectors are unit vectors, and a step of about a third of
     the weights' size leaves the quadratic region of a trained network, which is what the picture shows.
-    A quarter of the budget goes to the lines and the rest to the plane (:func:`grid_size`).
+    A quarter of the budget goes to the lines and the rest to the plane (:func:`grid_size` with
+    ``point_cost``, the gradients one grid point costs; the default is conservative for small networks,
+    where batching makes a point ~20 times cheaper). Computing the eigenvectors when ``spectrum`` has
+    none is not counted in the budget.
     """
     objective = operator.objective
     if spectrum is None or spectrum.eigenvectors is None:
@@ -436,10 +447,10 @@ def landscape_slices(
     directions = [top, bottom]
     if null_vector is not None:
         directions.append(null_direction(null_vector, operator, operator))
-    line = torch.linspace(-radius, radius, grid_size(budget / 4 / len(directions), 1))
+    line = torch.linspace(-radius, radius, grid_size(budget / 4 / len(directions), 1, point_cost=point_cost))
     lines = tuple(loss_slice(operator, d, line) for d in directions)
     plane_axes: tuple[Direction, Direction] = (top, bottom)
-    span = torch.linspace(-radius, radius, grid_size(3 * budget / 4, 2, maximum=41))
+    span = torch.linspace(-radius, radius, grid_size(3 * budget / 4, 2, point_cost=point_cost, maximum=41))
     grid: Grid = span
     if reference is not None:
         toward = reference_direction(operator, reference, align)

@@ -117,7 +117,7 @@ def slice_1d_figure(slices: Sequence[LossSlice], step: int) -> Figure:
         axes.set_xlabel(f"s (step along the {unit}{direction.name})")
         axes.set_ylabel("loss" if index == 0 else "")
         axes.set_title(direction.name, fontsize=9)
-        axes.legend(fontsize=7, loc="upper center")
+        axes.legend(fontsize=7, loc="best")
     names = ", ".join(piece.directions[0].name for piece in slices)
     figure.suptitle(
         f"loss along the {names} at step {step}\n"
