@@ -33,12 +33,12 @@ Source = Union[Objective, HessianOperator]
 Grid = Union[Tensor, Sequence[float], tuple[Union[Tensor, Sequence[float]], Union[Tensor, Sequence[float]]]]
 
 #: Cost of one grid point in gradient-equivalents (one gradient = one forward and one backward pass over
-#: the probe data). A point is one forward pass; on a network whose first layer dominates, the backward
-#: pass costs about one forward (no gradient is needed for the inputs), hence 0.5. Measured by
-#: benchmarks/slices.py (2 shared CPU cores, float64, interleaved with gradients in one process): 0.42
-#: to 0.74 on the 52k net (n = 8192; the spread is the machine's load), 0.03 to 0.18 on the demo net
-#: (P = 21, n = 500), where batching the points in one vmapped pass saves the per-call overhead.
-POINT_COST = 0.5
+#: the probe data). A point is one forward pass. Measured by benchmarks/slices.py (2 shared CPU cores,
+#: float64, interleaved with gradients in one process, medians of 5 rounds over three runs): 0.38 to 0.65
+#: on the 52k net (n = 8192), where a whole landscape_slices call came to 0.59 per point with its
+#: overheads; 0.03 on the demo net (P = 21, n = 500), where batching the points in vmapped passes saves
+#: the per-call overhead (7-8x). The default is the large network's, so a budget is not overrun there.
+POINT_COST = 0.6
 
 #: Every reference direction's name starts with this (the figures mark θ* at its end, s = 1).
 REFERENCE_NAME = "toward the reference"
@@ -266,7 +266,7 @@ class _AllocationCounter(TorchDispatchMode):
         super().__init__()
         self.bytes = 0
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         self.bytes += sum(t.numel() * t.element_size() for t in tree_leaves(out) if isinstance(t, Tensor))
         return out
@@ -352,6 +352,8 @@ def loss_slice(
         cpu = objective.device.type == "cpu"
         memory = CPU_PASS_MEMORY if cpu else min(GPU_PASS_MEMORY, _available_memory(objective.device) // 8)
     per_pass = max(1, int(memory // _bytes_per_point(objective)))
+    # One point per pass (a large network on a CPU) gains nothing from vmap but its tracing overhead.
+    batched = batched and per_pass > 1 and len(mesh) > 1
     evaluate = vmap(objective.loss) if batched else (lambda points: torch.stack([objective.loss(p) for p in points]))
     values = []
     with torch.no_grad():
@@ -363,7 +365,8 @@ def loss_slice(
                 if not batched:
                     raise
                 raise RuntimeError(
-                    f"the loss could not be evaluated batched under torch.func.vmap ({error}); pass batched=False."
+                    f"the loss could not be evaluated batched under torch.func.vmap ({error}); pass batched=False "
+                    "for a model or loss that vmap cannot trace, or a smaller memory= if the pass ran out of memory."
                 ) from error
     if isinstance(source, HessianOperator):
         loss, gradient = source.loss, source.gradient
