@@ -4,7 +4,8 @@ Two nets, float64 objectives (the probe's default dtype), 2 threads:
 * demo: 2 inputs -> 5 tanh -> 1 (P = 21), 500 samples, one batch (the size of examples/demo.py);
 * 52k: benchmarks/problems.py size L / tanh (100 -> 512 tanh -> 1, P = 52225), 8192 samples, trained.
 
-Every round times, back to back in one process: one gradient (``Objective.loss_and_gradient``), a 1-D
+Every round times, back to back in one process: a gradient (``Objective.loss_and_gradient``, the mean
+of 10 calls), a 1-D
 slice of G points in vmapped passes (``loss_slice``), and the same G points one by one
 (``batched=False``). Reported: each per-point time divided by that round's gradient time (a ratio
 taken within one round, so slow load changes cancel), median [min, max] over rounds, and for
@@ -32,10 +33,15 @@ from torch_landscape import HessianOperator, Objective, hessian_eigenvalues, lan
 from torch_landscape.slices import POINT_COST, eigenvector_direction  # noqa: E402
 
 
-def _seconds(call) -> float:
+def _seconds(call, repeats: int = 1) -> float:
+    """Mean seconds of ``repeats`` calls (a tiny net's gradient takes ~1 ms: one call is all noise)."""
     start = time.perf_counter()
-    call()
-    return time.perf_counter() - start
+    for _ in range(repeats):
+        call()
+    return (time.perf_counter() - start) / repeats
+
+
+GRADIENT_REPEATS = 10
 
 
 def demo_objective() -> Objective:
@@ -58,7 +64,7 @@ def per_point_ratios(objective: Objective, points: int, rounds: int) -> tuple[li
     grid = torch.linspace(-1.0, 1.0, points)
     batched, single = [], []
     for _ in range(rounds):
-        gradient = _seconds(objective.loss_and_gradient)
+        gradient = _seconds(objective.loss_and_gradient, GRADIENT_REPEATS)
         batched.append(_seconds(lambda: loss_slice(objective, direction, grid)) / points / gradient)
         single.append(_seconds(lambda: loss_slice(objective, direction, grid, batched=False)) / points / gradient)
     return batched, single
@@ -74,7 +80,7 @@ def budget_check(objective: Objective, budget: float, rounds: int) -> tuple[list
     evaluations = landscape_slices(operator, spectrum, budget=budget).num_evaluations
     measured = []
     for _ in range(rounds):
-        gradient = _seconds(objective.loss_and_gradient)
+        gradient = _seconds(objective.loss_and_gradient, GRADIENT_REPEATS)
         measured.append(_seconds(lambda: landscape_slices(operator, spectrum, budget=budget)) / gradient)
     return measured, evaluations * POINT_COST
 
