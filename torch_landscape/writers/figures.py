@@ -15,9 +15,11 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
 
 from ..estimators import SpectralDensity
 from ..redundancy import RedundancyReport
+from ..slices import REFERENCE_NAME, LossSlice
 
 
 def _figure(width: float = 6.0, height: float = 3.6) -> Figure:
@@ -113,3 +115,83 @@ def to_image(figure: Figure) -> np.ndarray:
     canvas = FigureCanvasAgg(figure)
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def slice_1d_figure(slices: Sequence[LossSlice], step: int) -> Figure:
+    """One panel per 1-D loss slice L(θ + s·u) (e.g. along the top and the bottom Hessian eigenvector), each
+    with its second-order model L(θ) + (∇L·u)s + ½λs² dashed beside it (at a critical point ∇L·u = 0 and
+    it is ½λs² above L(θ)), labelled with λ and its error bound.
+
+    Each panel's y range follows its loss, so a model leaving the frame marks where the loss stops being
+    quadratic; but it is at least 10⁻³ of the widest panel's, so a valley flat to rounding draws flat
+    instead of magnifying the rounding."""
+    figure = _figure(4.2 * len(slices) + 0.6, 3.8)
+    figure.subplots_adjust(left=0.08, right=0.98, bottom=0.14, top=0.8, wspace=0.28)
+    finite = [piece.values.numpy()[np.isfinite(piece.values.numpy())] for piece in slices]
+    widest = max((float(v.max() - v.min()) for v in finite if v.size), default=0.0)
+    for index, (piece, values) in enumerate(zip(slices, finite)):
+        axes = figure.add_subplot(1, len(slices), index + 1)
+        direction, s = piece.directions[0], piece.coordinates[0].numpy()
+        axes.plot(s, piece.values.numpy(), color="C0", lw=1.6, label="loss")
+        if direction.curvature is not None:
+            bound = f" ± {direction.error_bound:.1g}" if direction.error_bound is not None else ""
+            axes.plot(s, piece.quadratic_model().numpy(), color="C3", lw=1.1, ls="--",
+                      label=f"quadratic model, λ = {direction.curvature:.4g}{bound}")
+        if values.size:
+            low, high = float(values.min()), float(values.max())
+            floor = max(1e-3 * widest, 1e3 * np.finfo(np.float64).eps * max(abs(low), abs(high)), 1e-300)
+            middle, half = (low + high) / 2, max(high - low, floor) / 2 * 1.1
+            axes.set_ylim(middle - half, middle + half)
+        axes.axvline(0.0, color="0.6", lw=0.7, ls=":")
+        axes.plot([0.0], [piece.base_loss], "o", color="k", ms=4, label="θ (now)")
+        if direction.name.startswith(REFERENCE_NAME):
+            axes.axvline(1.0, color="C2", lw=0.9, ls=":", label="θ* (reference)")
+        unit = "unit " if direction.curvature is not None else ""
+        axes.set_xlabel(f"s (step along the {unit}{direction.name})")
+        axes.set_ylabel("loss" if index == 0 else "")
+        axes.set_title(direction.name, fontsize=9)
+        axes.legend(fontsize=7, loc="best")
+    names = ", ".join(piece.directions[0].name for piece in slices)
+    figure.suptitle(
+        f"loss along the {names} at step {step}\n"
+        "curves up on both sides: a minimum along it · down: a saddle (descent) direction · flat: a valley",
+        fontsize=9,
+    )
+    return figure
+
+
+def slice_2d_figure(piece: LossSlice, step: int) -> Figure:
+    """Filled contours of a 2-D loss slice L(θ + s·u + t·v), θ marked at (0, 0) and, when one direction is
+    the segment to the reference, θ* at its end (coordinate 1). The colours are log10 of the loss when it
+    spans more than three decades (floored six decades below the largest value), so that a basin and
+    its walls both show."""
+    figure = _figure(6.4, 5.0)
+    figure.subplots_adjust(left=0.13, right=0.98, bottom=0.1, top=0.86)
+    axes = figure.add_subplot()
+    s, t = (c.numpy() for c in piece.coordinates)
+    values = piece.values.numpy().T  # rows along t, as contourf expects
+    finite = values[np.isfinite(values)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    logarithmic = low >= 0 and high > 0 and high > 1e3 * low
+    if logarithmic:
+        low = max(low, high * 1e-6)
+        shown, label = np.log10(np.clip(values, low, high)), "log10 loss"
+    else:
+        shown, label = np.clip(values, low, high), "loss"
+    levels = MaxNLocator(24).tick_values(float(shown.min()), float(shown.max()))  # round numbers on the colour bar
+    filled = axes.contourf(s, t, shown, levels=levels, cmap="viridis")
+    axes.contour(s, t, shown, levels=levels[::3], colors="w", linewidths=0.4, alpha=0.6)
+    figure.colorbar(filled, ax=axes, shrink=0.85, label=label)
+    axes.plot([0.0], [0.0], "o", color="r", ms=6, label="θ (now)")
+    reference = next((i for i, d in enumerate(piece.directions) if d.name.startswith(REFERENCE_NAME)), None)
+    if reference is not None:
+        axes.plot(*((1.0, 0.0) if reference == 0 else (0.0, 1.0)), "*", color="w", mec="k", ms=13, label="θ* (reference)")
+    axes.set_xlabel(f"s: {piece.directions[0].name}")
+    axes.set_ylabel(f"t: {piece.directions[1].name}")
+    axes.legend(fontsize=7, loc="upper right")
+    axes.set_title(
+        f"loss on a plane through θ at step {step}\n"
+        "minimum: rings around θ · saddle: an X · flat valley: parallel lines",
+        fontsize=9,
+    )
+    return figure
