@@ -91,6 +91,11 @@ def test_snapshot_numbers_are_the_core_functions(setting):
     assert scalars["landscape/hessian/cond_log10"] == math.log10(spectrum.lambda_max / spectrum.lambda_min) \
         if certain else math.isnan(scalars["landscape/hessian/cond_log10"])
     assert "**" + critical.kind + "**" in snapshot_report(snapshot)
+    # The loss slices run along this snapshot's extreme eigenvectors and pass through L(θ) at s = 0.
+    top, bottom = snapshot.slices.lines[:2]
+    assert top.directions[0].curvature == spectrum.lambda_max and bottom.directions[0].curvature == spectrum.lambda_min
+    middle = len(top.values) // 2
+    assert float(top.values[middle]) == pytest.approx(float(loss), rel=1e-12)
 
 
 def test_snapshot_changes_nothing_in_the_model_or_the_random_streams(setting):

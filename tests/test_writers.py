@@ -66,7 +66,8 @@ def test_plain_loop_log_writes_what_tensorboard_reads_back(setting, tmp_path):
     assert histogram.num == sum(p.numel() for p in model.parameters())
     assert {"landscape/report/text_summary", "landscape/setup/text_summary"} <= set(tags["tensors"])
     assert {"landscape/figures/spectral_density", "landscape/figures/eigenvalue_trajectories",
-            "landscape/figures/neuron_similarity"} <= set(tags["images"])
+            "landscape/figures/neuron_similarity", "landscape/figures/loss_slices",
+            "landscape/figures/loss_plane"} <= set(tags["images"])
 
 
 def test_the_layout_holds_exactly_the_charts_the_logged_tags_fill(setting, tmp_path):

@@ -42,6 +42,7 @@ from .objective import Data, LossFunction, Objective, as_batches, check_data, ch
 from .redundancy import NullityCheck, RedundancyReport, neuron_redundancy, redundancy_nullity_check
 from .settings import FULL_QUANTITIES, LIGHT_TOL, QUANTITIES, OnError, ProbeSettings, check_quantities
 from .shallow import find_shallow, structured_diagonal
+from .slices import LandscapeSlices, landscape_slices
 from .verdicts import Contradiction, Divergence, contradictions, divergence_verdict
 
 #: The failures a diagnostic may survive with ``on_error="warn"``: non-finite values (FloatingPointError),
@@ -52,6 +53,10 @@ NUMERICAL_FAILURES = (ArithmeticError, RuntimeError, ValueError, MemoryError, np
 #: Up to this many parameters a light snapshot assembles the Hessian and takes its whole spectrum (λ_min
 #: too, exactly): a symmetric eigendecomposition of 256 × 256 costs about as much as a few products.
 LIGHT_DENSE_THRESHOLD = 256
+
+#: The least a full snapshot's loss slices may cost, in gradients (about 60 grid points; more when the
+#: spectrum itself took more products, so that the pictures never dominate a full snapshot).
+SLICE_BUDGET = 40.0
 
 BatchLoss = Callable[[nn.Module, Any], Tensor]
 
@@ -116,6 +121,9 @@ class LandscapeSnapshot:
         nullity the redundancies and symmetries predict against the measured one.
     contradictions : tuple of Contradiction
         Verdicts of this snapshot that contradict each other, each with the reason.
+    slices : LandscapeSlices or None
+        The loss along the top and bottom eigenvectors (and a predicted null direction), and on a plane
+        toward the reference (:func:`~torch_landscape.slices.landscape_slices`), vectors dropped.
     errors : tuple of str
         One line per diagnostic that failed at this step.
     """
@@ -142,6 +150,7 @@ class LandscapeSnapshot:
     divergence: Optional[Divergence] = None
     nullity: Optional[NullityCheck] = None
     contradictions: tuple[Contradiction, ...] = ()
+    slices: Optional[LandscapeSlices] = None
     errors: tuple[str, ...] = ()
 
 
@@ -367,6 +376,7 @@ class LandscapeProbe:
         self._assignment: tuple[int, ...] | None = None
         self._warm_start: Tensor | None = None  # for both ends: the sum of the last eigenvectors
         self._warm_top: Tensor | None = None  # for λ_max alone: the last top eigenvector
+        self._vectors: Spectrum | None = None  # this full snapshot's spectrum with its eigenvectors
         self._trajectory: list[tuple[int, float, float]] = []
         self._path: list[tuple[int, float, float]] = []  # (step, L, ‖θ‖) of every snapshot
         self._warned: set[tuple[str, str]] = set()
@@ -495,9 +505,12 @@ class LandscapeProbe:
                 loss, grad_norm = point.loss, float(torch.linalg.vector_norm(point.gradient))
                 size = point.objective.num_parameters
                 for quantity in wanted:
-                    compute = getattr(self, f"_compute_{quantity}")
-                    results.update(self._guarded(quantity, step, errors, lambda: compute(point)) or {})
+                    if quantity != "slices":
+                        compute = getattr(self, f"_compute_{quantity}")
+                        results.update(self._guarded(quantity, step, errors, lambda: compute(point)) or {})
                 results.update(self._guarded("verdicts", step, errors, lambda: self._verdicts(point, results)) or {})
+                if "slices" in wanted:  # last: along the eigenvectors and null directions found before
+                    results.update(self._guarded("slices", step, errors, lambda: self._slices(point, results)) or {})
                 num_hvp = point.operator.num_hvp
         return LandscapeSnapshot(
             step=step,
@@ -591,6 +604,7 @@ class LandscapeProbe:
                 "(hessian/*_error) say how far each eigenvalue may be, and hessian/converged is 0",
             )
         vectors = spectrum.eigenvectors
+        self._vectors = spectrum if point.full else None  # for the slices of this snapshot
         self._warm_top = vectors[:, -1:].clone()
         if spectrum.eigenvalues.numel() > 1:
             # The next solve of both ends starts from one vector, the sum of these eigenvectors: it has a
@@ -626,6 +640,19 @@ class LandscapeProbe:
 
     def _compute_redundancy(self, point: _Point) -> dict[str, Any]:
         return {"redundancy": neuron_redundancy(self.model, self._inputs)}
+
+    def _slices(self, point: _Point, results: dict[str, Any]) -> dict[str, Any]:
+        """The loss along this snapshot's extreme eigenvectors, a predicted null direction (the nullity
+        cross-check's, where there is one) and toward the reference, within a budget of about the
+        spectrum's own cost (at least SLICE_BUDGET gradients)."""
+        nullity = results.get("nullity")
+        null = nullity.predicted_vectors[:, 0] if nullity is not None and nullity.predicted_nullity else None
+        spectrum = self._vectors if self._vectors is not None and self._vectors.eigenvectors is not None else None
+        budget = max(SLICE_BUDGET, float(spectrum.num_hvp) if spectrum is not None else 0.0)
+        reference = self._reference if "one_point" in self.quantities else None
+        slices = landscape_slices(point.operator, spectrum, reference=reference, null_vector=null,
+                                  align=self._align, budget=budget)
+        return {"slices": slices.without_vectors()}
 
     def _verdicts(self, point: _Point, results: dict[str, Any]) -> dict[str, Any]:
         """Escape to infinity from the (step, L, ‖θ‖) path of every snapshot; at full snapshots the

@@ -24,12 +24,13 @@ QUANTITIES: dict[str, str] = {
     "density": "the spectral density of the Hessian (histogram and figure)",
     "critical": "the critical-point classification: kind, Morse index, nullity",
     "redundancy": "neuron redundancy of a one-hidden-layer network (rules, scores, verified merges)",
+    "slices": "the loss along the top and bottom Hessian eigenvectors, a null direction and toward the reference",
 }
 
 #: The quantities of a *full* snapshot only. A light snapshot computes the others cheaply: the loss,
 #: gradient, PL and one-point values, λ_max warm-started at the light tolerance, and the trace where it is
 #: exact and cheap (see :meth:`torch_landscape.probe.LandscapeProbe.snapshot`).
-FULL_QUANTITIES = frozenset({"density", "critical", "redundancy"})
+FULL_QUANTITIES = frozenset({"density", "critical", "redundancy", "slices"})
 
 #: The default relative residual tolerance of λ_max at light snapshots (‖Hv − λv‖ ≤ tol·|λ|): three digits
 #: draw the sharpness curve, and a warm start from the previous eigenvector reaches them in a few products.

@@ -450,15 +450,17 @@ def landscape_slices(
     directions = [top, bottom]
     if null_vector is not None:
         directions.append(null_direction(null_vector, operator, operator))
-    line = torch.linspace(-radius, radius, grid_size(budget / 4 / len(directions), 1, point_cost=point_cost))
+    line = torch.linspace(-radius, radius, grid_size(budget / 4 / len(directions), 1, point_cost=point_cost),
+                          dtype=torch.float64)
     lines = tuple(loss_slice(operator, d, line) for d in directions)
     plane_axes: tuple[Direction, Direction] = (top, bottom)
-    span = torch.linspace(-radius, radius, grid_size(3 * budget / 4, 2, point_cost=point_cost, maximum=41))
+    span = torch.linspace(-radius, radius, grid_size(3 * budget / 4, 2, point_cost=point_cost, maximum=41),
+                          dtype=torch.float64)
     grid: Grid = span
     if reference is not None:
         toward = reference_direction(operator, reference, align)
         if torch.linalg.vector_norm(toward.vector) >= 1e-3 * size:
             plane_axes = (bottom, toward)
-            grid = (span, torch.linspace(-0.25, 1.25, len(span)))
+            grid = (span, torch.linspace(-0.25, 1.25, len(span), dtype=torch.float64))
     plane = loss_slice(operator, plane_axes, grid)
     return LandscapeSlices(lines, plane, sum(piece.num_evaluations for piece in (*lines, plane)))

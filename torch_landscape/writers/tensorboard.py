@@ -245,7 +245,7 @@ def write_snapshot(writer: Any, snapshot: "LandscapeSnapshot") -> None:
 def write_figures(writer: Any, snapshot: "LandscapeSnapshot",
                   trajectory: Sequence[tuple[int, float, float]]) -> None:
     """The figures a snapshot supports: spectral density, eigenvalue trajectories (up to this snapshot),
-    neuron similarity heat map."""
+    neuron similarity heat map, and the loss along the directions that matter (lines and a plane)."""
     from . import figures as plots
 
     step = snapshot.step
@@ -256,6 +256,9 @@ def write_figures(writer: Any, snapshot: "LandscapeSnapshot",
         drawn.append(("eigenvalue_trajectories", plots.eigenvalue_trajectory_figure(trajectory, snapshot.learning_rate)))
     if snapshot.redundancy is not None:
         drawn.append(("neuron_similarity", plots.similarity_figure(snapshot.redundancy, step)))
+    if snapshot.slices is not None:
+        drawn.append(("loss_slices", plots.slice_1d_figure(snapshot.slices.lines, step)))
+        drawn.append(("loss_plane", plots.slice_2d_figure(snapshot.slices.plane, step)))
     for name, figure in drawn:
         writer.add_image(f"landscape/figures/{name}", plots.to_image(figure), step, dataformats="HWC")
 
