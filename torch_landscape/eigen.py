@@ -302,7 +302,7 @@ def lanczos_spectrum(
     min_basis = min(max_basis, wanted + (margin if warm_start is None else margin // 2))
     basis = KrylovBasis(operator, generator, max_basis + block)
     used = basis.extend(start)
-    next_check = 0
+    next_check, previous = 0, None
     while True:
         complete = basis.m >= size
         if (used >= next_check and basis.m >= min_basis) or complete or used >= max_hvp:
@@ -314,7 +314,10 @@ def lanczos_spectrum(
             extended = _select(basis.m, min(k + 1, basis.m), which).to(theta.device)
             residuals = basis.residual_norms(S[:, extended], theta[extended])
             wanted_rows = torch.isin(extended, index)
-            refined = _error_bounds(theta[extended], residuals)[wanted_rows]
+            # All of H's eigenvalues are Ritz values of a complete basis: nothing can still move.
+            moved = torch.zeros_like(residuals) if complete else _movement(theta[extended], previous)
+            previous = theta[extended]
+            refined = _error_bounds(theta[extended], residuals, moved)[wanted_rows]
             scale = float(theta.abs().max())
             converged = basis.m >= min_basis and bool((refined <= tol * scale).all())
             if converged or complete or used >= max_hvp:
@@ -340,23 +343,31 @@ def lanczos_spectrum(
     )
 
 
-def _error_bounds(values: Tensor, residuals: Tensor) -> Tensor:
+def _movement(values: Tensor, previous: Tensor | None) -> Tensor:
+    """|θ_i − θ_i'| against the same Ritz values (by rank) at the previous Rayleigh–Ritz; inf if none."""
+    if previous is None or len(previous) != len(values):
+        return torch.full_like(values, math.inf)
+    return (values - previous).abs()
+
+
+def _error_bounds(values: Tensor, residuals: Tensor, moved: Tensor) -> Tensor:
     """Error bounds of Ritz values θ_i (ascending, contiguous at the wanted ends) with residuals ‖r_i‖.
 
     Some eigenvalue lies within ‖r_i‖ of θ_i (for any unit vector). If no other eigenvalue lies within
-    δ of θ_i, one lies within ‖r_i‖²/δ (Kato–Temple). δ is taken as the distance from θ_i to the
-    nearest neighbouring interval [θ_j − ‖r_j‖, θ_j + ‖r_j‖], and used only when that certifies a gap —
-    the neighbours' intervals are disjoint from θ_i's own (δ > ‖r_i‖); otherwise the bound is ‖r_i‖.
-    The refinement still assumes that the Krylov space has seen every eigenvalue near θ_i, which is why
-    the solver reports it only for a converged (or complete) solve.
+    δ of θ_i, one lies within ‖r_i‖²/δ (Kato–Temple). δ is the distance from θ_i to the nearest
+    neighbouring interval [θ_j − ‖r_j‖, θ_j + ‖r_j‖], and the refinement min(‖r_i‖, ‖r_i‖²/δ) is used
+    only where that gap is certified: the neighbours' intervals are disjoint from θ_i's own (δ > ‖r_i‖),
+    and θ_i has settled — it moved by no more than the refined bound since the previous Rayleigh–Ritz
+    (a Ritz value still drifting towards an eigenvalue the Krylov space has not resolved, e.g. one of a
+    close pair, would otherwise claim a gap that is not there). Elsewhere the bound is ‖r_i‖.
     """
     if len(values) < 2:
         return residuals.clone()
     gap = (values[:, None] - values[None, :]).abs() - residuals[None, :]
     gap.fill_diagonal_(math.inf)
     gap = gap.min(dim=1).values
-    refined = residuals**2 / gap.clamp_min(torch.finfo(values.dtype).tiny)
-    return torch.where(gap > residuals, torch.minimum(residuals, refined), residuals)
+    refined = torch.minimum(residuals, residuals**2 / gap.clamp_min(torch.finfo(values.dtype).tiny))
+    return torch.where((gap > residuals) & (moved <= refined), refined, residuals)
 
 
 def _restart_indices(count: int, which: str, keep: int) -> Tensor:
