@@ -196,3 +196,18 @@ def test_warm_start_at_a_monitoring_tolerance_takes_few_products(small_net):
     assert warm.converged and warm.num_hvp <= 5
     assert abs(warm.lambda_max - float(shifted[-1])) <= float(warm.error_bounds[-1])
     assert float(warm.error_bounds[-1]) <= 1e-3 * float(shifted[-1])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_lanczos_and_slq_run_on_cuda(small_net):
+    from torch_landscape import spectral_density
+
+    model, data, truth = small_net
+    gpu_model = copy.deepcopy(model).cuda()
+    gpu_data = tuple(t.cuda() for t in data)
+    spectrum = hessian_eigenvalues(gpu_model, nn.MSELoss(), gpu_data, k=3, which="both", method="lanczos", tol=1e-10,
+                                   return_eigenvectors=True)
+    assert spectrum.eigenvectors.device.type == "cuda"
+    _assert_matches(spectrum, truth, "both", 3, 1e-8)
+    density = spectral_density(gpu_model, nn.MSELoss(), gpu_data, method="slq", num_probes=2, num_steps=20)
+    assert density.weights.sum().item() == pytest.approx(1.0, abs=1e-10)
