@@ -32,9 +32,13 @@ class Spectrum:
     eigenvalues : Tensor
         Ascending, float64, on the CPU. For ``which="both"`` the k smallest followed by the k largest.
     error_bounds : Tensor
-        Same length: a bound on |λ_computed − λ_true|, the residual norm ‖Hv − λv‖ (‖v‖ = 1) plus a
-        rounding allowance √P·ε·‖H‖. For a symmetric matrix some eigenvalue lies within ‖Hv − λv‖ of λ;
-        a Krylov method can miss an eigenvalue only if the start block is orthogonal to its eigenspace.
+        Same length: a bound on the distance from each value to an eigenvalue of H, plus a rounding
+        allowance √P·ε·max|λ|. Dense path: the residual ‖Hv − λv‖ (‖v‖ = 1) of the computed pair. Lanczos:
+        the residual norm, which holds for any unit vector (so also when the solve was cut short by
+        ``max_hvp``); for a converged solve, min(‖r‖, ‖r‖²/δ) where the gap δ to the neighbouring Ritz
+        values is certified (their residual intervals are disjoint and the value has settled), which
+        assumes the Krylov space has seen every eigenvalue within δ. A Krylov method can miss an
+        eigenvalue only if the start block is (nearly) orthogonal to its eigenspace.
     converged : bool
         Whether every bound reached the requested tolerance.
     num_hvp : int
@@ -297,8 +301,9 @@ def lanczos_spectrum(
         start = warm @ mixing + 1e-3 * start
     # Too small a basis can hold a Ritz pair with a tiny residual that is not yet the extreme one. That
     # happens in the dense cluster near 0 (the smallest end), hardly among the few large outliers; a warm
-    # start (last step's eigenvectors) already spans the likely extremes.
-    margin = 20 if which != "largest" else 5
+    # start (last step's eigenvectors) already spans the likely extremes. Beyond this minimum, a Ritz
+    # value must also have settled between two Rayleigh–Ritz steps before its refined bound counts.
+    margin = 20 if which != "largest" else 3
     min_basis = min(max_basis, wanted + (margin if warm_start is None else margin // 2))
     basis = KrylovBasis(operator, generator, max_basis + block)
     used = basis.extend(start)
