@@ -13,8 +13,9 @@ it measures:
   eigenthings ``HessianOperator.matvec``, curvlinops ``HessianLinearOperator._matmat`` columns, Cockpit
   ``HVPLinearOperator.hessian_vector_product``, our ``HessianOperator.matmat`` columns);
 * relative error against the float64 reference of problems.reference (dense for S/M);
-* peak memory: every tool/quantity/case runs in its own subprocess, so ``ru_maxrss`` is per case
-  ("growth" = ru_maxrss − RSS just before the first call).
+* peak memory: every tool/case runs in its own subprocess; "process peak RSS" is that process's
+  high-water mark (VmHWM, restarted before each quantity — not ``ru_maxrss``, which a child inherits from
+  its parent across fork/exec), "growth" the sampled peak during the first call minus the RSS before it.
 
 A tool that fails or cannot compute a quantity gets a row saying so and why. Then the training-time
 overhead: the M net trained a few hundred mini-batch Adam steps with no monitor, with our monitor and
@@ -319,7 +320,7 @@ def worker(args) -> None:
     warnings.filterwarnings("ignore")
     import torch
 
-    from problems import get_problem, maxrss_mb, peak_rss, rss_mb, setup_threads
+    from problems import get_problem, maxrss_mb, peak_rss, reset_peak_rss, rss_mb, setup_threads
 
     setup_threads(args.threads)
     name, act = args.case.split("/")
@@ -353,6 +354,7 @@ def worker(args) -> None:
             print("RESULT " + json.dumps(result), flush=True)
             continue
         before = gradient_time()
+        reset_peak_rss()  # the peak of this quantity, not of the previous ones in this worker
         result["rss_before_mb"] = rss_mb()
         times, counts = [], []
         try:
@@ -810,8 +812,8 @@ def main() -> None:
          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs. Each tool runs in its own process per "
          f"case; time = median of {args.repeats} repeats after one warm-up (at L/XL: {args.repeats_l} cold runs, one "
          "if the first is long); 'time / gradient' divides by the median full-batch gradient timed in the same "
-         "process right before and after. 'process peak RSS' = ru_maxrss of the tool's process (includes torch "
-         "and the tool's imports); 'RSS growth in call' = sampled peak RSS during the first call minus RSS "
+         "process right before and after. 'process peak RSS' = VmHWM of the tool's process during this quantity "
+         "(includes torch and the tool's imports; restarted per quantity, not inherited like ru_maxrss); 'RSS growth in call' = sampled peak RSS during the first call minus RSS "
          "before it.")
     emit()
     versions = []

@@ -244,7 +244,29 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def reset_peak_rss() -> None:
+    """Restart this process's RSS high-water mark (Linux: write 5 to /proc/self/clear_refs)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
 def maxrss_mb() -> float:
+    """Peak RSS of this process (since it started or since reset_peak_rss()), in MB.
+
+    Read from VmHWM, which belongs to the address space and so starts afresh at exec; ``ru_maxrss``
+    (the fallback) is carried from parent to child across fork/exec, so a worker started by a large
+    parent would report the parent's peak.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

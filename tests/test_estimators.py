@@ -67,3 +67,25 @@ def test_slq_density_is_close_to_the_exact_spectrum(trained):
     # measured ~5e-3 here (PyHessian's SLQ: 3e-4…2e-2 in shared/measured.md).
     distance = wasserstein_distance(density.nodes.numpy(), eigenvalues.numpy(), density.weights.numpy())
     assert distance / float(eigenvalues.max() - eigenvalues.min()) < 2e-2
+
+
+def test_block_quadrature_is_gaussian_on_a_planted_spectrum():
+    from test_operators import planted
+    from torch_landscape.estimators import _block_quadrature
+
+    values = torch.cat([torch.tensor([4.0, 3.0, -1.5]), torch.linspace(-0.5, 1.0, 117)]).double()
+    operator = planted(values, seed=4)
+    probes, steps, seed = 3, 5, 7
+    nodes, weights = _block_quadrature(operator, probes, steps, seed)
+    assert len(nodes) == probes * steps and weights.sum().item() == pytest.approx(1.0, abs=1e-13)
+    # The same start block as the solver draws; the quadrature depends only on its span.
+    start = torch.randn(120, probes, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    V = torch.linalg.qr(start)[0]
+    # Block Gauss quadrature is exact for polynomials of degree < 2·steps: Σ_j w_j θ_j^p = tr(Vᵀ H^p V)/b.
+    power = torch.eye(120, dtype=torch.float64)
+    for degree in range(2 * steps):
+        expected = torch.trace(V.T @ power @ V) / probes
+        moment = (weights * nodes**degree).sum()
+        # Rounding of a degree-9 moment with |λ| ≤ 4: ~1e-15·4^9 relative to the largest term.
+        assert abs(float(moment - expected)) <= 1e-11 * 4.0**degree, degree
+        power = power @ operator.matrix

@@ -10,7 +10,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from .eigen import DENSE_THRESHOLD, _orthonormalize
+from .eigen import DENSE_THRESHOLD, KrylovBasis, _orthonormalize
 from .hessian import HessianOperator
 from .objective import Data, LossFunction, Objective
 from .settings import check_positive_int
@@ -178,11 +178,16 @@ def spectral_density(
     """The spectral density of the Hessian, φ(t) = (1/P) Σ_i δ(t − λ_i), smoothed by a Gaussian.
 
     ``"dense"``: the exact eigenvalues with weights 1/P. ``"slq"``: stochastic Lanczos quadrature
-    (Golub–Meurant; Ghorbani et al. 2019): for each Rademacher probe v (‖v‖² = P) run ``num_steps``
-    Lanczos steps with full reorthogonalisation; the Ritz values θ_j with weights τ_j² (squared first
-    components of the eigenvectors of the tridiagonal matrix) give vᵀ g(H) v / P ≈ Σ_j τ_j² g(θ_j).
-    All probes advance together, one batched Hessian-vector product per step. ``"auto"``: dense up to
-    ``dense_threshold`` parameters. Default bandwidth σ = 10⁻²·max|λ| (PyHessian's convention).
+    (Golub–Meurant; Ghorbani et al. 2019) in its block form, on the solvers' own Krylov basis
+    (:class:`~torch_landscape.eigen.KrylovBasis`): the ``num_probes`` Gaussian probes, orthonormalised
+    to V (a uniformly random b-dimensional subspace, b = ``num_probes``), start a block Krylov space of
+    ``num_steps`` blocks. With T = QᵀHQ = S diag(θ) Sᵀ,
+
+        (1/P) tr g(H) = E[(1/b) tr Vᵀ g(H) V] ≈ Σ_j w_j g(θ_j),    w_j = (1/b) Σ_{i ≤ b} S_ij²,
+
+    a Gauss quadrature exact for polynomials g of degree < 2·``num_steps``. One batched product of b
+    vectors per step. ``"auto"``: dense up to ``dense_threshold`` parameters. Default bandwidth
+    σ = 10⁻²·max|λ| (PyHessian's convention).
     """
     if method not in ("auto", "dense", "slq"):
         raise ValueError(f"method must be 'auto', 'dense' or 'slq', got {method!r}.")
@@ -204,31 +209,21 @@ def spectral_density(
         return SpectralDensity(nodes, weights, grid, density, sigma, "dense", operator.num_hvp - before)
     if num_probes < 1 or num_steps < 1:
         raise ValueError("num_probes and num_steps must be positive.")
-    steps = min(num_steps, size)
-    generator = torch.Generator().manual_seed(seed)
-    reference = operator.objective.theta
-    v = _rademacher(size, num_probes, generator, reference) / math.sqrt(size)
-    basis = [v]
-    alphas, betas = [], []
-    for step in range(steps):
-        w = operator.matmat(basis[-1])
-        alpha = (w * basis[-1]).sum(dim=0)
-        alphas.append(alpha)
-        if step == steps - 1:
-            break
-        stacked = torch.stack(basis, dim=0)  # (j, P, probes)
-        for _ in range(2):  # full reorthogonalisation, per probe
-            w = w - torch.einsum("jpr,jr->pr", stacked, torch.einsum("jpr,pr->jr", stacked, w))
-        beta = torch.linalg.vector_norm(w, dim=0)
-        if bool((beta <= 1e-12 * alpha.abs().max().clamp_min(1e-300)).any()):
-            break  # an invariant subspace: the quadrature is exact with fewer nodes
-        betas.append(beta)
-        basis.append(w / beta)
-    alpha = torch.stack(alphas, dim=1).cpu().double()  # (probes, steps)
-    beta = torch.stack(betas, dim=1).cpu().double() if betas else alpha.new_zeros(num_probes, 0)
-    tridiagonal = torch.diag_embed(alpha) + torch.diag_embed(beta, 1) + torch.diag_embed(beta, -1)
-    ritz, vectors = torch.linalg.eigh(tridiagonal)
-    nodes = ritz.reshape(-1)
-    weights = (vectors[:, 0, :] ** 2).reshape(-1) / num_probes
+    nodes, weights = _block_quadrature(operator, min(num_probes, size), num_steps, seed)
     grid, density, sigma = _smooth(nodes, weights, num_points, bandwidth)
     return SpectralDensity(nodes, weights, grid, density, sigma, "slq", operator.num_hvp - before)
+
+
+def _block_quadrature(operator: HessianOperator, probes: int, steps: int, seed: int) -> tuple[Tensor, Tensor]:
+    """Nodes θ_j and weights w_j of the block Lanczos quadrature started from ``probes`` random vectors."""
+    size = operator.shape[0]
+    generator = torch.Generator().manual_seed(seed)
+    limit = min(size, probes * steps)
+    basis = KrylovBasis(operator, generator, limit)
+    start = torch.randn(size, probes, generator=generator, dtype=torch.float64)
+    basis.extend(start.to(device=operator.device, dtype=operator.dtype))
+    while basis.m < limit:
+        basis.extend(basis.HQ[:, basis.m - probes : basis.m - probes + min(probes, limit - basis.m)])
+    theta, S = basis.ritz()
+    weights = (S[:probes] ** 2).sum(dim=0) / probes
+    return theta.detach().cpu().double(), weights.detach().cpu().double()

@@ -235,11 +235,10 @@ class _Layout:
     terms: list
 
 
-def shallow_parameters(objective: Objective) -> tuple[ShallowNetwork, dict[str, Tensor]] | None:
-    """The model's Linear → σ → Linear structure and all its parameters at θ, if L(θ) is exactly that.
+def shallow_layers(objective: Objective) -> tuple[ShallowNetwork, set[str]] | None:
+    """The model's Linear → σ → Linear layers and their parameter names, if θ lies within them.
 
-    None when the model is not a recognised one-hidden-layer network, when θ holds parameters outside
-    it, or when the model's forward computes something other than output(σ(hidden(x))) on the data.
+    A structural test only (no forward pass): :func:`shallow_parameters` also checks the model's output.
     """
     try:
         net = find_shallow(objective.model)
@@ -251,8 +250,19 @@ def shallow_parameters(objective: Objective) -> tuple[ShallowNetwork, dict[str, 
         for tensor in ("weight", "bias")
         if getattr(module, tensor) is not None
     }
-    if not set(objective.names) <= layout:
+    return (net, layout) if set(objective.names) <= layout else None
+
+
+def shallow_parameters(objective: Objective) -> tuple[ShallowNetwork, dict[str, Tensor]] | None:
+    """The model's Linear → σ → Linear structure and all its parameters at θ, if L(θ) is exactly that.
+
+    None when the model is not a recognised one-hidden-layer network, when θ holds parameters outside
+    it, or when the model's forward computes something other than output(σ(hidden(x))) on the data.
+    """
+    found = shallow_layers(objective)
+    if found is None:
         return None
+    net, layout = found
     parameters = {**objective.constants, **objective.unflatten(objective.theta)}
     parameters = {name: parameters[name] for name in layout}
     tolerance = 1e3 * torch.finfo(objective.dtype).eps

@@ -1,0 +1,311 @@
+"""Symmetric linear operators that the eigen-solvers and estimators accept, and the Hessian among them.
+
+The solvers need only a :class:`LinearOperator`: ``shape``, ``dtype``, ``device`` and ``matmat(V) = H V``.
+Members here:
+
+* :class:`MatrixOperator` — an explicit symmetric matrix (tests, synthetic spectra);
+* :class:`HessianOperator` — H = ∇²L(θ) of an objective. Constructing one picks the cheapest kind for the
+  model and size (:func:`hessian_operator_class`): :class:`AutogradHessian` (reverse-over-reverse through
+  a gradient graph built once) or :class:`StructuredHessian` (one-hidden-layer networks, whose exact
+  Hessian and products come from the structure, :mod:`torch_landscape.shallow`);
+* :class:`QuotientOperator` — Bᵀ H B for an orthonormal basis B of a subspace (the Hessian on the
+  complement of the symmetry directions).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .objective import Data, LossFunction, Objective, as_objective, check_finite, describe_size
+from .shallow import shallow_layers, structured_hessian, structured_products
+
+#: Above this many parameters a one-hidden-layer network's products go through the kept gradient graph.
+#: Measured (2 loaded CPU threads, float32, per vector, in gradients): at 193 parameters structured 1.2-1.5
+#: vs autograd 1.3-1.7 for one vector, 0.3-0.7 vs 0.5-1.2 in blocks of 4-16; at 3.3k a tie (1.3-1.7 vs
+#: 1.3-1.6); at 52k structured loses (2.0-3.5 vs 1.5-4.4, the autograd one ahead in the quieter run), and
+#: its set-up (activation and loss derivatives per sample) costs 1.4-3.6 gradients more per operator.
+STRUCTURED_PRODUCT_LIMIT = 2048
+
+
+@runtime_checkable
+class LinearOperator(Protocol):
+    """What the solvers need: a square symmetric operator that multiplies a block of vectors."""
+
+    shape: tuple[int, int]
+    dtype: torch.dtype
+    device: torch.device
+
+    def matmat(self, vectors: Tensor) -> Tensor:
+        """H V for V of shape (P, k)."""
+        ...
+
+
+def _available_memory(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
+
+
+class SymmetricOperator:
+    """Shared behaviour of the operators here: checked and counted products, dense form, SciPy view.
+
+    Subclasses set ``shape``, ``dtype`` and ``device`` and implement ``_products(block)``.
+
+    Attributes
+    ----------
+    num_hvp : int
+        Products computed so far (a block of k vectors counts k).
+    """
+
+    shape: tuple[int, int]
+    dtype: torch.dtype
+    device: torch.device
+    num_hvp: int = 0
+    _dense: Tensor | None = None
+    _eigh: tuple[Tensor, Tensor] | None = None
+
+    def _products(self, block: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def matvec(self, vector: Tensor) -> Tensor:
+        """H v for one vector of length P."""
+        if vector.shape != (self.shape[0],):
+            raise ValueError(f"matvec expects a vector of shape ({self.shape[0]},), got {tuple(vector.shape)}.")
+        return self.matmat(vector[:, None])[:, 0]
+
+    def matmat(self, vectors: Tensor) -> Tensor:
+        """H V for a block V of shape (P, k), all columns in one batched pass."""
+        if vectors.ndim != 2 or vectors.shape[0] != self.shape[0]:
+            raise ValueError(f"matmat expects a block of shape ({self.shape[0]}, k), got {tuple(vectors.shape)}.")
+        block = vectors.to(device=self.device, dtype=self.dtype)
+        product = self._products(block)
+        self.num_hvp += block.shape[1]
+        return check_finite(product, "a Hessian-vector product")
+
+    def __matmul__(self, other: Tensor) -> Tensor:
+        return self.matvec(other) if other.ndim == 1 else self.matmat(other)
+
+    def _check_dense_memory(self) -> None:
+        size = self.shape[0]
+        needed = 3 * size * size * torch.empty((), dtype=self.dtype).element_size()
+        if needed > _available_memory(self.device):
+            raise MemoryError(
+                f"a dense Hessian of {size} parameters needs about {describe_size(3 * size * size, self.dtype)}"
+                " of memory, more than is available; use method='lanczos' (matrix-free) or params=[...] to "
+                "restrict to a subset."
+            )
+
+    def _assemble(self, chunk_size: int) -> Tensor:
+        """The matrix column block by column block, by products with unit vectors."""
+        size = self.shape[0]
+        dense = torch.empty(self.shape, dtype=self.dtype, device=self.device)
+        eye = torch.eye(size, dtype=self.dtype, device=self.device)
+        for start in range(0, size, chunk_size):
+            dense[:, start : start + chunk_size] = self.matmat(eye[:, start : start + chunk_size])
+        return dense
+
+    def to_dense(self, chunk_size: int = 256) -> Tensor:
+        """The full P×P matrix, symmetrised and cached (do not modify it); raises MemoryError (naming the
+        size) if it cannot fit."""
+        if self._dense is None:  # the operator is fixed: spectrum, density and trace share one assembly
+            self._check_dense_memory()
+            dense = check_finite(self._assemble(chunk_size), "the dense Hessian")
+            self._dense = (dense + dense.T) / 2
+        return self._dense
+
+    def eigh(self) -> tuple[Tensor, Tensor]:
+        """All eigenvalues (ascending) and eigenvectors of :meth:`to_dense`, computed once and cached (do not
+        modify them): the spectrum, the density and the critical-point test of one θ share one
+        decomposition."""
+        if self._eigh is None:
+            self._eigh = torch.linalg.eigh(self.to_dense())
+        return self._eigh
+
+    def to_scipy(self) -> Any:
+        """A ``scipy.sparse.linalg.LinearOperator`` (float64 NumPy in and out) wrapping this operator."""
+        from scipy.sparse.linalg import LinearOperator as ScipyOperator
+
+        def matmat(block: np.ndarray) -> np.ndarray:
+            block = torch.as_tensor(np.asarray(block).reshape(self.shape[0], -1))
+            return self.matmat(block).detach().cpu().to(torch.float64).numpy()
+
+        return ScipyOperator(self.shape, matvec=lambda v: matmat(v).ravel(), matmat=matmat, dtype=np.float64)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(P={self.shape[0]}, dtype={self.dtype}, device={self.device}, "
+                f"num_hvp={self.num_hvp})")
+
+
+class MatrixOperator(SymmetricOperator):
+    """An explicit symmetric matrix as an operator (synthetic spectra, small exact problems)."""
+
+    def __init__(self, matrix: Tensor) -> None:
+        if not isinstance(matrix, Tensor) or matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
+            raise ValueError("MatrixOperator needs a square 2-d tensor.")
+        if not torch.equal(matrix, matrix.T):
+            raise ValueError("MatrixOperator needs a symmetric matrix; pass (M + M.T) / 2.")
+        self.matrix = matrix
+        self.shape = (matrix.shape[0], matrix.shape[0])
+        self.dtype, self.device = matrix.dtype, matrix.device
+        self.num_hvp = 0
+
+    def _products(self, block: Tensor) -> Tensor:
+        return self.matrix @ block
+
+    def _assemble(self, chunk_size: int) -> Tensor:
+        return self.matrix.clone()
+
+
+class QuotientOperator(SymmetricOperator):
+    """H_q = Bᵀ H B on R^{P−r}, for an orthonormal basis B of the complement of r directions.
+
+    ``basis`` provides ``size`` (P), ``rank`` (r), ``extend`` (x ↦ B x) and ``restrict`` (y ↦ Bᵀ y), as
+    :class:`~torch_landscape.symmetry.QuotientBasis` does.
+    """
+
+    def __init__(self, operator: LinearOperator, basis: Any) -> None:
+        self.operator, self.basis = operator, basis
+        size = basis.size - basis.rank
+        self.shape = (size, size)
+        self.dtype, self.device = operator.dtype, operator.device
+        self.num_hvp = 0
+
+    def _products(self, block: Tensor) -> Tensor:
+        return self.basis.restrict(self.operator.matmat(self.basis.extend(block)))
+
+
+class HessianOperator(SymmetricOperator):
+    """H = ∇²L(θ), the Hessian of the objective at the model's current parameters, as a linear operator.
+
+    ``HessianOperator(model, loss_fn, data)`` returns the kind that suits the model and size
+    (:func:`hessian_operator_class`): an :class:`AutogradHessian` or a :class:`StructuredHessian`.
+
+    Parameters
+    ----------
+    model, loss_fn, data, params, dtype
+        As for :class:`~torch_landscape.objective.Objective` (or pass an ``Objective`` as ``model``).
+
+    Attributes
+    ----------
+    shape : tuple[int, int]
+        (P, P).
+    num_hvp : int
+        Hessian-vector products computed so far (a block of k vectors counts k).
+    objective : Objective
+        L as a function of flat θ.
+    """
+
+    objective: Objective
+
+    def __new__(
+        cls,
+        model: nn.Module | Objective,
+        loss_fn: LossFunction | None = None,
+        data: Data | None = None,
+        params: Sequence[str] | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> HessianOperator:
+        objective = as_objective(model, loss_fn, data, params=params, dtype=dtype)
+        kind = hessian_operator_class(objective) if cls is HessianOperator else cls
+        operator = super().__new__(kind)
+        operator.objective = objective
+        return operator
+
+    def __init__(
+        self,
+        model: nn.Module | Objective,
+        loss_fn: LossFunction | None = None,
+        data: Data | None = None,
+        params: Sequence[str] | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        size = self.objective.num_parameters
+        self.shape = (size, size)
+        self.dtype = self.objective.dtype
+        self.device = self.objective.device
+        self.num_hvp = 0
+        self._loss_and_gradient: tuple[Tensor, Tensor] | None = None
+        self._product_function: Callable[[Tensor], Tensor] | None = None
+
+    @property
+    def loss(self) -> Tensor:
+        """L(θ)."""
+        return self._first_order()[0]
+
+    @property
+    def gradient(self) -> Tensor:
+        """∇L(θ)."""
+        return self._first_order()[1]
+
+    def _first_order(self) -> tuple[Tensor, Tensor]:
+        if self._loss_and_gradient is None:
+            self._loss_and_gradient = self.objective.loss_and_gradient()
+        return self._loss_and_gradient
+
+    def _products(self, block: Tensor) -> Tensor:
+        if self._product_function is None:
+            self._product_function = self._make_products()
+        return self._product_function(block)
+
+    def _make_products(self) -> Callable[[Tensor], Tensor]:
+        """Reverse-over-reverse products through a gradient graph built once (about one gradient each):
+        g(θ) = ∇L(θ) with ``create_graph``, then H v = ∂(g·v)/∂θ, a block in one batched backward."""
+        theta = self.objective.theta.detach().requires_grad_(True)
+        with torch.enable_grad():
+            loss = self.objective.loss(theta)
+            (gradient,) = torch.autograd.grad(loss, theta, create_graph=True)
+        if self._loss_and_gradient is None:  # the graph gives L and ∇L for free
+            self._loss_and_gradient = (loss.detach(), gradient.detach())
+
+        def products(block: Tensor) -> Tensor:
+            with torch.enable_grad():
+                if block.shape[1] == 1:
+                    return torch.autograd.grad(gradient, theta, block[:, 0], retain_graph=True)[0][:, None]
+                vectors = block.T.contiguous()
+                return torch.autograd.grad(gradient, theta, vectors, retain_graph=True, is_grads_batched=True)[0].T
+
+        return products
+
+
+class AutogradHessian(HessianOperator):
+    """The Hessian of any objective: products through a kept gradient graph, dense form by P products."""
+
+
+class StructuredHessian(HessianOperator):
+    """The Hessian of a one-hidden-layer network's objective (Linear → activation → Linear).
+
+    The dense matrix is assembled from the structure (:func:`~torch_landscape.shallow.structured_hessian`),
+    far cheaper than P products; products come from the structure up to ``STRUCTURED_PRODUCT_LIMIT``
+    parameters and through the kept gradient graph above, where that is cheaper.
+    """
+
+    def _make_products(self) -> Callable[[Tensor], Tensor]:
+        if self.shape[0] <= STRUCTURED_PRODUCT_LIMIT:
+            products = structured_products(self.objective)
+            if products is not None:
+                return products
+        return super()._make_products()
+
+    def _assemble(self, chunk_size: int) -> Tensor:
+        dense = structured_hessian(self.objective)
+        return dense if dense is not None else super()._assemble(chunk_size)
+
+
+def hessian_operator_class(objective: Objective) -> type[HessianOperator]:
+    """The Hessian operator for the objective: structured when the model has the layers of a
+    one-hidden-layer network holding all of θ, autograd otherwise.
+
+    The test is structural and costs nothing; whether the forward really is output(σ(hidden(x))) is
+    checked (one forward pass) only when the structure is first used — by a dense assembly, or by the
+    products of a network small enough for them to win — and the generic path is taken if it is not.
+    """
+    return StructuredHessian if shallow_layers(objective) is not None else AutogradHessian
