@@ -119,7 +119,7 @@ def test_non_finite_hvp_and_too_large_dense_are_named(monkeypatch):
         operator @ vector
     with pytest.raises(ValueError, match="shape"):
         operator.matvec(torch.zeros(3, dtype=torch.float64))
-    monkeypatch.setattr("torch_landscape.operators._available_memory", lambda device: 1000)
+    monkeypatch.setattr("torch_landscape.operators.available_memory", lambda device: 1000)
     with pytest.raises(MemoryError, match="KiB.*lanczos"):
         operator.to_dense()
 

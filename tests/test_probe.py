@@ -193,7 +193,7 @@ def test_full_snapshot_assembles_and_decomposes_the_hessian_once(setting, monkey
     """Spectrum, trace, density and the critical-point test of one full snapshot share one assembly
     and one P × P eigendecomposition."""
     model, teacher, data = setting
-    import torch_landscape.hessian as hessian_module
+    import torch_landscape.operators as hessian_module
 
     assemblies, decompositions = [], []
     assemble, decompose = hessian_module.structured_hessian, torch.linalg.eigh

@@ -46,7 +46,7 @@ class LinearOperator(Protocol):
         ...
 
 
-def _available_memory(device: torch.device) -> int:
+def available_memory(device: torch.device) -> int:
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
     try:
@@ -97,7 +97,7 @@ class SymmetricOperator:
     def _check_dense_memory(self) -> None:
         size = self.shape[0]
         needed = 3 * size * size * torch.empty((), dtype=self.dtype).element_size()
-        if needed > _available_memory(self.device):
+        if needed > available_memory(self.device):
             raise MemoryError(
                 f"a dense Hessian of {size} parameters needs about {describe_size(3 * size * size, self.dtype)}"
                 " of memory, more than is available; use method='lanczos' (matrix-free) or params=[...] to "

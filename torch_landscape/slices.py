@@ -26,7 +26,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from .convexity import reference_point
 from .eigen import Spectrum, hessian_eigenvalues
-from .hessian import HessianOperator, _available_memory
+from .operators import HessianOperator, available_memory
 from .objective import Objective
 
 Source = Union[Objective, HessianOperator]
@@ -350,7 +350,7 @@ def loss_slice(
     mesh = torch.cartesian_prod(*coordinates).reshape(-1, len(directions))
     if memory is None:
         cpu = objective.device.type == "cpu"
-        memory = CPU_PASS_MEMORY if cpu else min(GPU_PASS_MEMORY, _available_memory(objective.device) // 8)
+        memory = CPU_PASS_MEMORY if cpu else min(GPU_PASS_MEMORY, available_memory(objective.device) // 8)
     per_pass = max(1, int(memory // _bytes_per_point(objective)))
     # One point per pass (a large network on a CPU) gains nothing from vmap but its tracing overhead.
     batched = batched and per_pass > 1 and len(mesh) > 1
