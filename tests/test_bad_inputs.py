@@ -151,7 +151,7 @@ CORE = [
         TypeError,
         r"model must be a torch\.nn\.Module",
     ),
-    ("operator without data", lambda: HessianOperator(net(), MSE), TypeError, r"needs model, loss_fn and data"),
+    ("operator without data", lambda: HessianOperator(net(), MSE), TypeError, r"pass model, loss_fn and data"),
     (
         "operator of a sum loss",
         lambda: HessianOperator(net(), nn.MSELoss(reduction="sum"), (X, Y)),

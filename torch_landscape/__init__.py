@@ -19,7 +19,7 @@ from .convexity import (
 from .critical import CriticalPoint, ProbeResult, classify_critical_point
 from .eigen import Spectrum, hessian_eigenvalues
 from .estimators import SpectralDensity, TraceEstimate, hessian_trace, spectral_density
-from .hessian import HessianOperator
+from .operators import HessianOperator
 from .objective import Objective
 from .probe import LandscapeProbe, LandscapeSnapshot
 from .redundancy import (

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from .eigen import lanczos_spectrum
-from .hessian import HessianOperator
+from .operators import HessianOperator, QuotientOperator
 from .newton import _dense_bounds, _Spectra, _Tolerances, _tolerances
 from .objective import Data, LossFunction, Objective, as_objective
 from .null_probes import ProbeResult, profile_probe, summarise_probes
@@ -160,19 +160,6 @@ class CriticalPoint:
         return "\n".join(lines)
 
 
-class _QuotientOperator:
-    """H_q = Q_⊥ᵀ H Q_⊥ as an operator on R^{P−r}, for the matrix-free eigensolver."""
-
-    def __init__(self, operator: HessianOperator, basis: QuotientBasis) -> None:
-        self.operator, self.basis = operator, basis
-        size = basis.size - basis.rank
-        self.shape = (size, size)
-        self.dtype, self.device = operator.dtype, operator.device
-
-    def matmat(self, vectors: Tensor) -> Tensor:
-        return self.basis.restrict(self.operator.matmat(self.basis.extend(vectors)))
-
-
 def _spectra(operator: HessianOperator, basis: QuotientBasis, tangents: Tensor, dense: bool, k: int, tol: float,
              seed: int) -> _Spectra:
     size = operator.shape[0]
@@ -189,12 +176,11 @@ def _spectra(operator: HessianOperator, basis: QuotientBasis, tangents: Tensor, 
     values, bounds, converged = spectrum.eigenvalues.to(tangents), spectrum.error_bounds.to(tangents), spectrum.converged
     quotient_values = values
     if basis.rank:
-        quotient = lanczos_spectrum(_QuotientOperator(operator, basis), min(k, size - basis.rank), "both", tol=tol,
+        quotient = lanczos_spectrum(QuotientOperator(operator, basis), min(k, size - basis.rank), "both", tol=tol,
                                     seed=seed)
         quotient_values, converged = quotient.eigenvalues.to(tangents), converged and quotient.converged
     image = operator.matmat(tangents) if tangents.shape[1] else tangents
     return _Spectra(values, bounds, None, quotient_values, None, image, converged, False)
-
 
 
 def default_rtol_zero(dtype: torch.dtype) -> float:

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from .eigen import DENSE_THRESHOLD, KrylovBasis, _orthonormalize
-from .hessian import HessianOperator
+from .operators import HessianOperator
 from .objective import Data, LossFunction, Objective
 from .settings import check_positive_int
 from .shallow import structured_diagonal

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from .eigen import _rounding
-from .hessian import HessianOperator
+from .operators import HessianOperator
 
 #: MINRES steps for the Newton step ‖H⁺∇L‖ on the Lanczos path (one Hessian-vector product each); the dense
 #: path computes it exactly from the eigendecomposition.

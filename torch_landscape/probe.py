@@ -36,7 +36,7 @@ from .convexity import OnePointConvexity, PLEstimate, PLTracker, one_point_conve
 from .critical import DENSE_MAX_PARAMETERS, CriticalPoint, certainly_negative, classify_critical_point, default_rtol_zero
 from .eigen import DENSE_THRESHOLD, Spectrum, hessian_eigenvalues
 from .estimators import SpectralDensity, TraceEstimate, hessian_trace, spectral_density
-from .hessian import HessianOperator
+from .operators import HessianOperator
 from .newton import gradient_rounding
 from .objective import Data, LossFunction, Objective, as_batches, check_data, check_finite
 from .redundancy import NullityCheck, RedundancyReport, neuron_redundancy, redundancy_nullity_check

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from ..newton import criticality
-from ..hessian import HessianOperator
+from ..operators import HessianOperator
 from ..objective import LossFunction, Objective
 from ..shallow import ShallowNetwork, activation_derivatives, activation_function, find_shallow
 from ..symmetry import symmetry_tangents
