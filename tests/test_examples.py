@@ -10,6 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from torch import nn
+
+from helpers import dense_truth
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -37,13 +41,55 @@ def test_plain_pytorch_loop(tmp_path):
     assert event_files(tmp_path / "plain_pytorch_loop")
 
 
+def inertia(hessian: torch.Tensor, rtol: float = 1e-8) -> tuple[int, int, torch.Tensor]:
+    """(#negative, #zero, eigenvalues) of a dense Hessian; zero means |λ| ≤ rtol·max|λ|.
+
+    rtol = 1e-8: the float64 Hessians here have rounding errors ~1e-15·max|λ| and their smallest genuine
+    eigenvalues ~1e-4·max|λ| (the inner-Hessian block), so any band between the two counts the same.
+    """
+    values = torch.linalg.eigvalsh(hessian)
+    band = rtol * float(values.abs().max())
+    return int((values < -band).sum()), int((values.abs() <= band).sum()), values
+
+
 def test_split_neuron_escape(tmp_path):
-    out = load("split_neuron_escape").main(quick=True, logdir=tmp_path)
-    assert out["line_spread"] < 1e-12  # the split line is flat
-    assert out["max_duplicate_score"] == 0.0
-    assert out["lambda_neg"] < 0 and out["final_drop"] < 0  # negative curvature at the end, descent along it
-    if out["found_split"]:
-        assert {out["start_index"], out["end_index"]} == {0, out["d"] + 1}
+    module = load("split_neuron_escape")
+    out = module.main(quick=True, logdir=tmp_path)
+    small, x, y, _ = module.build_case(out["n"])
+    loss_fn = nn.MSELoss()
+    d = out["d"]
+    # The construction: θ̄ critical (Jᵀr = 0 up to rounding, ~1e-16 · ‖J‖‖r‖), a strict minimum of the small
+    # net by the dense Hessian, L > 0, and a definite inner Hessian B.
+    assert out["small_grad_norm"] < 1e-14
+    assert inertia(dense_truth(small, loss_fn, (x, y)))[:2] == (0, 0)
+    assert out["small_loss"] == pytest.approx(0.04, rel=1e-12)  # mean(r²) with r scaled to RMS 0.2
+    assert min(out["B_eigenvalues"]) > 0
+    # The split line against the dense float64 Hessian: λ = 0.5 has index 0 and one null direction, the flat
+    # line e_{a_j} − e_{a_m}; λ = 1.5 has index d + 1 (Sylvester: H ≅ H_small ⊕ λ(1 − λ)B ⊕ [0]).
+    hessian = dense_truth(module.split(small, 0.5), loss_fn, (x, y))
+    assert inertia(hessian)[:2] == (0, 1)
+    flat = torch.zeros(hessian.shape[0], dtype=torch.float64)
+    a_offset = d * 3 + 3  # layout [W (3×d), b (3), a (3), c]
+    flat[a_offset + module.SPLIT], flat[a_offset + 2] = 1.0, -1.0
+    assert float((hessian @ flat).norm()) <= 1e-12 * float(hessian.abs().max())
+    neg, zero, values = inertia(dense_truth(module.split(small, 1.5), loss_fn, (x, y)))
+    assert (neg, zero) == (d + 1, 1)
+    # The library agrees with the dense truth, point by point along the line.
+    start, end = out["line"][0], out["line"][-1]
+    assert (start["lam"], end["lam"]) == (0.5, 1.5)
+    assert start["kind"] == "degenerate" and (start["index"], start["nullity"]) == (0, 1)
+    assert end["kind"] == "strict_saddle" and (end["index"], end["nullity"]) == (d + 1, 1)
+    for point in out["line"]:
+        assert (point["index"], point["nullity"]) == (point["predicted_index"], point["predicted_nullity"])
+        assert point["duplicate_score"] == 0.0  # the two copies are exact duplicates
+    assert out["line_spread"] <= 1e-14  # same function for every λ: only rounding (L = 0.04)
+    assert out["lambda_neg"] == pytest.approx(float(values[0]), rel=1e-10)
+    # ½λ_neg t² at t = 1e-3: the cubic term is O(t) relative, 0.4 at t = 0.025 here, so within 5% at 1e-3.
+    assert out["quadratic_ratio"] == pytest.approx(1.0, abs=0.05)
+    # The escape path: recorded losses never rise and end clearly below L(θ̄) (quick run: ≈ 1.4% lower).
+    path = out["escape_path"]
+    assert all(b <= a for a, b in zip(path, path[1:]))
+    assert path[-1] < 0.995 * out["small_loss"]
     assert event_files(tmp_path / "split_neuron_escape")
 
 
