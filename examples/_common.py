@@ -80,13 +80,15 @@ def lbfgs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, max_iter: int =
         return float(loss_fn(model(x), y))
 
 
-def newton_polish(model: nn.Module, loss_fn: Callable, data, *, steps: int = 10, rtol: float = 1e-10) -> float:
-    """Newton steps θ ← θ − H⁺∇L on the dense float64 Hessian (an optimiser for small nets); returns ‖∇L‖.
+def newton_polish(model: nn.Module, loss_fn: Callable, data, *, steps: int = 60, rtol: float = 1e-14) -> float:
+    """Newton steps θ ← θ − t·|H|⁺∇L on the dense float64 Hessian (an optimiser for small nets); returns ‖∇L‖.
 
-    L-BFGS stalls at ‖∇L‖ ~ 1e-9…1e-11 near a singular minimum; Newton with the pseudo-inverse (eigenvalues
-    below rtol·max|λ| dropped: the flat and symmetry directions) converges quadratically to the critical point
-    within the current region. A step is kept only if it lowers ‖∇L‖ without raising L beyond rounding; the model ends at the last
-    kept point. Not a diagnostic: the examples classify the result with the library afterwards.
+    L-BFGS stalls at ‖∇L‖ ~ 1e-7…1e-11 near a singular minimum: in a direction where the loss grows like
+    δ⁴ (two neurons becoming duplicates at zero residual) first-order methods crawl, while Newton contracts
+    δ by 2/3 per step. |H|⁺ takes absolute eigenvalues and drops those below rtol·max|λ| (rounding level:
+    the exact symmetry and flat directions); t is halved from 1 until the loss does not rise beyond
+    rounding and ‖∇L‖ or L falls. The model ends at the last kept point. Not a diagnostic: the examples classify the result with the
+    library afterwards.
     """
     from torch.func import jacrev
 
@@ -96,11 +98,18 @@ def newton_polish(model: nn.Module, loss_fn: Callable, data, *, steps: int = 10,
     theta = objective.theta
     loss, gradient = objective.loss_and_gradient(theta)
     for _ in range(steps):
-        hessian = jacrev(jacrev(objective.loss))(theta)
-        trial = theta - torch.linalg.pinv(hessian, rtol=rtol, hermitian=True) @ gradient
-        trial_loss, trial_gradient = objective.loss_and_gradient(trial)
-        # The loss may move by rounding only (~1e-16·L) once the gradient is tiny: judge the gradient then.
-        if not (trial_loss <= loss * (1 + 1e-14) and trial_gradient.norm() < gradient.norm()):
+        values, vectors = torch.linalg.eigh(jacrev(jacrev(objective.loss))(theta))
+        keep = values.abs() > rtol * values.abs().max()
+        # |λ| instead of λ ("saddle-free"): near zero residual the residual term can make H slightly
+        # indefinite, and a plain Newton step would then climb.
+        direction = vectors[:, keep] @ ((vectors[:, keep].T @ gradient) / values[keep].abs())
+        for t in (1.0, 0.5, 0.25, 0.125):
+            trial = theta - t * direction
+            trial_loss, trial_gradient = objective.loss_and_gradient(trial)
+            # The loss moves by rounding only (~1e-16·L) once the gradient is tiny: then judge ‖∇L‖.
+            if trial_loss <= loss * (1 + 1e-14) and (trial_loss < loss or trial_gradient.norm() < gradient.norm()):
+                break
+        else:
             break
         theta, loss, gradient = trial, trial_loss, trial_gradient
     with torch.no_grad():
