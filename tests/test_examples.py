@@ -1,9 +1,12 @@
-"""Each example in its reduced smoke mode (``main(quick=True)``), with its key claim asserted.
+"""Each example in its quick mode (``main(quick=True)``), its numbers asserted against stated expectations.
 
-The examples print a report and write TensorBoard logs; here they write under pytest's tmp_path. Slow ones
-(tens of seconds on a quiet 2-core machine) are marked ``slow`` and run with ``--runslow``.
+Every paper phenomenon (issue #15) runs in the default suite; the expectations are dense float64 Hessians
+computed here, closed forms, or the loss itself — never a verdict the example computes about itself. The
+examples write their TensorBoard logs under pytest's tmp_path. Only the real-data usage example (no paper
+claim, ~13 s) is marked ``slow``.
 """
 
+import copy
 import importlib.util
 import math
 import sys
@@ -37,7 +40,11 @@ def test_plain_pytorch_loop(tmp_path):
     for tag in ("landscape/hessian/lambda_max", "landscape/hessian/lambda_min", "landscape/convexity/pl_ratio",
                 "landscape/convexity/one_point", "landscape/redundancy/effective_width"):
         assert tag in out["tags"]
-    assert out["agreed"] == out["total"]
+    assert out["loss"] < 0.5 * out["first_loss"]  # SGD made progress (measured: ≈ 0.1× in 200 steps)
+    # λ_max of the probe objective (float64, the 512 probe points) against the dense truth, within its bound.
+    x, y = out["probe_data"]
+    truth = float(torch.linalg.eigvalsh(dense_truth(out["model"], nn.MSELoss(), (x.double(), y.double())))[-1])
+    assert abs(out["lambda_max"] - truth) <= max(out["lambda_max_bound"], 1e-12 * abs(truth))
     assert event_files(tmp_path / "plain_pytorch_loop")
 
 
@@ -93,7 +100,6 @@ def test_split_neuron_escape(tmp_path):
     assert event_files(tmp_path / "split_neuron_escape")
 
 
-@pytest.mark.slow
 def test_efficient_vs_redundant_tanh(tmp_path):
     out = load("efficient_vs_redundant_tanh").main(quick=True, logdir=tmp_path)
     exact, wide = out["noiseless_m3"], out["noiseless_m4"]
@@ -144,20 +150,52 @@ def test_relu_spurious_minimum_and_linear_nets(tmp_path):
     assert out["origin_lambda_min"] == pytest.approx(-float((2 / len(lx) * lx.T @ ly).norm()), rel=1e-10)
 
 
-@pytest.mark.slow
 def test_quadratic_activations(tmp_path):
     out = load("quadratic_activations").main(quick=True, logdir=tmp_path)
     full, low = out["full_rank"], out["rank_deficient"]
-    assert full["kind"] == "min_mod_symmetry" and abs(full["slope"] - 1) < 0.15
-    assert low["mu"] < 0.1 * full["mu_running_min"] and low["slope"] > 1.2  # not PL at rank deficiency
+    k, d = 4, 3
+    # SJL: over-parameterised (k ≥ d), no spurious minima: every init reaches L = 0 (measured ≈ 5e-30).
+    assert max(full["init_losses"]) <= 1e-20
+    # Full rank: Morse–Bott modulo O(k) — nullity = orbit dimension k(k−1)/2 = 6 (theory.md T6), PL bounded
+    # away from 0 (measured μ_min ≈ 2.3), Łojasiewicz slope 1 (linear rate) and a contraction < 1 per step.
+    assert full["kind"] == "min_mod_symmetry" and full["nullity"] == k * (k - 1) // 2 and full["quotient_nullity"] == 0
+    assert full["mu_running_min"] > 1.0 and abs(full["slope"] - 1) < 0.1 and full["contraction"] < 0.99
+    # Rank-deficient M*: quartic growth, PL fails — slope 2θ_Ł = 1.5, η·t·‖∇L‖²/L → 2 (theory.md §2.4).
+    assert low["mu"] < 0.1 * full["mu_running_min"] and abs(low["slope"] - 1.5) < 0.1
+    assert abs(low["eta_t_ratio"] - 2) < 0.25 and low["index"] == 0
 
 
-@pytest.mark.slow
 def test_relu_mild_overparameterization(tmp_path):
-    out = load("relu_mild_overparameterization").main(quick=True, logdir=tmp_path)
-    assert out["width2"]["kind"] == "nondegenerate_min"
-    assert out["width3"]["mu"] < out["width2"]["mu_running_min"]
-    assert all(m > 0 for m in out["width3"]["profile_median"])
+    module = load("relu_mild_overparameterization")
+    out = module.main(quick=True, logdir=tmp_path)
+    k_run, k1_run, embedding = out["width2"], out["width3"], out["embedding"]
+    # k = k*: strongly convex near the global minimum. Population closed form (theory.md E1): λ_min = ½ − 1/π
+    # ≈ 0.1817; n = 1000 samples move it by O(1/√n) ≈ 3%, so 5%. The PL ratio tends to λ_min (§2.4).
+    assert k_run["kind"] == "nondegenerate_min"
+    assert k_run["lambda_min"] == pytest.approx(0.5 - 1 / math.pi, rel=0.05)
+    assert k_run["mu_running_min"] == pytest.approx(k_run["lambda_min"], rel=0.05)
+    # k* + 1: not locally strongly convex (λ_min collapses), PL fails (μ falls, Łojasiewicz slope > 1,
+    # η·t ratio near Xu–Du's 3), one-point convexity fails in some directions but holds in most.
+    assert k1_run["lambda_min"] < 1e-3 * k_run["lambda_min"]
+    assert k1_run["mu"] < 0.5 * k_run["mu_running_min"] and k1_run["slope"] > 1.15 and 2 < k1_run["eta_t_ratio"] < 4
+    assert all(m > 0 for m in k1_run["profile_median"])
+    assert max(k1_run["profile_frac_bad"]) > 0 and max(k1_run["profile_frac_bad"]) < 0.5
+    # A non-global minimum of k neurons is a strict saddle at k + 1: the embedded point is critical (D(u) = 0
+    # by bisection, the rest by construction) and the dense Hessian has a negative eigenvalue, along which
+    # the loss falls.
+    assert embedding["small_index"] == 0 and embedding["small_loss"] > 1e-3
+    assert abs(embedding["slope"]) < 1e-14 and embedding["grad_norm"] < 1e-12 and embedding["g_norm"] > 1e-3
+    big = embedding["model"]
+    x, y = load("relu_spurious_minimum_and_linear_nets").teacher_data()[1:]
+    negative, _, values = inertia(dense_truth(big, nn.MSELoss(), (x, y)))
+    assert negative >= 1 and embedding["index"] == negative and embedding["kind"] == "strict_saddle"
+    assert embedding["lambda_min"] == pytest.approx(float(values[0]), rel=1e-8)
+    vectors = torch.linalg.eigh(dense_truth(big, nn.MSELoss(), (x, y)))[1]
+    theta = nn.utils.parameters_to_vector(big.parameters()).detach()
+    moved = copy.deepcopy(big)
+    nn.utils.vector_to_parameters(theta + 1e-3 * vectors[:, 0], moved.parameters())
+    with torch.no_grad():
+        assert float(nn.functional.mse_loss(moved(x), y)) < embedding["loss"]
 
 
 @pytest.mark.slow
