@@ -87,8 +87,8 @@ def newton_polish(model: nn.Module, loss_fn: Callable, data, *, steps: int = 60,
     δ⁴ (two neurons becoming duplicates at zero residual) first-order methods crawl, while Newton contracts
     δ by 2/3 per step. |H|⁺ takes absolute eigenvalues and drops those below rtol·max|λ| (rounding level:
     the exact symmetry and flat directions); t is halved from 1 until the loss does not rise beyond
-    rounding and ‖∇L‖ or L falls. The model ends at the last kept point. Not a diagnostic: the examples classify the result with the
-    library afterwards.
+    rounding and ‖∇L‖ or L falls. The model ends at the last kept point. Not a diagnostic: the examples
+    classify the result with the library afterwards.
     """
     from torch.func import jacrev
 
@@ -154,7 +154,7 @@ class Report:
         if note:
             print(note)
         if logdir is not None:
-            print(f"TensorBoard: tensorboard --logdir {logdir}")
+            print(f"TensorBoard: .venv/bin/tensorboard --logdir {logdir}")
         return {"checks": {text: ok for text, ok in self.checks}, "agreed": agreed, "total": len(self.checks),
                 **(results or {})}
 

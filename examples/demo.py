@@ -102,19 +102,6 @@ class Student(pl.LightningModule):
         )
 
 
-@dataclass
-class Result:
-    name: str
-    width: int
-    seconds: float
-    snapshot: LandscapeSnapshot
-    critical: CriticalPoint
-    nullity: NullityCheck
-    log_dir: Path
-    model: nn.Module
-    story: list[str] = field(default_factory=list)
-
-
 @dataclass(frozen=True)
 class SeedOutcome:
     """One student of the seed sweep: the library's numbers at its end point."""
@@ -131,6 +118,20 @@ class SeedOutcome:
     predicted_nullity: int
     unexplained_nullity: int
     effective_width: int
+
+
+@dataclass
+class Result:
+    name: str
+    width: int
+    seconds: float
+    snapshot: LandscapeSnapshot
+    critical: CriticalPoint
+    nullity: NullityCheck
+    log_dir: Path
+    model: nn.Module
+    outcome: SeedOutcome | None = None
+    story: list[str] = field(default_factory=list)
 
 
 def _quiet_lightning() -> None:
@@ -220,7 +221,7 @@ def analyse(name: str, width: int, student: Student, snapshot: LandscapeSnapshot
             x: torch.Tensor, y: torch.Tensor) -> Result:
     """The final landscape (library functions only) and the story it tells."""
     outcome_, critical, nullity = outcome(SEED, width, student.net, x, y, redundancy=snapshot.redundancy)
-    result = Result(name, width, seconds, snapshot, critical, nullity, log_dir, student.net)
+    result = Result(name, width, seconds, snapshot, critical, nullity, log_dir, student.net, outcome_)
     holds, text = story(outcome_)
     result.story.append(("as expected: " if holds else "") + text)
     if holds and width > TEACHER_WIDTH and snapshot.pl.mu_running_min > 0 and critical.degenerate_kind == "nonisolated_min":

@@ -177,7 +177,8 @@ def main(quick: bool = False, logdir: str | Path = "runs") -> dict:
         else:
             profile = one_point_convexity_profile(net, loss_fn, (x, y), num_directions=50 if quick else 200)
             med = profile.quantiles[:, 3]
-            entry.update(profile_median=med.tolist(), profile_frac_bad=profile.frac_bad.tolist())
+            entry.update(profile_median=med.tolist(), profile_frac_bad=profile.frac_bad.tolist(),
+                         profile_min=profile.quantiles[:, 0].tolist())
             for r, m_, f_, q in zip(profile.radii.tolist(), med.tolist(), profile.frac_bad.tolist(), profile.quantiles[:, 0].tolist()):
                 report.line(f"one-point convexity around the end point, r = {r:.1e}: median {m_:.3e}, min {q:.2e}, "
                             f"frac_bad {f_:.1%}  (§3.4 proxy)")
