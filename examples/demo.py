@@ -34,14 +34,17 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytorch_lightning as pl
 import torch
+from pytorch_lightning.loggers import TensorBoardLogger
 from torch import nn
 
-import pytorch_lightning as pl
-from pytorch_lightning.loggers import TensorBoardLogger
-
 from torch_landscape import (
-    CriticalPoint, NullityCheck, classify_critical_point, neuron_redundancy, redundancy_nullity_check,
+    CriticalPoint,
+    NullityCheck,
+    classify_critical_point,
+    neuron_redundancy,
+    redundancy_nullity_check,
 )
 from torch_landscape.callbacks import LandscapeMonitor
 from torch_landscape.probe import LandscapeSnapshot

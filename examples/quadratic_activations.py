@@ -75,9 +75,9 @@ def run(rank: int, *, d: int, k: int, n: int, steps: int, lr: float, logdir, rep
     probes = ", ".join(f"{p.verdict} (order {p.order:.2f})" for p in getattr(cp, "probes", ()) or ())
     report.line(f"classification: {cp.kind} (index {cp.morse_index}, nullity {cp.nullity}, quotient nullity "
                 f"{cp.quotient_nullity}, symmetry rank {cp.symmetry_rank})" + (f"; null-direction probes: {probes}" if probes else ""))
-    return dict(loss=pl.loss, mu=pl.mu, mu_running_min=pl.mu_running_min, contraction=pl.contraction,
-                slope=pl.lojasiewicz_slope, eta_t_ratio=pl.eta_t_ratio, kind=cp.kind, nullity=cp.nullity, index=cp.morse_index,
-                quotient_nullity=cp.quotient_nullity)
+    return {"loss": pl.loss, "mu": pl.mu, "mu_running_min": pl.mu_running_min, "contraction": pl.contraction,
+                "slope": pl.lojasiewicz_slope, "eta_t_ratio": pl.eta_t_ratio, "kind": cp.kind, "nullity": cp.nullity, "index": cp.morse_index,
+                "quotient_nullity": cp.quotient_nullity}
 
 
 def gd_final_loss(d: int, k: int, n: int, steps: int, lr: float, seed: int) -> float:

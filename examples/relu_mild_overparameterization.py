@@ -30,12 +30,20 @@ from torch import nn
 
 try:
     from examples._common import Report, fmt, lbfgs, newton_polish, parse_quick, writer
-    from examples.relu_spurious_minimum_and_linear_nets import K, relu_student, teacher_data
+    from examples.relu_spurious_minimum_and_linear_nets import (
+        K,
+        relu_student,
+        teacher_data,
+    )
 except ImportError:  # run as a script: examples/ is on sys.path
     from _common import Report, fmt, lbfgs, newton_polish, parse_quick, writer
     from relu_spurious_minimum_and_linear_nets import K, relu_student, teacher_data
 
-from torch_landscape import classify_critical_point, neuron_redundancy, one_point_convexity_profile
+from torch_landscape import (
+    classify_critical_point,
+    neuron_redundancy,
+    one_point_convexity_profile,
+)
 from torch_landscape.probe import LandscapeProbe
 
 NAME = "relu_mild_overparameterization"
@@ -132,9 +140,9 @@ def width_escape(report) -> dict:
     report.check(f"the width-{K} minimum (index 0, L > 0) is a strict saddle at width {K + 1}",
                  small.morse_index == 0 and small.loss > 1e-3 and cp.kind == "strict_saddle",
                  f"{small.kind} → {cp.kind} (index {cp.morse_index})")
-    return dict(small_kind=small.kind, small_loss=small.loss, small_index=small.morse_index, slope=slope,
-                g_norm=float(g.norm()), kind=cp.kind, index=cp.morse_index, grad_norm=cp.grad_norm,
-                lambda_min=cp.lambda_min, loss=cp.loss, model=big)
+    return {"small_kind": small.kind, "small_loss": small.loss, "small_index": small.morse_index, "slope": slope,
+                "g_norm": float(g.norm()), "kind": cp.kind, "index": cp.morse_index, "grad_norm": cp.grad_norm,
+                "lambda_min": cp.lambda_min, "loss": cp.loss, "model": big}
 
 
 def main(quick: bool = False, logdir: str | Path = "runs") -> dict:
@@ -166,9 +174,9 @@ def main(quick: bool = False, logdir: str | Path = "runs") -> dict:
                     f"{fmt(cp.lambda_min)}, λ_max = {fmt(cp.lambda_max)})")
         report.line(f"redundancy: effective width {red.effective_width} (on data {red.effective_width_on_data}) of "
                     f"{red.width}; smallest score {fmt(red.score)} ({red.score_rule})")
-        entry = dict(loss=pl.loss, mu=pl.mu, mu_running_min=pl.mu_running_min, slope=pl.lojasiewicz_slope,
-                     eta_t_ratio=pl.eta_t_ratio, contraction=pl.contraction, kind=cp.kind,
-                     lambda_min=cp.lambda_min, score=red.score)
+        entry = {"loss": pl.loss, "mu": pl.mu, "mu_running_min": pl.mu_running_min, "slope": pl.lojasiewicz_slope,
+                     "eta_t_ratio": pl.eta_t_ratio, "contraction": pl.contraction, "kind": cp.kind,
+                     "lambda_min": cp.lambda_min, "score": red.score}
         if width == k:
             report.check("width k: nondegenerate minimum (local strong convexity), PL ratio ≈ λ_min-scale, "
                          "Łojasiewicz slope ≈ 1 (linear rate)",

@@ -27,9 +27,27 @@ import torch
 from torch import nn
 
 try:
-    from examples._common import Report, fit_restarts, fmt, lbfgs, newton_polish, parse_quick, replay, writer
+    from examples._common import (
+        Report,
+        fit_restarts,
+        fmt,
+        lbfgs,
+        newton_polish,
+        parse_quick,
+        replay,
+        writer,
+    )
 except ImportError:  # run as a script: examples/ is on sys.path
-    from _common import Report, fit_restarts, fmt, lbfgs, newton_polish, parse_quick, replay, writer
+    from _common import (
+        Report,
+        fit_restarts,
+        fmt,
+        lbfgs,
+        newton_polish,
+        parse_quick,
+        replay,
+        writer,
+    )
 
 from torch_landscape import classify_critical_point, redundancy_nullity_check
 from torch_landscape.probe import LandscapeProbe
@@ -108,10 +126,10 @@ def count_relu_minima(report, quick: bool) -> dict:
             unexplained = (redundancy_nullity_check(net, loss_fn, (x, y)).unexplained_nullity
                            if label == "spurious minimum" else None)
             pairs = same_pattern_pairs(net, x) if unexplained else []
-            runs.append(dict(seed=seed, same_pattern_pairs=pairs, loss=cp.loss, grad_norm=cp.grad_norm, kind=cp.kind, critical=cp.critical,
-                             index=cp.morse_index, nullity=cp.nullity, quotient_nullity=cp.quotient_nullity,
-                             symmetry_rank=cp.symmetry_rank, margin=margin, category=label, unexplained=unexplained,
-                             state={k: v.clone() for k, v in net.state_dict().items()}))
+            runs.append({"seed": seed, "same_pattern_pairs": pairs, "loss": cp.loss, "grad_norm": cp.grad_norm, "kind": cp.kind, "critical": cp.critical,
+                             "index": cp.morse_index, "nullity": cp.nullity, "quotient_nullity": cp.quotient_nullity,
+                             "symmetry_rank": cp.symmetry_rank, "margin": margin, "category": label, "unexplained": unexplained,
+                             "state": {k: v.clone() for k, v in net.state_dict().items()}})
         tally = {}
         for run in runs:
             tally[run["category"]] = tally.get(run["category"], 0) + 1
@@ -126,7 +144,7 @@ def count_relu_minima(report, quick: bool) -> dict:
                                                           if run["unexplained"] is not None else "")
                             + (f"; neurons {run['same_pattern_pairs']} are active on exactly the same data points"
                                if run["same_pattern_pairs"] else ""))
-        results[width] = dict(runs=runs, tally=tally)
+        results[width] = {"runs": runs, "tally": tally}
     spurious = [r for r in results[K]["runs"] if r["category"] == "spurious minimum"]
     report.check(f"width k: some runs end at spurious minima (L > {SPURIOUS_LOSS:g}, critical, Morse index 0)",
                  len(spurious) > 0, f"{len(spurious)} of {len(seeds)} seeds")
@@ -196,15 +214,15 @@ def linear_nets(report, logdir, quick):
                 f"λ_max = {fmt(cp0.lambda_max)}")
     report.check(f"the origin is a strict saddle of index h = {h}", cp0.kind == "strict_saddle" and cp0.morse_index == h,
                  f"{cp0.kind}, index {cp0.morse_index}")
-    return dict(linear_max_gap=max(gaps), linear_kinds=kinds, linear_max_index=max(indices), origin_kind=cp0.kind, origin_index=cp0.morse_index,
-                origin_lambda_min=cp0.lambda_min, h=h)
+    return {"linear_max_gap": max(gaps), "linear_kinds": kinds, "linear_max_index": max(indices), "origin_kind": cp0.kind, "origin_index": cp0.morse_index,
+                "origin_lambda_min": cp0.lambda_min, "h": h}
 
 
 def main(quick: bool = False, logdir: str | Path = "runs") -> dict:
     report = Report("Spurious minima of ReLU networks (counted over seeds) vs linear networks (none)",
                     "Zhou & Liang, ICLR 2018, arXiv:1710.11205; Safran & Shamir, ICML 2018; theory.md §6 E3, E5, T2")
     relu = count_relu_minima(report, quick)
-    results = dict(relu=relu)
+    results = {"relu": relu}
     results.update(linear_nets(report, logdir, quick))
     return report.finish(Path(logdir) / NAME, results=results)
 

@@ -34,7 +34,13 @@ try:
 except ImportError:  # run as a script: examples/ is on sys.path
     from _common import Report, fmt, parse_quick, writer
 
-from torch_landscape import classify_critical_point, hessian_eigenvalues, neuron_redundancy
+import itertools
+
+from torch_landscape import (
+    classify_critical_point,
+    hessian_eigenvalues,
+    neuron_redundancy,
+)
 
 NAME = "split_neuron_escape"
 D, SPLIT = 2, 0  # input dimension; the neuron that is split
@@ -159,11 +165,11 @@ def escape(net: nn.Sequential, x, y, report, tb, quick: bool) -> dict:
     for step, value in enumerate(path):
         tb.add_scalar("escape/loss", value, step)
         tb.add_scalar("escape/loss_minus_start", value - base, step)
-    rise = max(b - a for a, b in zip(path, path[1:]))
+    rise = max(b - a for a, b in itertools.pairwise(path))
     report.line(f"after {len(path) - len(ts)} descent steps: L = {path[-1]:.6e} (L(start) = {base:.6e}, "
                 f"{(base - path[-1]) / base:.1%} lower); largest change between consecutive points {rise:+.1e}")
-    return dict(lambda_neg=lam_neg, lambda_neg_bound=float(spectrum.error_bounds[0]), quadratic_ratio=ratio,
-                escape_path=path, escape_rise=rise, escape_final=path[-1])
+    return {"lambda_neg": lam_neg, "lambda_neg_bound": float(spectrum.error_bounds[0]), "quadratic_ratio": ratio,
+                "escape_path": path, "escape_rise": rise, "escape_final": path[-1]}
 
 
 def main(quick: bool = False, logdir: str | Path = "runs") -> dict:
@@ -191,9 +197,9 @@ def main(quick: bool = False, logdir: str | Path = "runs") -> dict:
         dup = neuron_redundancy(net, (x, y)).scores.get("duplicate", float("nan"))
         b_neg, b_zero = inertia(lam * (1 - lam) * B_eigs) if lam != 1.0 else (0, D + 1)
         pred_index, pred_null = small_cp.morse_index + b_neg, b_zero + 1
-        line.append(dict(lam=lam, loss=cp.loss, kind=cp.kind, degenerate_kind=cp.degenerate_kind,
-                         index=cp.morse_index, nullity=cp.nullity, predicted_index=pred_index,
-                         predicted_nullity=pred_null, lambda_min=cp.lambda_min, duplicate_score=dup))
+        line.append({"lam": lam, "loss": cp.loss, "kind": cp.kind, "degenerate_kind": cp.degenerate_kind,
+                         "index": cp.morse_index, "nullity": cp.nullity, "predicted_index": pred_index,
+                         "predicted_nullity": pred_null, "lambda_min": cp.lambda_min, "duplicate_score": dup})
         for key in ("loss", "index", "nullity", "lambda_min", "duplicate_score"):
             tb.add_scalar(f"path/{key}", line[-1][key], step)
         tb.add_scalar("path/lambda", lam, step)

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
-
 from helpers import dense_truth
+from torch import nn
 
 pytest.importorskip("pytorch_lightning")
 pytest.importorskip("tensorboard")

@@ -8,15 +8,15 @@ claim, ~13 s) is marked ``slow``.
 
 import copy
 import importlib.util
+import itertools
 import math
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
-
 from helpers import dense_truth
+from torch import nn
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -95,7 +95,7 @@ def test_split_neuron_escape(tmp_path):
     assert out["quadratic_ratio"] == pytest.approx(1.0, abs=0.05)
     # The escape path: recorded losses never rise and end clearly below L(θ̄) (quick run: ≈ 1.4% lower).
     path = out["escape_path"]
-    assert all(b <= a for a, b in zip(path, path[1:]))
+    assert all(b <= a for a, b in itertools.pairwise(path))
     assert path[-1] < 0.995 * out["small_loss"]
     assert event_files(tmp_path / "split_neuron_escape")
 
@@ -157,7 +157,7 @@ def test_relu_spurious_minimum_and_linear_nets(tmp_path):
 def test_quadratic_activations(tmp_path):
     out = load("quadratic_activations").main(quick=True, logdir=tmp_path)
     full, low = out["full_rank"], out["rank_deficient"]
-    k, d = 4, 3
+    k = 4
     # SJL: over-parameterised (k ≥ d), no spurious minima: every init reaches L = 0 (measured ≈ 5e-30).
     assert max(full["init_losses"]) <= 1e-20
     # Full rank: Morse–Bott modulo O(k) — nullity = orbit dimension k(k−1)/2 = 6 (theory.md T6), PL bounded
