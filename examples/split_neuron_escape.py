@@ -169,7 +169,7 @@ def escape(net: nn.Sequential, x, y, report, tb, quick: bool) -> dict:
     report.line(f"after {len(path) - len(ts)} descent steps: L = {path[-1]:.6e} (L(start) = {base:.6e}, "
                 f"{(base - path[-1]) / base:.1%} lower); largest change between consecutive points {rise:+.1e}")
     return {"lambda_neg": lam_neg, "lambda_neg_bound": float(spectrum.error_bounds[0]), "quadratic_ratio": ratio,
-                "escape_path": path, "escape_rise": rise, "escape_final": path[-1]}
+            "escape_path": path, "escape_rise": rise, "escape_final": path[-1]}
 
 
 def main(quick: bool = False, logdir: str | Path = "runs") -> dict:
@@ -193,13 +193,13 @@ def main(quick: bool = False, logdir: str | Path = "runs") -> dict:
     line = []
     for step, lam in enumerate(lambdas):
         net = split(small, lam)
-        cp = classify_critical_point(net, loss_fn, (x, y), probe=lam in (0.5,))
+        cp = classify_critical_point(net, loss_fn, (x, y), probe=lam == 0.5)
         dup = neuron_redundancy(net, (x, y)).scores.get("duplicate", float("nan"))
         b_neg, b_zero = inertia(lam * (1 - lam) * B_eigs) if lam != 1.0 else (0, D + 1)
         pred_index, pred_null = small_cp.morse_index + b_neg, b_zero + 1
         line.append({"lam": lam, "loss": cp.loss, "kind": cp.kind, "degenerate_kind": cp.degenerate_kind,
-                         "index": cp.morse_index, "nullity": cp.nullity, "predicted_index": pred_index,
-                         "predicted_nullity": pred_null, "lambda_min": cp.lambda_min, "duplicate_score": dup})
+                     "index": cp.morse_index, "nullity": cp.nullity, "predicted_index": pred_index,
+                     "predicted_nullity": pred_null, "lambda_min": cp.lambda_min, "duplicate_score": dup})
         for key in ("loss", "index", "nullity", "lambda_min", "duplicate_score"):
             tb.add_scalar(f"path/{key}", line[-1][key], step)
         tb.add_scalar("path/lambda", lam, step)
