@@ -17,11 +17,23 @@ import torch
 from torch import nn
 
 try:
-    from examples._common import Report, fit_restarts, fmt, parse_quick, replay, shallow, writer
+    from examples._common import (
+        Report,
+        fit_restarts,
+        fmt,
+        parse_quick,
+        replay,
+        shallow,
+        writer,
+    )
 except ImportError:  # run as a script: examples/ is on sys.path
     from _common import Report, fit_restarts, fmt, parse_quick, replay, shallow, writer
 
-from torch_landscape import classify_critical_point, neuron_redundancy, redundancy_nullity_check
+from torch_landscape import (
+    classify_critical_point,
+    neuron_redundancy,
+    redundancy_nullity_check,
+)
 from torch_landscape.probe import LandscapeProbe
 
 NAME = "efficient_vs_redundant_tanh"
@@ -76,11 +88,11 @@ def main(quick: bool = False, logdir: str | Path = "runs") -> dict:
             if snap.pl is not None and sigma == 0:
                 report.line(f"PL ratio at the last light evaluation: {fmt(snap.pl.mu)} "
                             f"(running min {fmt(snap.pl.mu_running_min)})")
-            results[key] = dict(kind=cp.kind, loss=cp.loss, lambda_min=cp.lambda_min, nullity=cp.nullity,
-                                width=red.width, effective_width=red.effective_width,
-                                predicted_nullity=nullity.predicted_nullity,
-                                measured_nullity=nullity.measured_nullity,
-                                findings=[f.rule for f in verified])
+            results[key] = {"kind": cp.kind, "loss": cp.loss, "lambda_min": cp.lambda_min, "nullity": cp.nullity,
+                                "width": red.width, "effective_width": red.effective_width,
+                                "predicted_nullity": nullity.predicted_nullity,
+                                "measured_nullity": nullity.measured_nullity,
+                                "findings": [f.rule for f in verified]}
             if width == m_star:
                 report.check("exact width: nondegenerate_min, efficient (effective width = width)",
                              cp.kind == "nondegenerate_min" and red.effective_width == width,
@@ -96,7 +108,7 @@ def main(quick: bool = False, logdir: str | Path = "runs") -> dict:
                 redundant = red.effective_width < width
                 report.check("wider, noisy: if redundant then never isolated (nullity ≥ 1); BD's genericity "
                              "suggests an efficient, nondegenerate minimum is typical [unsure]",
-                             (not redundant) or cp.nullity >= 1,
+                             (not redundant) or (cp.nullity or 0) >= 1,
                              f"{cp.kind}, effective width {red.effective_width}/{width}, nullity {cp.nullity}")
     return report.finish(Path(logdir) / NAME, results=results)
 

@@ -72,7 +72,9 @@ def main(quick: bool = False, logdir: str | Path = "runs") -> dict:
                  snap.loss < 0.5 * first_loss and not snap.errors,
                  f"probe loss {fmt(first_loss)} → {fmt(snap.loss)}, errors: {list(snap.errors)}")
     out = report.finish(Path(logdir) / NAME)
-    out.update(loss=snap.loss, errors=list(snap.errors), tags=sorted(snapshot_scalars(snap)), steps=steps)
+    out.update(loss=snap.loss, first_loss=first_loss, errors=list(snap.errors), tags=sorted(snapshot_scalars(snap)), steps=steps,
+               lambda_max=float(snap.spectrum.eigenvalues[-1]), lambda_max_bound=float(snap.spectrum.error_bounds[-1]),
+               model=student, probe_data=(x[:512], y[:512]))
     return out
 
 

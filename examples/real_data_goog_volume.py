@@ -24,7 +24,11 @@ try:
 except ImportError:  # run as a script: examples/ is on sys.path
     from _common import Report, fmt, lbfgs, parse_quick
 
-from torch_landscape import classify_critical_point, neuron_redundancy, redundancy_nullity_check
+from torch_landscape import (
+    classify_critical_point,
+    neuron_redundancy,
+    redundancy_nullity_check,
+)
 
 NAME = "real_data_goog_volume"
 
