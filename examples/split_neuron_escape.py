@@ -134,6 +134,9 @@ def escape(net: nn.Sequential, x, y, report, tb, quick: bool) -> dict:
 
     theta = nn.utils.parameters_to_vector(net.parameters()).detach()
     base = float(loss(theta))
+    # An eigenvector's sign is arbitrary; the cubic term makes the loss fall further on one side.
+    if float(loss(theta + 0.025 * v)) > float(loss(theta - 0.025 * v)):
+        v = -v
     # Along the eigenvector, while the loss still falls (the quadratic model ½λ_neg t² holds for small t only).
     t_grid = [0.025 * i for i in range(1, 41)]
     ts, path = [0.0], [base]

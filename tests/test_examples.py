@@ -166,7 +166,9 @@ def test_quadratic_activations(tmp_path):
     assert full["mu_running_min"] > 1.0 and abs(full["slope"] - 1) < 0.1 and full["contraction"] < 0.99
     # Rank-deficient M*: quartic growth, PL fails — slope 2θ_Ł = 1.5, η·t·‖∇L‖²/L → 2 (theory.md §2.4).
     assert low["mu"] < 0.1 * full["mu_running_min"] and abs(low["slope"] - 1.5) < 0.1
-    assert abs(low["eta_t_ratio"] - 2) < 0.25 and low["index"] == 0
+    # Not a Morse–Bott minimum: degenerate, or not yet critical in the Newton-step sense at a polynomial rate
+    # (off the minimum set the Hessian may still have small negative eigenvalues, so no index is asserted).
+    assert abs(low["eta_t_ratio"] - 2) < 0.25 and low["kind"] in ("degenerate", "not_critical")
 
 
 def test_relu_mild_overparameterization(tmp_path):
