@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench clean screenshot
+.PHONY: test demo bench clean screenshot results
 
 # The stamp makes set-up idempotent: it is redone only when the requirements change.
 $(STAMP): pyproject.toml constraints.txt
@@ -19,7 +19,11 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(PY) examples/demo.py
 
-# PNGs of the demo's TensorBoard views under docs/ (runs the demo first if runs/ is empty; installs chromium).
+# docs/results.md: each paper's prediction beside the full runs of the examples.
+results: $(STAMP)
+	$(PY) scripts/results.py
+
+# PNGs of the TensorBoard views of the README example and the demo under docs/ (installs chromium).
 screenshot: $(STAMP)
 	$(PY) scripts/screenshot.py
 
