@@ -1,6 +1,8 @@
 """The operator protocol, the Hessian kinds the factory picks, the quotient operator, and the shared Lanczos
 on synthetic operators whose eigenvalues are planted exactly."""
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -37,6 +39,15 @@ def test_hessians_follow_the_protocol_and_the_factory_picks_the_kind():
         torch.testing.assert_close(operator.matmat(block), truth @ block, rtol=0, atol=1e-12 * scale * 3)
         torch.testing.assert_close(operator.to_dense(), truth, rtol=0, atol=1e-12 * scale)
         assert operator.num_hvp == 3 + (0 if kind is StructuredHessian else operator.shape[0])
+
+
+def test_a_hessian_operator_can_be_copied():
+    operator = HessianOperator(shallow(3, 4, nn.Tanh()), nn.MSELoss(), regression_data(20, 3))
+    dense = operator.to_dense()
+    clone = copy.deepcopy(operator)
+    assert type(clone) is StructuredHessian and torch.equal(clone.to_dense(), dense)
+    with pytest.raises(TypeError, match="loss_fn and data"):
+        HessianOperator(shallow(3, 4, nn.Tanh()))
 
 
 def test_matrix_operator_refuses_a_non_symmetric_matrix():
