@@ -12,9 +12,11 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import regression_data
+from helpers import dense_truth
 from torch_landscape.probe import LandscapeProbe
-from torch_landscape.redundancy import MLPRedundancy, find_mlp, mlp_redundancy, neuron_redundancy
+from torch_landscape.redundancy import (
+    MLPRedundancy, find_mlp, mlp_redundancy, neuron_redundancy, redundancy_nullity_check,
+)
 from torch_landscape.writers import snapshot_scalars
 
 SIZES = (3, 6, 5, 4, 2)  # d, three hidden layers, q
@@ -127,13 +129,38 @@ def test_models_that_are_not_plain_mlps_are_refused_with_the_fix():
 
 def test_probe_runs_redundancy_on_a_deep_mlp():
     model = planted()
-    data = (inputs(64, 8), regression_data(64, 3, q=2)[1])
-    probe = LandscapeProbe(model, nn.MSELoss(), data, quantities=["redundancy"])
+    X = inputs(64, 8)
+    with torch.no_grad():
+        data = (X, model(X))  # zero loss: θ is critical, so the cross-check gives a verdict
+    probe = LandscapeProbe(model, nn.MSELoss(), data, quantities=["critical", "redundancy"], method="dense")
     snapshot = probe.snapshot(0)
     assert snapshot.errors == ()
+    # The per-layer cross-check ran on the snapshot's report: the 8 directions counted in the test above.
+    assert snapshot.nullity.critical and snapshot.nullity.predicted_nullity == 8 and not snapshot.nullity.inconsistent
     assert isinstance(snapshot.redundancy, MLPRedundancy)
     expected = mlp_redundancy(model, [data])
     assert snapshot.redundancy.effective_widths == expected.effective_widths == (5, 4, 4)
     scalars = snapshot_scalars(snapshot)
     assert scalars["landscape/redundancy/width"] == 15 and scalars["landscape/redundancy/effective_width"] == 13
     assert scalars["landscape/redundancy/claims"] == 2
+
+
+def test_nullity_cross_check_per_layer_predicts_null_directions_of_the_dense_hessian():
+    """At a zero-loss point (targets = the model's own outputs, so θ is critical with G = 0) the planted
+    structure predicts, by hand: the zero-output neuron's (w_4, b_4), 3 + 1 directions; and for the duplicate
+    pair of layer 2, Δa_1 = −Δa_3 for each of the 4 outputs of its sub-network (their u-directions need
+    a_1 ∥ a_3, which random weights do not give): 8 in all. Each predicted vector must be null for the
+    independent reverse-over-reverse float64 Hessian, to 1e-10·max|λ| (rounding of a 93×93 float64 Hessian
+    is ~1e-14 relative)."""
+    model, X = planted(), inputs(64, 1)
+    with torch.no_grad():
+        data = (X, model(X))
+    report = mlp_redundancy(model, X)
+    for check in (redundancy_nullity_check(model, nn.MSELoss(), data, report),
+                  redundancy_nullity_check(model, nn.MSELoss(), data)):
+        assert check.critical and not check.inconsistent
+        assert check.predicted_nullity == 8 <= check.measured_nullity
+        hessian = dense_truth(model, nn.MSELoss(), data)
+        scale = float(torch.linalg.eigvalsh(hessian).abs().max())
+        assert float(torch.linalg.vector_norm(hessian @ check.predicted_vectors, dim=0).max()) <= 1e-10 * scale
+        assert any("layer '2': feature dependence on the data and probe points" in s for s in check.sources)
