@@ -52,7 +52,8 @@ def find_mlp(model: nn.Module) -> list[ShallowNetwork]:
     name, sequence = found[0]
     prefix = f"{name}." if name else ""
     children = [prefix + child for child, _ in sequence.named_children()]
-    return [find_shallow(model, (children[i], children[i + 1], children[i + 2])) for i in range(0, len(children) - 2, 2)]
+    return [find_shallow(model, (children[i], children[i + 1], children[i + 2]))
+            for i in range(0, len(children) - 2, 2)]
 
 
 def is_mlp(model: nn.Module) -> bool:
@@ -163,7 +164,8 @@ class MLPRedundancy:
     def score_rule(self) -> str:
         """The rule attaining ``score``, with its layer."""
         best = min(range(len(self.layers)), key=lambda l: self.layers[l].score)
-        return f"{self.layers[best].score_rule} in layer {self.layer_names[best]!r}"
+        rule = self.layers[best].score_rule
+        return f"{rule} in layer {self.layer_names[best]!r}" if rule else ""
 
     def merged_model(self, level: str = FUNCTION) -> nn.Module:
         """A new copy of the model with every layer's accepted function-level merges applied.
@@ -240,11 +242,12 @@ def mlp_redundancy(
     _check_forward(model, nets, original, points)
     reports, current = [], model
     for index in range(len(nets)):
-        net = find_mlp(current)[index]
-        layer_inputs = None if inputs is None else _prefix(find_mlp(current)[:index], inputs)
-        report = neuron_redundancy(current, layer_inputs, layers=(net.hidden_name, net.activation_name, net.output_name),
-                                   tol=tol, seed=seed + index, candidate_score=candidate_score,
-                                   near_rtol=near_rtol, l1_max_cost=l1_max_cost)
+        layers = find_mlp(current)  # the modules of the model with the merges so far
+        net = layers[index]
+        layer_inputs = None if inputs is None else _prefix(layers[:index], inputs)
+        names = (net.hidden_name, net.activation_name, net.output_name)
+        report = neuron_redundancy(current, layer_inputs, layers=names, tol=tol, seed=seed + index,
+                                   candidate_score=candidate_score, near_rtol=near_rtol, l1_max_cost=l1_max_cost)
         tol = report.tol
         candidate = report.merged_model(FUNCTION) if report.redundant else current
         if report.redundant and not _within(candidate, points, original, tol):
@@ -296,8 +299,11 @@ def _check_forward(model: nn.Module, nets: list[ShallowNetwork], original: dict[
 
 def _within(model: nn.Module, points: dict[str, Tensor], original: dict[str, Tensor], tol: float) -> bool:
     """max|f_model − f_original| ≤ tol·(1 + max|f_original|) on every point set."""
-    return all(float((_outputs(model, x) - original[name]).abs().max()) <= tol * (1 + float(original[name].abs().max()))
-               for name, x in points.items())
+    for name, x in points.items():
+        reference = original[name]
+        if float((_outputs(model, x) - reference).abs().max()) > tol * (1 + float(reference.abs().max())):
+            return False
+    return True
 
 
 def _withdrawn(report: RedundancyReport, level: str) -> RedundancyReport:
@@ -309,12 +315,14 @@ def _withdrawn(report: RedundancyReport, level: str) -> RedundancyReport:
     unmerged = shallow_weights(report._net)
     if level == FUNCTION:
         merged = {key: unmerged for key in merged}
-        widths = {"effective_width": report.width, "max_output_change": OutputChange(
-                      None if report.max_output_change.data is None else 0.0, 0.0),
-                  "effective_width_on_data": None if report.effective_width_on_data is None else report.width}
+        on_data = report.effective_width_on_data is not None
+        widths = {"effective_width": report.width, "max_output_change": OutputChange(0.0 if on_data else None, 0.0),
+                  "effective_width_on_data": report.width if on_data else None,
+                  "max_output_change_on_data": 0.0 if on_data else None}
     else:
         merged[DATA] = merged[FUNCTION]
-        widths = {"effective_width_on_data": report.effective_width}
+        widths = {"effective_width_on_data": report.effective_width,
+                  "max_output_change_on_data": report.max_output_change.data}
     note = (f"the {level}-level merges of this layer passed on the layer's outputs but moved the whole model's "
             "outputs by more than the tolerance: withdrawn")
     return replace(report, findings=findings, _merged=merged, notes=report.notes + (note,), **widths)
