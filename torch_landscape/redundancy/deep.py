@@ -212,7 +212,8 @@ def mlp_redundancy(
     """Find the redundant neurons of every hidden layer of an MLP and prove them on the whole model.
 
     Layer by layer, :func:`~.search.neuron_redundancy` runs on (Linear_l, σ_l, Linear_{l+1}) with the
-    prefix's activations h_{l−1}(X) as inputs (same rules, scores and per-layer merge-and-verify). The
+    prefix's activations h_{l−1}(X) as inputs and h_{l−1}(X_p) as probe points (same rules, scores and
+    per-layer merge-and-verify). The
     merged model is then compared with the original: the layer is accepted only if
     max|f_θ′(x) − f_θ(x)| ≤ tol·(1 + max|f_θ|) on the data and on ``probe_points`` (inputs of the model;
     default ``num_probe_points`` draws from N(mean X, cov X), standard normal without data).
@@ -224,8 +225,8 @@ def mlp_redundancy(
     data
         Inputs X of the model, a batch (X, y), or an iterable of batches; None for function-level rules only.
     probe_points, num_probe_points, tol, seed
-        As in :func:`~.search.neuron_redundancy`, for the whole model's check; each layer's own probe
-        points are drawn around its inputs.
+        As in :func:`~.search.neuron_redundancy`; the probe points are inputs of the model, and layer l is
+        probed on their images h_{l−1}(X_p).
     candidate_score, near_rtol, l1_max_cost
         Passed to each layer's analysis.
 
@@ -245,8 +246,11 @@ def mlp_redundancy(
         layers = find_mlp(current)  # the modules of the model with the merges so far
         net = layers[index]
         layer_inputs = None if inputs is None else _prefix(layers[:index], inputs)
+        # Function level for the MLP means every model input: the layer is probed on the images of the model's
+        # probe points, not around its own inputs (points the prefix never produces would refute valid merges).
+        layer_probes = _prefix(layers[:index], points["probes"])
         names = (net.hidden_name, net.activation_name, net.output_name)
-        report = neuron_redundancy(current, layer_inputs, layers=names, tol=tol, seed=seed + index,
+        report = neuron_redundancy(current, layer_inputs, layers=names, probe_points=layer_probes, tol=tol,
                                    candidate_score=candidate_score, near_rtol=near_rtol, l1_max_cost=l1_max_cost)
         tol = report.tol
         candidate = report.merged_model(FUNCTION) if report.redundant else current
