@@ -170,7 +170,8 @@ def test_float32_relu_mlp_positive_multiple_in_the_second_layer():
     """u_4 = 2·u_0 in layer 2 of a float32 ReLU MLP: relu(2z) = 2·relu(z), so folding a_4 into a_0 is exact
     in exact arithmetic; float32 rounding leaves ~1e-7 relative, and the default float32 tolerance is
     √ε ≈ 3.5e-4 · (1 + max|f|). The layer is probed on the images of the model's probe points: probing it
-    around its own (non-negative) inputs would refute neurons dead on every input the prefix can produce."""
+    around its own (non-negative) inputs would refute neurons dead on every input the prefix produces there,
+    and the whole-model check then withdrew the layer's merges, this one included."""
     model = mlp(0, sizes=(3, 6, 5, 1), activation=nn.ReLU).float()
     with torch.no_grad():
         model[2].weight[4] = 2.0 * model[2].weight[0]
@@ -180,6 +181,8 @@ def test_float32_relu_mlp_positive_multiple_in_the_second_layer():
     assert ("positive multiple", (6, 10)) in [(f.rule, f.neurons) for f in report.claims]
     merged = report.merged_model()
     assert merged[2].weight.dtype == torch.float32
-    fresh = inputs(1000, 10, scale=3.0).float()
+    # Fresh points of the probes' law: layer 2 also has neurons dead on every image of it (claimed at function
+    # level, as "dead on data and probes" is for one hidden layer), which wider inputs can wake up.
+    fresh = inputs(1000, 10).float()
     with torch.no_grad():
         assert float((merged(fresh) - model(fresh)).abs().max()) <= report.tol * (1 + float(model(fresh).abs().max()))
