@@ -448,7 +448,8 @@ class LandscapeProbe:
             "one_point": "one_point needs reference= (a model like the student, e.g. the teacher, or a flat θ*)"
             if reference is None else None,
             "redundancy": "redundancy needs a one-hidden-layer network (Linear → activation → Linear) or an "
-            "nn.Sequential MLP (Linear → activation → … → Linear)" if not (is_shallow(model) or is_mlp(model)) else None,
+            "nn.Sequential MLP (Linear → activation → … → Linear)"
+            if not (is_shallow(model) or is_mlp(model)) else None,
         }
         for quantity, problem in missing.items():
             if problem is not None and quantity in chosen:
