@@ -271,8 +271,8 @@ def test_bad_probe_configuration_names_the_fix(setting, arguments, message):
         LandscapeProbe(model, LOSS, data, **arguments)
 
 
-def test_redundancy_on_a_deep_network_is_refused_when_asked_and_dropped_by_default():
-    deep = nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 3), nn.Tanh(), nn.Linear(3, 1)).double()
+def test_redundancy_on_a_network_that_is_no_mlp_is_refused_when_asked_and_dropped_by_default():
+    deep = nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.LayerNorm(3), nn.Linear(3, 1)).double()
     data = regression_data(20, 2)
     with pytest.raises(ValueError, match="redundancy needs a one-hidden-layer network"):
         LandscapeProbe(deep, LOSS, data, quantities=["redundancy"])

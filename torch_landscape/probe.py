@@ -39,7 +39,9 @@ from .estimators import SpectralDensity, TraceEstimate, hessian_trace, spectral_
 from .operators import HessianOperator
 from .newton import gradient_rounding
 from .objective import Data, LossFunction, Objective, as_batches, check_data, check_finite
-from .redundancy import NullityCheck, RedundancyReport, neuron_redundancy, redundancy_nullity_check
+from .redundancy import (
+    MLPRedundancy, NullityCheck, RedundancyReport, is_mlp, mlp_redundancy, neuron_redundancy, redundancy_nullity_check,
+)
 from .settings import FULL_QUANTITIES, LIGHT_TOL, QUANTITIES, OnError, ProbeSettings, check_quantities
 from .shallow import find_shallow, structured_diagonal
 from .slices import LandscapeSlices, landscape_slices
@@ -112,7 +114,9 @@ class LandscapeSnapshot:
     trace : TraceEstimate or None
     density : SpectralDensity or None
     critical : CriticalPoint or None
-    redundancy : RedundancyReport or None
+    redundancy : RedundancyReport, MLPRedundancy or None
+        A RedundancyReport for a one-hidden-layer network, an MLPRedundancy (every hidden layer) for a deep
+        ``nn.Sequential`` MLP.
     divergence : Divergence or None
         Whether ‖θ‖ grows while L creeps down over the last snapshots: an escape to infinity, no critical
         point at finite distance (with the neuron pairs that carry it, at full snapshots).
@@ -146,7 +150,7 @@ class LandscapeSnapshot:
     trace: Optional[TraceEstimate] = None
     density: Optional[SpectralDensity] = None
     critical: Optional[CriticalPoint] = None
-    redundancy: Optional[RedundancyReport] = None
+    redundancy: Optional[RedundancyReport | MLPRedundancy] = None
     divergence: Optional[Divergence] = None
     nullity: Optional[NullityCheck] = None
     contradictions: tuple[Contradiction, ...] = ()
@@ -443,8 +447,9 @@ class LandscapeProbe:
         missing = {
             "one_point": "one_point needs reference= (a model like the student, e.g. the teacher, or a flat θ*)"
             if reference is None else None,
-            "redundancy": "redundancy needs a one-hidden-layer network (Linear → activation → Linear)"
-            if not is_shallow(model) else None,
+            "redundancy": "redundancy needs a one-hidden-layer network (Linear → activation → Linear) or an "
+            "nn.Sequential MLP (Linear → activation → … → Linear)"
+            if not (is_shallow(model) or is_mlp(model)) else None,
         }
         for quantity, problem in missing.items():
             if problem is not None and quantity in chosen:
@@ -639,7 +644,8 @@ class LandscapeProbe:
         return {"critical": classify_critical_point(point.operator, method=self.method, k=self.k, learning_rate=point.learning_rate)}
 
     def _compute_redundancy(self, point: _Point) -> dict[str, Any]:
-        return {"redundancy": neuron_redundancy(self.model, self._inputs)}
+        analyse = neuron_redundancy if is_shallow(self.model) else mlp_redundancy
+        return {"redundancy": analyse(self.model, self._inputs)}
 
     def _slices(self, point: _Point, results: dict[str, Any]) -> dict[str, Any]:
         """The loss along this snapshot's extreme eigenvectors, a predicted null direction (the nullity

@@ -19,6 +19,8 @@ from .report import (
     ALWAYS_ACTIVE, CONSTANT, DEAD, DUPLICATE, LINEAR_ON_DATA, MIRRORED, MULTIPLE, PATTERN, POSITIVE_MULTIPLE,
     RedundancyFinding, RedundancyReport, ZERO,
 )
+from .deep import MLPRedundancy, find_mlp, is_mlp
+from .network import _probe_points
 from .search import neuron_redundancy
 
 
@@ -173,10 +175,15 @@ def redundancy_nullity_check(
     threshold = rtol * scale
     measured = int((eigenvalues.abs() <= threshold).sum())
     critical = criticality(operator)[0]
-    net = find_shallow(objective.model, layers)
-    if report is None:
-        report = neuron_redundancy(objective.model, list(objective.batches), layers=layers)
-    families = _predicted_families(objective, net, report, threshold, rtol)
+    if isinstance(report, MLPRedundancy) or (report is None and layers is None and _deep(objective.model)):
+        families = _mlp_families(objective, report, threshold, rtol)
+    else:
+        net = find_shallow(objective.model, layers)
+        if report is None:
+            report = neuron_redundancy(objective.model, list(objective.batches), layers=layers)
+        x = torch.cat([x.reshape(-1, net.hidden.in_features) for x, _ in objective.batches])
+        G = _output_gradients(objective, net.output.out_features)
+        families = _predicted_families(objective, net, report, threshold, rtol, x, G)
     tangents = symmetry_tangents(objective)
     if tangents.count:
         families.append((tangents.family, tangents.vectors))
@@ -193,6 +200,74 @@ def redundancy_nullity_check(
         predicted_vectors=basis, sources=tuple(f"{name}: {vectors.shape[1]}" for name, vectors in families),
         max_residual=residual,
     )
+
+
+def _deep(model: nn.Module) -> bool:
+    """An MLP with more than one hidden layer (a one-hidden-layer one takes the shallow path)."""
+    return is_mlp(model) and len(find_mlp(model)) > 1
+
+
+def _mlp_families(objective: Objective, report: Optional[MLPRedundancy], threshold: float,
+                  rtol: float) -> list[tuple[str, Tensor]]:
+    """The families of every hidden layer l of an MLP, from its sub-network (L_l, σ_l, L_{l+1}).
+
+    L depends on θ_l = (W_l, b_l, W_{l+1}, b_{l+1}) through g = g_{l+1}(h_{l−1}) alone, so a direction v in
+    θ_l with J_g v = 0 for every h near the data is null exactly when it is for the sub-network with inputs
+    h_{l−1}(X) and G = ∂L/∂g (the Gauss–Newton term and the cross terms with later layers carry J_g v; those
+    with earlier layers carry its derivative in h). Hence deep layers' feature dependences must hold off the
+    data too. A layer's findings are used only where it was analysed at θ's own weights (no earlier merge
+    rewrote W_l); otherwise, and without ``report``, the layer is analysed again at θ.
+    """
+    nets = find_mlp(objective.model)
+    parameters = {name: value.detach() for name, value in
+                  {**objective.constants, **objective.unflatten(objective.theta)}.items()}
+    inputs, gradients = _layer_terms(objective, nets, parameters)
+    families: list[tuple[str, Tensor]] = []
+    for l, net in enumerate(nets):
+        layer_report = report.layers[l] if report is not None else None
+        if layer_report is None or not _analysed_at(layer_report, net, parameters):
+            layer_report = neuron_redundancy(objective.model, inputs[l], seed=l,
+                                             layers=(net.hidden_name, net.activation_name, net.output_name))
+        probes = None if l == 0 else _probe_points(None, inputs[l], 4096, l, inputs[l].shape[1], inputs[l].device)
+        families += _predicted_families(objective, net, layer_report, threshold, rtol, inputs[l], gradients[l],
+                                        probes, f"layer {net.hidden_name!r}: ")
+    return families
+
+
+def _analysed_at(report: RedundancyReport, net: ShallowNetwork, parameters: dict[str, Tensor]) -> bool:
+    """Whether the layer's report saw θ's own hidden and output weights."""
+    for layer, module in (("hidden", report._net.hidden), ("output", report._net.output)):
+        for tensor in ("weight", "bias"):
+            seen, name = getattr(module, tensor), net.parameter_name(layer, tensor)
+            if (seen is None) != (name not in parameters):
+                return False
+            if seen is not None and not torch.equal(seen.detach().to(parameters[name]), parameters[name]):
+                return False
+    return True
+
+
+def _layer_terms(objective: Objective, nets: list, parameters: dict[str, Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+    """Per hidden layer l: its inputs h_{l−1}(x) (n × d_l) and G_l = ∂L/∂g_{l+1} per sample, batches weighted."""
+    inputs: list[list[Tensor]] = [[] for _ in nets]
+    gradients: list[list[Tensor]] = [[] for _ in nets]
+
+    def linear(net: ShallowNetwork, layer: str, h: Tensor) -> Tensor:
+        return torch.nn.functional.linear(h, parameters[net.parameter_name(layer, "weight")],
+                                          parameters.get(net.parameter_name(layer, "bias")))
+
+    for (x, y), weight in zip(objective.batches, objective.weights):
+        with torch.enable_grad():
+            h, outputs = x.detach().reshape(x.shape[0], -1), []
+            z = linear(nets[0], "hidden", h).requires_grad_()  # the graph starts here: parameters are detached
+            for l, net in enumerate(nets):
+                inputs[l].append(h.detach())
+                h = activation_function(net)(z)
+                z = linear(net, "output", h)  # g_{l+1}, the pre-activation of layer l + 1 (or the output)
+                outputs.append(z)
+            found = torch.autograd.grad(weight * objective.loss_fn(outputs[-1], y), outputs)
+        for l, gradient in enumerate(found):
+            gradients[l].append(gradient.reshape(x.shape[0], -1))
+    return [torch.cat(parts) for parts in inputs], [torch.cat(parts) for parts in gradients]
 
 
 def _orthonormal_span(stacked: Tensor) -> Tensor:
@@ -219,9 +294,15 @@ def _nullity_message(critical: bool, measured: int, predicted: int, gradient_nor
     return "every Hessian null direction is explained by the redundancies and symmetries found"
 
 
-def _predicted_families(objective: Objective, net: ShallowNetwork, report: RedundancyReport,
-                        threshold: float, rtol: float) -> list[tuple[str, Tensor]]:
-    """(source, P × k null vectors) for the feature dependences and each usable finding of ``report``."""
+def _predicted_families(objective: Objective, net: ShallowNetwork, report: RedundancyReport, threshold: float,
+                        rtol: float, x: Tensor, G: Tensor, probes: Optional[Tensor] = None,
+                        layer: str = "") -> list[tuple[str, Tensor]]:
+    """(source, P × k null vectors) for the feature dependences and each usable finding of ``report``.
+
+    ``x`` are the inputs of the hidden layer on the data, ``G`` = ∂L/∂g per sample for g the output layer's
+    output. With ``probes`` (a hidden layer behind other trainable layers) a feature dependence must also
+    hold on those points: one on the data alone changes g off the data, and the prefix moves the data.
+    """
     parameters = {**objective.constants, **objective.unflatten(objective.theta)}
     W = parameters[net.parameter_name("hidden", "weight")]
     b = parameters.get(net.parameter_name("hidden", "bias"))
@@ -230,18 +311,18 @@ def _predicted_families(objective: Objective, net: ShallowNetwork, report: Redun
     q = A.shape[0]
     U = torch.cat([W, (b if b is not None else W.new_zeros(m))[:, None]], dim=1)
     where = _Coordinates(objective, net, m, d, q)
-    x = torch.cat([x.reshape(-1, d) for x, _ in objective.batches])
     x_tilde = torch.cat([x, x.new_ones(x.shape[0], 1)], dim=1)
-    G = _output_gradients(objective, q)
     sigma = activation_function(net)
     phi, first, second = activation_derivatives(sigma, x_tilde @ U.T)
     cross = torch.einsum("nk,ni,np->ikp", G, first, x_tilde)  # g_i, the (a_i, u_i) residual blocks
     moving = torch.linalg.vector_norm(cross.reshape(m, -1), dim=1) <= threshold
-    # Output-weight directions of every feature dependence on the data.
-    columns = torch.cat([phi[:, moving], phi.new_ones(x.shape[0], 1)], dim=1)
+    # Output-weight directions of every feature dependence on the data (and on the probes).
+    features = phi if probes is None else torch.cat([phi, sigma(probes @ U[:, :-1].T + U[:, -1])])
+    columns = torch.cat([features[:, moving], features.new_ones(features.shape[0], 1)], dim=1)
     index = torch.cat([where.a[:, moving], where.c[:, None]], dim=1)
     feature_rtol = 1e-2 * math.sqrt(rtol)  # a feature singular value s gives a Hessian eigenvalue ∝ s²
-    families = [("feature dependence on the data (L1)",
+    where_label = " and probe points" if probes is not None else ""
+    families = [(f"{layer}feature dependence on the data{where_label} (L1)",
                  torch.cat([where.kernel(index[k], columns, feature_rtol) for k in range(q)], dim=1))]
     for finding in report.findings:
         if not ((finding.verified or finding.near) and finding.original):
@@ -249,7 +330,7 @@ def _predicted_families(objective: Objective, net: ShallowNetwork, report: Redun
         vectors = _finding_null_vectors(finding, net.kind, sigma, U, A, x_tilde, first, second, G, moving, where,
                                         threshold)
         if vectors is not None and vectors.shape[1]:
-            label = f"{finding.rule} {finding.neurons}" + ("" if finding.verified else " (near-redundant)")
+            label = f"{layer}{finding.rule} {finding.neurons}" + ("" if finding.verified else " (near-redundant)")
             families.append((label, vectors))
     return families
 

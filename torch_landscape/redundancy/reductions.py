@@ -9,7 +9,6 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from ..shallow import shallow_weights
 from .report import DEAD, PATTERN, RANK
 from .network import _Merge, _Network, _Verifier
 from .rules import Candidate, _Context, _dead_scores, _ratio_or_zero, _truncated_svd, _with_bias_column
