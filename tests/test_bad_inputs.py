@@ -42,6 +42,12 @@ def deep() -> nn.Module:
     return nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 1)).double()
 
 
+def unsupported() -> nn.Module:
+    """Neither a one-hidden-layer network nor a plain MLP: no neuron redundancy."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.LayerNorm(4), nn.Linear(4, 1)).double()
+
+
 def summed(outputs, targets):
     return ((outputs - targets) ** 2).sum()
 
@@ -403,12 +409,12 @@ SETUP = [
     ),
     (
         "setup redundancy deep",
-        lambda: set_up(RedundancyMonitor(probe_data=(XF, YF)), Student(deep().float())),
+        lambda: set_up(RedundancyMonitor(probe_data=(XF, YF)), Student(unsupported().float())),
         r"redundancy needs a one-hidden-layer network.*HessianMonitor or ConvexityMonitor",
     ),
     (
         "setup redundancy deep default",
-        lambda: set_up(RedundancyMonitor(), Student(deep().float())),
+        lambda: set_up(RedundancyMonitor(), Student(unsupported().float())),
         r"redundancy needs a one-hidden-layer network",
     ),
 ]
@@ -527,7 +533,8 @@ def test_probe_describe_holds_on_accepted_inputs():
     deep_probe = LandscapeProbe(deep(), MSE, (X, Y))
     assert "12 samples" in batch_loss.describe() and "21 parameters" in batch_loss.describe()
     assert "5 parameters" in subset.describe() and "L*: 0.0" in subset.describe()
-    assert "not a recognised one-hidden-layer network" in deep_probe.describe()
+    assert "an MLP of 2 hidden layers" in deep_probe.describe()
+    assert "no neuron redundancy" in LandscapeProbe(unsupported(), MSE, (X, Y)).describe()
 
 
 def test_settings_are_normalised_and_shared_by_the_monitor():

@@ -216,9 +216,11 @@ class NoForward(pl.LightningModule):
 
 
 class Deep(Student):
+    """Neither a one-hidden-layer network nor a plain MLP (a LayerNorm between the layers)."""
+
     def __init__(self):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 1))
+        self.net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.LayerNorm(4), nn.Linear(4, 1))
 
 
 class Stream(IterableDataset):
@@ -516,3 +518,19 @@ def test_the_automatic_schedule_never_warns_about_its_cost(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _simulate(monkeypatch, LandscapeMonitor(), 500, step_seconds=0.001, light=0.05, full=2.0)
+
+
+class TwoHidden(Student):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 1))
+
+
+def test_a_deep_mlp_gets_neuron_redundancy_for_every_hidden_layer(tmp_path):
+    _, x, y = teacher_and_data(64)
+    monitor = RedundancyMonitor(every_n_steps=2, full_every=1, probe_data=(x, y), figures=False)
+    trainer = pl.Trainer(max_steps=2, logger=TensorBoardLogger(tmp_path), callbacks=[monitor], **TRAINER)
+    trainer.fit(TwoHidden(), DataLoader(TensorDataset(x, y), batch_size=16))
+    report = monitor.last_snapshot.redundancy
+    assert report is not None and report.widths == (4, 3)
+    assert scalars(events(trainer.logger.log_dir), "landscape/redundancy/width")[2] == 7

@@ -23,10 +23,12 @@ from .operators import HessianOperator
 from .objective import Objective
 from .probe import LandscapeProbe, LandscapeSnapshot
 from .redundancy import (
+    MLPRedundancy,
     NullityCheck,
     OutputChange,
     RedundancyFinding,
     RedundancyReport,
+    mlp_redundancy,
     neuron_redundancy,
     redundancy_nullity_check,
 )
@@ -72,6 +74,8 @@ __all__ = [
     "LandscapeSnapshot",
     "loss_slice",
     "LossSlice",
+    "mlp_redundancy",
+    "MLPRedundancy",
     "neuron_redundancy",
     "null_direction",
     "NullityCheck",

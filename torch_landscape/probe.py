@@ -40,7 +40,8 @@ from .operators import HessianOperator
 from .newton import gradient_rounding
 from .objective import Data, LossFunction, Objective, as_batches, check_data, check_finite
 from .redundancy import (
-    MLPRedundancy, NullityCheck, RedundancyReport, is_mlp, mlp_redundancy, neuron_redundancy, redundancy_nullity_check,
+    MLPRedundancy, NullityCheck, RedundancyReport, find_mlp, is_mlp, mlp_redundancy, neuron_redundancy,
+    redundancy_nullity_check,
 )
 from .settings import FULL_QUANTITIES, LIGHT_TOL, QUANTITIES, OnError, ProbeSettings, check_quantities
 from .shallow import find_shallow, structured_diagonal
@@ -70,6 +71,16 @@ def is_shallow(model: nn.Module) -> bool:
     except ValueError:
         return False
     return True
+
+
+#: What neuron redundancy needs of a model, for messages.
+REDUNDANCY_NEEDS = ("needs a one-hidden-layer network (Linear → activation → Linear) or an nn.Sequential MLP "
+                    "(Linear → activation → … → Linear)")
+
+
+def supports_redundancy(model: nn.Module) -> bool:
+    """Whether neuron redundancy applies: a one-hidden-layer network, or an ``nn.Sequential`` MLP."""
+    return is_shallow(model) or is_mlp(model)
 
 
 @dataclass(frozen=True)
@@ -447,9 +458,7 @@ class LandscapeProbe:
         missing = {
             "one_point": "one_point needs reference= (a model like the student, e.g. the teacher, or a flat θ*)"
             if reference is None else None,
-            "redundancy": "redundancy needs a one-hidden-layer network (Linear → activation → Linear) or an "
-            "nn.Sequential MLP (Linear → activation → … → Linear)"
-            if not (is_shallow(model) or is_mlp(model)) else None,
+            "redundancy": f"redundancy {REDUNDANCY_NEEDS}" if not supports_redundancy(model) else None,
         }
         for quantity, problem in missing.items():
             if problem is not None and quantity in chosen:
@@ -687,7 +696,13 @@ class LandscapeProbe:
         model, loss_fn, _, _ = self._objective_args
         size, samples = self.num_parameters, self._num_samples
         loss = "loss(model, batch) (custom)" if isinstance(model, _BatchLossModel) else f"{loss_fn!r} (mean over samples)"
-        kind = find_shallow(self.model).kind if is_shallow(self.model) else "not a recognised one-hidden-layer network"
+        if is_shallow(self.model):
+            kind = find_shallow(self.model).kind
+        elif is_mlp(self.model):
+            layers = find_mlp(self.model)
+            kind = f"{layers[0].kind}, an MLP of {len(layers)} hidden layers"
+        else:
+            kind = "not a one-hidden-layer network or an MLP (no neuron redundancy)"
         star = self._pl.known_loss_star
         return "\n".join([
             f"- model: {type(self.model).__name__}, {size} parameters in theta; activation: {kind}",
