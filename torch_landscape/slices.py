@@ -24,7 +24,7 @@ from torch.func import vmap
 from torch.utils._pytree import tree_leaves
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from .convexity import reference_point
+from .one_point import reference_point
 from .eigen import Spectrum, hessian_eigenvalues
 from .operators import HessianOperator, available_memory
 from .objective import Objective
