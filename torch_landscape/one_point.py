@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional
 
 import torch
 from torch import Tensor, nn
@@ -18,6 +17,7 @@ from .align import Alignment, align_parameters, shallow_reference
 from .objective import Data, LossFunction, Objective, as_objective
 from .shallow import shallow_parameters
 from .symmetry import quotient_basis, symmetry_tangents
+
 
 @dataclass(frozen=True)
 class OnePointConvexity:
@@ -44,12 +44,14 @@ class OnePointConvexity:
     cosine: float
     distance: float
     reference: Tensor = field(repr=False)
-    assignment: Optional[tuple[int, ...]]
+    assignment: tuple[int, ...] | None
     loss: float
     grad_norm: float
 
 
-def reference_point(objective: Objective, reference: nn.Module | Tensor, align: bool = True) -> tuple[Tensor, Optional[Alignment]]:
+def reference_point(
+    objective: Objective, reference: nn.Module | Tensor, align: bool = True
+) -> tuple[Tensor, Alignment | None]:
     """θ* in θ's flat layout: ``reference`` (a model of the same architecture or a flat tensor), aligned
     to the model's gauge with :func:`~torch_landscape.align.align_parameters` when ``align`` is true."""
     size = objective.num_parameters
@@ -63,11 +65,11 @@ def reference_point(objective: Objective, reference: nn.Module | Tensor, align: 
         if isinstance(reference, Tensor):
             return flat, None
         named = dict(reference.named_parameters())
-        for name, shape in zip(objective.names, objective.shapes):
+        for name, shape in zip(objective.names, objective.shapes, strict=True):
             if name not in named or named[name].shape != shape:
-                found = "missing" if name not in named else f"of shape {tuple(named[name].shape)}"
+                what = "missing" if name not in named else f"of shape {tuple(named[name].shape)}"
                 raise ValueError(
-                    f"reference parameter {name!r} is {found}, the model's has shape {tuple(shape)}; a reference with "
+                    f"reference parameter {name!r} is {what}, the model's has shape {tuple(shape)}; a reference with "
                     "fewer hidden neurons needs align=True."
                 )
         return objective.flatten({name: named[name].detach().to(objective.theta) for name in objective.names}), None
@@ -169,9 +171,16 @@ class OnePointProfile:
         rows = [
             f"  r={r:.3g}: min {q[0]:.4g}, q01 {q[1]:.4g}, q05 {q[2]:.4g}, median {q[3]:.4g}, "
             f"frac(rho < {mu0:.3g}) = {bad:.3f}"
-            for r, q, mu0, bad in zip(self.radii.tolist(), self.quantiles.tolist(), self.threshold.tolist(), self.frac_bad.tolist())
+            for r, q, mu0, bad in zip(
+                self.radii.tolist(),
+                self.quantiles.tolist(),
+                self.threshold.tolist(),
+                self.frac_bad.tolist(),
+                strict=True,
+            )
         ]
-        header = f"one-point convexity profile (proxy), {self.values.shape[1]} directions{', quotient' if self.quotient else ''}"
+        quotient = ", quotient" if self.quotient else ""
+        header = f"one-point convexity profile (proxy), {self.values.shape[1]} directions{quotient}"
         return "\n".join([header, *rows])
 
 
@@ -228,7 +237,9 @@ def one_point_convexity_profile(
             values[i, j] = float(gradient @ direction) / r
     levels = torch.tensor([0.0, 0.01, 0.05, 0.5], dtype=torch.float64)
     quantiles = torch.quantile(values, levels, dim=1).T
-    mu0 = 0.1 * quantiles[:, 3] if threshold is None else torch.full((len(radii),), float(threshold), dtype=torch.float64)
+    mu0 = (
+        0.1 * quantiles[:, 3] if threshold is None else torch.full((len(radii),), float(threshold), dtype=torch.float64)
+    )
     return OnePointProfile(
         radii=absolute,
         values=values,

@@ -11,13 +11,14 @@ import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from .objective import Data, LossFunction, Objective, as_objective
 from .settings import check_loss_star
+
 
 def _rounding_floor(loss: float, initial_loss: float, dtype: torch.dtype) -> float:
     """floor = max(1e-12·max(1, |L_0|), 10·ε·|L|): below it L − L* is rounding, not signal (theory.md §2.3)."""
@@ -63,12 +64,12 @@ def pl_ratio(
     ValueError
         If L* exceeds L(θ) by more than the floor: L* is then not a lower bound of the loss.
     """
+    loss_star = check_loss_star(loss_star)
     if loss_star is None:
         raise TypeError("pl_ratio needs loss_star, the infimum L* of the loss (e.g. 0 for a realisable teacher).")
-    loss_star = check_loss_star(loss_star)
     objective = as_objective(model, loss_fn, data, params=params, dtype=dtype)
-    loss, gradient = objective.loss_and_gradient()
-    loss = float(loss)
+    value, gradient = objective.loss_and_gradient()
+    loss = float(value)
     floor = _rounding_floor(loss, loss if initial_loss is None else initial_loss, objective.dtype)
     if loss - loss_star < -floor:
         raise ValueError(
@@ -78,7 +79,9 @@ def pl_ratio(
     return _ratio(float(gradient @ gradient), loss - loss_star, floor)
 
 
-def aitken_extrapolation(previous: float, current: float, following: float, *, dtype: torch.dtype = torch.float64) -> float:
+def aitken_extrapolation(
+    previous: float, current: float, following: float, *, dtype: torch.dtype = torch.float64
+) -> float:
     """L̂* by Aitken's Δ² from three equally spaced losses L_{t−1}, L_t, L_{t+1}:
 
         L̂* = L_{t+1} − (L_{t+1} − L_t)² / ((L_{t+1} − L_t) − (L_t − L_{t−1}))
@@ -133,7 +136,7 @@ class PLEstimate:
     loss_star: float
     loss_star_estimated: bool
     loss_star_aitken: float
-    mu_sensitivity: Optional[tuple[float, float]]
+    mu_sensitivity: tuple[float, float] | None
     contraction: float
     lojasiewicz_slope: float
     eta_t_ratio: float
@@ -259,7 +262,7 @@ class PLTracker:
         star = self.loss_star if loss_star is None else loss_star
         points = [
             (math.log(loss - star), math.log(g))
-            for loss, g in zip(self.losses, self.grad_norms_sq)
+            for loss, g in zip(self.losses, self.grad_norms_sq, strict=True)
             if loss - star > self._floor(loss) and g > 0
         ]
         points = points[len(points) // 2 :]
@@ -273,7 +276,9 @@ class PLTracker:
     def mu_history(self, loss_star: float | None = None) -> Tensor:
         """μ_t over the whole history recomputed with one L* (default: the current L̂*), NaN where invalid."""
         star = self.loss_star if loss_star is None else loss_star
-        mus = [_ratio(g, loss - star, self._floor(loss)) for loss, g in zip(self.losses, self.grad_norms_sq)]
+        mus = [
+            _ratio(g, loss - star, self._floor(loss)) for loss, g in zip(self.losses, self.grad_norms_sq, strict=True)
+        ]
         return torch.tensor(mus, dtype=torch.float64)
 
     def state_dict(self) -> dict[str, Any]:
