@@ -276,6 +276,7 @@ def classify_critical_point(
 def _evidence(
     operator: HessianOperator, constants: _Constants, symmetries: bool, dense: bool, k: int, tol: float, seed: int
 ) -> _Evidence:
+    """Stages 1–2: the symmetry tangents and quotient basis, the spectra of H and H_q, the tolerances."""
     objective = operator.objective
     tangents = symmetry_tangents(objective) if symmetries else None
     vectors = tangents.vectors if tangents is not None else objective.theta.new_zeros(objective.num_parameters, 0)
@@ -298,6 +299,7 @@ def _critical_point(
     degenerate_kind: str | None,
     learning_rate: float | None,
 ) -> CriticalPoint:
+    """The result: the evidence, the verdict and the probes in the fields of :class:`CriticalPoint`."""
     spectra, tolerances, counts, basis, tangents = (
         evidence.spectra,
         evidence.tolerances,
