@@ -3,18 +3,24 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench clean screenshot results
+.PHONY: test lint demo bench clean screenshot results
 
 # The stamp makes set-up idempotent: it is redone only when the requirements change.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt torch
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[lightning,test]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[lightning,test,dev]"
 	touch $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# Lint, format and type check; the rules are in pyproject.toml ([tool.ruff], [tool.mypy]).
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 
 demo: $(STAMP)
 	$(PY) examples/demo.py

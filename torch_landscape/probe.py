@@ -33,11 +33,11 @@ import torch
 from torch import Tensor, nn
 
 from .convexity import OnePointConvexity, PLEstimate, PLTracker, one_point_convexity, reference_point
-from .critical import DENSE_MAX_PARAMETERS, CriticalPoint, certainly_negative, classify_critical_point, default_rtol_zero
+from .critical import DENSE_MAX_PARAMETERS, CriticalPoint, classify_critical_point
+from .newton import certainly_negative, default_rtol_zero, gradient_rounding
 from .eigen import DENSE_THRESHOLD, Spectrum, hessian_eigenvalues
 from .estimators import SpectralDensity, TraceEstimate, hessian_trace, spectral_density
 from .operators import HessianOperator
-from .newton import gradient_rounding
 from .objective import Data, LossFunction, Objective, as_batches, check_data, check_finite
 from .redundancy import (
     MLPRedundancy, NullityCheck, RedundancyReport, find_mlp, is_mlp, mlp_redundancy, neuron_redundancy,
