@@ -40,8 +40,16 @@ def writer(logdir: str | os.PathLike, name: str):
     return SummaryWriter(str(path))
 
 
-def shallow(d: int, m: int, activation: nn.Module, *, bias: bool = True, out_bias: bool = True,
-            generator: torch.Generator | None = None, scale: float = 1.0) -> nn.Sequential:
+def shallow(
+    d: int,
+    m: int,
+    activation: nn.Module,
+    *,
+    bias: bool = True,
+    out_bias: bool = True,
+    generator: torch.Generator | None = None,
+    scale: float = 1.0,
+) -> nn.Sequential:
     """``Linear(d, m) → σ → Linear(m, 1)`` in float64 with N(0, scale²) weights from ``generator``."""
     net = nn.Sequential(nn.Linear(d, m, bias=bias), activation, nn.Linear(m, 1, bias=out_bias)).double()
     with torch.no_grad():
@@ -50,17 +58,32 @@ def shallow(d: int, m: int, activation: nn.Module, *, bias: bool = True, out_bia
     return net
 
 
-def lbfgs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, max_iter: int = 2000, gtol: float = 1e-11,
-          loss_fn: Callable = nn.MSELoss(), callback: Callable[[int], None] | None = None,
-          chunk: int = 100) -> float:
+def lbfgs(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    max_iter: int = 2000,
+    gtol: float = 1e-11,
+    loss_fn: Callable = nn.MSELoss(),
+    callback: Callable[[int], None] | None = None,
+    chunk: int = 100,
+) -> float:
     """Full-batch L-BFGS (strong Wolfe) until ‖∇L‖∞ ≤ gtol or ``max_iter``; returns the final loss.
 
     Runs in chunks of ``chunk`` iterations and calls ``callback(iterations_so_far)`` after each.
     """
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.LBFGS(params, lr=1.0, max_iter=chunk, max_eval=10 * chunk, history_size=50,
-                                  tolerance_grad=gtol,
-                                  tolerance_change=1e-300, line_search_fn="strong_wolfe")
+    optimizer = torch.optim.LBFGS(
+        params,
+        lr=1.0,
+        max_iter=chunk,
+        max_eval=10 * chunk,
+        history_size=50,
+        tolerance_grad=gtol,
+        tolerance_change=1e-300,
+        line_search_fn="strong_wolfe",
+    )
 
     def closure():
         optimizer.zero_grad()
@@ -147,18 +170,25 @@ class Report:
         sys.stdout.flush()
         return bool(agrees)
 
-    def finish(self, logdir: str | os.PathLike | None = None, note: str | None = None,
-               results: dict | None = None) -> dict:
+    def finish(
+        self, logdir: str | os.PathLike | None = None, note: str | None = None, results: dict | None = None
+    ) -> dict:
         """Print the tally and return it, merged with the example's own ``results``."""
         agreed = sum(ok for _, ok in self.checks)
-        print(f"\n{agreed}/{len(self.checks)} expectations agree with the library's numbers "
-              f"({time.perf_counter() - self.start:.1f} s).")
+        print(
+            f"\n{agreed}/{len(self.checks)} expectations agree with the library's numbers "
+            f"({time.perf_counter() - self.start:.1f} s)."
+        )
         if note:
             print(note)
         if logdir is not None:
             print(f"TensorBoard: .venv/bin/tensorboard --logdir {logdir}")
-        return {"checks": {text: ok for text, ok in self.checks}, "agreed": agreed, "total": len(self.checks),
-                **(results or {})}
+        return {
+            "checks": {text: ok for text, ok in self.checks},
+            "agreed": agreed,
+            "total": len(self.checks),
+            **(results or {}),
+        }
 
 
 def fmt(value: float, digits: int = 3) -> str:
@@ -171,8 +201,17 @@ def fmt(value: float, digits: int = 3) -> str:
     return f"{value:.{digits}e}"
 
 
-def fit_restarts(make_model: Callable[[int], nn.Module], x: torch.Tensor, y: torch.Tensor, *, restarts: int,
-                 max_iter: int, good: float = -1.0, chunk: int = 50, loss_fn: Callable = nn.MSELoss()):
+def fit_restarts(
+    make_model: Callable[[int], nn.Module],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    restarts: int,
+    max_iter: int,
+    good: float = -1.0,
+    chunk: int = 50,
+    loss_fn: Callable = nn.MSELoss(),
+):
     """L-BFGS from ``make_model(attempt)`` for attempt = 0, 1, …; stops early once a loss ≤ ``good`` is reached.
 
     Returns (model, attempt, states): the lowest-loss run and its parameters every ``chunk`` iterations
@@ -182,8 +221,15 @@ def fit_restarts(make_model: Callable[[int], nn.Module], x: torch.Tensor, y: tor
     for attempt in range(restarts):
         model = make_model(attempt)
         states = [(0, copy_state(model))]
-        loss = lbfgs(model, x, y, max_iter=max_iter, chunk=chunk, loss_fn=loss_fn,
-                     callback=lambda it: states.append((it, copy_state(model))))
+        loss = lbfgs(
+            model,
+            x,
+            y,
+            max_iter=max_iter,
+            chunk=chunk,
+            loss_fn=loss_fn,
+            callback=lambda it: states.append((it, copy_state(model))),
+        )
         if best is None or loss < best[0]:
             best = (loss, attempt, model, states)
         if loss <= good:

@@ -101,8 +101,13 @@ class Student(pl.LightningModule):
     def configure_optimizers(self):
         # Tolerances at float64 rounding: the point is to reach the critical point, not to stop early.
         return torch.optim.LBFGS(
-            self.parameters(), lr=1.0, max_iter=self.lbfgs_iterations, history_size=50,
-            line_search_fn="strong_wolfe", tolerance_grad=1e-14, tolerance_change=1e-30,
+            self.parameters(),
+            lr=1.0,
+            max_iter=self.lbfgs_iterations,
+            history_size=50,
+            line_search_fn="strong_wolfe",
+            tolerance_grad=1e-14,
+            tolerance_change=1e-30,
         )
 
 
@@ -149,8 +154,18 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message="LandscapeMonitor has spent.*")
 
 
-def train_student(name: str, width: int, x: torch.Tensor, y: torch.Tensor, teacher: nn.Module, runs: Path,
-                  steps: int, lbfgs_iterations: int, full_every: int = 5, seed: int = SEED) -> tuple[Student, LandscapeMonitor, float, Path]:
+def train_student(
+    name: str,
+    width: int,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    teacher: nn.Module,
+    runs: Path,
+    steps: int,
+    lbfgs_iterations: int,
+    full_every: int = 5,
+    seed: int = SEED,
+) -> tuple[Student, LandscapeMonitor, float, Path]:
     """Train one student with a LandscapeMonitor; its TensorBoard logs go to ``runs/name`` (replaced)."""
     log_dir = runs / name
     shutil.rmtree(log_dir, ignore_errors=True)  # one event file per run, so reruns do not overlay
@@ -158,27 +173,34 @@ def train_student(name: str, width: int, x: torch.Tensor, y: torch.Tensor, teach
     student = Student(width, lbfgs_iterations)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=len(x))  # full batch
     monitor = LandscapeMonitor(
-        every_n_steps=1,      # a light evaluation (loss, gradient, PL, one-point) every L-BFGS step
+        every_n_steps=1,  # a light evaluation (loss, gradient, PL, one-point) every L-BFGS step
         full_every=full_every,  # Hessian, critical point and redundancy every full_every-th step, and at the end
-        reference=teacher,    # one-point convexity toward the neuron-aligned teacher
-        loss_star=0.0,        # noiseless labels: the infimum is 0
-        probe_data=(x, y),    # the whole training set
+        reference=teacher,  # one-point convexity toward the neuron-aligned teacher
+        loss_star=0.0,  # noiseless labels: the infimum is 0
+        probe_data=(x, y),  # the whole training set
         k=3,
         on_error="raise",
     )
     trainer = pl.Trainer(
-        max_epochs=steps, accelerator="cpu", devices=1, deterministic=True,
+        max_epochs=steps,
+        accelerator="cpu",
+        devices=1,
+        deterministic=True,
         logger=TensorBoardLogger(str(runs), name="", version=name, default_hp_metric=False),
-        callbacks=[monitor], log_every_n_steps=1, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False,
+        callbacks=[monitor],
+        log_every_n_steps=1,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
     )
     start = time.perf_counter()
     trainer.fit(student, loader)
     return student, monitor, time.perf_counter() - start, log_dir
 
 
-def polish(student: Student, monitor: LandscapeMonitor, x: torch.Tensor, y: torch.Tensor, log_dir: Path,
-           iterations: int) -> LandscapeSnapshot:
+def polish(
+    student: Student, monitor: LandscapeMonitor, x: torch.Tensor, y: torch.Tensor, log_dir: Path, iterations: int
+) -> LandscapeSnapshot:
     """More L-BFGS, then Newton steps, to the critical point; a last full snapshot, logged beside the training's."""
     from torch.utils.tensorboard import SummaryWriter
 
@@ -191,47 +213,90 @@ def polish(student: Student, monitor: LandscapeMonitor, x: torch.Tensor, y: torc
     return snapshot
 
 
-def outcome(seed: int, width: int, net: nn.Module, x: torch.Tensor, y: torch.Tensor,
-            critical: CriticalPoint | None = None, redundancy=None) -> tuple[SeedOutcome, CriticalPoint, NullityCheck]:
+def outcome(
+    seed: int,
+    width: int,
+    net: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    critical: CriticalPoint | None = None,
+    redundancy=None,
+) -> tuple[SeedOutcome, CriticalPoint, NullityCheck]:
     """The library's verdict on a trained student (critical point with probes, redundancy, nullity check)."""
     loss_fn, data = nn.MSELoss(), (x, y)
     # probe=True: at a degenerate point, also walk the null directions (is the minimum non-isolated?).
     critical = critical or classify_critical_point(net, loss_fn, data, probe=True)
     redundancy = redundancy or neuron_redundancy(net, data, loss_fn=loss_fn)
     nullity = redundancy_nullity_check(net, loss_fn, data, redundancy)
-    return SeedOutcome(seed, width, critical.loss, critical.grad_norm, critical.critical, critical.kind,
-                       critical.degenerate_kind, critical.morse_index, critical.nullity, nullity.predicted_nullity,
-                       nullity.unexplained_nullity, redundancy.effective_width), critical, nullity
+    return (
+        SeedOutcome(
+            seed,
+            width,
+            critical.loss,
+            critical.grad_norm,
+            critical.critical,
+            critical.kind,
+            critical.degenerate_kind,
+            critical.morse_index,
+            critical.nullity,
+            nullity.predicted_nullity,
+            nullity.unexplained_nullity,
+            redundancy.effective_width,
+        ),
+        critical,
+        nullity,
+    )
 
 
 def story(o: SeedOutcome) -> tuple[bool, str]:
     """Whether an outcome tells the demo's story, and in words what it is."""
     if o.loss > GLOBAL_LOSS or not o.critical:
-        return False, (f"did not reach a zero-loss critical point within the iteration budget (L = {o.loss:.1e}, "
-                       f"|grad L| = {o.grad_norm:.1e}; the library says {o.kind})")
+        return False, (
+            f"did not reach a zero-loss critical point within the iteration budget (L = {o.loss:.1e}, "
+            f"|grad L| = {o.grad_norm:.1e}; the library says {o.kind})"
+        )
     if o.width == TEACHER_WIDTH:
         if o.kind == "nondegenerate_min" and o.effective_width == o.width:
             return True, "a strongly convex (nondegenerate) minimum in the efficient domain"
         return False, f"NOT the expected story: {o.kind}, effective width {o.effective_width} of {o.width}"
     if o.morse_index == 0 and o.effective_width < o.width and o.nullity == o.predicted_nullity > 0:
-        return True, (f"redundant (width {o.width} -> {o.effective_width}), a non-isolated minimum: nullity "
-                      f"{o.nullity} = predicted {o.predicted_nullity}" + (f", probes: {o.degenerate_kind}"
-                                                                         if o.degenerate_kind else ""))
-    return False, (f"NOT the expected story: {o.kind}, index {o.morse_index}, effective width {o.effective_width} "
-                   f"of {o.width}, nullity {o.nullity} vs predicted {o.predicted_nullity}")
+        return True, (
+            f"redundant (width {o.width} -> {o.effective_width}), a non-isolated minimum: nullity "
+            f"{o.nullity} = predicted {o.predicted_nullity}"
+            + (f", probes: {o.degenerate_kind}" if o.degenerate_kind else "")
+        )
+    return False, (
+        f"NOT the expected story: {o.kind}, index {o.morse_index}, effective width {o.effective_width} "
+        f"of {o.width}, nullity {o.nullity} vs predicted {o.predicted_nullity}"
+    )
 
 
-def analyse(name: str, width: int, student: Student, snapshot: LandscapeSnapshot, seconds: float, log_dir: Path,
-            x: torch.Tensor, y: torch.Tensor) -> Result:
+def analyse(
+    name: str,
+    width: int,
+    student: Student,
+    snapshot: LandscapeSnapshot,
+    seconds: float,
+    log_dir: Path,
+    x: torch.Tensor,
+    y: torch.Tensor,
+) -> Result:
     """The final landscape (library functions only) and the story it tells."""
     outcome_, critical, nullity = outcome(SEED, width, student.net, x, y, redundancy=snapshot.redundancy)
     result = Result(name, width, seconds, snapshot, critical, nullity, log_dir, student.net, outcome_)
     holds, text = story(outcome_)
     result.story.append(("as expected: " if holds else "") + text)
-    if holds and width > TEACHER_WIDTH and snapshot.pl.mu_running_min > 0 and critical.degenerate_kind == "nonisolated_min":
-        result.story.append(f"the PL ratio stayed >= {snapshot.pl.mu_running_min:.1e} on the way: the null directions "
-                            "are flat (a manifold of minima, not higher-order growth), so a singular Hessian rules out "
-                            "strong convexity but not fast convergence")
+    if (
+        holds
+        and width > TEACHER_WIDTH
+        and snapshot.pl.mu_running_min > 0
+        and critical.degenerate_kind == "nonisolated_min"
+    ):
+        result.story.append(
+            f"the PL ratio stayed >= {snapshot.pl.mu_running_min:.1e} on the way: the null directions "
+            "are flat (a manifold of minima, not higher-order growth), so a singular Hessian rules out "
+            "strong convexity but not fast convergence"
+        )
     return result
 
 
@@ -255,8 +320,10 @@ def sweep_report(outcomes: list[SeedOutcome]) -> list[str]:
         mine = [o for o in outcomes if o.width == width]
         verdicts = [story(o) for o in mine]
         lines.append(f"  width {width}: the story holds for {sum(h for h, _ in verdicts)} of {len(mine)} seeds")
-        lines += [f"    seed {o.seed}: L = {o.loss:.1e}, |grad L| = {o.grad_norm:.1e}; {text}"
-                  for o, (_, text) in zip(mine, verdicts)]
+        lines += [
+            f"    seed {o.seed}: L = {o.loss:.1e}, |grad L| = {o.grad_norm:.1e}; {text}"
+            for o, (_, text) in zip(mine, verdicts)
+        ]
     return lines
 
 
@@ -295,12 +362,18 @@ def report(results: list[Result], outcomes: list[SeedOutcome] = ()) -> str:
     row("one-point convexity", one_point)  # toward the neuron-aligned teacher; min over the run
     row("effective width", lambda r: f"{r.snapshot.redundancy.effective_width} of {r.width}")
     row("Hessian nullity", lambda r: f"{r.nullity.measured_nullity} (predicted {r.nullity.predicted_nullity})")
-    row("critical point", lambda r: r.critical.kind + (f" ({r.critical.degenerate_kind})" if r.critical.degenerate_kind else ""))
+    row(
+        "critical point",
+        lambda r: r.critical.kind + (f" ({r.critical.degenerate_kind})" if r.critical.degenerate_kind else ""),
+    )
 
     label_width = max(len(label) for label, _ in rows) + 2
     cell_width = max(30, *(len(cell) for _, cells in rows for cell in cells)) + 2
-    lines = ["", "=" * (label_width + cell_width * len(results)),
-             "".ljust(label_width) + "".join(f"{r.name} ({r.width} neurons)".ljust(cell_width) for r in results)]
+    lines = [
+        "",
+        "=" * (label_width + cell_width * len(results)),
+        "".ljust(label_width) + "".join(f"{r.name} ({r.width} neurons)".ljust(cell_width) for r in results),
+    ]
     lines.append("-" * (label_width + cell_width * len(results)))
     lines += [label.ljust(label_width) + "".join(cell.ljust(cell_width) for cell in cells) for label, cells in rows]
     lines.append("=" * (label_width + cell_width * len(results)))
@@ -309,19 +382,27 @@ def report(results: list[Result], outcomes: list[SeedOutcome] = ()) -> str:
         claims = r.snapshot.redundancy.claims
         if claims:
             lines.append(f"  redundancy: {len(claims)} verified merge(s):")
-            lines += [f"    {f.rule} of neuron(s) {list(f.neurons)}: score {f.score:.1e}, output change "
-                      f"{f.max_output_change:.1e} ({f.detail})" for f in claims]
+            lines += [
+                f"    {f.rule} of neuron(s) {list(f.neurons)}: score {f.score:.1e}, output change "
+                f"{f.max_output_change:.1e} ({f.detail})"
+                for f in claims
+            ]
         else:
-            lines.append(f"  redundancy: none verified; closest rule {r.snapshot.redundancy.score_rule!r} at score "
-                         f"{r.snapshot.redundancy.score:.1e} (efficient)")
+            lines.append(
+                f"  redundancy: none verified; closest rule {r.snapshot.redundancy.score_rule!r} at score "
+                f"{r.snapshot.redundancy.score:.1e} (efficient)"
+            )
         lines.append(f"  nullity check: {r.nullity.message}")
         if r.nullity.sources and r.nullity.predicted_nullity:
             lines.append("    predicted from: " + "; ".join(r.nullity.sources))
         lines += [f"  => {line}" for line in r.story]
     lines += sweep_report(list(outcomes))
-    lines += ["", "TensorBoard logs: " + ", ".join(str(r.log_dir) for r in results),
-              f"Open them with:  .venv/bin/tensorboard --logdir {results[0].log_dir.parent}",
-              "  (custom-scalars tab: the charts grouped by story; text tab: the per-step reports)"]
+    lines += [
+        "",
+        "TensorBoard logs: " + ", ".join(str(r.log_dir) for r in results),
+        f"Open them with:  .venv/bin/tensorboard --logdir {results[0].log_dir.parent}",
+        "  (custom-scalars tab: the charts grouped by story; text tab: the per-step reports)",
+    ]
     return "\n".join(lines)
 
 
@@ -335,10 +416,15 @@ def run(runs: Path = Path("runs"), quick: bool = False) -> tuple[list[Result], l
     polish_iterations = 600
     results = []
     for name, width in STUDENTS:
-        print(f"training {name}: {width} tanh neurons on {N_SAMPLES} teacher-labelled points "
-              f"(L-BFGS, {steps} steps of up to {iterations} iterations, then up to {polish_iterations} more and "
-              "Newton polishing) ...", flush=True)
-        student, monitor, seconds, log_dir = train_student(name, width, x, y, teacher, runs, steps, iterations, full_every)
+        print(
+            f"training {name}: {width} tanh neurons on {N_SAMPLES} teacher-labelled points "
+            f"(L-BFGS, {steps} steps of up to {iterations} iterations, then up to {polish_iterations} more and "
+            "Newton polishing) ...",
+            flush=True,
+        )
+        student, monitor, seconds, log_dir = train_student(
+            name, width, x, y, teacher, runs, steps, iterations, full_every
+        )
         snapshot = polish(student, monitor, x, y, log_dir, polish_iterations)
         results.append(analyse(name, width, student, snapshot, seconds, log_dir, x, y))
     seeds = range(2, 4) if quick else range(1, 7)  # quick: two seeds besides the Lightning run's seed 1

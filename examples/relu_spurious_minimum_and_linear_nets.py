@@ -111,8 +111,10 @@ def count_relu_minima(report, quick: bool) -> dict:
     seeds = range(12 if quick else 60)
     results = {}
     for width in (K,) if quick else (K, K + 1):
-        report.section(f"A. ReLU teacher k = {K} (orthonormal, d = {D}, n = {N_SAMPLES}), student width {width}, "
-                       f"{len(seeds)} seeds: L-BFGS, then Newton polishing")
+        report.section(
+            f"A. ReLU teacher k = {K} (orthonormal, d = {D}, n = {N_SAMPLES}), student width {width}, "
+            f"{len(seeds)} seeds: L-BFGS, then Newton polishing"
+        )
         runs = []
         for seed in seeds:
             net = relu_student(width, seed)
@@ -123,13 +125,30 @@ def count_relu_minima(report, quick: bool) -> dict:
             label = category(cp.loss, margin, cp)
             # The nullity cross-check (rescalings + redundancies such as a neuron dead on the data) for the
             # spurious minima: which null directions does the library explain?
-            unexplained = (redundancy_nullity_check(net, loss_fn, (x, y)).unexplained_nullity
-                           if label == "spurious minimum" else None)
+            unexplained = (
+                redundancy_nullity_check(net, loss_fn, (x, y)).unexplained_nullity
+                if label == "spurious minimum"
+                else None
+            )
             pairs = same_pattern_pairs(net, x) if unexplained else []
-            runs.append({"seed": seed, "same_pattern_pairs": pairs, "loss": cp.loss, "grad_norm": cp.grad_norm, "kind": cp.kind, "critical": cp.critical,
-                             "index": cp.morse_index, "nullity": cp.nullity, "quotient_nullity": cp.quotient_nullity,
-                             "symmetry_rank": cp.symmetry_rank, "margin": margin, "category": label, "unexplained": unexplained,
-                             "state": {k: v.clone() for k, v in net.state_dict().items()}})
+            runs.append(
+                {
+                    "seed": seed,
+                    "same_pattern_pairs": pairs,
+                    "loss": cp.loss,
+                    "grad_norm": cp.grad_norm,
+                    "kind": cp.kind,
+                    "critical": cp.critical,
+                    "index": cp.morse_index,
+                    "nullity": cp.nullity,
+                    "quotient_nullity": cp.quotient_nullity,
+                    "symmetry_rank": cp.symmetry_rank,
+                    "margin": margin,
+                    "category": label,
+                    "unexplained": unexplained,
+                    "state": {k: v.clone() for k, v in net.state_dict().items()},
+                }
+            )
         tally = {}
         for run in runs:
             tally[run["category"]] = tally.get(run["category"], 0) + 1
@@ -137,22 +156,33 @@ def count_relu_minima(report, quick: bool) -> dict:
             report.line(f"{count:3d} / {len(runs)}  {label}")
         for run in runs:
             if run["category"] != "global minimum":
-                report.line(f"seed {run['seed']:2d}: L = {fmt(run['loss'])}, ‖∇L‖ = {fmt(run['grad_norm'], 1)}, "
-                            f"{run['kind']}, index {run['index']}, nullity {run['nullity']} = rescaling rank "
-                            f"{run['symmetry_rank']} + quotient nullity {run['quotient_nullity']}, kink margin "
-                            f"{fmt(run['margin'], 1)}" + (f", unexplained null directions {run['unexplained']}"
-                                                          if run["unexplained"] is not None else "")
-                            + (f"; neurons {run['same_pattern_pairs']} are active on exactly the same data points"
-                               if run["same_pattern_pairs"] else ""))
+                report.line(
+                    f"seed {run['seed']:2d}: L = {fmt(run['loss'])}, ‖∇L‖ = {fmt(run['grad_norm'], 1)}, "
+                    f"{run['kind']}, index {run['index']}, nullity {run['nullity']} = rescaling rank "
+                    f"{run['symmetry_rank']} + quotient nullity {run['quotient_nullity']}, kink margin "
+                    f"{fmt(run['margin'], 1)}"
+                    + (f", unexplained null directions {run['unexplained']}" if run["unexplained"] is not None else "")
+                    + (
+                        f"; neurons {run['same_pattern_pairs']} are active on exactly the same data points"
+                        if run["same_pattern_pairs"]
+                        else ""
+                    )
+                )
         results[width] = {"runs": runs, "tally": tally}
     spurious = [r for r in results[K]["runs"] if r["category"] == "spurious minimum"]
-    report.check(f"width k: some runs end at spurious minima (L > {SPURIOUS_LOSS:g}, critical, Morse index 0)",
-                 len(spurious) > 0, f"{len(spurious)} of {len(seeds)} seeds")
-    report.check("every null direction of each spurious minimum is explained (the k rescalings, and redundant "
-                 "neurons such as one dead on the data); most are min_mod_symmetry (nullity = k)",
-                 bool(spurious) and all(r["unexplained"] == 0 for r in spurious)
-                 and 2 * sum(r["kind"] == "min_mod_symmetry" for r in spurious) > len(spurious),
-                 f"{[(r['seed'], r['kind'], r['nullity'], r['unexplained']) for r in spurious]}")
+    report.check(
+        f"width k: some runs end at spurious minima (L > {SPURIOUS_LOSS:g}, critical, Morse index 0)",
+        len(spurious) > 0,
+        f"{len(spurious)} of {len(seeds)} seeds",
+    )
+    report.check(
+        "every null direction of each spurious minimum is explained (the k rescalings, and redundant "
+        "neurons such as one dead on the data); most are min_mod_symmetry (nullity = k)",
+        bool(spurious)
+        and all(r["unexplained"] == 0 for r in spurious)
+        and 2 * sum(r["kind"] == "min_mod_symmetry" for r in spurious) > len(spurious),
+        f"{[(r['seed'], r['kind'], r['nullity'], r['unexplained']) for r in spurious]}",
+    )
     return results
 
 
@@ -196,31 +226,51 @@ def linear_nets(report, logdir, quick):
         kinds.append(cp_i.kind)
         indices.append(cp_i.morse_index)
         if seed == 0:
-            report.line(f"init 0: {cp_i.kind} (index {cp_i.morse_index}, nullity {cp_i.nullity}, quotient nullity "
-                        f"{cp_i.quotient_nullity}); with null-direction probes: {cp_i.degenerate_kind}")
+            report.line(
+                f"init 0: {cp_i.kind} (index {cp_i.morse_index}, nullity {cp_i.nullity}, quotient nullity "
+                f"{cp_i.quotient_nullity}); with null-direction probes: {cp_i.degenerate_kind}"
+            )
     report.line(f"L − L* over {inits} random inits: max {max(gaps):.1e}; classifications {sorted(set(kinds))}")
-    report.line("note: with h = 2 hidden units and one output the minimisers {a·W = β_LS} form a manifold of dimension "
-                f"{h * d + h} − {d} = {h * d + h - d} > dim GL({h}) = {h * h}, so one flat direction is not a symmetry and "
-                "the second-order test alone reports 'degenerate' (the probes resolve it)")
-    report.check("every random init reaches the global minimum value (L − L* ≤ 1e-10: no spurious minimum)",
-                 max(gaps) <= 1e-10,
-                 f"max L − L* = {max(gaps):.1e}, kinds {sorted(set(kinds))}, max index {max(indices)}")
+    report.line(
+        "note: with h = 2 hidden units and one output the minimisers {a·W = β_LS} form a manifold of dimension "
+        f"{h * d + h} − {d} = {h * d + h - d} > dim GL({h}) = {h * h}, so one flat direction is not a symmetry and "
+        "the second-order test alone reports 'degenerate' (the probes resolve it)"
+    )
+    report.check(
+        "every random init reaches the global minimum value (L − L* ≤ 1e-10: no spurious minimum)",
+        max(gaps) <= 1e-10,
+        f"max L − L* = {max(gaps):.1e}, kinds {sorted(set(kinds))}, max index {max(indices)}",
+    )
     origin = linear_net(0)
     with torch.no_grad():
         for p in origin.parameters():
             p.zero_()
     cp0 = classify_critical_point(origin, loss_fn, (x, y))
-    report.line(f"origin: {cp0.kind}, index {cp0.morse_index}, nullity {cp0.nullity}, λ_min = {fmt(cp0.lambda_min)}, "
-                f"λ_max = {fmt(cp0.lambda_max)}")
-    report.check(f"the origin is a strict saddle of index h = {h}", cp0.kind == "strict_saddle" and cp0.morse_index == h,
-                 f"{cp0.kind}, index {cp0.morse_index}")
-    return {"linear_max_gap": max(gaps), "linear_kinds": kinds, "linear_max_index": max(indices), "origin_kind": cp0.kind, "origin_index": cp0.morse_index,
-                "origin_lambda_min": cp0.lambda_min, "h": h}
+    report.line(
+        f"origin: {cp0.kind}, index {cp0.morse_index}, nullity {cp0.nullity}, λ_min = {fmt(cp0.lambda_min)}, "
+        f"λ_max = {fmt(cp0.lambda_max)}"
+    )
+    report.check(
+        f"the origin is a strict saddle of index h = {h}",
+        cp0.kind == "strict_saddle" and cp0.morse_index == h,
+        f"{cp0.kind}, index {cp0.morse_index}",
+    )
+    return {
+        "linear_max_gap": max(gaps),
+        "linear_kinds": kinds,
+        "linear_max_index": max(indices),
+        "origin_kind": cp0.kind,
+        "origin_index": cp0.morse_index,
+        "origin_lambda_min": cp0.lambda_min,
+        "h": h,
+    }
 
 
 def main(quick: bool = False, logdir: str | Path = "runs") -> dict:
-    report = Report("Spurious minima of ReLU networks (counted over seeds) vs linear networks (none)",
-                    "Zhou & Liang, ICLR 2018, arXiv:1710.11205; Safran & Shamir, ICML 2018; theory.md §6 E3, E5, T2")
+    report = Report(
+        "Spurious minima of ReLU networks (counted over seeds) vs linear networks (none)",
+        "Zhou & Liang, ICLR 2018, arXiv:1710.11205; Safran & Shamir, ICML 2018; theory.md §6 E3, E5, T2",
+    )
     relu = count_relu_minima(report, quick)
     results = {"relu": relu}
     results.update(linear_nets(report, logdir, quick))

@@ -82,9 +82,9 @@ def build_case(n: int, seed: int = 0) -> tuple[nn.Sequential, torch.Tensor, torc
     x = torch.randn(n, D, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     params = {k: v.detach() for k, v in small.named_parameters()}
     jac = jacrev(lambda p: functional_call(small, p, (x,)).squeeze(1))(params)
-    J = torch.cat([jac[k].reshape(n, -1) for k in params], dim=1)           # n × P_small
+    J = torch.cat([jac[k].reshape(n, -1) for k in params], dim=1)  # n × P_small
     u, s, _ = torch.linalg.svd(J, full_matrices=True)
-    null = u[:, int((s > 1e-10 * s[0]).sum()):]                             # orthonormal basis of ker Jᵀ
+    null = u[:, int((s > 1e-10 * s[0]).sum()) :]  # orthonormal basis of ker Jᵀ
     # B(N c) is linear in c: one row per entry of the symmetric (d+1)×(d+1) block.
     rows = torch.stack([inner_hessian(small, x, null[:, i]) for i in range(null.shape[1])], dim=-1)
     upper = torch.triu_indices(D + 1, D + 1)
@@ -104,9 +104,9 @@ def split(small: nn.Sequential, lam: float, j: int = SPLIT) -> nn.Sequential:
     m = W.shape[0]
     big = nn.Sequential(nn.Linear(D, m + 1), nn.Tanh(), nn.Linear(m + 1, 1)).double()
     with torch.no_grad():
-        big[0].weight.copy_(torch.cat([W, W[j:j + 1]]))
-        big[0].bias.copy_(torch.cat([b, b[j:j + 1]]))
-        a_new = torch.cat([a, a[:, j:j + 1]], dim=1).clone()
+        big[0].weight.copy_(torch.cat([W, W[j : j + 1]]))
+        big[0].bias.copy_(torch.cat([b, b[j : j + 1]]))
+        a_new = torch.cat([a, a[:, j : j + 1]], dim=1).clone()
         a_new[0, j], a_new[0, m] = lam * a[0, j], (1 - lam) * a[0, j]
         big[2].weight.copy_(a_new)
         big[2].bias.copy_(c)
@@ -148,9 +148,11 @@ def escape(net: nn.Sequential, x, y, report, tb, quick: bool) -> dict:
         path.append(value)
     small_t = 1e-3
     ratio = (float(loss(theta + small_t * v)) - base) / (0.5 * lam_neg * small_t**2)
-    report.line(f"most negative eigenvalue λ_neg = {fmt(lam_neg)} (± {fmt(float(spectrum.error_bounds[0]), 1)}); "
-                f"at t = {small_t:g}: L − L(end) = {ratio:.4f} × ½λ_neg t²; the loss falls along the eigenvector "
-                f"up to t = {ts[-1]:.3f}")
+    report.line(
+        f"most negative eigenvalue λ_neg = {fmt(lam_neg)} (± {fmt(float(spectrum.error_bounds[0]), 1)}); "
+        f"at t = {small_t:g}: L − L(end) = {ratio:.4f} × ½λ_neg t²; the loss falls along the eigenvector "
+        f"up to t = {ts[-1]:.3f}"
+    )
     # Then gradient descent from there; a step is taken only under the Armijo condition (halving the step
     # until it holds, doubling it after each success), so the descent is monotone by the method. The test
     # checks the recorded losses, flat line and eigenvector segment included.
@@ -169,26 +171,41 @@ def escape(net: nn.Sequential, x, y, report, tb, quick: bool) -> dict:
         tb.add_scalar("escape/loss", value, step)
         tb.add_scalar("escape/loss_minus_start", value - base, step)
     rise = max(b - a for a, b in itertools.pairwise(path))
-    report.line(f"after {len(path) - len(ts)} descent steps: L = {path[-1]:.6e} (L(start) = {base:.6e}, "
-                f"{(base - path[-1]) / base:.1%} lower); largest change between consecutive points {rise:+.1e}")
-    return {"lambda_neg": lam_neg, "lambda_neg_bound": float(spectrum.error_bounds[0]), "quadratic_ratio": ratio,
-            "escape_path": path, "escape_rise": rise, "escape_final": path[-1]}
+    report.line(
+        f"after {len(path) - len(ts)} descent steps: L = {path[-1]:.6e} (L(start) = {base:.6e}, "
+        f"{(base - path[-1]) / base:.1%} lower); largest change between consecutive points {rise:+.1e}"
+    )
+    return {
+        "lambda_neg": lam_neg,
+        "lambda_neg_bound": float(spectrum.error_bounds[0]),
+        "quadratic_ratio": ratio,
+        "escape_path": path,
+        "escape_rise": rise,
+        "escape_final": path[-1],
+    }
 
 
 def main(quick: bool = False, logdir: str | Path = "runs") -> dict:
-    report = Report("Split-neuron escape: a degenerate non-global minimum on a flat line of critical points",
-                    "Petzka & Sminchisescu, JMLR 22 (2021), arXiv:1812.06486; Fukumizu–Amari; theory.md §1.7, §6 E6")
+    report = Report(
+        "Split-neuron escape: a degenerate non-global minimum on a flat line of critical points",
+        "Petzka & Sminchisescu, JMLR 22 (2021), arXiv:1812.06486; Fukumizu–Amari; theory.md §1.7, §6 E6",
+    )
     loss_fn = nn.MSELoss()
     n = 60
     small, x, y, B = build_case(n)
     small_cp = classify_critical_point(small, loss_fn, (x, y))
     B_eigs = torch.linalg.eigvalsh(B)
     report.section(f"the constructed small network (2 tanh neurons, d = {D}, n = {n}): residual ⟂ tangent space")
-    report.line(f"L(θ̄) = {fmt(small_cp.loss)}, ‖∇L‖ = {fmt(small_cp.grad_norm)}; {small_cp.kind}, index "
-                f"{small_cp.morse_index}, λ_min = {fmt(small_cp.lambda_min)}")
+    report.line(
+        f"L(θ̄) = {fmt(small_cp.loss)}, ‖∇L‖ = {fmt(small_cp.grad_norm)}; {small_cp.kind}, index "
+        f"{small_cp.morse_index}, λ_min = {fmt(small_cp.lambda_min)}"
+    )
     report.line(f"inner Hessian B of neuron {SPLIT}: eigenvalues {[f'{v:.3e}' for v in B_eigs.tolist()]} (definite)")
-    report.check("θ̄ is a strict local minimum of the small network (nondegenerate_min)",
-                 small_cp.kind == "nondegenerate_min", f"{small_cp.kind}")
+    report.check(
+        "θ̄ is a strict local minimum of the small network (nondegenerate_min)",
+        small_cp.kind == "nondegenerate_min",
+        f"{small_cp.kind}",
+    )
 
     tb = writer(logdir, NAME)
     report.section(f"the split line: neuron {SPLIT} copied with output weights λ·a and (1 − λ)·a")
@@ -200,33 +217,66 @@ def main(quick: bool = False, logdir: str | Path = "runs") -> dict:
         dup = neuron_redundancy(net, (x, y)).scores.get("duplicate", float("nan"))
         b_neg, b_zero = inertia(lam * (1 - lam) * B_eigs) if lam != 1.0 else (0, D + 1)
         pred_index, pred_null = small_cp.morse_index + b_neg, b_zero + 1
-        line.append({"lam": lam, "loss": cp.loss, "kind": cp.kind, "degenerate_kind": cp.degenerate_kind,
-                     "index": cp.morse_index, "nullity": cp.nullity, "predicted_index": pred_index,
-                     "predicted_nullity": pred_null, "lambda_min": cp.lambda_min, "duplicate_score": dup})
+        line.append(
+            {
+                "lam": lam,
+                "loss": cp.loss,
+                "kind": cp.kind,
+                "degenerate_kind": cp.degenerate_kind,
+                "index": cp.morse_index,
+                "nullity": cp.nullity,
+                "predicted_index": pred_index,
+                "predicted_nullity": pred_null,
+                "lambda_min": cp.lambda_min,
+                "duplicate_score": dup,
+            }
+        )
         for key in ("loss", "index", "nullity", "lambda_min", "duplicate_score"):
             tb.add_scalar(f"path/{key}", line[-1][key], step)
         tb.add_scalar("path/lambda", lam, step)
-        report.line(f"λ = {lam:4.2f}: L − L(0.5) = {cp.loss - line[0]['loss']:+.1e}, {cp.kind}"
-                    f"{' (' + cp.degenerate_kind + ')' if cp.degenerate_kind else ''}, index {cp.morse_index} "
-                    f"(inertia rule {pred_index}), nullity {cp.nullity} (rule {pred_null}), duplicate score {fmt(dup)}")
+        report.line(
+            f"λ = {lam:4.2f}: L − L(0.5) = {cp.loss - line[0]['loss']:+.1e}, {cp.kind}"
+            f"{' (' + cp.degenerate_kind + ')' if cp.degenerate_kind else ''}, index {cp.morse_index} "
+            f"(inertia rule {pred_index}), nullity {cp.nullity} (rule {pred_null}), duplicate score {fmt(dup)}"
+        )
     start, end = line[0], line[-1]
     spread = max(abs(p["loss"] - start["loss"]) for p in line)
-    report.check("λ = 0.5: degenerate minimum (index 0, nullity 1: the flat line), as the inertia rule says",
-                 start["kind"] == "degenerate" and (start["index"], start["nullity"]) == (0, 1),
-                 f"{start['kind']} ({start['degenerate_kind']}), index {start['index']}, nullity {start['nullity']}")
-    report.check(f"λ = 1.5: strict saddle of index d + 1 = {D + 1}", end["kind"] == "strict_saddle"
-                 and end["index"] == D + 1, f"{end['kind']}, index {end['index']}, nullity {end['nullity']}")
-    report.check("the loss is constant along the line (to rounding)", spread < 1e-14, f"max |L(λ) − L(0.5)| = {spread:.1e}")
+    report.check(
+        "λ = 0.5: degenerate minimum (index 0, nullity 1: the flat line), as the inertia rule says",
+        start["kind"] == "degenerate" and (start["index"], start["nullity"]) == (0, 1),
+        f"{start['kind']} ({start['degenerate_kind']}), index {start['index']}, nullity {start['nullity']}",
+    )
+    report.check(
+        f"λ = 1.5: strict saddle of index d + 1 = {D + 1}",
+        end["kind"] == "strict_saddle" and end["index"] == D + 1,
+        f"{end['kind']}, index {end['index']}, nullity {end['nullity']}",
+    )
+    report.check(
+        "the loss is constant along the line (to rounding)", spread < 1e-14, f"max |L(λ) − L(0.5)| = {spread:.1e}"
+    )
 
     report.section("escape from λ = 1.5: down the most negative eigenvector, then gradient descent")
     esc = escape(split(small, 1.5), x, y, report, tb, quick)
     tb.close()
-    report.check("the escape path never rises and ends below L(θ̄): the minimum at λ = 0.5 is not global",
-                 esc["escape_rise"] <= 0 and esc["escape_final"] < start["loss"],
-                 f"largest rise {esc['escape_rise']:+.1e}, L: {fmt(start['loss'])} → {fmt(esc['escape_final'])}")
-    return report.finish(Path(logdir) / NAME, results=dict(
-        d=D, n=n, small_kind=small_cp.kind, small_loss=small_cp.loss, small_grad_norm=small_cp.grad_norm,
-        B_eigenvalues=B_eigs.tolist(), line=line, line_spread=spread, **esc))
+    report.check(
+        "the escape path never rises and ends below L(θ̄): the minimum at λ = 0.5 is not global",
+        esc["escape_rise"] <= 0 and esc["escape_final"] < start["loss"],
+        f"largest rise {esc['escape_rise']:+.1e}, L: {fmt(start['loss'])} → {fmt(esc['escape_final'])}",
+    )
+    return report.finish(
+        Path(logdir) / NAME,
+        results=dict(
+            d=D,
+            n=n,
+            small_kind=small_cp.kind,
+            small_loss=small_cp.loss,
+            small_grad_norm=small_cp.grad_norm,
+            B_eigenvalues=B_eigs.tolist(),
+            line=line,
+            line_spread=spread,
+            **esc,
+        ),
+    )
 
 
 if __name__ == "__main__":

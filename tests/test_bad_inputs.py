@@ -16,7 +16,13 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from helpers import dense_truth, regression_data, shallow
 from torch_landscape import (
-    HessianOperator, LandscapeProbe, Objective, hessian_eigenvalues, hessian_trace, one_point_convexity, pl_ratio,
+    HessianOperator,
+    LandscapeProbe,
+    Objective,
+    hessian_eigenvalues,
+    hessian_trace,
+    one_point_convexity,
+    pl_ratio,
     spectral_density,
 )
 from torch_landscape.callbacks import ConvexityMonitor, HessianMonitor, LandscapeMonitor, RedundancyMonitor
@@ -452,8 +458,15 @@ class Reached(Callback):
 def test_a_trainer_stops_at_setup_before_training_starts(tmp_path):
     reached = Reached()
     monitor = LandscapeMonitor(probe_data=(XF, YF[:, 0]), loss_fn=mean_squares)
-    trainer = pl.Trainer(max_steps=2, logger=CSVLogger(tmp_path), callbacks=[reached, monitor], accelerator="cpu",
-                         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
+    trainer = pl.Trainer(
+        max_steps=2,
+        logger=CSVLogger(tmp_path),
+        callbacks=[reached, monitor],
+        accelerator="cpu",
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
     with pytest.raises(MisconfigurationException, match=r"broadcast to \(12, 12\)"):
         trainer.fit(Student(), DataLoader(TensorDataset(XF, YF), batch_size=6))
     assert reached.hooks == [] and trainer.global_step == 0
@@ -555,8 +568,9 @@ def test_a_one_shot_iterator_of_probe_batches_survives_the_setup_check():
 
 def test_one_point_with_a_batch_loss_compares_the_reference_parameter_by_parameter():
     model, teacher = net(), shallow(3, 4, nn.Tanh(), seed=3)
-    batch_loss = LandscapeProbe(model, loss=lambda m, b: MSE(m(b[0]), b[1]), data=[(X, Y)], reference=teacher,
-                                quantities=["one_point"])
+    batch_loss = LandscapeProbe(
+        model, loss=lambda m, b: MSE(m(b[0]), b[1]), data=[(X, Y)], reference=teacher, quantities=["one_point"]
+    )
     value = batch_loss.snapshot(0).one_point.value
     # Ground truth: the definition on the same objective, without neuron matching.
     truth = one_point_convexity(model, MSE, (X, Y), reference=teacher, align=False).value

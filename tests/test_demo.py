@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import dense_truth
 from torch import nn
+
+from helpers import dense_truth
 
 pytest.importorskip("pytorch_lightning")
 pytest.importorskip("tensorboard")
@@ -98,9 +99,13 @@ def test_event_files_hold_the_landscape_tags(demo_run):
         accumulator.Reload()
         scalars = set(accumulator.Tags()["scalars"])
         for tag in (
-            "landscape/hessian/lambda_max", "landscape/hessian/lambda_min", "landscape/hessian/trace",
-            "landscape/convexity/pl_ratio", "landscape/convexity/one_point",
-            "landscape/redundancy/effective_width", "landscape/redundancy/score",
+            "landscape/hessian/lambda_max",
+            "landscape/hessian/lambda_min",
+            "landscape/hessian/trace",
+            "landscape/convexity/pl_ratio",
+            "landscape/convexity/one_point",
+            "landscape/redundancy/effective_width",
+            "landscape/redundancy/score",
         ):
             assert tag in scalars, tag
         widths = accumulator.Scalars("landscape/redundancy/effective_width")

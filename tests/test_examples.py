@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import dense_truth
 from torch import nn
+
+from helpers import dense_truth
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -37,8 +38,13 @@ def event_files(directory: Path) -> list[Path]:
 def test_plain_pytorch_loop(tmp_path):
     out = load("plain_pytorch_loop").main(quick=True, logdir=tmp_path)
     assert out["errors"] == []
-    for tag in ("landscape/hessian/lambda_max", "landscape/hessian/lambda_min", "landscape/convexity/pl_ratio",
-                "landscape/convexity/one_point", "landscape/redundancy/effective_width"):
+    for tag in (
+        "landscape/hessian/lambda_max",
+        "landscape/hessian/lambda_min",
+        "landscape/convexity/pl_ratio",
+        "landscape/convexity/one_point",
+        "landscape/redundancy/effective_width",
+    ):
         assert tag in out["tags"]
     assert out["loss"] < 0.5 * out["first_loss"]  # SGD made progress (measured: ≈ 0.1× in 200 steps)
     # λ_max of the probe objective (float64, the 512 probe points) against the dense truth, within its bound.
@@ -141,7 +147,7 @@ def test_relu_spurious_minimum_and_linear_nets(tmp_path):
         w, a = net[0].weight.detach(), net[2].weight.detach()
         for i in range(k):
             tangent = torch.zeros(hessian.shape[0], dtype=torch.float64)
-            tangent[i * module.D:(i + 1) * module.D] = w[i]
+            tangent[i * module.D : (i + 1) * module.D] = w[i]
             tangent[k * module.D + i] = -a[0, i]
             assert float((hessian @ tangent).norm()) <= 1e-10 * float(values.abs().max()) * float(tangent.norm())
         assert run["kind"] == "min_mod_symmetry" and (run["index"], run["nullity"]) == (0, k)

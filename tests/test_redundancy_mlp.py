@@ -15,7 +15,11 @@ from torch import nn
 from helpers import dense_truth
 from torch_landscape.probe import LandscapeProbe
 from torch_landscape.redundancy import (
-    MLPRedundancy, find_mlp, mlp_redundancy, neuron_redundancy, redundancy_nullity_check,
+    MLPRedundancy,
+    find_mlp,
+    mlp_redundancy,
+    neuron_redundancy,
+    redundancy_nullity_check,
 )
 from torch_landscape.writers import snapshot_scalars
 
@@ -156,8 +160,10 @@ def test_nullity_cross_check_per_layer_predicts_null_directions_of_the_dense_hes
     with torch.no_grad():
         data = (X, model(X))
     report = mlp_redundancy(model, X)
-    for check in (redundancy_nullity_check(model, nn.MSELoss(), data, report),
-                  redundancy_nullity_check(model, nn.MSELoss(), data)):
+    for check in (
+        redundancy_nullity_check(model, nn.MSELoss(), data, report),
+        redundancy_nullity_check(model, nn.MSELoss(), data),
+    ):
         assert check.critical and not check.inconsistent
         assert check.predicted_nullity == 8 <= check.measured_nullity
         hessian = dense_truth(model, nn.MSELoss(), data)

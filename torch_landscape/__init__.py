@@ -19,8 +19,8 @@ from .convexity import (
 from .critical import CriticalPoint, ProbeResult, classify_critical_point
 from .eigen import Spectrum, hessian_eigenvalues
 from .estimators import SpectralDensity, TraceEstimate, hessian_trace, spectral_density
-from .operators import HessianOperator
 from .objective import Objective
+from .operators import HessianOperator
 from .probe import LandscapeProbe, LandscapeSnapshot
 from .redundancy import (
     MLPRedundancy,

@@ -25,8 +25,24 @@ points, merge-and-verify), :mod:`.rules` (per-neuron and pair rules, antipodal g
 from .deep import MLPRedundancy, find_mlp, is_mlp, mlp_redundancy
 from .nullity import NullityCheck, redundancy_nullity_check
 from .report import (
-    ALWAYS_ACTIVE, ANTIPODAL, CONSTANT, DATA, DEAD, DEPENDENCE, DUPLICATE, FUNCTION, LINEAR_ON_DATA, MIRRORED, MULTIPLE,
-    PATTERN, POSITIVE_MULTIPLE, RANK, ZERO, OutputChange, RedundancyFinding, RedundancyReport,
+    ALWAYS_ACTIVE,
+    ANTIPODAL,
+    CONSTANT,
+    DATA,
+    DEAD,
+    DEPENDENCE,
+    DUPLICATE,
+    FUNCTION,
+    LINEAR_ON_DATA,
+    MIRRORED,
+    MULTIPLE,
+    PATTERN,
+    POSITIVE_MULTIPLE,
+    RANK,
+    ZERO,
+    OutputChange,
+    RedundancyFinding,
+    RedundancyReport,
 )
 from .search import neuron_redundancy
 

@@ -18,12 +18,12 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ..shallow import SUPPORTED, ShallowNetwork, _ACTIVATIONS, activation_function, find_shallow, shallow_weights
+from ..shallow import _ACTIVATIONS, SUPPORTED, ShallowNetwork, activation_function, find_shallow, shallow_weights
 from .network import _inputs, _probe_points
 from .report import DATA, FUNCTION, OutputChange, RedundancyFinding, RedundancyReport
 from .search import neuron_redundancy
@@ -40,8 +40,11 @@ def find_mlp(model: nn.Module) -> list[ShallowNetwork]:
     ValueError
         Naming what was found and what is supported.
     """
-    found = [(name, module) for name, module in model.named_modules()
-             if isinstance(module, nn.Sequential) and _alternates(list(module.children()))]
+    found = [
+        (name, module)
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Sequential) and _alternates(list(module.children()))
+    ]
     if len(found) != 1:
         raise ValueError(
             f"{type(model).__name__} is not an MLP that torch_landscape recognises: it holds {len(found)} "
@@ -52,8 +55,9 @@ def find_mlp(model: nn.Module) -> list[ShallowNetwork]:
     name, sequence = found[0]
     prefix = f"{name}." if name else ""
     children = [prefix + child for child, _ in sequence.named_children()]
-    return [find_shallow(model, (children[i], children[i + 1], children[i + 2]))
-            for i in range(0, len(children) - 2, 2)]
+    return [
+        find_shallow(model, (children[i], children[i + 1], children[i + 2])) for i in range(0, len(children) - 2, 2)
+    ]
 
 
 def is_mlp(model: nn.Module) -> bool:
@@ -66,10 +70,13 @@ def is_mlp(model: nn.Module) -> bool:
 
 
 def _alternates(children: list[nn.Module]) -> bool:
-    return (len(children) >= 3 and len(children) % 2 == 1
-            and all(isinstance(child, nn.Linear) for child in children[::2])
-            and all(type(child) in _ACTIVATIONS for child in children[1::2])
-            and all(a.out_features == b.in_features for a, b in zip(children[:-2:2], children[2::2])))
+    return (
+        len(children) >= 3
+        and len(children) % 2 == 1
+        and all(isinstance(child, nn.Linear) for child in children[::2])
+        and all(type(child) in _ACTIVATIONS for child in children[1::2])
+        and all(a.out_features == b.in_features for a, b in zip(children[:-2:2], children[2::2]))
+    )
 
 
 @dataclass(frozen=True)
@@ -140,8 +147,11 @@ class MLPRedundancy:
     @property
     def findings(self) -> tuple[RedundancyFinding, ...]:
         """Every layer's findings, neurons in the global numbering."""
-        return tuple(replace(finding, neurons=tuple(offset + i for i in finding.neurons))
-                     for offset, report in zip(self.offsets, self.layers) for finding in report.findings)
+        return tuple(
+            replace(finding, neurons=tuple(offset + i for i in finding.neurons))
+            for offset, report in zip(self.offsets, self.layers)
+            for finding in report.findings
+        )
 
     @property
     def claims(self) -> tuple[RedundancyFinding, ...]:
@@ -173,8 +183,10 @@ class MLPRedundancy:
         Only ``level="function"``: per-layer data-level merges are in ``layers[l].merged_model("data")``.
         """
         if level != FUNCTION:
-            raise ValueError(f"level must be {FUNCTION!r} for a deep MLP, got {level!r}; a layer's data-level "
-                             "merges are in layers[l].merged_model('data').")
+            raise ValueError(
+                f"level must be {FUNCTION!r} for a deep MLP, got {level!r}; a layer's data-level "
+                "merges are in layers[l].merged_model('data')."
+            )
         return copy.deepcopy(self._merged)
 
     def similarity_matrix(self) -> Tensor:
@@ -193,7 +205,7 @@ class MLPRedundancy:
         return "\n".join(lines)
 
 
-def _fmt(value: Optional[float]) -> str:
+def _fmt(value: float | None) -> str:
     return "–" if value is None else f"{value:.2e}"
 
 
@@ -201,12 +213,12 @@ def mlp_redundancy(
     model: nn.Module,
     data: Any = None,
     *,
-    probe_points: Optional[Tensor] = None,
+    probe_points: Tensor | None = None,
     num_probe_points: int = 4096,
-    tol: Optional[float] = None,
+    tol: float | None = None,
     seed: int = 0,
     candidate_score: float = 1e-6,
-    near_rtol: Optional[float] = None,
+    near_rtol: float | None = None,
     l1_max_cost: float = 5e9,
 ) -> MLPRedundancy:
     """Find the redundant neurons of every hidden layer of an MLP and prove them on the whole model.
@@ -250,8 +262,16 @@ def mlp_redundancy(
         # probe points, not around its own inputs (points the prefix never produces would refute valid merges).
         layer_probes = _prefix(layers[:index], points["probes"])
         names = (net.hidden_name, net.activation_name, net.output_name)
-        report = neuron_redundancy(current, layer_inputs, layers=names, probe_points=layer_probes, tol=tol,
-                                   candidate_score=candidate_score, near_rtol=near_rtol, l1_max_cost=l1_max_cost)
+        report = neuron_redundancy(
+            current,
+            layer_inputs,
+            layers=names,
+            probe_points=layer_probes,
+            tol=tol,
+            candidate_score=candidate_score,
+            near_rtol=near_rtol,
+            l1_max_cost=l1_max_cost,
+        )
         tol = report.tol
         candidate = report.merged_model(FUNCTION) if report.redundant else current
         if report.redundant and not _within(candidate, points, original, tol):
@@ -264,9 +284,11 @@ def mlp_redundancy(
     change = {name: float((_outputs(current, x) - original[name]).abs().max()) for name, x in points.items()}
     bound = {name: tol * (1 + float(original[name].abs().max())) for name in points}
     return MLPRedundancy(
-        layers=tuple(reports), layer_names=tuple(net.hidden_name for net in nets),
+        layers=tuple(reports),
+        layer_names=tuple(net.hidden_name for net in nets),
         max_output_change=OutputChange(change.get("data"), change["probes"]),
-        tolerance=OutputChange(bound.get("data"), bound["probes"]), tol=tol,
+        tolerance=OutputChange(bound.get("data"), bound["probes"]),
+        tol=tol,
         _merged=current if current is not model else copy.deepcopy(model),
     )
 
@@ -285,8 +307,9 @@ def _prefix(nets: list[ShallowNetwork], x: Tensor) -> Tensor:
     return x
 
 
-def _check_forward(model: nn.Module, nets: list[ShallowNetwork], original: dict[str, Tensor],
-                   points: dict[str, Tensor]) -> None:
+def _check_forward(
+    model: nn.Module, nets: list[ShallowNetwork], original: dict[str, Tensor], points: dict[str, Tensor]
+) -> None:
     """The layer inputs come from the Linear/σ chain: refuse a model whose forward computes something else."""
     last = nets[-1]
     _, _, A, c = shallow_weights(last)
@@ -320,13 +343,20 @@ def _withdrawn(report: RedundancyReport, level: str) -> RedundancyReport:
     if level == FUNCTION:
         merged = {key: unmerged for key in merged}
         on_data = report.effective_width_on_data is not None
-        widths = {"effective_width": report.width, "max_output_change": OutputChange(0.0 if on_data else None, 0.0),
-                  "effective_width_on_data": report.width if on_data else None,
-                  "max_output_change_on_data": 0.0 if on_data else None}
+        widths = {
+            "effective_width": report.width,
+            "max_output_change": OutputChange(0.0 if on_data else None, 0.0),
+            "effective_width_on_data": report.width if on_data else None,
+            "max_output_change_on_data": 0.0 if on_data else None,
+        }
     else:
         merged[DATA] = merged[FUNCTION]
-        widths = {"effective_width_on_data": report.effective_width,
-                  "max_output_change_on_data": report.max_output_change.data}
-    note = (f"the {level}-level merges of this layer passed on the layer's outputs but moved the whole model's "
-            "outputs by more than the tolerance: withdrawn")
+        widths = {
+            "effective_width_on_data": report.effective_width,
+            "max_output_change_on_data": report.max_output_change.data,
+        }
+    note = (
+        f"the {level}-level merges of this layer passed on the layer's outputs but moved the whole model's "
+        "outputs by more than the tolerance: withdrawn"
+    )
     return replace(report, findings=findings, _merged=merged, notes=report.notes + (note,), **widths)

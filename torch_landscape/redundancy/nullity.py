@@ -5,24 +5,33 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from ..newton import criticality
-from ..operators import HessianOperator
 from ..objective import LossFunction, Objective
+from ..operators import HessianOperator
 from ..shallow import ShallowNetwork, activation_derivatives, activation_function, find_shallow
 from ..symmetry import symmetry_tangents
-from .report import (
-    ALWAYS_ACTIVE, CONSTANT, DEAD, DUPLICATE, LINEAR_ON_DATA, MIRRORED, MULTIPLE, PATTERN, POSITIVE_MULTIPLE,
-    RedundancyFinding, RedundancyReport, ZERO,
-)
 from .deep import MLPRedundancy, find_mlp, is_mlp
 from .network import _probe_points
+from .report import (
+    ALWAYS_ACTIVE,
+    CONSTANT,
+    DEAD,
+    DUPLICATE,
+    LINEAR_ON_DATA,
+    MIRRORED,
+    MULTIPLE,
+    PATTERN,
+    POSITIVE_MULTIPLE,
+    ZERO,
+    RedundancyFinding,
+    RedundancyReport,
+)
 from .search import neuron_redundancy
-
 
 # ----------------------------------------------------------------------------------------------------------
 # The Hessian cross-check (§4.5)
@@ -108,7 +117,7 @@ class _Coordinates:
         index, matrix = index[trainable], matrix[:, trainable]
         if matrix.numel() and float(matrix.abs().max()) > 0:
             _, values, right = torch.linalg.svd(matrix, full_matrices=True)
-            basis = right[int((values > rtol * values[0]).sum()):].T
+            basis = right[int((values > rtol * values[0]).sum()) :].T
         else:
             basis = torch.eye(len(index), dtype=matrix.dtype, device=matrix.device)
         vectors = matrix.new_zeros(self.size, basis.shape[1])
@@ -129,12 +138,12 @@ def _output_gradients(objective: Objective, q: int) -> Tensor:
 
 def redundancy_nullity_check(
     model: nn.Module | HessianOperator,
-    loss_fn: Optional[LossFunction] = None,
+    loss_fn: LossFunction | None = None,
     data: Any = None,
-    report: Optional[RedundancyReport] = None,
+    report: RedundancyReport | None = None,
     *,
     rtol: float = 1e-9,
-    layers: Optional[tuple[str, str, str]] = None,
+    layers: tuple[str, str, str] | None = None,
 ) -> NullityCheck:
     """Compare the Hessian nullity with the nullity the redundancies and symmetries predict (§4.5).
 
@@ -163,8 +172,10 @@ def redundancy_nullity_check(
     if isinstance(model, HessianOperator):
         operator = model
         if operator.dtype != torch.float64:
-            raise ValueError(f"redundancy_nullity_check needs a float64 HessianOperator, got {operator.dtype}: "
-                             "build it with dtype=torch.float64.")
+            raise ValueError(
+                f"redundancy_nullity_check needs a float64 HessianOperator, got {operator.dtype}: "
+                "build it with dtype=torch.float64."
+            )
     else:
         if loss_fn is None or data is None:
             raise TypeError("redundancy_nullity_check needs loss_fn and data (or a HessianOperator as model).")
@@ -194,10 +205,17 @@ def redundancy_nullity_check(
     gradient_norm = float(torch.linalg.vector_norm(operator.gradient))
     inconsistent = critical and measured < predicted
     return NullityCheck(
-        predicted_nullity=predicted, measured_nullity=measured, unexplained_nullity=max(measured - predicted, 0),
-        inconsistent=inconsistent, message=_nullity_message(critical, measured, predicted, gradient_norm, residual),
-        critical=critical, gradient_norm=gradient_norm, threshold=threshold, eigenvalues=eigenvalues.cpu(),
-        predicted_vectors=basis, sources=tuple(f"{name}: {vectors.shape[1]}" for name, vectors in families),
+        predicted_nullity=predicted,
+        measured_nullity=measured,
+        unexplained_nullity=max(measured - predicted, 0),
+        inconsistent=inconsistent,
+        message=_nullity_message(critical, measured, predicted, gradient_norm, residual),
+        critical=critical,
+        gradient_norm=gradient_norm,
+        threshold=threshold,
+        eigenvalues=eigenvalues.cpu(),
+        predicted_vectors=basis,
+        sources=tuple(f"{name}: {vectors.shape[1]}" for name, vectors in families),
         max_residual=residual,
     )
 
@@ -207,8 +225,9 @@ def _deep(model: nn.Module) -> bool:
     return is_mlp(model) and len(find_mlp(model)) > 1
 
 
-def _mlp_families(objective: Objective, report: Optional[MLPRedundancy], threshold: float,
-                  rtol: float) -> list[tuple[str, Tensor]]:
+def _mlp_families(
+    objective: Objective, report: MLPRedundancy | None, threshold: float, rtol: float
+) -> list[tuple[str, Tensor]]:
     """The families of every hidden layer l of an MLP, from its sub-network (L_l, σ_l, L_{l+1}).
 
     L depends on θ_l = (W_l, b_l, W_{l+1}, b_{l+1}) through g = g_{l+1}(h_{l−1}) alone, so a direction v in
@@ -219,18 +238,29 @@ def _mlp_families(objective: Objective, report: Optional[MLPRedundancy], thresho
     rewrote W_l); otherwise, and without ``report``, the layer is analysed again at θ.
     """
     nets = find_mlp(objective.model)
-    parameters = {name: value.detach() for name, value in
-                  {**objective.constants, **objective.unflatten(objective.theta)}.items()}
+    parameters = {
+        name: value.detach() for name, value in {**objective.constants, **objective.unflatten(objective.theta)}.items()
+    }
     inputs, gradients = _layer_terms(objective, nets, parameters)
     families: list[tuple[str, Tensor]] = []
     for l, net in enumerate(nets):
         layer_report = report.layers[l] if report is not None else None
         if layer_report is None or not _analysed_at(layer_report, net, parameters):
-            layer_report = neuron_redundancy(objective.model, inputs[l], seed=l,
-                                             layers=(net.hidden_name, net.activation_name, net.output_name))
+            layer_report = neuron_redundancy(
+                objective.model, inputs[l], seed=l, layers=(net.hidden_name, net.activation_name, net.output_name)
+            )
         probes = None if l == 0 else _probe_points(None, inputs[l], 4096, l, inputs[l].shape[1], inputs[l].device)
-        families += _predicted_families(objective, net, layer_report, threshold, rtol, inputs[l], gradients[l],
-                                        probes, f"layer {net.hidden_name!r}: ")
+        families += _predicted_families(
+            objective,
+            net,
+            layer_report,
+            threshold,
+            rtol,
+            inputs[l],
+            gradients[l],
+            probes,
+            f"layer {net.hidden_name!r}: ",
+        )
     return families
 
 
@@ -252,8 +282,9 @@ def _layer_terms(objective: Objective, nets: list, parameters: dict[str, Tensor]
     gradients: list[list[Tensor]] = [[] for _ in nets]
 
     def linear(net: ShallowNetwork, layer: str, h: Tensor) -> Tensor:
-        return torch.nn.functional.linear(h, parameters[net.parameter_name(layer, "weight")],
-                                          parameters.get(net.parameter_name(layer, "bias")))
+        return torch.nn.functional.linear(
+            h, parameters[net.parameter_name(layer, "weight")], parameters.get(net.parameter_name(layer, "bias"))
+        )
 
     for (x, y), weight in zip(objective.batches, objective.weights):
         with torch.enable_grad():
@@ -282,21 +313,35 @@ def _orthonormal_span(stacked: Tensor) -> Tensor:
 
 def _nullity_message(critical: bool, measured: int, predicted: int, gradient_norm: float, residual: float) -> str:
     if not critical:
-        return (f"θ is not a critical point (‖∇L‖ = {gradient_norm:.2e}, Newton-step test); the predicted null "
-                "vectors are exact only at critical points, so no consistency verdict")
+        return (
+            f"θ is not a critical point (‖∇L‖ = {gradient_norm:.2e}, Newton-step test); the predicted null "
+            "vectors are exact only at critical points, so no consistency verdict"
+        )
     if measured < predicted:
-        return (f"measured nullity {measured} < predicted {predicted}: a redundancy or symmetry claimed here is not "
-                f"a Hessian null direction (largest ‖Hv‖/max|λ| = {residual:.1e}); suspect a tolerance "
-                "problem, a data- vs function-level mismatch, or a bug")
+        return (
+            f"measured nullity {measured} < predicted {predicted}: a redundancy or symmetry claimed here is not "
+            f"a Hessian null direction (largest ‖Hv‖/max|λ| = {residual:.1e}); suspect a tolerance "
+            "problem, a data- vs function-level mismatch, or a bug"
+        )
     if measured > predicted:
-        return (f"{measured - predicted} null directions unexplained: interpolation (n < P − r at zero loss), "
-                "higher-order degeneracy (§1.5 probes), or a redundancy the rules do not detect")
+        return (
+            f"{measured - predicted} null directions unexplained: interpolation (n < P − r at zero loss), "
+            "higher-order degeneracy (§1.5 probes), or a redundancy the rules do not detect"
+        )
     return "every Hessian null direction is explained by the redundancies and symmetries found"
 
 
-def _predicted_families(objective: Objective, net: ShallowNetwork, report: RedundancyReport, threshold: float,
-                        rtol: float, x: Tensor, G: Tensor, probes: Optional[Tensor] = None,
-                        layer: str = "") -> list[tuple[str, Tensor]]:
+def _predicted_families(
+    objective: Objective,
+    net: ShallowNetwork,
+    report: RedundancyReport,
+    threshold: float,
+    rtol: float,
+    x: Tensor,
+    G: Tensor,
+    probes: Tensor | None = None,
+    layer: str = "",
+) -> list[tuple[str, Tensor]]:
     """(source, P × k null vectors) for the feature dependences and each usable finding of ``report``.
 
     ``x`` are the inputs of the hidden layer on the data, ``G`` = ∂L/∂g per sample for g the output layer's
@@ -322,22 +367,38 @@ def _predicted_families(objective: Objective, net: ShallowNetwork, report: Redun
     index = torch.cat([where.a[:, moving], where.c[:, None]], dim=1)
     feature_rtol = 1e-2 * math.sqrt(rtol)  # a feature singular value s gives a Hessian eigenvalue ∝ s²
     where_label = " and probe points" if probes is not None else ""
-    families = [(f"{layer}feature dependence on the data{where_label} (L1)",
-                 torch.cat([where.kernel(index[k], columns, feature_rtol) for k in range(q)], dim=1))]
+    families = [
+        (
+            f"{layer}feature dependence on the data{where_label} (L1)",
+            torch.cat([where.kernel(index[k], columns, feature_rtol) for k in range(q)], dim=1),
+        )
+    ]
     for finding in report.findings:
         if not ((finding.verified or finding.near) and finding.original):
             continue
-        vectors = _finding_null_vectors(finding, net.kind, sigma, U, A, x_tilde, first, second, G, moving, where,
-                                        threshold)
+        vectors = _finding_null_vectors(
+            finding, net.kind, sigma, U, A, x_tilde, first, second, G, moving, where, threshold
+        )
         if vectors is not None and vectors.shape[1]:
             label = f"{layer}{finding.rule} {finding.neurons}" + ("" if finding.verified else " (near-redundant)")
             families.append((label, vectors))
     return families
 
 
-def _finding_null_vectors(finding: RedundancyFinding, kind: str, sigma: Callable[[Tensor], Tensor], U: Tensor,
-                          A: Tensor, x_tilde: Tensor, first: Tensor, second: Tensor, G: Tensor, moving: Tensor,
-                          where: _Coordinates, threshold: float) -> Optional[Tensor]:
+def _finding_null_vectors(
+    finding: RedundancyFinding,
+    kind: str,
+    sigma: Callable[[Tensor], Tensor],
+    U: Tensor,
+    A: Tensor,
+    x_tilde: Tensor,
+    first: Tensor,
+    second: Tensor,
+    G: Tensor,
+    moving: Tensor,
+    where: _Coordinates,
+    threshold: float,
+) -> Tensor | None:
     """The null directions a verified finding predicts at a critical point, or None where its condition fails.
 
     Each family is the kernel of the first-order change of the realization on the finding's coordinates.
@@ -367,7 +428,7 @@ def _finding_null_vectors(finding: RedundancyFinding, kind: str, sigma: Callable
         gamma = float(U[i] @ U[j] / (U[i] @ U[i]))
         kappa = gamma if kind == "square" else 1.0  # σ′(γz) = κ′σ′(z)
         # a_i ⊗ δ_i + κ′ a_j ⊗ δ_j = 0 over (u_i, u_j).
-        matrix = torch.cat([torch.kron(A[:, i:i + 1], eye_p), kappa * torch.kron(A[:, j:j + 1], eye_p)], dim=1)
+        matrix = torch.cat([torch.kron(A[:, i : i + 1], eye_p), kappa * torch.kron(A[:, j : j + 1], eye_p)], dim=1)
         return where.kernel(torch.cat([where.u[i], where.u[j]]), matrix)
     if finding.rule in (ALWAYS_ACTIVE, LINEAR_ON_DATA, PATTERN):
         if not all(bool(moving[k]) for k in neurons):
@@ -376,7 +437,7 @@ def _finding_null_vectors(finding: RedundancyFinding, kind: str, sigma: Callable
         blocks, index = [], []
         for k in neurons:
             slope = float(first[:, k].max()) if finding.rule != PATTERN else 1.0
-            blocks += [slope * torch.kron(eye_q, U[k][:, None]), slope * torch.kron(A[:, k:k + 1], eye_p)]
+            blocks += [slope * torch.kron(eye_q, U[k][:, None]), slope * torch.kron(A[:, k : k + 1], eye_p)]
             index += [where.a[:, k], where.u[k]]
         if finding.rule != PATTERN:
             blocks.append(torch.kron(eye_q, eye_p[:, -1:]))
