@@ -136,7 +136,7 @@ def measure(name: str, spec, dataset, repeats: int) -> None:
             f"  training time plain {' '.join(f'{w:.2f}' for w in walls[False])} s, monitored "
             f"{' '.join(f'{w:.2f}' for w in walls[True])} s; median ratio {watched / plain:.3f}"
         )
-        measured = [1 - plain / w for w in walls[True]]
+        measured = [1 - p / w for p, w in zip(walls[False], walls[True], strict=True)]  # each pair ran back to back
         print(
             f"  monitor's share measured {' '.join(f'{m:.3f}' for m in measured)}, logged "
             f"{' '.join(f'{x:.3f}' for x in logged)}"
