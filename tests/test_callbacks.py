@@ -104,6 +104,8 @@ def test_logged_values_are_the_core_values_at_the_same_parameters(tmp_path):
     # The curvature at every evaluation (P = 21: the light spectrum is dense and exact), the rest at every
     # 2nd and the last.
     assert sorted(scalars(logged, "landscape/hessian/lambda_max")) == loss_steps
+    bounds = scalars(logged, "landscape/hessian/lambda_max_error")  # an error bar at every evaluation
+    assert sorted(bounds) == loss_steps and all(0 <= b < 1e-6 for b in bounds.values())
     assert sorted(scalars(logged, "landscape/hessian/lambda_min")) == loss_steps
     assert sorted(scalars(logged, "landscape/hessian/critical")) == [0, 8, 16]
 
