@@ -49,7 +49,8 @@ except ImportError:  # run as a script: examples/ is on sys.path
         writer,
     )
 
-from torch_landscape import classify_critical_point, redundancy_nullity_check
+from torch_landscape import HessianOperator, classify_critical_point, landscape_slices, redundancy_nullity_check
+from torch_landscape.writers.figures import slice_2d_figure, to_image
 from torch_landscape.probe import LandscapeProbe
 
 NAME = "relu_spurious_minimum_and_linear_nets"
@@ -266,12 +267,34 @@ def linear_nets(report, logdir, quick):
     }
 
 
+def draw_a_spurious_basin(relu: dict, logdir) -> None:
+    """The picture (a TensorBoard image): the loss on the plane through a spurious minimum spanned by its
+    flattest eigenvector and the direction to the teacher (neurons matched, rescaled); at t = 1 the global
+    minimum, at t = 0 the spurious one, each in its own basin."""
+    spurious = [run for run in relu[K]["runs"] if run["category"] == "spurious minimum"]
+    if not spurious:
+        return
+    teacher_rows, x, y = teacher_data()
+    net, teacher = relu_student(K, 0), relu_student(K, 0)
+    net.load_state_dict(spurious[0]["state"])
+    with torch.no_grad():
+        teacher[0].weight.copy_(teacher_rows)
+        teacher[2].weight.fill_(1.0)
+    operator = HessianOperator(net, nn.MSELoss(), (x, y), dtype=torch.float64)
+    plane = landscape_slices(operator, reference=teacher, budget=120).plane
+    tb = writer(logdir, f"{NAME}/spurious_seed_{spurious[0]['seed']}")
+    tb.add_image("landscape/figures/loss_plane_to_the_teacher", to_image(slice_2d_figure(plane, 0)), 0,
+                 dataformats="HWC")
+    tb.close()
+
+
 def main(quick: bool = False, logdir: str | Path = "runs") -> dict:
     report = Report(
         "Spurious minima of ReLU networks (counted over seeds) vs linear networks (none)",
         "Zhou & Liang, ICLR 2018, arXiv:1710.11205; Safran & Shamir, ICML 2018; theory.md §6 E3, E5, T2",
     )
     relu = count_relu_minima(report, quick)
+    draw_a_spurious_basin(relu, logdir)
     results = {"relu": relu}
     results.update(linear_nets(report, logdir, quick))
     return report.finish(Path(logdir) / NAME, results=results)
