@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field, replace
+from itertools import pairwise
 from typing import Any
 
 import torch
@@ -75,7 +76,7 @@ def _alternates(children: list[nn.Module]) -> bool:
         and len(children) % 2 == 1
         and all(isinstance(child, nn.Linear) for child in children[::2])
         and all(type(child) in _ACTIVATIONS for child in children[1::2])
-        and all(a.out_features == b.in_features for a, b in zip(children[:-2:2], children[2::2]))
+        and all(a.out_features == b.in_features for a, b in pairwise(children[::2]))
     )
 
 
@@ -119,7 +120,7 @@ class MLPRedundancy:
     @property
     def offsets(self) -> tuple[int, ...]:
         """Global number of each layer's first neuron."""
-        return tuple(sum(report.width for report in self.layers[:l]) for l in range(len(self.layers)))
+        return tuple(sum(report.width for report in self.layers[:index]) for index in range(len(self.layers)))
 
     @property
     def width(self) -> int:
@@ -149,7 +150,7 @@ class MLPRedundancy:
         """Every layer's findings, neurons in the global numbering."""
         return tuple(
             replace(finding, neurons=tuple(offset + i for i in finding.neurons))
-            for offset, report in zip(self.offsets, self.layers)
+            for offset, report in zip(self.offsets, self.layers, strict=True)
             for finding in report.findings
         )
 
@@ -173,7 +174,7 @@ class MLPRedundancy:
     @property
     def score_rule(self) -> str:
         """The rule attaining ``score``, with its layer."""
-        best = min(range(len(self.layers)), key=lambda l: self.layers[l].score)
+        best = min(range(len(self.layers)), key=lambda index: self.layers[index].score)
         rule = self.layers[best].score_rule
         return f"{rule} in layer {self.layer_names[best]!r}" if rule else ""
 
@@ -200,7 +201,7 @@ class MLPRedundancy:
             f"{_fmt(self.max_output_change.probes)} (tolerance {_fmt(self.tolerance.data)} / "
             f"{_fmt(self.tolerance.probes)})"
         ]
-        for name, report in zip(self.layer_names, self.layers):
+        for name, report in zip(self.layer_names, self.layers, strict=True):
             lines.append(f"layer {name!r}: " + str(report).replace("\n", "\n  "))
         return "\n".join(lines)
 

@@ -246,10 +246,10 @@ class _Verifier:
         fit_change = (rms * rms + 2 * rms * self.residual) / self.scale**2
         ok = all(
             (drift + change).abs().max() <= tolerance if change.numel() else True
-            for (_, tolerance, drift), change in zip(self.sets, changes)
+            for (_, tolerance, drift), change in zip(self.sets, changes, strict=True)
         )
         if ok:
-            for (_, _, drift), change in zip(self.sets, changes):
+            for (_, _, drift), change in zip(self.sets, changes, strict=True):
                 drift += change
         return ok, size, fit_change
 

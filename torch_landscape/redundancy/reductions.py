@@ -165,7 +165,7 @@ def _dead_candidates(net: _Network, ctx: _Context, scores: dict[str, float]) -> 
     scores.setdefault(DEAD, float(dead.min()) if len(rows) else math.inf)
     return [
         (score, 0, DEAD, (i,), lambda i=i, s=score: _Merge(DEAD, s, (i,), remove=(i,), detail=f"delete {i}"))
-        for i, score in zip(rows[dead <= ctx.threshold].tolist(), dead[dead <= ctx.threshold].tolist())
+        for i, score in zip(rows[dead <= ctx.threshold].tolist(), dead[dead <= ctx.threshold].tolist(), strict=True)
     ]
 
 

@@ -145,7 +145,7 @@ def _neuron_candidates(net: _Network, ctx: _Context, scores: dict[str, float]) -
             )
         )
     constants = [int(rows[p]) for p in torch.nonzero(constant <= ctx.threshold).flatten().tolist()]
-    for i, score in zip(constants, constant[constant <= ctx.threshold].tolist()):
+    for i, score in zip(constants, constant[constant <= ctx.threshold].tolist(), strict=True):
         candidates.append((score, 1, CONSTANT, (i,), lambda i=i, s=score: _constant_merge(net, ctx, i, s, constants)))
     return candidates
 

@@ -55,7 +55,7 @@ def _run(
 ) -> int:
     """Try candidates in order of (score, rule priority); apply each verified merge. Returns merges applied."""
     applied = 0
-    for score, _, rule, involved, build in sorted(candidates, key=lambda item: item[:2]):
+    for _, _, rule, involved, build in sorted(candidates, key=lambda item: item[:2]):
         if not all(bool(net.alive[i]) for i in involved) or (rule, involved) in failed:
             continue
         merge = build()
