@@ -110,7 +110,7 @@ class MLPRedundancy:
     max_output_change: OutputChange
     tolerance: OutputChange
     tol: float
-    _merged: nn.Module = field(repr=False, compare=False, default=None)
+    _merged: nn.Module = field(repr=False, compare=False)
 
     @property
     def kind(self) -> str:
@@ -277,12 +277,14 @@ def mlp_redundancy(
         candidate = report.merged_model(FUNCTION) if report.redundant else current
         if report.redundant and not _within(candidate, points, original, tol):
             report, candidate = _withdrawn(report, "function"), current
-        if DATA in report._merged and report.effective_width_on_data < report.effective_width:
+        on_data = report.effective_width_on_data
+        if inputs is not None and DATA in report._merged and on_data is not None and on_data < report.effective_width:
             if not _within(report.merged_model(DATA), {"data": inputs}, original, tol):
                 report = _withdrawn(report, "data")
         reports.append(report)
         current = candidate
     change = {name: float((_outputs(current, x) - original[name]).abs().max()) for name, x in points.items()}
+    tol = reports[-1].tol  # the tolerance the layers resolved (the default when tol was None)
     bound = {name: tol * (1 + float(original[name].abs().max())) for name in points}
     return MLPRedundancy(
         layers=tuple(reports),
@@ -341,6 +343,7 @@ def _withdrawn(report: RedundancyReport, level: str) -> RedundancyReport:
     findings = tuple(replace(f, verified=False) if f.level in levels else f for f in report.findings)
     merged = dict(report._merged)
     unmerged = shallow_weights(report._net)
+    widths: dict[str, Any]
     if level == FUNCTION:
         merged = {key: unmerged for key in merged}
         on_data = report.effective_width_on_data is not None

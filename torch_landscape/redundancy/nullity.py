@@ -443,8 +443,8 @@ def _finding_null_vectors(
         # Σ_k s_k (Δa_k ⊗ u_k + a_k ⊗ Δu_k) (+ Δc ⊗ e_b for neurons linear on all the data) = 0.
         blocks, index = [], []
         for k in neurons:
-            slope = float(first[:, k].max()) if finding.rule != PATTERN else 1.0
-            blocks += [slope * torch.kron(eye_q, U[k][:, None]), slope * torch.kron(A[:, k : k + 1], eye_p)]
+            s_k = float(first[:, k].max()) if finding.rule != PATTERN else 1.0
+            blocks += [s_k * torch.kron(eye_q, U[k][:, None]), s_k * torch.kron(A[:, k : k + 1], eye_p)]
             index += [where.a[:, k], where.u[k]]
         if finding.rule != PATTERN:
             blocks.append(torch.kron(eye_q, eye_p[:, -1:]))

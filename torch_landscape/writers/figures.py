@@ -18,7 +18,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from ..estimators import SpectralDensity
-from ..redundancy import RedundancyReport
+from ..redundancy import MLPRedundancy, RedundancyReport
 from ..slices import REFERENCE_NAME, LossSlice
 
 
@@ -77,7 +77,7 @@ def eigenvalue_trajectory_figure(trajectory: Sequence[tuple[int, float, float]],
     return figure
 
 
-def similarity_figure(report: RedundancyReport, step: int) -> Figure:
+def similarity_figure(report: RedundancyReport | MLPRedundancy, step: int) -> Figure:
     """Heat map of how close each pair of neurons is to a duplicate (red) or mirrored (blue) pair: the
     colour is sign(cos)·min(1, −log10(1 − |cos|)/8) of the standardised neurons' cosine, so a pair is dark
     only when its cosine is within a few digits of ±1 (a cosine of 0.8 is pale). The verified merges of
@@ -105,7 +105,7 @@ def similarity_figure(report: RedundancyReport, step: int) -> Figure:
     return figure
 
 
-def marked_neurons(report: RedundancyReport) -> list[tuple[int, ...]]:
+def marked_neurons(report: RedundancyReport | MLPRedundancy) -> list[tuple[int, ...]]:
     """The neurons of each verified merge between original neurons: what the heat map marks."""
     return [tuple(finding.neurons) for finding in report.claims if finding.original]
 
