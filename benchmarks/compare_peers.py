@@ -855,7 +855,7 @@ def headline(records: list) -> None:
                 continue
             best = min(ours, key=lambda r: r["per_grad"])
 
-            def comparable(peer):
+            def comparable(peer, best=best):
                 return best["error"] is None or peer["error"] is None or peer["error"] <= max(3 * best["error"], 1e-6)
 
             good = [p for p in peers if comparable(p)]
@@ -870,8 +870,8 @@ def headline(records: list) -> None:
                     f"{fastest['tool']} {fastest['setting']}: {fastest['per_grad'] / best['per_grad']:.2g}× "
                     f"(err {fmt_e(fastest['error'])})",
                     (
-                        f"{fastest_good['tool']} {fastest_good['setting']}: {fastest_good['per_grad'] / best['per_grad']:.2g}× "
-                        f"(err {fmt_e(fastest_good['error'])})"
+                        f"{fastest_good['tool']} {fastest_good['setting']}: "
+                        f"{fastest_good['per_grad'] / best['per_grad']:.2g}× (err {fmt_e(fastest_good['error'])})"
                     )
                     if fastest_good
                     else "none",
@@ -955,7 +955,8 @@ def main() -> None:
         f"case; time = median of {args.repeats} repeats after one warm-up (at L/XL: {args.repeats_l} cold runs, one "
         "if the first is long); 'time / gradient' divides by the median full-batch gradient timed in the same "
         "process right before and after. 'process peak RSS' = VmHWM of the tool's process during this quantity "
-        "(includes torch and the tool's imports; restarted per quantity, not inherited like ru_maxrss); 'RSS growth in call' = sampled peak RSS during the first call minus RSS "
+        "(includes torch and the tool's imports; restarted per quantity, not inherited like ru_maxrss); "
+        "'RSS growth in call' = sampled peak RSS during the first call minus RSS "
         "before it."
     )
     emit()

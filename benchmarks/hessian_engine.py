@@ -39,6 +39,7 @@ import math  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+from functools import partial  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
@@ -153,7 +154,7 @@ def costs(problem, reps: int) -> dict:
     # and Cockpit do), timed here independently of the library.
     with torch.enable_grad():
         graph = torch.autograd.grad(LOSS(model(x), y), params, create_graph=True)
-    pieces = [t.reshape(p.shape) for t, p in zip(torch.split(v, [p.numel() for p in params]), params)]
+    pieces = [t.reshape(p.shape) for t, p in zip(torch.split(v, [p.numel() for p in params]), params, strict=True)]
     autograd_s, _ = median_time(lambda: torch.autograd.grad(graph, params, pieces, retain_graph=True), reps)
     return {"grad": grad_s, "setup": setup_s, "hvp": hvp_s, "mm16": mm_s / 16, "autograd_hvp": autograd_s}
 
@@ -193,14 +194,8 @@ def quantity_rows(problem, ref, args, clock: HvpClock) -> list[list]:
 
         return evaluate
 
-    top_fn = lambda: hessian_eigenvalues(
-        problem.model,
-        LOSS,
-        data,
-        k=10,
-        which="largest",
-        method="lanczos",  # noqa: E731
-        tol=args.tol,
+    top_fn = partial(
+        hessian_eigenvalues, problem.model, LOSS, data, k=10, which="largest", method="lanczos", tol=args.tol
     )
     wanted = set(args.quantities.split(","))
     if args.quick and problem.params > 1000:
@@ -208,14 +203,8 @@ def quantity_rows(problem, ref, args, clock: HvpClock) -> list[list]:
     if "top" in wanted:
         add("top-10", f"lanczos tol={args.tol:g}", top_fn, eig_eval("top"))
     if not (huge or args.no_bottom) and "bottom" in wanted:
-        bottom_fn = lambda: hessian_eigenvalues(
-            problem.model,
-            LOSS,
-            data,
-            k=10,
-            which="smallest",  # noqa: E731
-            method="lanczos",
-            tol=args.tol,
+        bottom_fn = partial(
+            hessian_eigenvalues, problem.model, LOSS, data, k=10, which="smallest", method="lanczos", tol=args.tol
         )
         add(
             "bottom-10",
@@ -271,9 +260,9 @@ def exact_path(problem, ref, reps: int, generic: bool) -> list[list]:
         op = HessianOperator(problem.model, LOSS, (problem.x, problem.y), dtype=dtype)
         with peak_rss() as memory:
             dense = structured_hessian(op.objective)
-        assemble_s, dense = median_time(lambda: structured_hessian(op.objective), reps, warmup=0)
-        eigvalsh_s, values = median_time(lambda: torch.linalg.eigvalsh(dense), reps, warmup=0)
-        eigh_s, _ = median_time(lambda: torch.linalg.eigh(dense), reps, warmup=0)
+        assemble_s, dense = median_time(partial(structured_hessian, op.objective), reps, warmup=0)
+        eigvalsh_s, values = median_time(partial(torch.linalg.eigvalsh, dense), reps, warmup=0)
+        eigh_s, _ = median_time(partial(torch.linalg.eigh, dense), reps, warmup=0)
         note = ""
         if ref.get("dense"):
             truth = ref["eigenvalues"]
@@ -369,10 +358,10 @@ def threshold_sweep(widths_shallow, widths_generic, n: int, reps: int, tol: floa
         model = _trained(build(width), x, y)
         size = sum(p.numel() for p in model.parameters())
         dense_s, dense = median_time(
-            lambda: hessian_eigenvalues(model, LOSS, (x, y), k=5, which="both", method="dense"), reps, warmup=1
+            partial(hessian_eigenvalues, model, LOSS, (x, y), k=5, which="both", method="dense"), reps, warmup=1
         )
         lanczos_s, spec = median_time(
-            lambda: hessian_eigenvalues(model, LOSS, (x, y), k=5, which="both", method="lanczos", tol=tol),
+            partial(hessian_eigenvalues, model, LOSS, (x, y), k=5, which="both", method="lanczos", tol=tol),
             reps,
             warmup=1,
         )
@@ -407,11 +396,12 @@ def block_sweep(problems_and_refs, blocks, reps: int, tol: float, skip_bottom_ab
                 continue
             end = "top" if which == "largest" else "bottom"
             for block in blocks:
-                fn = lambda: hessian_eigenvalues(
+                fn = partial(
+                    hessian_eigenvalues,
                     problem.model,
                     LOSS,
                     (problem.x, problem.y),
-                    k=10,  # noqa: E731
+                    k=10,
                     which=which,
                     method="lanczos",
                     tol=tol,

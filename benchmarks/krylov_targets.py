@@ -30,6 +30,7 @@ import argparse  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+from functools import partial  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -126,7 +127,7 @@ def main() -> None:
         ours_error = abs(spec.lambda_max - float(top[0])) / float(top[0])
         record("top-1 ours (block Lanczos)", seconds, products, spec.num_hvp, ours_error, gradient)
         seconds, products, (count, value) = run(
-            lambda: power_iteration(problem, max(ours_error, 1e-7), float(top[0]), args.power_cap)
+            partial(power_iteration, problem, max(ours_error, 1e-7), float(top[0]), args.power_cap)
         )
         record(
             "top-1 power iteration (oracle stop at our error)",
@@ -184,7 +185,7 @@ def main() -> None:
     ]
     medians = {}
     for name, values in samples.items():
-        total, inside, hvps, error = (statistics.median(column) for column in zip(*values))
+        total, inside, hvps, error = (statistics.median(column) for column in zip(*values, strict=True))
         medians[name] = total
         rows.append(
             f"| {name} | {total:.1f} | {inside:.1f} | {(total - inside) / inside:.0%} of product time | "

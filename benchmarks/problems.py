@@ -151,7 +151,7 @@ def _functional_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
 
     def loss(theta: torch.Tensor) -> torch.Tensor:
         chunks = torch.split(theta, numels)
-        params = {n: c.view(s) for n, c, s in zip(names, chunks, shapes)}
+        params = {n: c.view(s) for n, c, s in zip(names, chunks, shapes, strict=True)}
         out = torch.func.functional_call(model, params, (x,))
         return ((out - y) ** 2).mean()  # hand-written MSE (torch 2.13: jvp(grad(F.mse_loss)) fails)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from functools import partial
 
 import torch
 from torch import nn
@@ -32,13 +33,14 @@ def network(width: int, d: int, activation: nn.Module, generator: torch.Generato
     return model
 
 
-def seconds(function, repeats: int) -> float:
-    best = float("inf")
+def seconds(function, repeats: int) -> tuple[float, object]:
+    """The least wall time of ``repeats`` calls, and the last call's result."""
+    best, result = float("inf"), None
     for _ in range(repeats):
         start = time.perf_counter()
-        function()
+        result = function()
         best = min(best, time.perf_counter() - start)
-    return best
+    return best, result
 
 
 def main() -> None:
@@ -58,11 +60,9 @@ def main() -> None:
     for name, activation in (("tanh", nn.Tanh()), ("relu", nn.ReLU())):
         for width in args.widths:
             model = network(width, args.d, activation, generator)
-            reports = []
-            elapsed = seconds(lambda: reports.append(neuron_redundancy(model, inputs)), args.repeats)
+            elapsed, report = seconds(partial(neuron_redundancy, model, inputs), args.repeats)
             with torch.no_grad():
-                forward = seconds(lambda: model(everything), 3)
-            report = reports[-1]
+                forward, _ = seconds(partial(model, everything), 3)
             skipped = any("L1" in note for note in report.notes)
             print(
                 f"{name:>10} {width:>6} {elapsed:>8.2f} {forward:>9.4f} {elapsed / forward:>6.0f} "

@@ -104,7 +104,7 @@ def main() -> None:
     for label, build, points, budget in cases:
         objective = build()
         batched, single = per_point_ratios(objective, points, args.rounds)
-        speed_up = [b / a for a, b in zip(batched, single)]
+        speed_up = [b / a for a, b in zip(batched, single, strict=True)]
         print(
             f"{label}: one grid point = {_spread(batched)} gradients batched (vmap, {points} points), "
             f"{_spread(single)} one by one; batching speed-up {_spread(speed_up)}x"

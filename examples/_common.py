@@ -18,6 +18,8 @@ from torch import nn
 from torch_landscape.writers import log_snapshot
 
 DEFAULT_RUNS = Path("runs")
+#: The default loss: one stateless instance shared by every call.
+MSE = nn.MSELoss()
 
 
 def parse_quick(description: str) -> tuple[bool, str | None]:
@@ -65,7 +67,7 @@ def lbfgs(
     *,
     max_iter: int = 2000,
     gtol: float = 1e-11,
-    loss_fn: Callable = nn.MSELoss(),
+    loss_fn: Callable = MSE,
     callback: Callable[[int], None] | None = None,
     chunk: int = 100,
 ) -> float:
@@ -210,7 +212,7 @@ def fit_restarts(
     max_iter: int,
     good: float = -1.0,
     chunk: int = 50,
-    loss_fn: Callable = nn.MSELoss(),
+    loss_fn: Callable = MSE,
 ):
     """L-BFGS from ``make_model(attempt)`` for attempt = 0, 1, …; stops early once a loss ≤ ``good`` is reached.
 
@@ -228,7 +230,7 @@ def fit_restarts(
             max_iter=max_iter,
             chunk=chunk,
             loss_fn=loss_fn,
-            callback=lambda it: states.append((it, copy_state(model))),
+            callback=lambda it, states=states, model=model: states.append((it, copy_state(model))),
         )
         if best is None or loss < best[0]:
             best = (loss, attempt, model, states)

@@ -322,7 +322,7 @@ def sweep_report(outcomes: list[SeedOutcome]) -> list[str]:
         lines.append(f"  width {width}: the story holds for {sum(h for h, _ in verdicts)} of {len(mine)} seeds")
         lines += [
             f"    seed {o.seed}: L = {o.loss:.1e}, |grad L| = {o.grad_norm:.1e}; {text}"
-            for o, (_, text) in zip(mine, verdicts)
+            for o, (_, text) in zip(mine, verdicts, strict=True)
         ]
     return lines
 

@@ -71,7 +71,8 @@ def run(rank: int, *, d: int, k: int, n: int, steps: int, lr: float, logdir, rep
     cp = classify_critical_point(net, loss_fn, (x, y), probe=rank < d)
     pl = valid.pl
     report.line(
-        f"final L = {fmt(snap.pl.loss)}; at step {pl.step}, the last evaluation above rounding: L = {fmt(pl.loss)}; PL ratio μ = {fmt(pl.mu)} "
+        f"final L = {fmt(snap.pl.loss)}; at step {pl.step}, the last evaluation above rounding: L = {fmt(pl.loss)}; "
+        f"PL ratio μ = {fmt(pl.mu)} "
         f"(running min {fmt(pl.mu_running_min)}); per-step contraction {pl.contraction:.6f}; "
         f"Łojasiewicz slope {pl.lojasiewicz_slope:.3f}; η·t·‖∇L‖²/L = {pl.eta_t_ratio:.3f}"
     )

@@ -235,7 +235,11 @@ def main(quick: bool = False, logdir: str | Path = "runs") -> dict:
                 profile_min=profile.quantiles[:, 0].tolist(),
             )
             for r, m_, f_, q in zip(
-                profile.radii.tolist(), med.tolist(), profile.frac_bad.tolist(), profile.quantiles[:, 0].tolist()
+                profile.radii.tolist(),
+                med.tolist(),
+                profile.frac_bad.tolist(),
+                profile.quantiles[:, 0].tolist(),
+                strict=True,
             ):
                 report.line(
                     f"one-point convexity around the end point, r = {r:.1e}: median {m_:.3e}, min {q:.2e}, "
@@ -252,7 +256,8 @@ def main(quick: bool = False, logdir: str | Path = "runs") -> dict:
             report.check(
                 "one-point convexity in most directions: median > 0 and frac_bad > 0 (proxy)",
                 bool((med > 0).all()) and bool((profile.frac_bad > 0).any()),
-                f"medians {[f'{v:.2e}' for v in med.tolist()]}, frac_bad {[f'{v:.0%}' for v in profile.frac_bad.tolist()]}",
+                f"medians {[f'{v:.2e}' for v in med.tolist()]}, "
+                f"frac_bad {[f'{v:.0%}' for v in profile.frac_bad.tolist()]}",
             )
         results[f"width{width}"] = entry
     results["embedding"] = width_escape(report)

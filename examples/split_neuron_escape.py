@@ -131,8 +131,8 @@ def escape(net: nn.Sequential, x, y, report, tb, quick: bool) -> dict:
     shapes = [p.shape for p in net.parameters()]
 
     def loss(vector: torch.Tensor) -> torch.Tensor:
-        params = dict(zip(names, torch.split(vector, [s.numel() for s in shapes])))
-        params = {k: p.view(s) for (k, p), s in zip(params.items(), shapes)}
+        params = dict(zip(names, torch.split(vector, [s.numel() for s in shapes]), strict=True))
+        params = {k: p.view(s) for (k, p), s in zip(params.items(), shapes, strict=True)}
         return loss_fn(functional_call(net, params, (x,)), y)
 
     theta = nn.utils.parameters_to_vector(net.parameters()).detach()

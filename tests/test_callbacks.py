@@ -176,7 +176,7 @@ class Snapshot(Callback):
             self.state = state
             return
         before = self.reference.state
-        assert all((a is None and b is None) or torch.equal(a, b) for a, b in zip(before[0], state[0]))
+        assert all((a is None and b is None) or torch.equal(a, b) for a, b in zip(before[0], state[0], strict=True))
         assert before[1] == state[1] and all(state[1])
         self.checked += 1
 
@@ -199,7 +199,7 @@ def _fit_for_bits(tmp_path, monitored: bool):
 def test_training_is_bit_identical_with_and_without_the_monitor(tmp_path):
     plain, plain_trainer, plain_streams, _ = _fit_for_bits(tmp_path / "plain", monitored=False)
     watched, watched_trainer, watched_streams, callbacks = _fit_for_bits(tmp_path / "watched", monitored=True)
-    for a, b in zip(plain.state_dict().values(), watched.state_dict().values()):
+    for a, b in zip(plain.state_dict().values(), watched.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     optimizer_a, optimizer_b = plain_trainer.optimizers[0].state_dict(), watched_trainer.optimizers[0].state_dict()
     for key in optimizer_a["state"]:
@@ -248,7 +248,7 @@ class Deep(Student):
 class Stream(IterableDataset):
     def __iter__(self):
         _, x, y = teacher_and_data(32)
-        return iter(zip(x, y))
+        return iter(zip(x, y, strict=True))
 
 
 @pytest.mark.parametrize(

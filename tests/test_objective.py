@@ -106,7 +106,7 @@ def test_no_side_effects_on_model_grad_mode_buffers_or_rng():
     after = _state(model)
     for name in before[0]:
         assert torch.equal(before[0][name], after[0][name]), name
-    assert all(torch.equal(a, b) for a, b in zip(before[1], after[1]))
+    assert all(torch.equal(a, b) for a, b in zip(before[1], after[1], strict=True))
     assert before[2] == after[2]
     assert torch.equal(before[3], after[3])
     assert np.array_equal(before[4], after[4])

@@ -136,7 +136,7 @@ def test_snapshot_changes_nothing_in_the_model_or_the_random_streams(setting):
     probe.snapshot(0)
     after = draws()
     assert torch.equal(after[0], expected[0]) and np.array_equal(after[1], expected[1]) and after[2] == expected[2]
-    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), parameters))
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), parameters, strict=True))
     assert torch.equal(model[0].weight.grad, torch.full_like(model[0].weight, 3.0)) and model[2].weight.grad is None
     assert model.training and model[0].training and not model[1].training
 

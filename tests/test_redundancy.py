@@ -77,7 +77,7 @@ def canonical(model, sigmoid):
     W, b = model[0].weight.detach(), model[0].bias.detach()
     a, c = model[2].weight.detach()[0], model[2].bias.detach().clone()
     rows = []
-    for w_i, b_i, a_i in zip(W, b, a):
+    for w_i, b_i, a_i in zip(W, b, a, strict=True):
         if w_i[0] < 0:
             if sigmoid:
                 c += a_i

@@ -8,6 +8,8 @@ each output is a sum of a few dozen products of O(1) terms, rounding ~1e-16 each
 headroom and still fails on any real change (the smallest planted neuron moves f by ~1e-1).
 """
 
+from itertools import pairwise
+
 import pytest
 import torch
 from torch import nn
@@ -29,7 +31,7 @@ SIZES = (3, 6, 5, 4, 2)  # d, three hidden layers, q
 def mlp(seed, sizes=SIZES, activation=nn.Tanh):
     torch.manual_seed(seed)
     layers = []
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+    for fan_in, fan_out in pairwise(sizes):
         layers += [nn.Linear(fan_in, fan_out), activation()]
     return nn.Sequential(*layers[:-1]).double()
 

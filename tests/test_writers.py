@@ -134,7 +134,7 @@ def test_counts_are_drawn_unsmoothed_and_never_beside_a_continuous_quantity():
         "diverging",
         "contradictions",
     }
-    for category, title, kind, series in CHARTS:
+    for _, title, kind, series in CHARTS:
         tags = [s[0] for s in series] if kind == "Margin" else list(series)
         kinds = {tag.rsplit("/", 1)[1] in counts for tag in tags}
         assert len(kinds) == 1, title

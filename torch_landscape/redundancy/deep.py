@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field, replace
+from itertools import pairwise
 from typing import Any
 
 import torch
@@ -75,7 +76,7 @@ def _alternates(children: list[nn.Module]) -> bool:
         and len(children) % 2 == 1
         and all(isinstance(child, nn.Linear) for child in children[::2])
         and all(type(child) in _ACTIVATIONS for child in children[1::2])
-        and all(a.out_features == b.in_features for a, b in zip(children[:-2:2], children[2::2]))
+        and all(a.out_features == b.in_features for a, b in pairwise(children[::2]))
     )
 
 
@@ -109,7 +110,7 @@ class MLPRedundancy:
     max_output_change: OutputChange
     tolerance: OutputChange
     tol: float
-    _merged: nn.Module = field(repr=False, compare=False, default=None)
+    _merged: nn.Module = field(repr=False, compare=False)
 
     @property
     def kind(self) -> str:
@@ -119,7 +120,7 @@ class MLPRedundancy:
     @property
     def offsets(self) -> tuple[int, ...]:
         """Global number of each layer's first neuron."""
-        return tuple(sum(report.width for report in self.layers[:l]) for l in range(len(self.layers)))
+        return tuple(sum(report.width for report in self.layers[:index]) for index in range(len(self.layers)))
 
     @property
     def width(self) -> int:
@@ -149,7 +150,7 @@ class MLPRedundancy:
         """Every layer's findings, neurons in the global numbering."""
         return tuple(
             replace(finding, neurons=tuple(offset + i for i in finding.neurons))
-            for offset, report in zip(self.offsets, self.layers)
+            for offset, report in zip(self.offsets, self.layers, strict=True)
             for finding in report.findings
         )
 
@@ -173,7 +174,7 @@ class MLPRedundancy:
     @property
     def score_rule(self) -> str:
         """The rule attaining ``score``, with its layer."""
-        best = min(range(len(self.layers)), key=lambda l: self.layers[l].score)
+        best = min(range(len(self.layers)), key=lambda index: self.layers[index].score)
         rule = self.layers[best].score_rule
         return f"{rule} in layer {self.layer_names[best]!r}" if rule else ""
 
@@ -200,7 +201,7 @@ class MLPRedundancy:
             f"{_fmt(self.max_output_change.probes)} (tolerance {_fmt(self.tolerance.data)} / "
             f"{_fmt(self.tolerance.probes)})"
         ]
-        for name, report in zip(self.layer_names, self.layers):
+        for name, report in zip(self.layer_names, self.layers, strict=True):
             lines.append(f"layer {name!r}: " + str(report).replace("\n", "\n  "))
         return "\n".join(lines)
 
@@ -276,12 +277,14 @@ def mlp_redundancy(
         candidate = report.merged_model(FUNCTION) if report.redundant else current
         if report.redundant and not _within(candidate, points, original, tol):
             report, candidate = _withdrawn(report, "function"), current
-        if DATA in report._merged and report.effective_width_on_data < report.effective_width:
+        on_data = report.effective_width_on_data
+        if inputs is not None and DATA in report._merged and on_data is not None and on_data < report.effective_width:
             if not _within(report.merged_model(DATA), {"data": inputs}, original, tol):
                 report = _withdrawn(report, "data")
         reports.append(report)
         current = candidate
     change = {name: float((_outputs(current, x) - original[name]).abs().max()) for name, x in points.items()}
+    tol = reports[-1].tol  # the tolerance the layers resolved (the default when tol was None)
     bound = {name: tol * (1 + float(original[name].abs().max())) for name in points}
     return MLPRedundancy(
         layers=tuple(reports),
@@ -340,6 +343,7 @@ def _withdrawn(report: RedundancyReport, level: str) -> RedundancyReport:
     findings = tuple(replace(f, verified=False) if f.level in levels else f for f in report.findings)
     merged = dict(report._merged)
     unmerged = shallow_weights(report._net)
+    widths: dict[str, Any]
     if level == FUNCTION:
         merged = {key: unmerged for key in merged}
         on_data = report.effective_width_on_data is not None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,7 @@ def _inputs(data: Any, d: int, net: ShallowNetwork, device: torch.device) -> tup
     """The training inputs as an n×d float64 tensor and the targets as n×q (each None where absent)."""
     if data is None:
         return None, None
+    items: list[Sequence[Any]]
     if isinstance(data, Tensor):
         items = [(data,)]
     elif isinstance(data, (tuple, list)) and 1 <= len(data) <= 2 and all(isinstance(t, Tensor) for t in data):
@@ -143,6 +144,13 @@ class _Network:
     def width(self) -> int:
         return int(self.alive.sum())
 
+    @property
+    def training_inputs(self) -> Tensor:
+        """The data points X (n × d): the data-level rules run only when there are any."""
+        if self.data is None:
+            raise RuntimeError("the data-level rules need the training inputs, and none were given")
+        return self.data
+
     def pre(self, points: Tensor, rows: Tensor) -> Tensor:
         """z = X w_iᵀ + b_i for the neurons ``rows`` (N × k)."""
         U = self.U[rows]
@@ -192,9 +200,11 @@ class _Network:
             rows = torch.tensor(merge.remove, device=points.device)
             delta -= self.sigma(self.pre(points, rows)) @ self.A[:, rows].T
         if merge.update:
+            assert merge.delta_a is not None, "a merge that updates output weights carries their change δa"
             rows = torch.tensor(merge.update, device=points.device)
             delta += self.sigma(self.pre(points, rows)) @ merge.delta_a.T
         if merge.new_u is not None and merge.new_u.shape[0]:
+            assert merge.new_a is not None, "a merge that adds neurons carries their output weights"
             delta += self.sigma(points @ merge.new_u[:, :-1].T + merge.new_u[:, -1]) @ merge.new_a.T
         if merge.delta_c is not None:
             delta += merge.delta_c
@@ -202,6 +212,7 @@ class _Network:
 
     def apply(self, merge: _Merge) -> None:
         if merge.update:
+            assert merge.delta_a is not None, "a merge that updates output weights carries their change δa"
             rows = torch.tensor(merge.update, device=self.U.device)
             self.A[:, rows] += merge.delta_a
             for i in merge.update:
@@ -209,6 +220,7 @@ class _Network:
         if merge.remove:
             self.alive[torch.tensor(merge.remove, device=self.U.device)] = False
         if merge.new_u is not None and merge.new_u.shape[0]:
+            assert merge.new_a is not None, "a merge that adds neurons carries their output weights"
             k = merge.new_u.shape[0]
             rms, zmin, zmax, _ = self._statistics(merge.new_u)
             self.U = torch.cat([self.U, merge.new_u])
@@ -221,6 +233,7 @@ class _Network:
             self.built += [True] * k
             self.a_changed += [False] * k
         if merge.delta_c is not None:
+            assert self.c is not None, "the rules change c only when the output layer has a bias (ctx.has_c)"
             self.c = self.c + merge.delta_c
 
     def weights(self, has_bias: bool) -> tuple[Tensor, Tensor | None, Tensor, Tensor | None]:
@@ -246,10 +259,10 @@ class _Verifier:
         fit_change = (rms * rms + 2 * rms * self.residual) / self.scale**2
         ok = all(
             (drift + change).abs().max() <= tolerance if change.numel() else True
-            for (_, tolerance, drift), change in zip(self.sets, changes)
+            for (_, tolerance, drift), change in zip(self.sets, changes, strict=True)
         )
         if ok:
-            for (_, _, drift), change in zip(self.sets, changes):
+            for (_, _, drift), change in zip(self.sets, changes, strict=True):
                 drift += change
         return ok, size, fit_change
 

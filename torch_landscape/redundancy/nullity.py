@@ -95,7 +95,7 @@ class _Coordinates:
 
     def __init__(self, objective: Objective, net: ShallowNetwork, m: int, d: int, q: int) -> None:
         offsets, start = {}, 0
-        for name, numel in zip(objective.names, objective.numels):
+        for name, numel in zip(objective.names, objective.numels, strict=True):
             offsets[name] = start
             start += numel
         self.size = start
@@ -128,7 +128,7 @@ class _Coordinates:
 def _output_gradients(objective: Objective, q: int) -> Tensor:
     """G = ∂L/∂f per sample (n × q), batches weighted as in L."""
     parts = []
-    for (x, y), weight in zip(objective.batches, objective.weights):
+    for (x, y), weight in zip(objective.batches, objective.weights, strict=True):
         outputs = objective.outputs(objective.theta, x).detach().requires_grad_(True)
         with torch.enable_grad():
             (gradient,) = torch.autograd.grad(weight * objective.loss_fn(outputs, y), outputs)
@@ -243,21 +243,28 @@ def _mlp_families(
     }
     inputs, gradients = _layer_terms(objective, nets, parameters)
     families: list[tuple[str, Tensor]] = []
-    for l, net in enumerate(nets):
-        layer_report = report.layers[l] if report is not None else None
+    for layer, net in enumerate(nets):
+        layer_report = report.layers[layer] if report is not None else None
         if layer_report is None or not _analysed_at(layer_report, net, parameters):
             layer_report = neuron_redundancy(
-                objective.model, inputs[l], seed=l, layers=(net.hidden_name, net.activation_name, net.output_name)
+                objective.model,
+                inputs[layer],
+                seed=layer,
+                layers=(net.hidden_name, net.activation_name, net.output_name),
             )
-        probes = None if l == 0 else _probe_points(None, inputs[l], 4096, l, inputs[l].shape[1], inputs[l].device)
+        probes = (
+            None
+            if layer == 0
+            else _probe_points(None, inputs[layer], 4096, layer, inputs[layer].shape[1], inputs[layer].device)
+        )
         families += _predicted_families(
             objective,
             net,
             layer_report,
             threshold,
             rtol,
-            inputs[l],
-            gradients[l],
+            inputs[layer],
+            gradients[layer],
             probes,
             f"layer {net.hidden_name!r}: ",
         )
@@ -286,18 +293,18 @@ def _layer_terms(objective: Objective, nets: list, parameters: dict[str, Tensor]
             h, parameters[net.parameter_name(layer, "weight")], parameters.get(net.parameter_name(layer, "bias"))
         )
 
-    for (x, y), weight in zip(objective.batches, objective.weights):
+    for (x, y), weight in zip(objective.batches, objective.weights, strict=True):
         with torch.enable_grad():
             h, outputs = x.detach().reshape(x.shape[0], -1), []
             z = linear(nets[0], "hidden", h).requires_grad_()  # the graph starts here: parameters are detached
-            for l, net in enumerate(nets):
-                inputs[l].append(h.detach())
+            for index, net in enumerate(nets):
+                inputs[index].append(h.detach())
                 h = activation_function(net)(z)
                 z = linear(net, "output", h)  # g_{l+1}, the pre-activation of layer l + 1 (or the output)
                 outputs.append(z)
             found = torch.autograd.grad(weight * objective.loss_fn(outputs[-1], y), outputs)
-        for l, gradient in enumerate(found):
-            gradients[l].append(gradient.reshape(x.shape[0], -1))
+        for index, gradient in enumerate(found):
+            gradients[index].append(gradient.reshape(x.shape[0], -1))
     return [torch.cat(parts) for parts in inputs], [torch.cat(parts) for parts in gradients]
 
 
@@ -436,8 +443,8 @@ def _finding_null_vectors(
         # Σ_k s_k (Δa_k ⊗ u_k + a_k ⊗ Δu_k) (+ Δc ⊗ e_b for neurons linear on all the data) = 0.
         blocks, index = [], []
         for k in neurons:
-            slope = float(first[:, k].max()) if finding.rule != PATTERN else 1.0
-            blocks += [slope * torch.kron(eye_q, U[k][:, None]), slope * torch.kron(A[:, k : k + 1], eye_p)]
+            s_k = float(first[:, k].max()) if finding.rule != PATTERN else 1.0
+            blocks += [s_k * torch.kron(eye_q, U[k][:, None]), s_k * torch.kron(A[:, k : k + 1], eye_p)]
             index += [where.a[:, k], where.u[k]]
         if finding.rule != PATTERN:
             blocks.append(torch.kron(eye_q, eye_p[:, -1:]))

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 from torch import Tensor
@@ -164,8 +165,8 @@ def _dead_candidates(net: _Network, ctx: _Context, scores: dict[str, float]) -> 
     dead = _dead_scores(net, ctx, rows)
     scores.setdefault(DEAD, float(dead.min()) if len(rows) else math.inf)
     return [
-        (score, 0, DEAD, (i,), lambda i=i, s=score: _Merge(DEAD, s, (i,), remove=(i,), detail=f"delete {i}"))
-        for i, score in zip(rows[dead <= ctx.threshold].tolist(), dead[dead <= ctx.threshold].tolist())
+        (score, 0, DEAD, (i,), partial(_Merge, DEAD, score, (i,), remove=(i,), detail=f"delete {i}"))
+        for i, score in zip(rows[dead <= ctx.threshold].tolist(), dead[dead <= ctx.threshold].tolist(), strict=True)
     ]
 
 
@@ -179,7 +180,9 @@ def _linear_scores(net: _Network, ctx: _Context, rows: Tensor) -> tuple[Tensor, 
     slopes = torch.ones_like(active)
     if ctx.kind == "leaky_relu":
         inactive = _dead_scores(net, ctx, rows)
-        slopes = torch.where(inactive < active, torch.full_like(active, ctx.cls.odd_slope - 1), slopes)
+        odd_slope = ctx.cls.odd_slope
+        assert odd_slope is not None, "leaky ReLU's class has α = 1 + slope"
+        slopes = torch.where(inactive < active, torch.full_like(active, odd_slope - 1), slopes)
         active = torch.minimum(active, inactive)
     return active, slopes
 
@@ -202,7 +205,7 @@ def _linear_on_data_merge(
     left, values, right = _truncated_svd(total[:, :-1], verifier.tolerance / 4, verifier.input_radius)
     if len(values) >= len(group):
         return None
-    projections = net.data @ right.T  # n × r
+    projections = net.training_inputs @ right.T  # n × r
     low, high = projections.min(dim=0).values, projections.max(dim=0).values
     margin = torch.where(high > low, high - low, torch.ones_like(high))
     offsets = margin - low
@@ -223,7 +226,7 @@ def _pattern_merges(net: _Network, ctx: _Context) -> list[_Merge]:
     """D3: neurons with the same activation pattern on the data and positively parallel output weights
     a_k = t_k a_ref act there as one neuron u = Σ t_k u_k (a positive combination keeps the pattern)."""
     rows = net.indices
-    pattern = net.pre(net.data, rows) > 0  # n × m
+    pattern = net.pre(net.training_inputs, rows) > 0  # n × m
     mixed = pattern.any(dim=0) & ~pattern.all(dim=0)
     rows, pattern = rows[mixed], pattern[:, mixed]
     if len(rows) < 2:
@@ -247,14 +250,14 @@ def _pattern_merges(net: _Network, ctx: _Context) -> list[_Merge]:
                 else:
                     others.append(k)
             if len(group) > 1:
-                t = torch.tensor(ratios, dtype=net.U.dtype, device=net.U.device)
+                combination = torch.tensor(ratios, dtype=net.U.dtype, device=net.U.device)
                 merges.append(
                     _Merge(
                         PATTERN,
                         0.0,
                         tuple(group),
                         remove=tuple(group),
-                        new_u=(t @ net.U[group])[None, :],
+                        new_u=(combination @ net.U[group])[None, :],
                         new_a=a_ref[:, None].clone(),
                         detail=f"{len(group)} neurons → u = Σ t_k u_k",
                     )

@@ -156,10 +156,11 @@ class RedundancyReport:
     notes: tuple[str, ...]
     tol: float = 1e-10
     near_rtol: float = 1e-8
-    _model: nn.Module = field(repr=False, compare=False, default=None)
-    _net: ShallowNetwork = field(repr=False, compare=False, default=None)
-    _merged: dict[str, tuple] = field(repr=False, compare=False, default=None)
-    _standardized: Tensor = field(repr=False, compare=False, default=None)
+    # Required, keyword-only: they follow the defaulted fields and every report is built with them.
+    _model: nn.Module = field(repr=False, compare=False, kw_only=True)
+    _net: ShallowNetwork = field(repr=False, compare=False, kw_only=True)
+    _merged: dict[str, tuple] = field(repr=False, compare=False, kw_only=True)
+    _standardized: Tensor = field(repr=False, compare=False, kw_only=True)
     _others: dict[str, Tensor] = field(repr=False, compare=False, default_factory=dict)
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import Tensor
@@ -141,12 +142,12 @@ def _neuron_candidates(net: _Network, ctx: _Context, scores: dict[str, float]) -
                 0,
                 rule,
                 (i,),
-                lambda i=i, s=score, rule=rule: _Merge(rule, s, (i,), remove=(i,), detail=f"delete {i}"),
+                partial(_Merge, rule, score, (i,), remove=(i,), detail=f"delete {i}"),
             )
         )
     constants = [int(rows[p]) for p in torch.nonzero(constant <= ctx.threshold).flatten().tolist()]
-    for i, score in zip(constants, constant[constant <= ctx.threshold].tolist()):
-        candidates.append((score, 1, CONSTANT, (i,), lambda i=i, s=score: _constant_merge(net, ctx, i, s, constants)))
+    for i, score in zip(constants, constant[constant <= ctx.threshold].tolist(), strict=True):
+        candidates.append((score, 1, CONSTANT, (i,), partial(_constant_merge, net, ctx, i, score, constants)))
     return candidates
 
 
@@ -286,8 +287,7 @@ def _pair_candidates(
             antipodal = sorted(pairs)
             continue
         candidates += [
-            (score, priority, rule, (i, j), lambda i=i, j=j, s=score, r=rule: _pair_merge(net, ctx, r, i, j, s))
-            for score, i, j in pairs
+            (score, priority, rule, (i, j), partial(_pair_merge, net, ctx, rule, i, j, score)) for score, i, j in pairs
         ]
     return candidates, antipodal
 
@@ -343,6 +343,9 @@ def _antipodal_merge(net: _Network, ctx: _Context, pairs: list, verifier: _Verif
     2·rank(ℓ) new neurons (1/α)[σ(v·x) − σ(−v·x)] = v·x, or, when the pairs' directions are dependent, to
     pairs kept whole whose directions span them (a kept pair adds v·z_i = (v/α)[σ(z_i) − σ(z_j)/γ]). The
     cheaper way is taken; a reduction needs more pairs than it costs."""
+    alpha = ctx.cls.odd_slope
+    if alpha is None:  # only activations with σ(z) − σ(−z) = αz have antipodal groups
+        return None
     used: set[int] = set()
     chosen = []
     for score, i, j in pairs:
@@ -351,7 +354,6 @@ def _antipodal_merge(net: _Network, ctx: _Context, pairs: list, verifier: _Verif
             chosen.append((score, i, j))
     if not chosen:
         return None
-    alpha = ctx.cls.odd_slope
     gammas = torch.tensor(
         [(-_ratio(net.U, i, j) if ctx.cls.multiple_power else 1.0) for _, i, j in chosen],
         dtype=net.U.dtype,

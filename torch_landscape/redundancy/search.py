@@ -55,7 +55,7 @@ def _run(
 ) -> int:
     """Try candidates in order of (score, rule priority); apply each verified merge. Returns merges applied."""
     applied = 0
-    for score, _, rule, involved, build in sorted(candidates, key=lambda item: item[:2]):
+    for _, _, rule, involved, build in sorted(candidates, key=lambda item: item[:2]):
         if not all(bool(net.alive[i]) for i in involved) or (rule, involved) in failed:
             continue
         merge = build()
@@ -125,7 +125,7 @@ def _data_level(net: _Network, ctx: _Context, verifier: _Verifier, findings: lis
             merges = [_linear_on_data_merge(net, ctx, verifier, scores, linear_rule)] + _pattern_merges(net, ctx)
             for merge in merges:
                 current = merge is not None and all(bool(net.alive[i]) for i in merge.involved)
-                if current and (merge.rule, merge.involved) not in failed:
+                if merge is not None and current and (merge.rule, merge.involved) not in failed:
                     applied += _attempt(merge, net, verifier, DATA, findings, failed)
         applied += _data_dependence(net, ctx, verifier, findings, scores, failed)
         if not applied:
@@ -137,7 +137,7 @@ def _data_dependence(
 ) -> int:
     """L1 on the data, within the cost budget (one QR of the n×m feature matrix, O(n·m·min(n, m)))."""
     rows = net.indices
-    n, m = net.data.shape[0], len(rows)
+    n, m = net.training_inputs.shape[0], len(rows)
     if m == 0:
         return 0
     cost = 2.0 * n * (m + 1) * min(n, m + 1)
@@ -146,7 +146,7 @@ def _data_dependence(
         if note not in ctx.notes:
             ctx.notes.append(note)
         return 0
-    features = net.sigma(net.pre(net.data, rows))
+    features = net.sigma(net.pre(net.training_inputs, rows))
     constant = torch.ones_like(features[:, 0]) if ctx.has_c else None
     merge, loo = _dependence(net, rows, features, constant, verifier.tolerance / 2, DEPENDENCE)
     # δ_LOO(i) = ‖a_i‖·dist(φ_i, span{1, φ_j: j≠i})/(√n·RMS(f − f̄)) (§4.3).
@@ -257,7 +257,7 @@ def neuron_redundancy(
             else change["data"]
         )
     finite = {rule: value for rule, value in scores.items() if math.isfinite(value)}
-    score_rule = min(finite, key=finite.get) if finite else ""
+    score_rule = min(finite, key=finite.__getitem__) if finite else ""
     gradient_norm = merged_gradient_norm = None
     if loss_fn is not None and setup.targets is not None:
         gradient_norm = _gradient_norm(model, loss_fn, data)

@@ -18,7 +18,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from ..estimators import SpectralDensity
-from ..redundancy import RedundancyReport
+from ..redundancy import MLPRedundancy, RedundancyReport
 from ..slices import REFERENCE_NAME, LossSlice
 
 
@@ -59,7 +59,7 @@ def eigenvalue_trajectory_figure(trajectory: Sequence[tuple[int, float, float]],
     smallest = [(step, low) for step, low, _ in trajectory if math.isfinite(low)]
     axes.plot(steps, largest, ".-", lw=0.8, ms=3, color="C0", label="largest eigenvalue (sharpness)")
     if smallest:
-        axes.plot(*zip(*smallest), ".-", lw=0.8, ms=3, color="C1", label="smallest eigenvalue")
+        axes.plot(*zip(*smallest, strict=True), ".-", lw=0.8, ms=3, color="C1", label="smallest eigenvalue")
     scale = max(abs(v) for v in largest + [low for _, low in smallest]) or 1.0
     if learning_rate:
         axes.axhline(2.0 / learning_rate, color="C3", ls="--", lw=1.0, label="2/lr: edge of stability")
@@ -77,7 +77,7 @@ def eigenvalue_trajectory_figure(trajectory: Sequence[tuple[int, float, float]],
     return figure
 
 
-def similarity_figure(report: RedundancyReport, step: int) -> Figure:
+def similarity_figure(report: RedundancyReport | MLPRedundancy, step: int) -> Figure:
     """Heat map of how close each pair of neurons is to a duplicate (red) or mirrored (blue) pair: the
     colour is sign(cos)·min(1, −log10(1 − |cos|)/8) of the standardised neurons' cosine, so a pair is dark
     only when its cosine is within a few digits of ±1 (a cosine of 0.8 is pale). The verified merges of
@@ -105,7 +105,7 @@ def similarity_figure(report: RedundancyReport, step: int) -> Figure:
     return figure
 
 
-def marked_neurons(report: RedundancyReport) -> list[tuple[int, ...]]:
+def marked_neurons(report: RedundancyReport | MLPRedundancy) -> list[tuple[int, ...]]:
     """The neurons of each verified merge between original neurons: what the heat map marks."""
     return [tuple(finding.neurons) for finding in report.claims if finding.original]
 
@@ -129,7 +129,7 @@ def slice_1d_figure(slices: Sequence[LossSlice], step: int) -> Figure:
     figure.subplots_adjust(left=0.08, right=0.98, bottom=0.14, top=0.8, wspace=0.28)
     finite = [piece.values.numpy()[np.isfinite(piece.values.numpy())] for piece in slices]
     widest = max((float(v.max() - v.min()) for v in finite if v.size), default=0.0)
-    for index, (piece, values) in enumerate(zip(slices, finite)):
+    for index, (piece, values) in enumerate(zip(slices, finite, strict=True)):
         axes = figure.add_subplot(1, len(slices), index + 1)
         direction, s = piece.directions[0], piece.coordinates[0].numpy()
         axes.plot(s, piece.values.numpy(), color="C0", lw=1.6, label="loss")

@@ -21,6 +21,8 @@ def _eigenvalue(value: float, bound: float) -> str:
 def spectrum_words(snapshot: LandscapeSnapshot) -> str:
     """λ_max (and λ_min) with error bounds, the count of certainly negative eigenvalues, convergence."""
     spectrum = snapshot.spectrum
+    if spectrum is None:
+        raise ValueError("spectrum_words needs a snapshot with a spectrum; check snapshot.spectrum first.")
     values, bounds = spectrum.eigenvalues.tolist(), spectrum.error_bounds.tolist()
     words = [f"λ_max {_eigenvalue(values[-1], bounds[-1])}"]
     if snapshot.spectrum_ends == "both":

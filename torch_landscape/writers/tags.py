@@ -86,13 +86,12 @@ def _critical(snapshot: LandscapeSnapshot) -> dict[str, float]:
         HESSIAN + "newton_ratio_log10": log10(point.newton_ratio),
     }
     if point.critical:  # index and nullity describe a critical point; elsewhere negative_count does
-        out.update(
-            {
-                HESSIAN + "morse_index": float(point.morse_index),
-                HESSIAN + "nullity": float(point.nullity),
-                HESSIAN + "quotient_nullity": float(point.quotient_nullity),
-            }
-        )
+        counts = {
+            "morse_index": point.morse_index,
+            "nullity": point.nullity,
+            "quotient_nullity": point.quotient_nullity,
+        }
+        out.update({HESSIAN + name: float(count) for name, count in counts.items() if count is not None})
     positive = point.eigenvalues[point.eigenvalues > point.tau]
     if len(positive):
         out[HESSIAN + "cond_eff_log10"] = log10(point.lambda_max / float(positive[0]))
@@ -124,12 +123,13 @@ def _convexity(snapshot: LandscapeSnapshot) -> dict[str, float]:
         out.update(
             {
                 CONVEXITY + "one_point": one_point.value,
-                CONVEXITY + "one_point_running_min": snapshot.one_point_running_min,
                 CONVEXITY + "one_point_cosine": math.nan if at_reference else one_point.cosine,
                 CONVEXITY + "distance_to_reference": one_point.distance,
                 CONVEXITY + "distance_to_reference_log10": log10(one_point.distance),
             }
         )
+        if snapshot.one_point_running_min is not None:
+            out[CONVEXITY + "one_point_running_min"] = snapshot.one_point_running_min
         if snapshot.assignment_changes is not None:
             out[CONVEXITY + "assignment_changes"] = float(snapshot.assignment_changes)
     return out

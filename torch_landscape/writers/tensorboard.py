@@ -324,6 +324,8 @@ def write_spectrum_histogram(writer: Any, snapshot: LandscapeSnapshot) -> None:
     """The spectral density as histogram ``landscape/hessian/spectrum``, in eigenvalue counts (expected
     counts for a stochastic Lanczos quadrature)."""
     density, size = snapshot.density, snapshot.num_parameters
+    if density is None:
+        raise ValueError("write_spectrum_histogram needs a snapshot with a spectral density (snapshot.density).")
     fractions, edges = density.histogram()
     nodes, weights = density.nodes, density.weights * size
     writer.add_histogram_raw(
