@@ -50,8 +50,8 @@ except ImportError:  # run as a script: examples/ is on sys.path
     )
 
 from torch_landscape import HessianOperator, classify_critical_point, landscape_slices, redundancy_nullity_check
-from torch_landscape.writers.figures import slice_2d_figure, to_image
 from torch_landscape.probe import LandscapeProbe
+from torch_landscape.writers.figures import slice_2d_figure, to_image
 
 NAME = "relu_spurious_minimum_and_linear_nets"
 D = K = 4
@@ -283,8 +283,9 @@ def draw_a_spurious_basin(relu: dict, logdir) -> None:
     operator = HessianOperator(net, nn.MSELoss(), (x, y), dtype=torch.float64)
     plane = landscape_slices(operator, reference=teacher, budget=120).plane
     tb = writer(logdir, f"{NAME}/spurious_seed_{spurious[0]['seed']}")
-    tb.add_image("landscape/figures/loss_plane_to_the_teacher", to_image(slice_2d_figure(plane, 0)), 0,
-                 dataformats="HWC")
+    tb.add_image(
+        "landscape/figures/loss_plane_to_the_teacher", to_image(slice_2d_figure(plane, 0)), 0, dataformats="HWC"
+    )
     tb.close()
 
 
