@@ -254,7 +254,8 @@ class HessianOperator(SymmetricOperator):
     def _products(self, block: Tensor) -> Tensor:
         if self._product_function is None:
             self._product_function = self._make_products()
-        return self._product_function(block)
+        # With a process group each rank's function multiplies by its share of H: the sum is H V.
+        return self.objective.all_reduce(self._product_function(block))
 
     def _make_products(self) -> Callable[[Tensor], Tensor]:
         """Reverse-over-reverse products through a gradient graph built once (about one gradient each):
@@ -264,7 +265,7 @@ class HessianOperator(SymmetricOperator):
             loss = self.objective.loss(theta)
             (gradient,) = torch.autograd.grad(loss, theta, create_graph=True)
         if self._loss_and_gradient is None:  # the graph gives L and ∇L for free
-            self._loss_and_gradient = (loss.detach(), gradient.detach())
+            self._loss_and_gradient = self.objective.reduce_first_order(loss.detach(), gradient.detach())
 
         def products(block: Tensor) -> Tensor:
             with torch.enable_grad():
@@ -297,7 +298,7 @@ class StructuredHessian(HessianOperator):
 
     def _assemble(self, chunk_size: int) -> Tensor:
         dense = structured_hessian(self.objective)
-        return dense if dense is not None else super()._assemble(chunk_size)
+        return self.objective.all_reduce(dense) if dense is not None else super()._assemble(chunk_size)
 
 
 def hessian_operator_class(objective: Objective) -> type[HessianOperator]:

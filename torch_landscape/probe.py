@@ -38,7 +38,7 @@ from .eigen import DENSE_THRESHOLD, Spectrum, hessian_eigenvalues
 from .estimators import SpectralDensity, TraceEstimate, hessian_trace, spectral_density
 from .operators import HessianOperator
 from .newton import gradient_rounding
-from .objective import Data, LossFunction, Objective, as_batches, check_data, check_finite
+from .objective import Data, LossFunction, Objective, as_batches, check_data, check_finite, check_process_group
 from .redundancy import NullityCheck, RedundancyReport, neuron_redundancy, redundancy_nullity_check
 from .settings import FULL_QUANTITIES, LIGHT_TOL, QUANTITIES, OnError, ProbeSettings, check_quantities
 from .shallow import find_shallow, structured_diagonal
@@ -294,6 +294,15 @@ class LandscapeProbe:
     settings
         Instead of ``quantities`` … ``on_error``: a :class:`~torch_landscape.settings.ProbeSettings` (how
         the Lightning monitors pass theirs).
+    process_group
+        A ``torch.distributed`` process group to share the work with: every rank of it constructs its probe
+        with the same model, the same whole ``data`` and the same options, and calls :meth:`snapshot` at the
+        same steps. Each rank keeps its shard of the samples (a contiguous 1/world of them; with ``loss=``,
+        every world-th batch); loss, gradient, Hessian products, dense assembly and exact trace are summed
+        over the ranks (:meth:`~torch_landscape.objective.Objective.all_reduce`), so all ranks run the same
+        eigen-solver iterations and return the same snapshot; log from rank zero. Redundancy runs on every
+        rank with the whole input set (it needs all inputs, and each rank holds them); the slices and the
+        nullity cross-check (which evaluate this rank's samples alone) are not computed. None: one process.
 
     Raises
     ------
@@ -320,6 +329,7 @@ class LandscapeProbe:
         dtype: torch.dtype = torch.float64,
         on_error: OnError = "warn",
         settings: ProbeSettings | None = None,
+        process_group: Any = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
@@ -345,7 +355,8 @@ class LandscapeProbe:
             raise ValueError("the model has no parameters; there is no landscape to probe.")
         self.settings = settings
         self.model = model
-        self.quantities = self._applicable(settings.quantities, model, reference)
+        self._group = check_process_group(process_group)
+        self.quantities = self._applicable(settings.quantities, model, reference, self._group is not None)
         self.reference = reference
         self._devices = sorted({p.device for p in parameters}, key=str)
         with torch.inference_mode(False):  # the probe's tensors must serve autograd later
@@ -359,7 +370,8 @@ class LandscapeProbe:
         # fails here with its name instead of at every snapshot while training goes on.
         with preserved_rng(self._devices), torch.inference_mode(False):
             try:
-                objective = Objective(*self._objective_args[:3], params=self._objective_args[3], dtype=self.dtype)
+                objective = Objective(*self._objective_args[:3], params=self._objective_args[3], dtype=self.dtype,
+                                      process_group=self._group)
             except ValueError as error:
                 if loss is None or not isinstance(error.__cause__, RuntimeError):
                     raise
@@ -393,8 +405,8 @@ class LandscapeProbe:
             batches = list(data) if loss is not None else as_batches(data)
         if loss is None:
             batches = [tuple(_cast_batch(batch, device, dtype)) for batch in batches]
-            return (model, loss_fn, batches, params), batches
-        batches = [_cast_batch(batch, device, dtype) for batch in batches]
+            return (model, loss_fn, self._shard(batches, by_sample=True), params), batches
+        batches = self._shard([_cast_batch(batch, device, dtype) for batch in batches], by_sample=False)
         sizes = [_batch_size(batch) for batch in batches]
         if not batches or not all(sizes):
             raise ValueError(
@@ -406,6 +418,29 @@ class LandscapeProbe:
         ]
         names = [f"module.{name}" for name in params] if params is not None else None
         return (_BatchLossModel(model, loss, batches), _BatchLossModel.passthrough, indices, names), None
+
+    def _shard(self, batches: list[Any], by_sample: bool) -> list[Any]:
+        """This rank's part of the probe set: (inputs, targets) batches split into contiguous, nearly equal
+        ranges of samples; other batches (``loss=``) dealt out one by one. All of them in one process."""
+        if self._group is None:
+            return batches
+        rank, world = torch.distributed.get_rank(self._group), torch.distributed.get_world_size(self._group)
+        if not by_sample:  # loss(model, batch) need not be a mean over samples: keep batches whole
+            if len(batches) < world:
+                raise ValueError(f"with loss= and a process group of {world} ranks, data needs at least {world} "
+                                 f"batches (one per rank), got {len(batches)}; split the probe set into more batches.")
+            return batches[rank::world]
+        total = sum(x.shape[0] for x, _ in batches)
+        if total < world:
+            raise ValueError(f"the probe set has {total} samples, fewer than the {world} ranks of process_group; "
+                             "pass at least one sample per rank.")
+        start, stop, offset, shard = total * rank // world, total * (rank + 1) // world, 0, []
+        for x, y in batches:
+            low, high = max(start - offset, 0), min(stop - offset, x.shape[0])
+            if low < high:
+                shard.append((x[low:high], y[low:high]))
+            offset += x.shape[0]
+        return shard
 
     @property
     def k(self) -> int:
@@ -433,7 +468,9 @@ class LandscapeProbe:
         return self.settings.on_error
 
     @staticmethod
-    def _applicable(quantities: Iterable[str] | None, model: nn.Module, reference: Any) -> tuple[str, ...]:
+    def _applicable(
+        quantities: Iterable[str] | None, model: nn.Module, reference: Any, distributed: bool = False
+    ) -> tuple[str, ...]:
         """The quantities asked for, or by default every one that applies; an explicit one that cannot
         apply is an error naming the fix."""
         explicit = quantities is not None
@@ -445,6 +482,8 @@ class LandscapeProbe:
             if reference is None else None,
             "redundancy": "redundancy needs a one-hidden-layer network (Linear → activation → Linear)"
             if not is_shallow(model) else None,
+            "slices": "slices evaluate the loss on this rank's shard alone, not under a process_group"
+            if distributed else None,
         }
         for quantity, problem in missing.items():
             if problem is not None and quantity in chosen:
@@ -461,7 +500,7 @@ class LandscapeProbe:
         Model, loss and data were checked at construction; a non-finite loss at the current parameters is
         the caller's to catch (:func:`~torch_landscape.objective.check_finite`)."""
         model, loss_fn, data, params = self._objective_args
-        return Objective(model, loss_fn, data, params=params, dtype=self.dtype, check=False)
+        return Objective(model, loss_fn, data, params=params, dtype=self.dtype, check=False, process_group=self._group)
 
     def snapshot(
         self,
@@ -671,7 +710,8 @@ class LandscapeProbe:
         critical, redundancy = results.get("critical"), results.get("redundancy")
         if not point.full:
             return out
-        if critical is not None and redundancy is not None and critical.method == "dense" and self._inputs:
+        if critical is not None and redundancy is not None and critical.method == "dense" and self._inputs \
+                and self._group is None:  # the check reads the objective's samples: this rank's shard only
             out["nullity"] = redundancy_nullity_check(point.operator, report=redundancy)
         out["contradictions"] = tuple(contradictions(critical, redundancy, out.get("nullity"), divergence))
         return out

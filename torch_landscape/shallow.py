@@ -280,6 +280,13 @@ def shallow_parameters(objective: Objective) -> tuple[ShallowNetwork, dict[str, 
 
 
 def _shallow_layout(objective: Objective) -> _Layout | None:
+    layout = _rank_layout(objective)
+    if objective.process_group is None or objective.all_agree(layout is not None):
+        return layout
+    return None  # another rank's shard showed that the structure does not hold
+
+
+def _rank_layout(objective: Objective) -> _Layout | None:
     found = shallow_parameters(objective)
     if found is None:
         return None
@@ -383,7 +390,7 @@ def structured_diagonal(objective: Objective) -> Tensor | None:
         diagonal[layout.a_index] += output_curvature.T @ t.s**2
         if layout.c_index is not None:
             diagonal[layout.c_index] += output_curvature.sum(dim=0)
-    return diagonal[layout.select]
+    return objective.all_reduce(diagonal[layout.select])  # with a process group: the ranks' shares summed
 
 
 def structured_products(objective: Objective) -> Callable[[Tensor], Tensor] | None:
