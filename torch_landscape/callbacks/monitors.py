@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Literal
 
 import torch
@@ -68,6 +68,12 @@ class LandscapeMonitor(Callback):
     and said so in ``notes`` and the console, when the budget cannot pay for it. ``every_n_steps``,
     ``every_n_epochs`` and ``full_every`` fix the schedule instead: reproducible steps, at whatever cost
     (the scalar ``landscape/monitor/overhead`` shows it, and one warning says when it is high).
+
+    Under DDP (several processes) every rank holds a shard of the probe set and takes part in each
+    evaluation: loss, gradient and Hessian products are all-reduced, so the ranks run the same eigen-solver
+    iterations on the unwrapped module; the schedule is decided on rank zero and broadcast, and rank zero
+    logs. Redundancy runs on every rank with the whole probe inputs (each rank holds them); the loss
+    slices and the nullity cross-check are not computed under DDP (they would see one shard).
 
     Example::
 
@@ -221,6 +227,7 @@ class LandscapeMonitor(Callback):
         self.reference = reference
         self._loss_fn, self._loss, self._probe_data = loss_fn, loss, probe_data
         self.probe: LandscapeProbe | None = None
+        self._group: Any = None  # under DDP: the ranks that share each evaluation
         self.last_snapshot: LandscapeSnapshot | None = None
         self._evaluations = 0
         self._last_step: int | None = None
@@ -282,6 +289,8 @@ class LandscapeMonitor(Callback):
                 )
         self._check_probe_data(pl_module)
         self._say_what_is_skipped(trainer, pl_module)
+        if not trainer.is_global_zero:
+            self._tensorboard = []  # rank zero logs; the others only take part in the evaluations
 
     def _say_what_is_skipped(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Once, by name: what this model or these loggers cannot show (also in the setup text)."""
@@ -314,7 +323,7 @@ class LandscapeMonitor(Callback):
                 self._probe_data = list(self._probe_data)
         self._make_probe(pl_module, self._probe_data)
 
-    def _make_probe(self, pl_module: LightningModule, data: Any) -> LandscapeProbe:
+    def _make_probe(self, pl_module: LightningModule, data: Any, process_group: Any = None) -> LandscapeProbe:
         try:
             return LandscapeProbe(
                 pl_module,
@@ -323,6 +332,7 @@ class LandscapeMonitor(Callback):
                 loss=self._loss,
                 reference=self.reference,
                 settings=dataclasses.replace(self.settings, quantities=self.quantities),
+                process_group=process_group,
             )
         except (TypeError, ValueError) as error:
             raise MisconfigurationException(f"{type(self).__name__}: {error}") from error
@@ -376,13 +386,18 @@ class LandscapeMonitor(Callback):
             )
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not trainer.is_global_zero:
+        self._group = _process_group(trainer)
+        if not trainer.is_global_zero and self._group is None:
             return
         start = time.perf_counter()
         # A checkpoint's state, or the previous fit's when ``fit`` is called again.
         state = self._probe_state()
         data = self._probe_data if self._probe_data is not None else self._draw_probe_set(trainer)
-        self.probe = self._make_probe(pl_module, data)
+        if self._group is not None and "slices" in self.quantities:
+            self.quantities = tuple(q for q in self.quantities if q != "slices")
+            self._skipped.append("loss slices under DDP (they would evaluate one rank's shard of the probe set)")
+            rank_zero_info(f"{type(self).__name__} does not log {self._skipped[-1]}.")
+        self.probe = self._make_probe(pl_module, data, self._group)
         if state is not None:
             self.probe.load_state_dict(state)
             self._pending_probe_state = None
@@ -457,30 +472,42 @@ class LandscapeMonitor(Callback):
         step = trainer.global_step
         # The last step belongs to the closing evaluation; one evaluation per step.
         last = self._horizon is not None and step >= self._horizon
-        return not trainer.is_global_zero or self.probe is None or step == self._last_step or last
+        return self.probe is None or step == self._last_step or last
+
+    def _decided(self, trainer: Trainer, decide: Callable[[], Any]) -> Any:
+        """``decide()`` (a schedule decision, from rank zero's clock and budget) on rank zero, and the same
+        answer on every rank under DDP, so that all ranks take part in the same evaluations."""
+        if self._group is None:
+            return decide()
+        return trainer.strategy.broadcast(decide() if trainer.is_global_zero else None, src=0)
+
+    def _due_now(self, step: int) -> bool | None:
+        """Whether the automatic schedule evaluates at ``step``: None (no), True (full) or False (light)."""
+        full = self._full_due(step)
+        return full if full or self._light_due(step) else None
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self._skip(trainer):
             return
         step = trainer.global_step
         if self.every_n_steps is None and self.every_n_epochs is None:
-            full = self._full_due(step)
-            if full or self._light_due(step):
+            full = self._decided(trainer, lambda: self._due_now(step))
+            if full is not None:
                 self._evaluate(trainer, full)
         elif self.every_n_steps is not None and step % self.every_n_steps == 0:
-            self._evaluate(trainer, self._full_due(step))
+            self._evaluate(trainer, self._decided(trainer, lambda: self._full_due(step)))
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self._skip(trainer):
             return
         if self.every_n_epochs is not None and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
-            self._evaluate(trainer, self._full_due(trainer.global_step))
+            self._evaluate(trainer, self._decided(trainer, lambda: self._full_due(trainer.global_step)))
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not trainer.is_global_zero or self.probe is None:
+        if self.probe is None:
             return
         step = trainer.global_step
-        full, figures = self._closing_plan()
+        full, figures = self._decided(trainer, self._closing_plan)
         if step != self._last_step:
             self._evaluate(trainer, full, figures=figures)
         elif full and step != self._last_full_step:
@@ -618,6 +645,15 @@ class LandscapeMonitor(Callback):
         if self._pending_probe_state is not None or self.probe is None:
             return self._pending_probe_state
         return self.probe.state_dict()
+
+
+def _process_group(trainer: Trainer) -> Any:
+    """All ranks of a multi-process run (DDP): each then holds a shard of the probe set and takes part in
+    every evaluation (:class:`~torch_landscape.probe.LandscapeProbe`'s ``process_group``); None in one
+    process."""
+    if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.group.WORLD
+    return None
 
 
 def _horizon(trainer: Trainer) -> int | None:
