@@ -289,8 +289,6 @@ class LandscapeMonitor(Callback):
                 )
         self._check_probe_data(pl_module)
         self._say_what_is_skipped(trainer, pl_module)
-        if not trainer.is_global_zero:
-            self._tensorboard = []  # rank zero logs; the others only take part in the evaluations
 
     def _say_what_is_skipped(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Once, by name: what this model or these loggers cannot show (also in the setup text)."""
@@ -387,8 +385,10 @@ class LandscapeMonitor(Callback):
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._group = _process_group(trainer)
-        if not trainer.is_global_zero and self._group is None:
-            return
+        if not trainer.is_global_zero:
+            self._tensorboard = []  # rank zero logs; under DDP the others only take part in the evaluations
+            if self._group is None:
+                return
         start = time.perf_counter()
         # A checkpoint's state, or the previous fit's when ``fit`` is called again.
         state = self._probe_state()
