@@ -443,6 +443,11 @@ class LandscapeProbe:
         return shard
 
     @property
+    def process_group(self) -> Any:
+        """The ``torch.distributed`` process group the evaluations are shared with (None: one process)."""
+        return self._group
+
+    @property
     def k(self) -> int:
         """Eigenvalues from each end of the spectrum."""
         return self.settings.k
