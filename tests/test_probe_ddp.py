@@ -73,12 +73,15 @@ def _worker(rank: int, store: str, out: str) -> None:
             probe = LandscapeProbe(model, on_error="raise", process_group=dist.group.WORLD, **arguments)
             results[name] = _summary(probe, probe.snapshot(0, full=True))
         x, y = regression_data(SAMPLES, 3)
-        for name, data, quantities in (("slices", (x, y), ["slices"]), ("one_sample", (x[:1], y[:1]), None)):
+        y_nan = y.clone()
+        y_nan[-1] = math.nan  # in rank one's shard only
+        cases = (("slices", (x, y), ["slices"]), ("one_sample", (x[:1], y[:1]), None), ("nan", (x, y_nan), None))
+        for name, data, quantities in cases:
             try:
                 LandscapeProbe(shallow(3, 2, nn.Tanh()), nn.MSELoss(), data, quantities=quantities,
                                process_group=dist.group.WORLD)
-            except ValueError as error:
-                results[name] = str(error)
+            except (ValueError, FloatingPointError) as error:
+                results[name] = f"{type(error).__name__}: {error}"
         torch.save(results, f"{out}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -146,6 +149,9 @@ def test_what_a_process_group_cannot_do_is_refused_by_name(ranks):
     for rank in ranks:
         assert "slices" in rank["slices"] and "process_group" in rank["slices"]
         assert "1 samples, fewer than the 2 ranks" in rank["one_sample"]
+    # A bad sample in one rank's shard fails every rank at construction (none is left waiting).
+    assert ranks[1]["nan"].startswith("FloatingPointError") and "batch 0" in ranks[1]["nan"]
+    assert ranks[0]["nan"].startswith("ValueError: another rank of process_group refused its shard")
 
 
 def test_process_group_without_initialised_distributed_is_refused():

@@ -233,8 +233,10 @@ class Objective:
             self.num_samples = int(self.all_reduce(torch.tensor(self.num_samples, device=self.device)))
         self.data_name = data_name
         self.weights = [size / self.num_samples for size in sizes]
-        if check:
+        if check and self.process_group is None:
             self._check_loss()
+        elif check:
+            self._check_loss_on_every_rank()
 
     @property
     def num_parameters(self) -> int:
@@ -307,6 +309,19 @@ class Objective:
                         f"the loss is {loss.item()} on batch {index} at the current parameters; the diagnostics "
                         "need a finite loss (check the data and the model for NaN/inf, or a diverged run)."
                     )
+
+    def _check_loss_on_every_rank(self) -> None:
+        """:meth:`_check_loss` on each rank's shard; a failure on one rank fails all of them (the others
+        would otherwise wait at their next all-reduce for a rank that is gone)."""
+        failure = None
+        try:
+            self._check_loss()
+        except (TypeError, ValueError, FloatingPointError) as error:
+            failure = error
+        if not self.all_agree(failure is None):
+            raise failure or ValueError(
+                f"another rank of process_group refused its shard of {self.data_name} (its error says why)."
+            )
 
     def _check_loss(self) -> None:
         """Evaluate model and loss once on the first batch: every misfit of model, loss and data that one

@@ -340,6 +340,7 @@ def structured_hessian(objective: Objective) -> Tensor | None:
 
     Returns None when the objective is not that of a recognised shallow network (θ containing other
     parameters, a forward that is not output(σ(hidden(x))), or a loss that is not a per-sample mean).
+    With a process group, this rank's share of H (the Hessian operator sums the shares).
     """
     layout = _shallow_layout(objective)
     if layout is None:
@@ -376,7 +377,7 @@ def structured_diagonal(objective: Objective) -> Tensor | None:
         H_{u_ip,u_ip} = Σ_j [σ′(z_ji)² x̃_jp² A_:iᵀ (∂²ℓ/∂f²)_j A_:i + (∂ℓ/∂f)_j·A_:i σ″(z_ji) x̃_jp²],
         H_{A_ki,A_ki} = Σ_j (∂²ℓ/∂f²)_j,kk σ(z_ji)²,      H_{c_k,c_k} = Σ_j (∂²ℓ/∂f²)_j,kk.
 
-    Returns None where :func:`structured_hessian` would.
+    Returns None where :func:`structured_hessian` would. With a process group, summed over the ranks.
     """
     layout = _shallow_layout(objective)
     if layout is None:
@@ -403,7 +404,7 @@ def structured_products(objective: Objective) -> Callable[[Tensor], Tensor] | No
 
     Two (n × (d+1)) · ((d+1) × m·k) matrix products per block of k vectors, so a block costs about
     what k gradients cost in BLAS-3 work, without the autograd graph. Returns None where
-    :func:`structured_hessian` would.
+    :func:`structured_hessian` would. With a process group, products with this rank's share of H.
     """
     layout = _shallow_layout(objective)
     if layout is None:
