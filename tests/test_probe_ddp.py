@@ -75,7 +75,8 @@ def _worker(rank: int, store: str, out: str) -> None:
         x, y = regression_data(SAMPLES, 3)
         y_nan = y.clone()
         y_nan[-1] = math.nan  # in rank one's shard only
-        cases = (("slices", (x, y), ["slices"]), ("one_sample", (x[:1], y[:1]), None), ("nan", (x, y_nan), None))
+        cases = (("slices", (x, y), ["slices"]), ("one_sample", (x[:1], y[:1]), None), ("nan", (x, y_nan), None),
+                 ("own_shard", (x[rank::WORLD], y[rank::WORLD]), None))
         for name, data, quantities in cases:
             try:
                 LandscapeProbe(shallow(3, 2, nn.Tanh()), nn.MSELoss(), data, quantities=quantities,
@@ -152,6 +153,9 @@ def test_what_a_process_group_cannot_do_is_refused_by_name(ranks):
     # A bad sample in one rank's shard fails every rank at construction (none is left waiting).
     assert ranks[1]["nan"].startswith("FloatingPointError") and "batch 0" in ranks[1]["nan"]
     assert ranks[0]["nan"].startswith("ValueError: another rank of process_group refused its shard")
+    # Each rank given only its own samples (as a DistributedSampler would) instead of the whole set.
+    for rank in ranks:
+        assert "the same whole probe set as data on every rank" in rank["own_shard"]
 
 
 def test_process_group_without_initialised_distributed_is_refused():

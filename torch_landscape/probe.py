@@ -238,6 +238,14 @@ def _batch_size(batch: Any) -> int:
     return 0
 
 
+def _same_on_every_rank(values: list[float], group: Any, device: torch.device) -> bool:
+    """Whether ``values`` are equal on every rank of ``group`` (one all-reduce of max(v) and max(−v))."""
+    spread = torch.tensor(values, dtype=torch.float64, device=device)
+    spread = torch.cat([spread, -spread])
+    torch.distributed.all_reduce(spread, op=torch.distributed.ReduceOp.MAX, group=group)
+    return bool(torch.equal(spread[: len(values)], -spread[len(values) :]))
+
+
 class _Point(NamedTuple):
     """The objective at the current parameters, shared by every quantity of one snapshot."""
 
@@ -425,12 +433,21 @@ class LandscapeProbe:
         if self._group is None:
             return batches
         rank, world = torch.distributed.get_rank(self._group), torch.distributed.get_world_size(self._group)
+        # Sums of the samples and their count: a rank given only its own samples (a DistributedSampler's)
+        # would silently make the objective that of a mixture of sets.
+        sizes = [_batch_size(batch) for batch in batches]
+        sums = [float(x.double().sum()) for x, _ in batches] if by_sample else []
+        if not _same_on_every_rank([len(batches), sum(sizes), math.fsum(sums)], self._group, self._devices[0]):
+            raise ValueError(
+                "with process_group, pass the same whole probe set as data on every rank (each rank keeps its "
+                "share of it); the ranks were given different data."
+            )
         if not by_sample:  # loss(model, batch) need not be a mean over samples: keep batches whole
             if len(batches) < world:
                 raise ValueError(f"with loss= and a process group of {world} ranks, data needs at least {world} "
                                  f"batches (one per rank), got {len(batches)}; split the probe set into more batches.")
             return batches[rank::world]
-        total = sum(x.shape[0] for x, _ in batches)
+        total = sum(sizes)
         if total < world:
             raise ValueError(f"the probe set has {total} samples, fewer than the {world} ranks of process_group; "
                              "pass at least one sample per rank.")

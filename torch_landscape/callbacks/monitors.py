@@ -103,7 +103,8 @@ class LandscapeMonitor(Callback):
     probe_data
         The probe set: ``(inputs, targets)`` tensors or an iterable of batches. Default: ``probe_size``
         samples of the training dataset drawn once with a private generator seeded by ``seed`` (the
-        training data order and random streams are untouched; every DDP rank draws the same set).
+        training data order and random streams are untouched; every DDP rank draws the same set). Under
+        DDP give every rank the same whole probe set: each keeps its share.
     probe_size, seed
         Size and seed of the default probe set.
     reference
