@@ -41,7 +41,8 @@ def _cases() -> dict:
     common = {"quantities": ["pl", "spectrum", "trace", "density", "critical"], "k": 3}
     return {
         "shallow_dense": (shallow(3, 5, nn.Tanh()), {"loss_fn": nn.MSELoss(), "data": (x, y),
-                                                      "quantities": common["quantities"] + ["redundancy"]}),
+                                                      "reference": shallow(3, 5, nn.Tanh(), seed=5),
+                                                      "quantities": common["quantities"] + ["redundancy", "one_point"]}),
         "deep_lanczos": (_deep(), {"loss_fn": nn.MSELoss(), "data": batches, "method": "lanczos", **common}),
         "deep_dense": (_deep(), {"loss_fn": nn.MSELoss(), "data": batches, "method": "dense", **common}),
         "custom_loss": (shallow(3, 4, nn.Tanh(), seed=2), {"loss": _mean_loss, "data": batches, **common}),
@@ -60,6 +61,7 @@ def _summary(probe: LandscapeProbe, snapshot) -> dict:
         "density": snapshot.density.nodes if snapshot.density is not None else None,
         "critical": None if critical is None else (critical.kind, critical.morse_index, critical.nullity, critical.critical),
         "redundancy": None if snapshot.redundancy is None else repr(snapshot.redundancy),
+        "one_point": None if snapshot.one_point is None else snapshot.one_point.value,
         "shard": sum(x.shape[0] for x, _ in probe.objective().batches),
     }
 
@@ -122,6 +124,9 @@ def test_two_ranks_equal_one_process(ranks, name):
     assert zero["trace"][1] == single["trace"][1]
     assert zero["critical"] == single["critical"]
     assert zero["redundancy"] == single["redundancy"]
+    assert (zero["one_point"] is None) == (single["one_point"] is None) == (name != "shallow_dense")
+    if single["one_point"] is not None:
+        assert zero["one_point"] == pytest.approx(single["one_point"], rel=1e-10, abs=1e-12)
     if single["density"] is not None:
         torch.testing.assert_close(zero["density"], single["density"], rtol=1e-10, atol=1e-10)
 
