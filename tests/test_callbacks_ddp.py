@@ -129,6 +129,7 @@ def test_ddp_ranks_share_each_evaluation_of_the_full_probe_set_and_rank_zero_log
 
 def test_ddp_automatic_schedule_is_decided_on_rank_zero_for_all_ranks(tmp_path):
     zero = _run(tmp_path, "automatic")
-    # Rank zero's budget (10 of 30 steps or more at max_overhead=0.5) is what both ranks followed; without the
-    # broadcast, rank one (max_overhead=0.01) evaluates at other steps and the run hangs or the histories differ.
+    # Both ranks followed rank zero's budget (max_overhead=0.5: 20 evaluations in 30 steps when measured);
+    # without the broadcast, rank one (max_overhead=0.01) evaluates at other steps and the run hangs or the
+    # histories differ.
     assert len(zero["history"]) >= 5
