@@ -13,7 +13,12 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
-from torch_landscape import classify_critical_point, hessian_eigenvalues, hessian_trace, neuron_redundancy
+from torch_landscape import (
+    classify_critical_point,
+    hessian_eigenvalues,
+    hessian_trace,
+    neuron_redundancy,
+)
 
 SCRIPT = textwrap.dedent(
     """

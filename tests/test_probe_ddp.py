@@ -14,9 +14,9 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from helpers import dense_truth, regression_data, shallow
 from torch import nn
 
-from helpers import dense_truth, regression_data, shallow
 from torch_landscape import LandscapeProbe
 from torch_landscape.objective import Objective
 
