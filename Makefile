@@ -3,23 +3,33 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench clean screenshot
+.PHONY: test lint demo bench clean screenshot results
 
 # The stamp makes set-up idempotent: it is redone only when the requirements change.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt torch
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[lightning,test]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[lightning,test,dev]"
 	touch $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# Lint, format and type check; the rules are in pyproject.toml ([tool.ruff], [tool.mypy]).
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
 demo: $(STAMP)
 	$(PY) examples/demo.py
 
-# PNGs of the demo's TensorBoard views under docs/ (runs the demo first if runs/ is empty; installs chromium).
+# docs/results.md: each paper's prediction beside the full runs of the examples.
+results: $(STAMP)
+	$(PY) scripts/results.py
+
+# PNGs of the TensorBoard views of the README example and the demo under docs/ (installs chromium).
 screenshot: $(STAMP)
 	$(PY) scripts/screenshot.py
 

@@ -38,7 +38,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see hessian_engine.py: co
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import math  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -157,8 +156,11 @@ def build_call(tool: str, quantity: str, setting: str, problem):
         if quantity == "top1":
             return lambda: tl.hessian_eigenvalues(model, mse, data, k=1, which="largest", method=method).lambda_max
         if quantity == "top10":
-            return lambda: tl.hessian_eigenvalues(model, mse, data, k=10, which="largest",
-                                                  method=method).eigenvalues.flip(0).tolist()
+            return lambda: (
+                tl.hessian_eigenvalues(model, mse, data, k=10, which="largest", method=method)
+                .eigenvalues.flip(0)
+                .tolist()
+            )
         if quantity == "min":
             return lambda: tl.hessian_eigenvalues(model, mse, data, k=1, which="smallest", method=method).lambda_min
         if quantity == "trace":
@@ -180,6 +182,7 @@ def build_call(tool: str, quantity: str, setting: str, problem):
 
         _count_calls(sys.modules["pyhessian.hessian"], "hessian_vector_product")
         if setting == "torch.eig shim":
+
             def eig_shim(T, eigenvectors=True):
                 values, vectors = torch.linalg.eigh(T)
                 return torch.stack([values, torch.zeros_like(values)], dim=1), vectors
@@ -198,6 +201,7 @@ def build_call(tool: str, quantity: str, setting: str, problem):
         if quantity == "trace":
             return lambda: float(statistics.mean(make().trace()))
         if quantity == "density":
+
             def density():
                 values, weights = make().density()
                 nodes = [float(v) for run in values for v in run]
@@ -220,14 +224,16 @@ def build_call(tool: str, quantity: str, setting: str, problem):
             return lambda: float(he.lanczos(make(), k=1, which="LA", seed=0).eigenvalues[0])
         if quantity == "top10":
             kwargs = {"max_iter": 60, "reorthogonalize": True} if "max_iter" in setting else {}
-            return lambda: sorted(he.lanczos(make(), k=10, which="LA", seed=0, **kwargs).eigenvalues.tolist(),
-                                  reverse=True)
+            return lambda: sorted(
+                he.lanczos(make(), k=10, which="LA", seed=0, **kwargs).eigenvalues.tolist(), reverse=True
+            )
         if quantity == "min":
             kwargs = {"max_iter": 100, "reorthogonalize": True} if "max_iter" in setting else {}
             return lambda: float(he.lanczos(make(), k=1, which="SA", seed=0, **kwargs).eigenvalues[0])
         if quantity == "trace":
             return lambda: float(he.trace(make(), seed=0).estimate)
         if quantity == "density":
+
             def density():
                 r = he.spectral_density(make(), seed=0)
                 nodes, weights = r.raw_eigenvalues.flatten(), r.raw_weights.flatten()
@@ -252,13 +258,15 @@ def build_call(tool: str, quantity: str, setting: str, problem):
         if quantity == "top1":
             return lambda: float(eigsh(make().to_scipy(), k=1, which="LA", tol=tol, return_eigenvectors=False)[0])
         if quantity == "top10":
-            return lambda: sorted(eigsh(make().to_scipy(), k=10, which="LA", tol=tol,
-                                        return_eigenvectors=False).tolist(), reverse=True)
+            return lambda: sorted(
+                eigsh(make().to_scipy(), k=10, which="LA", tol=tol, return_eigenvectors=False).tolist(), reverse=True
+            )
         if quantity == "min":
             return lambda: float(eigsh(make().to_scipy(), k=1, which="SA", tol=tol, return_eigenvectors=False)[0])
         if quantity == "trace":
             return lambda: float(hutchpp_trace(make(), 99))
         if quantity == "density":
+
             def density():
                 grid, dens = lanczos_approximate_spectrum(make(), ncv=100)
                 grid, dens = np.asarray(grid, dtype=float), np.asarray(dens, dtype=float)
@@ -319,7 +327,6 @@ def worker(args) -> None:
     _memory_guard()
     warnings.filterwarnings("ignore")
     import torch
-
     from problems import get_problem, maxrss_mb, peak_rss, reset_peak_rss, rss_mb, setup_threads
 
     setup_threads(args.threads)
@@ -376,13 +383,21 @@ def worker(args) -> None:
             message = f"{type(error).__name__}: {error}".replace("\n", " ")
             if isinstance(error, MemoryError) or "alloc" in message.lower() or "memory" in message.lower():
                 message = "out of memory (worker capped at 12 GB): " + message
-            result.update(status="FAIL", error=message[:300], trace=traceback.format_exc()[-600:],
-                          maxrss_mb=maxrss_mb())
+            result.update(
+                status="FAIL", error=message[:300], trace=traceback.format_exc()[-600:], maxrss_mb=maxrss_mb()
+            )
             print("RESULT " + json.dumps(result), flush=True)
             continue
         after = gradient_time()
-        result.update(status="ok", times=times, hvps=counts, estimate=estimate, grad_s=(before + after) / 2,
-                      growth_mb=memory["growth_mb"], maxrss_mb=maxrss_mb())
+        result.update(
+            status="ok",
+            times=times,
+            hvps=counts,
+            estimate=estimate,
+            grad_s=(before + after) / 2,
+            growth_mb=memory["growth_mb"],
+            maxrss_mb=maxrss_mb(),
+        )
         print("RESULT " + json.dumps(result), flush=True)
 
 
@@ -406,9 +421,25 @@ def table(header, rows) -> None:
 
 
 def run_worker(case: str, tool: str, specs: list, args, repeats: int, warmup: int, timeout: float) -> list[dict]:
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", "--case", case, "--tool", tool,
-               "--specs", json.dumps(specs), "--repeats", str(repeats), "--warmup", str(warmup),
-               "--threads", str(args.threads), "--budget", str(args.budget)]
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        "--case",
+        case,
+        "--tool",
+        tool,
+        "--specs",
+        json.dumps(specs),
+        "--repeats",
+        str(repeats),
+        "--warmup",
+        str(warmup),
+        "--threads",
+        str(args.threads),
+        "--budget",
+        str(args.budget),
+    ]
     try:
         completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
         stdout, stderr, code = completed.stdout, completed.stderr, completed.returncode
@@ -423,14 +454,12 @@ def run_worker(case: str, tool: str, specs: list, args, repeats: int, warmup: in
         died = f"process died ({'signal ' + str(-code) if code < 0 else 'exit ' + str(code)}: {tail[0][:150]})"
     for quantity, setting in specs:
         if (quantity, setting) not in done:
-            results.append({"quantity": quantity, "setting": setting, "status": "FAIL",
-                            "error": died or "no result"})
+            results.append({"quantity": quantity, "setting": setting, "status": "FAIL", "error": died or "no result"})
     return results
 
 
 def errors(quantity: str, estimate, ref) -> tuple[float | None, str]:
     import torch
-
     from problems import wasserstein_rel
 
     lam_max = float(ref["top"][0])
@@ -468,10 +497,13 @@ def run_case(case: str, args, records: list) -> None:
     big = problem.params > 20_000
     emit(f"### {problem.header()}")
     emit()
-    emit(f"Reference: {ref['kind']}" + (f"; {ref['bottom_note']}" if ref.get("bottom_note") else "")
-         + f". λmax={float(ref['top'][0]):.6g}, λ10={float(ref['top'][9]):.6g}, λmin="
-         + (f"{float(ref['bottom'][0]):.4g}" if ref.get("bottom") is not None else "—")
-         + f", trace={ref['trace']:.6g}")
+    emit(
+        f"Reference: {ref['kind']}"
+        + (f"; {ref['bottom_note']}" if ref.get("bottom_note") else "")
+        + f". λmax={float(ref['top'][0]):.6g}, λ10={float(ref['top'][9]):.6g}, λmin="
+        + (f"{float(ref['bottom'][0]):.4g}" if ref.get("bottom") is not None else "—")
+        + f", trace={ref['trace']:.6g}"
+    )
     emit()
     rows = []
     tools = args.tools.split(",")
@@ -491,9 +523,11 @@ def run_case(case: str, args, records: list) -> None:
         if big and quantity == "density" and not args.density_on_l:
             skip = "not run at L/XL (no reference spectrum; --density-on-l to run)"
         if big and tool in ("backpack", "cockpit") and quantity == "trace" and act == "tanh":
-            skip = (f"not run: DiagHessian needs ≈3·n·h² floats = "
-                    f"{3 * problem.size.n * problem.size.h ** 2 * 4 / 2**30:.0f} GB for tanh "
-                    "(measured.md: OOM-killed at 24 GB)")
+            skip = (
+                f"not run: DiagHessian needs ≈3·n·h² floats = "
+                f"{3 * problem.size.n * problem.size.h**2 * 4 / 2**30:.0f} GB for tanh "
+                "(measured.md: OOM-killed at 24 GB)"
+            )
         if problem.params > 200_000 and quantity in ("min", "density") and tool != "torch_landscape":
             skip = skip or "not run at XL (minutes per call)"
         if skip:
@@ -513,30 +547,64 @@ def run_case(case: str, args, records: list) -> None:
                 err, note = errors(quantity, result["estimate"], ref)
                 record.update(seconds=seconds, hvp_count=hvps, error=err, per_grad=seconds / result["grad_s"])
                 runs = len(result["times"])
-                rows.append([quantity, tool, setting, f"{seconds * 1e3:.4g}", f"{seconds / result['grad_s']:.1f}",
-                             hvps, fmt_e(err), f"{result['maxrss_mb']:.0f}", f"{result['growth_mb']:.0f}",
-                             note + ("" if runs > 1 else ("; " if note else "") + "single run")])
+                rows.append(
+                    [
+                        quantity,
+                        tool,
+                        setting,
+                        f"{seconds * 1e3:.4g}",
+                        f"{seconds / result['grad_s']:.1f}",
+                        hvps,
+                        fmt_e(err),
+                        f"{result['maxrss_mb']:.0f}",
+                        f"{result['growth_mb']:.0f}",
+                        note + ("" if runs > 1 else ("; " if note else "") + "single run"),
+                    ]
+                )
             else:
                 status = result.get("status", "FAIL")
                 rows.append([quantity, tool, setting, status, "", "", "", "", "", result.get("error", "")[:160]])
             records.append(record)
-            print(f"    {case} {tool:16s} {quantity:8s} {setting:30s} {rows[-1][3]:>10s} {rows[-1][6]}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"    {case} {tool:16s} {quantity:8s} {setting:30s} {rows[-1][3]:>10s} {rows[-1][6]}",
+                file=sys.stderr,
+                flush=True,
+            )
     rows.sort(key=lambda r: QUANTITIES.index(r[0]))
-    table(["quantity", "tool", "setting", "time ms", "time / gradient", "HVPs", "rel. error",
-           "process peak RSS MB", "RSS growth in call MB", "notes"], rows)
+    table(
+        [
+            "quantity",
+            "tool",
+            "setting",
+            "time ms",
+            "time / gradient",
+            "HVPs",
+            "rel. error",
+            "process peak RSS MB",
+            "RSS growth in call MB",
+            "notes",
+        ],
+        rows,
+    )
 
 
 QUICK = {
-    ("torch_landscape", "top1", "lanczos tol=1e-6"), ("torch_landscape", "top10", "lanczos tol=1e-6"),
-    ("torch_landscape", "min", "lanczos tol=1e-6"), ("torch_landscape", "trace", "auto (exact)"),
+    ("torch_landscape", "top1", "lanczos tol=1e-6"),
+    ("torch_landscape", "top10", "lanczos tol=1e-6"),
+    ("torch_landscape", "min", "lanczos tol=1e-6"),
+    ("torch_landscape", "trace", "auto (exact)"),
     ("torch_landscape", "density", "slq 3x80"),
-    ("pyhessian", "top1", "default"), ("pyhessian", "top10", "default"), ("pyhessian", "trace", "default"),
+    ("pyhessian", "top1", "default"),
+    ("pyhessian", "top10", "default"),
+    ("pyhessian", "trace", "default"),
     ("pyhessian", "density", "default"),
-    ("eigenthings", "top10", "default"), ("eigenthings", "min", "max_iter=100 reorth"),
+    ("eigenthings", "top10", "default"),
+    ("eigenthings", "min", "max_iter=100 reorth"),
     ("eigenthings", "trace", "default (hutch++ 100)"),
-    ("curvlinops", "top1", "eigsh tol=1e-3"), ("curvlinops", "top10", "eigsh tol=1e-3"),
-    ("backpack", "trace", "DiagHessian"), ("cockpit", "top1", "HessMaxEV (power)"),
+    ("curvlinops", "top1", "eigsh tol=1e-3"),
+    ("curvlinops", "top10", "eigsh tol=1e-3"),
+    ("backpack", "trace", "DiagHessian"),
+    ("cockpit", "top1", "HessMaxEV (power)"),
 }
 
 
@@ -548,9 +616,8 @@ def overhead_worker(args) -> None:
     """One arm of the training-overhead comparison; prints RESULT {seconds, tracked, ...}."""
     warnings.filterwarnings("ignore")
     import torch
-    from torch import nn
-
     from problems import SIZES, make_data, make_model, setup_threads
+    from torch import nn
 
     setup_threads(args.threads)
     size = SIZES[args.overhead_size]
@@ -561,7 +628,7 @@ def overhead_worker(args) -> None:
     generator = torch.Generator().manual_seed(0)
     order = [torch.randperm(size.n, generator=generator) for _ in range(steps * batch // size.n + 1)]
     index = torch.cat(order)
-    batches = [(x[index[i * batch:(i + 1) * batch]], y[index[i * batch:(i + 1) * batch]]) for i in range(steps)]
+    batches = [(x[index[i * batch : (i + 1) * batch]], y[index[i * batch : (i + 1) * batch]]) for i in range(steps)]
     arm = args.arm
     info: dict = {"arm": arm}
     values = []
@@ -595,8 +662,17 @@ def overhead_worker(args) -> None:
                 loss.backward()
             if arm == "ours-core" and step % every == 0:
                 # The monitor's core calls on the same mini-batch: λmax (warm-started block Lanczos) + trace.
-                spec = tl.hessian_eigenvalues(model, nn.MSELoss(), (xb, yb), k=1, which="largest",
-                                              method="lanczos", tol=1e-3, warm_start=warm, return_eigenvectors=True)
+                spec = tl.hessian_eigenvalues(
+                    model,
+                    nn.MSELoss(),
+                    (xb, yb),
+                    k=1,
+                    which="largest",
+                    method="lanczos",
+                    tol=1e-3,
+                    warm_start=warm,
+                    return_eigenvectors=True,
+                )
                 warm = spec.eigenvectors
                 tl.hessian_trace(model, nn.MSELoss(), (xb, yb))
                 values.append(spec.lambda_max)
@@ -631,14 +707,29 @@ def overhead_worker(args) -> None:
             # Cockpit's schedule and quantities: every `every` steps, λmax and the trace (light evaluations:
             # λmax warm-started at tol 1e-3, exact trace; both ends of the spectrum at full evaluations,
             # which the budget schedules), on a fixed probe batch of the training batch size.
-            callbacks.append(LandscapeMonitor(
-                every_n_steps=every, quantities=["spectrum", "trace"], verbose=False,
-                probe_data=(x[:batch], y[:batch]), figures=False, loss_fn=nn.MSELoss(),
-                dtype=torch.float32 if arm.endswith("f32") else torch.float64))
+            callbacks.append(
+                LandscapeMonitor(
+                    every_n_steps=every,
+                    quantities=["spectrum", "trace"],
+                    verbose=False,
+                    probe_data=(x[:batch], y[:batch]),
+                    figures=False,
+                    loss_fn=nn.MSELoss(),
+                    dtype=torch.float32 if arm.endswith("f32") else torch.float64,
+                )
+            )
         directory = tempfile.mkdtemp(prefix="bench-tb-")
-        trainer = pl.Trainer(max_steps=steps, callbacks=callbacks, logger=TensorBoardLogger(directory),
-                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                             accelerator="cpu", devices=1, num_sanity_val_steps=0)
+        trainer = pl.Trainer(
+            max_steps=steps,
+            callbacks=callbacks,
+            logger=TensorBoardLogger(directory),
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            accelerator="cpu",
+            devices=1,
+            num_sanity_val_steps=0,
+        )
         loader = torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False)
         start = time.perf_counter()
         trainer.fit(Module(), loader)
@@ -651,8 +742,9 @@ def overhead_worker(args) -> None:
 
 def monitor_available() -> tuple[str, str]:
     """Which of our monitors can be timed: ('monitor', how) or ('core', why not)."""
-    probe = subprocess.run([sys.executable, "-c", "from torch_landscape.callbacks import LandscapeMonitor"],
-                           capture_output=True, text=True)
+    probe = subprocess.run(
+        [sys.executable, "-c", "from torch_landscape.callbacks import LandscapeMonitor"], capture_output=True, text=True
+    )
     if probe.returncode == 0:
         return "monitor", "torch_landscape.callbacks.LandscapeMonitor in a Lightning Trainer"
     why = (probe.stderr.strip().splitlines() or ["?"])[-1]
@@ -661,8 +753,10 @@ def monitor_available() -> tuple[str, str]:
 
 def training_overhead(args) -> None:
     every, steps, batch = args.every, args.steps, args.batch
-    emit(f"### Training-time overhead: {args.overhead_size}/{args.overhead_act}, {steps} Adam steps, "
-         f"mini-batch {batch}, λmax + trace every {every} steps (median of {args.overhead_repeats} runs)")
+    emit(
+        f"### Training-time overhead: {args.overhead_size}/{args.overhead_act}, {steps} Adam steps, "
+        f"mini-batch {batch}, λmax + trace every {every} steps (median of {args.overhead_repeats} runs)"
+    )
     emit()
     kind, how = monitor_available()
     arms = ["plain", "cockpit-idle", "cockpit", "ours-core"]
@@ -671,10 +765,25 @@ def training_overhead(args) -> None:
     results = {}
     for _ in range(args.overhead_repeats):
         for arm in arms:  # interleaved, so load drift hits every arm alike
-            command = [sys.executable, str(Path(__file__).resolve()), "--overhead-worker", "--arm", arm,
-                       "--steps", str(steps), "--batch", str(batch), "--every", str(every),
-                       "--threads", str(args.threads), "--overhead-size", args.overhead_size,
-                       "--overhead-act", args.overhead_act]
+            command = [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--overhead-worker",
+                "--arm",
+                arm,
+                "--steps",
+                str(steps),
+                "--batch",
+                str(batch),
+                "--every",
+                str(every),
+                "--threads",
+                str(args.threads),
+                "--overhead-size",
+                args.overhead_size,
+                "--overhead-act",
+                args.overhead_act,
+            ]
             completed = subprocess.run(command, capture_output=True, text=True, timeout=900)
             line = [ln for ln in completed.stdout.splitlines() if ln.startswith("RESULT ")]
             if not line:
@@ -690,12 +799,15 @@ def training_overhead(args) -> None:
         return statistics.median(ok) if ok else None
 
     rows = []
-    labels = {"plain": "no monitor (plain loop)", "cockpit-idle": "Cockpit, quantities never fire (hooks only)",
-              "cockpit": "Cockpit HessMaxEV + HessTrace", "ours-core":
-              "torch_landscape core calls (λmax warm-started Lanczos tol 1e-3 + exact trace) in the plain loop",
-              "lightning": "no monitor (Lightning Trainer + TensorBoardLogger)",
-              "ours-monitor": "torch_landscape LandscapeMonitor (spectrum + trace, float64 default)",
-              "ours-monitor-f32": "torch_landscape LandscapeMonitor (spectrum + trace, dtype=float32)"}
+    labels = {
+        "plain": "no monitor (plain loop)",
+        "cockpit-idle": "Cockpit, quantities never fire (hooks only)",
+        "cockpit": "Cockpit HessMaxEV + HessTrace",
+        "ours-core": "torch_landscape core calls (λmax warm-started Lanczos tol 1e-3 + exact trace) in the plain loop",
+        "lightning": "no monitor (Lightning Trainer + TensorBoardLogger)",
+        "ours-monitor": "torch_landscape LandscapeMonitor (spectrum + trace, float64 default)",
+        "ours-monitor-f32": "torch_landscape LandscapeMonitor (spectrum + trace, dtype=float32)",
+    }
     for arm in arms:
         base = median("lightning" if arm in ("lightning", "ours-monitor", "ours-monitor-f32") else "plain")
         value = median(arm)
@@ -707,8 +819,15 @@ def training_overhead(args) -> None:
         note = f"{counts[0]} evaluations" if counts and arm.startswith("ours-monitor") else ""
         per = tracked if not (counts and arm.startswith("ours-monitor")) else max(counts[0], 1)
         extra = (value - base) / per * 1e3 if base else float("nan")
-        rows.append([labels[arm], f"{value:.2f}", f"{value / base:.2f}" if base else "",
-                     f"{extra:.1f}" if arm not in ("plain", "lightning", "cockpit-idle") else "—", note])
+        rows.append(
+            [
+                labels[arm],
+                f"{value:.2f}",
+                f"{value / base:.2f}" if base else "",
+                f"{extra:.1f}" if arm not in ("plain", "lightning", "cockpit-idle") else "—",
+                note,
+            ]
+        )
     table(["arm", "seconds", "÷ its baseline", "extra ms per tracked step", "notes"], rows)
     emit(f"- ours: {how}.")
     emit()
@@ -727,7 +846,9 @@ def headline(records: list) -> None:
     cases = sorted({r["case"] for r in records}, key=lambda c: (["S", "M", "L", "XL"].index(c.split("/")[0]), c))
     for case in cases:
         for quantity in QUANTITIES:
-            entries = [r for r in records if r["case"] == case and r["quantity"] == quantity and r.get("status") == "ok"]
+            entries = [
+                r for r in records if r["case"] == case and r["quantity"] == quantity and r.get("status") == "ok"
+            ]
             ours = [r for r in entries if r["tool"] == "torch_landscape"]
             peers = [r for r in entries if r["tool"] != "torch_landscape"]
             if not ours or not peers:
@@ -741,16 +862,33 @@ def headline(records: list) -> None:
             fastest = min(peers, key=lambda r: r["per_grad"])
             fastest_good = min(good, key=lambda r: r["per_grad"]) if good else None
             pyh = [p for p in peers if p["tool"] == "pyhessian"]
-            rows.append([
-                case, quantity, f"{best['setting']}: {best['per_grad']:.1f} (err {fmt_e(best['error'])})",
-                f"{fastest['tool']} {fastest['setting']}: {fastest['per_grad'] / best['per_grad']:.2g}× "
-                f"(err {fmt_e(fastest['error'])})",
-                (f"{fastest_good['tool']} {fastest_good['setting']}: {fastest_good['per_grad'] / best['per_grad']:.2g}× "
-                 f"(err {fmt_e(fastest_good['error'])})") if fastest_good else "none",
-                (f"{pyh[0]['per_grad'] / best['per_grad']:.2g}× (err {fmt_e(pyh[0]['error'])})") if pyh else "—",
-            ])
-    table(["case", "quantity", "ours (time/grad)", "fastest peer (its time ÷ ours)",
-           "fastest peer at ≈ our accuracy or better", "PyHessian ÷ ours"], rows)
+            rows.append(
+                [
+                    case,
+                    quantity,
+                    f"{best['setting']}: {best['per_grad']:.1f} (err {fmt_e(best['error'])})",
+                    f"{fastest['tool']} {fastest['setting']}: {fastest['per_grad'] / best['per_grad']:.2g}× "
+                    f"(err {fmt_e(fastest['error'])})",
+                    (
+                        f"{fastest_good['tool']} {fastest_good['setting']}: {fastest_good['per_grad'] / best['per_grad']:.2g}× "
+                        f"(err {fmt_e(fastest_good['error'])})"
+                    )
+                    if fastest_good
+                    else "none",
+                    (f"{pyh[0]['per_grad'] / best['per_grad']:.2g}× (err {fmt_e(pyh[0]['error'])})") if pyh else "—",
+                ]
+            )
+    table(
+        [
+            "case",
+            "quantity",
+            "ours (time/grad)",
+            "fastest peer (its time ÷ ours)",
+            "fastest peer at ≈ our accuracy or better",
+            "PyHessian ÷ ours",
+        ],
+        rows,
+    )
 
 
 def main() -> None:
@@ -767,8 +905,11 @@ def main() -> None:
     parser.add_argument("--timeout-l", type=float, default=420, help="seconds per spec at L/XL")
     parser.add_argument("--budget", type=float, default=20, help="at L/XL, no second run after a run this long")
     parser.add_argument("--density-on-l", action="store_true")
-    parser.add_argument("--append", action="store_true",
-                        help="add to the existing results file (e.g. a later run of L), headline over all records")
+    parser.add_argument(
+        "--append",
+        action="store_true",
+        help="add to the existing results file (e.g. a later run of L), headline over all records",
+    )
     parser.add_argument("--no-overhead", action="store_true")
     parser.add_argument("--overhead-only", action="store_true")
     parser.add_argument("--overhead-size", default="M")
@@ -808,22 +949,29 @@ def main() -> None:
 
     emit(f"## torch_landscape vs peers ({time.strftime('%Y-%m-%d %H:%M')})")
     emit()
-    emit(f"torch {torch.__version__}, {args.threads} threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
-         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs. Each tool runs in its own process per "
-         f"case; time = median of {args.repeats} repeats after one warm-up (at L/XL: {args.repeats_l} cold runs, one "
-         "if the first is long); 'time / gradient' divides by the median full-batch gradient timed in the same "
-         "process right before and after. 'process peak RSS' = VmHWM of the tool's process during this quantity "
-         "(includes torch and the tool's imports; restarted per quantity, not inherited like ru_maxrss); 'RSS growth in call' = sampled peak RSS during the first call minus RSS "
-         "before it.")
+    emit(
+        f"torch {torch.__version__}, {args.threads} threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs. Each tool runs in its own process per "
+        f"case; time = median of {args.repeats} repeats after one warm-up (at L/XL: {args.repeats_l} cold runs, one "
+        "if the first is long); 'time / gradient' divides by the median full-batch gradient timed in the same "
+        "process right before and after. 'process peak RSS' = VmHWM of the tool's process during this quantity "
+        "(includes torch and the tool's imports; restarted per quantity, not inherited like ru_maxrss); 'RSS growth in call' = sampled peak RSS during the first call minus RSS "
+        "before it."
+    )
     emit()
     versions = []
     for module in ("torch_landscape", "pyhessian", "hessian_eigenthings", "curvlinops", "backpack", "cockpit"):
         try:
             from importlib.metadata import version
 
-            dist = {"torch_landscape": "torch-landscape", "pyhessian": "pyhessian",
-                    "hessian_eigenthings": "hessian-eigenthings", "curvlinops": "curvlinops-for-pytorch",
-                    "backpack": "backpack-for-pytorch", "cockpit": "cockpit-for-pytorch"}[module]
+            dist = {
+                "torch_landscape": "torch-landscape",
+                "pyhessian": "pyhessian",
+                "hessian_eigenthings": "hessian-eigenthings",
+                "curvlinops": "curvlinops-for-pytorch",
+                "backpack": "backpack-for-pytorch",
+                "cockpit": "cockpit-for-pytorch",
+            }[module]
             versions.append(f"{dist} {version(dist)}")
         except Exception:
             versions.append(f"{module} (not installed)")

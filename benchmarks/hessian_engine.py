@@ -46,8 +46,15 @@ from torch import nn  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from problems import (  # noqa: E402
-    RESULTS, SIZES, get_problem, maxrss_mb, median_time, peak_rss, reference, rel_err_sorted,
-    setup_threads, wasserstein_rel,
+    RESULTS,
+    get_problem,
+    maxrss_mb,
+    median_time,
+    peak_rss,
+    reference,
+    rel_err_sorted,
+    setup_threads,
+    wasserstein_rel,
 )
 
 from torch_landscape import HessianOperator, hessian_eigenvalues, hessian_trace, spectral_density  # noqa: E402
@@ -167,8 +174,9 @@ def quantity_rows(problem, ref, args, clock: HvpClock) -> list[list]:
             rows.append([name, setting, "FAIL", "", "", "", "", "", f"{type(error).__name__}: {error}"[:120]])
             return None
         hvps, err, note = evaluate(result)
-        rows.append([name, setting, fmt_ms(seconds), f"{seconds / hvp_s:.1f}", hvps, err, f"{growth:.0f}",
-                     repeats, note])
+        rows.append(
+            [name, setting, fmt_ms(seconds), f"{seconds / hvp_s:.1f}", hvps, err, f"{growth:.0f}", repeats, note]
+        )
         return result
 
     def eig_eval(end):
@@ -182,20 +190,41 @@ def quantity_rows(problem, ref, args, clock: HvpClock) -> list[list]:
             err = rel_err_sorted(vals, reference_values)
             scale_err = float((vals[:10] - reference_values[:10]).abs().max()) / lam_max
             return spec.num_hvp, fmt_e(err), note + f"; max|err|/λmax {scale_err:.1e}"
+
         return evaluate
 
-    top_fn = lambda: hessian_eigenvalues(problem.model, LOSS, data, k=10, which="largest", method="lanczos",  # noqa: E731
-                                         tol=args.tol)
+    top_fn = lambda: hessian_eigenvalues(
+        problem.model,
+        LOSS,
+        data,
+        k=10,
+        which="largest",
+        method="lanczos",  # noqa: E731
+        tol=args.tol,
+    )
     wanted = set(args.quantities.split(","))
     if args.quick and problem.params > 1000:
         wanted &= {"top", "trace"}  # quick: the long ones (bottom-10, densities) only on S
     if "top" in wanted:
         add("top-10", f"lanczos tol={args.tol:g}", top_fn, eig_eval("top"))
     if not (huge or args.no_bottom) and "bottom" in wanted:
-        bottom_fn = lambda: hessian_eigenvalues(problem.model, LOSS, data, k=10, which="smallest",  # noqa: E731
-                                                method="lanczos", tol=args.tol)
-        add("bottom-10", f"lanczos tol={args.tol:g}", bottom_fn, eig_eval("bottom"), repeats=1 if big else reps,
-            warmup=0 if big else warm)
+        bottom_fn = lambda: hessian_eigenvalues(
+            problem.model,
+            LOSS,
+            data,
+            k=10,
+            which="smallest",  # noqa: E731
+            method="lanczos",
+            tol=args.tol,
+        )
+        add(
+            "bottom-10",
+            f"lanczos tol={args.tol:g}",
+            bottom_fn,
+            eig_eval("bottom"),
+            repeats=1 if big else reps,
+            warmup=0 if big else warm,
+        )
 
     def trace_eval(result):
         err = abs(result.value - ref["trace"]) / abs(ref["trace"])
@@ -205,8 +234,7 @@ def quantity_rows(problem, ref, args, clock: HvpClock) -> list[list]:
     if "trace" in wanted:
         add("trace", "auto", lambda: hessian_trace(problem.model, LOSS, data), trace_eval)
     if not huge and "trace" in wanted:
-        add("trace", "hutchpp, 99 HVPs", lambda: hessian_trace(problem.model, LOSS, data, method="hutchpp"),
-            trace_eval)
+        add("trace", "hutchpp, 99 HVPs", lambda: hessian_trace(problem.model, LOSS, data, method="hutchpp"), trace_eval)
 
     def density_eval(result):
         if ref.get("dense"):
@@ -217,13 +245,22 @@ def quantity_rows(problem, ref, args, clock: HvpClock) -> list[list]:
     if not huge and "density" in wanted:
         add("density", "slq 3×80", lambda: spectral_density(problem.model, LOSS, data, method="slq"), density_eval)
         if ref.get("dense"):
-            add("density", "dense", lambda: spectral_density(problem.model, LOSS, data, method="dense"),
-                density_eval)
-            add("top+bottom-10", "dense (assemble + eigh)",
+            add("density", "dense", lambda: spectral_density(problem.model, LOSS, data, method="dense"), density_eval)
+            add(
+                "top+bottom-10",
+                "dense (assemble + eigh)",
                 lambda: hessian_eigenvalues(problem.model, LOSS, data, k=10, which="both", method="dense"),
-                lambda s: (s.num_hvp, fmt_e(max(rel_err_sorted(s.eigenvalues[-10:].flip(0), ref["top"]),
-                                                float((s.eigenvalues[:10] - ref["bottom"]).abs().max()) / lam_max)),
-                           "err: top rel, bottom /λmax"))
+                lambda s: (
+                    s.num_hvp,
+                    fmt_e(
+                        max(
+                            rel_err_sorted(s.eigenvalues[-10:].flip(0), ref["top"]),
+                            float((s.eigenvalues[:10] - ref["bottom"]).abs().max()) / lam_max,
+                        )
+                    ),
+                    "err: top rel, bottom /λmax",
+                ),
+            )
     return rows
 
 
@@ -241,8 +278,18 @@ def exact_path(problem, ref, reps: int, generic: bool) -> list[list]:
         if ref.get("dense"):
             truth = ref["eigenvalues"]
             note = f"eigvalsh max err/λmax {float((values.double().cpu() - truth).abs().max() / truth.abs().max()):.1e}"
-        rows.append([str(dtype).replace("torch.", ""), "structured", fmt_ms(assemble_s), fmt_ms(eigvalsh_s),
-                     fmt_ms(eigh_s), f"{assemble_s / eigvalsh_s:.2f}", f"{memory['growth_mb']:.0f}", note])
+        rows.append(
+            [
+                str(dtype).replace("torch.", ""),
+                "structured",
+                fmt_ms(assemble_s),
+                fmt_ms(eigvalsh_s),
+                fmt_ms(eigh_s),
+                f"{assemble_s / eigvalsh_s:.2f}",
+                f"{memory['growth_mb']:.0f}",
+                note,
+            ]
+        )
     if generic:
         op = HessianOperator(problem.model, LOSS, (problem.x, problem.y))
         eye = torch.eye(problem.params)
@@ -253,8 +300,18 @@ def exact_path(problem, ref, reps: int, generic: bool) -> list[list]:
         with peak_rss() as memory:
             seconds, dense = timed_first(chunked)
         eigvalsh_s, _ = median_time(lambda: torch.linalg.eigvalsh(dense), 1, warmup=0)
-        rows.append(["float32", "generic: P HVPs in 256-vector matmat blocks", fmt_ms(seconds), fmt_ms(eigvalsh_s),
-                     "", f"{seconds / eigvalsh_s:.2f}", f"{memory['growth_mb']:.0f}", "single run"])
+        rows.append(
+            [
+                "float32",
+                "generic: P HVPs in 256-vector matmat blocks",
+                fmt_ms(seconds),
+                fmt_ms(eigvalsh_s),
+                "",
+                f"{seconds / eigvalsh_s:.2f}",
+                f"{memory['growth_mb']:.0f}",
+                "single run",
+            ]
+        )
     return rows
 
 
@@ -292,25 +349,33 @@ def sweep_data(d_in: int, n: int):
 
 
 def threshold_sweep(widths_shallow, widths_generic, n: int, reps: int, tol: float) -> None:
-    emit("### What sets DENSE_THRESHOLD: dense (assemble + eigh) vs Lanczos, k = 5 at both ends, tol "
-         f"{tol:g} (n = {n}, float32, trained 300 Adam steps)")
+    emit(
+        "### What sets DENSE_THRESHOLD: dense (assemble + eigh) vs Lanczos, k = 5 at both ends, tol "
+        f"{tol:g} (n = {n}, float32, trained 300 Adam steps)"
+    )
     emit()
     rows = []
     crossings = {}
     d_in = 20
     x, y = sweep_data(d_in, n)
-    families = [("shallow (structured assembly)", w, lambda w: nn.Sequential(nn.Linear(d_in, w), nn.Tanh(),
-                                                                             nn.Linear(w, 1))) for w in widths_shallow]
+    families = [
+        ("shallow (structured assembly)", w, lambda w: nn.Sequential(nn.Linear(d_in, w), nn.Tanh(), nn.Linear(w, 1)))
+        for w in widths_shallow
+    ]
     families += [("two hidden layers (generic assembly)", w, lambda w: TwoLayer(d_in, w)) for w in widths_generic]
     previous = {}
     for family, width, build in families:
         torch.manual_seed(0)
         model = _trained(build(width), x, y)
         size = sum(p.numel() for p in model.parameters())
-        dense_s, dense = median_time(lambda: hessian_eigenvalues(model, LOSS, (x, y), k=5, which="both",
-                                                                 method="dense"), reps, warmup=1)
-        lanczos_s, spec = median_time(lambda: hessian_eigenvalues(model, LOSS, (x, y), k=5, which="both",
-                                                                  method="lanczos", tol=tol), reps, warmup=1)
+        dense_s, dense = median_time(
+            lambda: hessian_eigenvalues(model, LOSS, (x, y), k=5, which="both", method="dense"), reps, warmup=1
+        )
+        lanczos_s, spec = median_time(
+            lambda: hessian_eigenvalues(model, LOSS, (x, y), k=5, which="both", method="lanczos", tol=tol),
+            reps,
+            warmup=1,
+        )
         err = float((spec.eigenvalues - dense.eigenvalues).abs().max() / dense.eigenvalues.abs().max())
         ratio = lanczos_s / dense_s
         rows.append([family, size, fmt_ms(dense_s), fmt_ms(lanczos_s), spec.num_hvp, f"{ratio:.2f}", fmt_e(err)])
@@ -342,15 +407,35 @@ def block_sweep(problems_and_refs, blocks, reps: int, tol: float, skip_bottom_ab
                 continue
             end = "top" if which == "largest" else "bottom"
             for block in blocks:
-                fn = lambda: hessian_eigenvalues(problem.model, LOSS, (problem.x, problem.y), k=10,  # noqa: E731
-                                                 which=which, method="lanczos", tol=tol, block_size=block)
+                fn = lambda: hessian_eigenvalues(
+                    problem.model,
+                    LOSS,
+                    (problem.x, problem.y),
+                    k=10,  # noqa: E731
+                    which=which,
+                    method="lanczos",
+                    tol=tol,
+                    block_size=block,
+                )
                 r = reps if problem.params < 20_000 else 1
                 seconds, hvp_s, spec, _ = clock.measure(fn, r, warmup=1 if problem.params < 20_000 else 0)
                 vals = spec.eigenvalues.flip(0) if which == "largest" else spec.eigenvalues
-                err = float((vals[:10] - ref[end][:10]).abs().max() / ref["top"][0]) if ref.get(end) is not None else None
+                err = (
+                    float((vals[:10] - ref[end][:10]).abs().max() / ref["top"][0]) if ref.get(end) is not None else None
+                )
                 ratio = seconds / hvp_s
-                rows.append([problem.label, f"{end}-10", block, spec.num_hvp, fmt_ms(seconds), f"{ratio:.1f}",
-                             fmt_e(err), spec.converged])
+                rows.append(
+                    [
+                        problem.label,
+                        f"{end}-10",
+                        block,
+                        spec.num_hvp,
+                        fmt_ms(seconds),
+                        f"{ratio:.1f}",
+                        fmt_e(err),
+                        spec.converged,
+                    ]
+                )
                 best.setdefault((problem.label, end), []).append((ratio, block))
     table(["case", "quantity", "block", "HVPs", "ms", "time/HVP", "max|err|/λmax", "converged"], rows)
     wins = {}
@@ -374,11 +459,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=None, help="repeats for S/M timings (default 5; quick 3)")
     parser.add_argument("--tol", type=float, default=1e-6)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--output", default=None, help="file name under benchmarks/results/ (default "
-                        "hessian_engine.md; quick: hessian_engine_quick.md)")
+    parser.add_argument(
+        "--output",
+        default=None,
+        help="file name under benchmarks/results/ (default hessian_engine.md; quick: hessian_engine_quick.md)",
+    )
     parser.add_argument("--no-bottom", action="store_true", help="skip bottom-10 (it is the long one on L)")
-    parser.add_argument("--quantities", default="top,bottom,trace,density",
-                        help="which of top,bottom,trace,density to time (default all)")
+    parser.add_argument(
+        "--quantities",
+        default="top,bottom,trace,density",
+        help="which of top,bottom,trace,density to time (default all)",
+    )
     parser.add_argument("--no-sweeps", action="store_true")
     parser.add_argument("--sweeps-only", action="store_true")
     parser.add_argument("--block-sizes", default="1,2,4,8")
@@ -391,9 +482,11 @@ def main() -> None:
 
     emit(f"## torch_landscape Hessian engine benchmark ({time.strftime('%Y-%m-%d %H:%M')})")
     emit()
-    emit(f"torch {torch.__version__}, {torch.get_num_threads()} threads, OMP_WAIT_POLICY="
-         f"{os.environ.get('OMP_WAIT_POLICY')}, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; "
-         "times are medians; 'time/HVP' divides by the median HVP time measured right before and after.")
+    emit(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, OMP_WAIT_POLICY="
+        f"{os.environ.get('OMP_WAIT_POLICY')}, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; "
+        "times are medians; 'time/HVP' divides by the median HVP time measured right before and after."
+    )
     emit()
 
     loaded = {}
@@ -406,28 +499,70 @@ def main() -> None:
                 ref = reference(problem, need_min=(name != "XL"), log=emit)
                 reps = args.repeats * 4 if problem.params < 20_000 else (7 if problem.params < 200_000 else 3)
                 c = costs(problem, reps)
-                emit(f"Reference: {ref['kind']}" + (f"; {ref['bottom_note']}" if ref.get("bottom_note") else "")
-                     + f". λmax={float(ref['top'][0]):.6g}, λ10={float(ref['top'][9]):.6g}, λmin="
-                     + (f"{float(ref['bottom'][0]):.4g}" if ref.get("bottom") is not None else "—")
-                     + f", trace={ref['trace']:.6g}")
+                emit(
+                    f"Reference: {ref['kind']}"
+                    + (f"; {ref['bottom_note']}" if ref.get("bottom_note") else "")
+                    + f". λmax={float(ref['top'][0]):.6g}, λ10={float(ref['top'][9]):.6g}, λmin="
+                    + (f"{float(ref['bottom'][0]):.4g}" if ref.get("bottom") is not None else "—")
+                    + f", trace={ref['trace']:.6g}"
+                )
                 emit()
-                table(["gradient ms", "operator set-up + first HVP ms", "HVP (matvec) ms",
-                       "16-vector matmat, per vector ms", "HVP/gradient", "matmat16 per vector/HVP",
-                       "retained-graph autograd HVP ms (PyHessian-style, for comparison)"],
-                      [[fmt_ms(c["grad"]), fmt_ms(c["setup"]), fmt_ms(c["hvp"]), fmt_ms(c["mm16"]),
-                        f"{c['hvp'] / c['grad']:.2f}", f"{c['mm16'] / c['hvp']:.2f}",
-                        f"{fmt_ms(c['autograd_hvp'])} ({c['autograd_hvp'] / c['grad']:.2f}× gradient)"]])
+                table(
+                    [
+                        "gradient ms",
+                        "operator set-up + first HVP ms",
+                        "HVP (matvec) ms",
+                        "16-vector matmat, per vector ms",
+                        "HVP/gradient",
+                        "matmat16 per vector/HVP",
+                        "retained-graph autograd HVP ms (PyHessian-style, for comparison)",
+                    ],
+                    [
+                        [
+                            fmt_ms(c["grad"]),
+                            fmt_ms(c["setup"]),
+                            fmt_ms(c["hvp"]),
+                            fmt_ms(c["mm16"]),
+                            f"{c['hvp'] / c['grad']:.2f}",
+                            f"{c['mm16'] / c['hvp']:.2f}",
+                            f"{fmt_ms(c['autograd_hvp'])} ({c['autograd_hvp'] / c['grad']:.2f}× gradient)",
+                        ]
+                    ],
+                )
                 clock = HvpClock(problem, 9 if problem.params < 200_000 else 3)
                 rows = quantity_rows(problem, ref, args, clock)
-                table(["quantity", "setting", "time ms", "time/HVP", "HVPs", "rel. error", "RSS growth MB",
-                       "repeats", "notes"], rows)
+                table(
+                    [
+                        "quantity",
+                        "setting",
+                        "time ms",
+                        "time/HVP",
+                        "HVPs",
+                        "rel. error",
+                        "RSS growth MB",
+                        "repeats",
+                        "notes",
+                    ],
+                    rows,
+                )
                 if problem.params <= 4000:
                     emit("Exact path: structured assembly vs LAPACK on the assembled Hessian")
                     emit()
-                    table(["dtype", "assembly", "assemble ms", "eigvalsh ms", "eigh ms", "assemble/eigvalsh",
-                           "RSS growth MB", "notes"],
-                          exact_path(problem, ref, 3 if args.quick else 5,
-                                     generic=(not args.quick and problem.params > 1000)))
+                    table(
+                        [
+                            "dtype",
+                            "assembly",
+                            "assemble ms",
+                            "eigvalsh ms",
+                            "eigh ms",
+                            "assemble/eigvalsh",
+                            "RSS growth MB",
+                            "notes",
+                        ],
+                        exact_path(
+                            problem, ref, 3 if args.quick else 5, generic=(not args.quick and problem.params > 1000)
+                        ),
+                    )
                 emit(f"Process peak RSS so far (ru_maxrss): {maxrss_mb():.0f} MB")
                 emit()
                 loaded[(name, act)] = (problem, ref, clock)

@@ -53,6 +53,7 @@ def _timed_matmat(original):
             return original(self, vectors)
         finally:
             PRODUCT_SECONDS[0] += time.perf_counter() - start
+
     return matmat
 
 
@@ -101,10 +102,14 @@ def main() -> None:
     top = ref["top"].double()
     data = (problem.x, problem.y)
     params = list(problem.model.parameters())
-    lines = [f"## Krylov engine targets ({time.strftime('%Y-%m-%d %H:%M')})", "",
-             f"{problem.header()}; float32, tol={args.tol:g}; load average {os.getloadavg()[0]:.1f} on "
-             f"{os.cpu_count()} CPUs; peers not installed: the comparisons are in-process reference "
-             "implementations (power iteration, SciPy eigsh on our operator).", ""]
+    lines = [
+        f"## Krylov engine targets ({time.strftime('%Y-%m-%d %H:%M')})",
+        "",
+        f"{problem.header()}; float32, tol={args.tol:g}; load average {os.getloadavg()[0]:.1f} on "
+        f"{os.cpu_count()} CPUs; peers not installed: the comparisons are in-process reference "
+        "implementations (power iteration, SciPy eigsh on our operator).",
+        "",
+    ]
     print("\n".join(lines), flush=True)
     samples: dict[str, list] = {}
 
@@ -115,22 +120,45 @@ def main() -> None:
         gradient = statistics.median(
             run(lambda: torch.autograd.grad(LOSS(problem.model(problem.x), problem.y), params))[0] for _ in range(3)
         )
-        seconds, products, spec = run(lambda: hessian_eigenvalues(problem.model, LOSS, data, k=1, which="largest",
-                                                                  method="lanczos", tol=args.tol))
+        seconds, products, spec = run(
+            lambda: hessian_eigenvalues(problem.model, LOSS, data, k=1, which="largest", method="lanczos", tol=args.tol)
+        )
         ours_error = abs(spec.lambda_max - float(top[0])) / float(top[0])
         record("top-1 ours (block Lanczos)", seconds, products, spec.num_hvp, ours_error, gradient)
         seconds, products, (count, value) = run(
-            lambda: power_iteration(problem, max(ours_error, 1e-7), float(top[0]), args.power_cap))
-        record("top-1 power iteration (oracle stop at our error)", seconds, products, count,
-               abs(value - float(top[0])) / float(top[0]), gradient)
+            lambda: power_iteration(problem, max(ours_error, 1e-7), float(top[0]), args.power_cap)
+        )
+        record(
+            "top-1 power iteration (oracle stop at our error)",
+            seconds,
+            products,
+            count,
+            abs(value - float(top[0])) / float(top[0]),
+            gradient,
+        )
         seconds, products, (count, value) = run(lambda: power_iteration(problem, args.tol, None, args.power_cap))
-        record(f"top-1 power iteration (stops at rel. change ≤ {args.tol:g})", seconds, products, count,
-               abs(value - float(top[0])) / float(top[0]), gradient)
-        seconds, products, spec10 = run(lambda: hessian_eigenvalues(problem.model, LOSS, data, k=10, which="largest",
-                                                                    method="lanczos", tol=args.tol))
+        record(
+            f"top-1 power iteration (stops at rel. change ≤ {args.tol:g})",
+            seconds,
+            products,
+            count,
+            abs(value - float(top[0])) / float(top[0]),
+            gradient,
+        )
+        seconds, products, spec10 = run(
+            lambda: hessian_eigenvalues(
+                problem.model, LOSS, data, k=10, which="largest", method="lanczos", tol=args.tol
+            )
+        )
         values = spec10.eigenvalues.flip(0)
-        record("top-10 ours (block Lanczos)", seconds, products, spec10.num_hvp,
-               float(((values - top) / top).abs().max()), gradient)
+        record(
+            "top-10 ours (block Lanczos)",
+            seconds,
+            products,
+            spec10.num_hvp,
+            float(((values - top) / top).abs().max()),
+            gradient,
+        )
 
         def arpack():
             from scipy.sparse.linalg import eigsh
@@ -140,28 +168,41 @@ def main() -> None:
             return operator.num_hvp, np.sort(found)[::-1].copy()
 
         seconds, products, (count, found) = run(arpack)
-        record("top-10 SciPy eigsh on our operator", seconds, products, count,
-               float(((torch.from_numpy(found) - top) / top).abs().max()), gradient)
+        record(
+            "top-10 SciPy eigsh on our operator",
+            seconds,
+            products,
+            count,
+            float(((torch.from_numpy(found) - top) / top).abs().max()),
+            gradient,
+        )
         print(f"(round {round_ + 1} of {args.rounds} done, load {os.getloadavg()[0]:.1f})", flush=True)
 
-    rows = ["| computation | time / gradient | products / gradient | outside products | HVPs | rel. error |",
-            "|---|---|---|---|---|---|"]
+    rows = [
+        "| computation | time / gradient | products / gradient | outside products | HVPs | rel. error |",
+        "|---|---|---|---|---|---|",
+    ]
     medians = {}
     for name, values in samples.items():
         total, inside, hvps, error = (statistics.median(column) for column in zip(*values))
         medians[name] = total
-        rows.append(f"| {name} | {total:.1f} | {inside:.1f} | {(total - inside) / inside:.0%} of product time | "
-                    f"{hvps:.0f} | {error:.1e} |")
+        rows.append(
+            f"| {name} | {total:.1f} | {inside:.1f} | {(total - inside) / inside:.0%} of product time | "
+            f"{hvps:.0f} | {error:.1e} |"
+        )
     power_own = medians[f"top-1 power iteration (stops at rel. change ≤ {args.tol:g})"]
-    rows += ["", f"top-1: power iteration with its own stopping rule / ours = "
-             f"{power_own / medians['top-1 ours (block Lanczos)']:.2f}×",
-             f"top-1: power iteration (oracle) / ours = "
-             f"{medians['top-1 power iteration (oracle stop at our error)'] / medians['top-1 ours (block Lanczos)']:.2f}× "
-             "(target ≥ 1.5)",
-             f"top-10: SciPy eigsh / ours = "
-             f"{medians['top-10 SciPy eigsh on our operator'] / medians['top-10 ours (block Lanczos)']:.2f}× "
-             "(target ≥ 2 against the best peer)",
-             f"medians of {args.rounds} interleaved rounds; load average at the end {os.getloadavg()[0]:.1f}"]
+    rows += [
+        "",
+        f"top-1: power iteration with its own stopping rule / ours = "
+        f"{power_own / medians['top-1 ours (block Lanczos)']:.2f}×",
+        f"top-1: power iteration (oracle) / ours = "
+        f"{medians['top-1 power iteration (oracle stop at our error)'] / medians['top-1 ours (block Lanczos)']:.2f}× "
+        "(target ≥ 1.5)",
+        f"top-10: SciPy eigsh / ours = "
+        f"{medians['top-10 SciPy eigsh on our operator'] / medians['top-10 ours (block Lanczos)']:.2f}× "
+        "(target ≥ 2 against the best peer)",
+        f"medians of {args.rounds} interleaved rounds; load average at the end {os.getloadavg()[0]:.1f}",
+    ]
     print("\n".join(rows))
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"krylov_targets_{args.size}.md").write_text("\n".join(lines + rows) + "\n")

@@ -94,8 +94,12 @@ def train(monitored: bool, spec, dataset, logdir: str):
     monitor = LandscapeMonitor(verbose=False) if monitored else None
     start, stop = Clock(True), Clock(False)
     trainer = pl.Trainer(
-        max_epochs=epochs, accelerator="cpu", logger=TensorBoardLogger(logdir), enable_progress_bar=False,
-        enable_model_summary=False, enable_checkpointing=False,
+        max_epochs=epochs,
+        accelerator="cpu",
+        logger=TensorBoardLogger(logdir),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
         callbacks=[start] + ([monitor] if monitor else []) + [stop],
     )
     trainer.fit(model, DataLoader(dataset, batch_size=64, shuffle=True))
@@ -124,29 +128,41 @@ def measure(name: str, spec, dataset, repeats: int) -> None:
         steps = trainer.global_step
         size = sum(p.numel() for p in model.parameters())
         history = monitor.history
-        print(f"\n{name}: P = {size}, {steps} SGD steps, {repeats} interleaved runs each, "
-              f"load average {os.getloadavg()[0]:.1f}")
-        print(f"  training time plain {' '.join(f'{w:.2f}' for w in walls[False])} s, monitored "
-              f"{' '.join(f'{w:.2f}' for w in walls[True])} s; median ratio {watched / plain:.3f}")
-        measured = [1 - plain / w for w in walls[True]]
-        print(f"  monitor's share measured {' '.join(f'{m:.3f}' for m in measured)}, logged "
-              f"{' '.join(f'{x:.3f}' for x in logged)}")
-        print(f"  last run: lambda_max at {sum(s.spectrum is not None for s in history)} steps, "
-              f"{sum(s.full for s in history)} full evaluations (steps {[s.step for s in history if s.full]})"
-              + (f"; notes: {monitor.notes}" if monitor.notes else ""))
+        print(
+            f"\n{name}: P = {size}, {steps} SGD steps, {repeats} interleaved runs each, "
+            f"load average {os.getloadavg()[0]:.1f}"
+        )
+        print(
+            f"  training time plain {' '.join(f'{w:.2f}' for w in walls[False])} s, monitored "
+            f"{' '.join(f'{w:.2f}' for w in walls[True])} s; median ratio {watched / plain:.3f}"
+        )
+        measured = [1 - p / w for p, w in zip(walls[False], walls[True], strict=True)]  # each pair ran back to back
+        print(
+            f"  monitor's share measured {' '.join(f'{m:.3f}' for m in measured)}, logged "
+            f"{' '.join(f'{x:.3f}' for x in logged)}"
+        )
+        print(
+            f"  last run: lambda_max at {sum(s.spectrum is not None for s in history)} steps, "
+            f"{sum(s.full for s in history)} full evaluations (steps {[s.step for s in history if s.full]})"
+            + (f"; notes: {monitor.notes}" if monitor.notes else "")
+        )
         x, y = dataset.tensors
         probe = monitor.probe
-        step = seconds_per_call(lambda: torch.autograd.grad(
-            nn.functional.mse_loss(model(x[:64]), y[:64]), list(model.parameters())), repeats=20)
+        step = seconds_per_call(
+            lambda: torch.autograd.grad(nn.functional.mse_loss(model(x[:64]), y[:64]), list(model.parameters())),
+            repeats=20,
+        )
         light = seconds_per_call(lambda: probe.snapshot(steps, full=False), repeats=5)
         full = seconds_per_call(lambda: probe.snapshot(steps), repeats=1)
         writer = SummaryWriter(logdir)
         snapshot = probe.snapshot(steps)
         figures = seconds_per_call(lambda: write_figures(writer, snapshot, probe.trajectory), repeats=1)
         writer.close()
-    print(f"  one batch gradient {step * 1e3:.2f} ms; in batch gradients: light snapshot {light / step:.0f}, "
-          f"full {full / step:.0f}, figures {figures / step:.0f} ({light * 1e3:.1f} / {full * 1e3:.0f} / "
-          f"{figures * 1e3:.0f} ms)")
+    print(
+        f"  one batch gradient {step * 1e3:.2f} ms; in batch gradients: light snapshot {light / step:.0f}, "
+        f"full {full / step:.0f}, figures {figures / step:.0f} ({light * 1e3:.1f} / {full * 1e3:.0f} / "
+        f"{figures * 1e3:.0f} ms)"
+    )
 
 
 def main() -> None:

@@ -100,8 +100,10 @@ class Problem:
 
     def header(self) -> str:
         s = self.size
-        return (f"{s.name} / {self.act}: d_in={s.d_in}, h={s.h}, n={s.n}, {self.params} params; "
-                f"after {TRAIN_STEPS} Adam steps loss={self.final_loss:.4g}, |grad|={self.grad_norm:.2g}")
+        return (
+            f"{s.name} / {self.act}: d_in={s.d_in}, h={s.h}, n={s.n}, {self.params} params; "
+            f"after {TRAIN_STEPS} Adam steps loss={self.final_loss:.4g}, |grad|={self.grad_norm:.2g}"
+        )
 
 
 def _train(size: Size, act: str) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
@@ -192,14 +194,20 @@ def reference(problem: Problem, need_min: bool = True, log=print) -> dict:
     if problem.params <= 4000:
         dense = dense_float64_hessian(problem)
         values = torch.linalg.eigvalsh(dense)
-        ref = {"kind": "dense float64 eigvalsh (vmapped torch.func HVPs)", "eigenvalues": values,
-               "top": values.flip(0)[:10], "bottom": values[:10], "trace": float(torch.trace(dense)),
-               "dense": True}
+        ref = {
+            "kind": "dense float64 eigvalsh (vmapped torch.func HVPs)",
+            "eigenvalues": values,
+            "top": values.flip(0)[:10],
+            "bottom": values[:10],
+            "trace": float(torch.trace(dense)),
+            "dense": True,
+        }
     else:
-        from torch_landscape import HessianOperator
-        from torch_landscape.shallow import structured_diagonal
-        from torch_landscape.eigen import lanczos_spectrum
         from scipy.sparse.linalg import LinearOperator, eigsh
+
+        from torch_landscape import HessianOperator
+        from torch_landscape.eigen import lanczos_spectrum
+        from torch_landscape.shallow import structured_diagonal
 
         if "top" not in ref:
             op64 = HessianOperator(problem.model, nn.MSELoss(), (problem.x, problem.y), dtype=torch.float64)
@@ -212,23 +220,37 @@ def reference(problem: Problem, need_min: bool = True, log=print) -> dict:
                     counter[0] += 1
                     return hvp(torch.from_numpy(np.ascontiguousarray(v).reshape(-1))).numpy()
 
-                top = eigsh(LinearOperator((size, size), matvec=mv, dtype=np.float64), k=10, which="LA",
-                            tol=1e-10, return_eigenvectors=False)
+                top = eigsh(
+                    LinearOperator((size, size), matvec=mv, dtype=np.float64),
+                    k=10,
+                    which="LA",
+                    tol=1e-10,
+                    return_eigenvectors=False,
+                )
                 kind = f"top: scipy eigsh LA tol=1e-10 on float64 torch.func HVPs ({counter[0]} HVPs)"
                 top = np.sort(top)[::-1].copy()
             else:  # XL: ARPACK on float64 HVPs would take ~5 min here; a certified float64 Lanczos instead
                 spec = lanczos_spectrum(op64, 10, "largest", tol=1e-9, block_size=1, max_hvp=400)
                 top = spec.eigenvalues.flip(0).numpy().copy()
-                kind = (f"top: float64 block Lanczos, resid <= 1e-9 max|theta| ({spec.num_hvp} HVPs, "
-                        f"converged={spec.converged})")
-            ref = {"kind": kind + "; trace: closed-form float64 diagonal",
-                   "top": torch.from_numpy(top), "trace": trace, "bottom": None, "dense": False}
+                kind = (
+                    f"top: float64 block Lanczos, resid <= 1e-9 max|theta| ({spec.num_hvp} HVPs, "
+                    f"converged={spec.converged})"
+                )
+            ref = {
+                "kind": kind + "; trace: closed-form float64 diagonal",
+                "top": torch.from_numpy(top),
+                "trace": trace,
+                "bottom": None,
+                "dense": False,
+            }
         if need_min:
             op64 = HessianOperator(problem.model, nn.MSELoss(), (problem.x, problem.y), dtype=torch.float64)
             spec = lanczos_spectrum(op64, 10, "smallest", tol=1e-9, block_size=1, max_hvp=1500)
             ref["bottom"] = spec.eigenvalues
-            ref["bottom_note"] = (f"bottom: float64 block Lanczos, full reorth, resid <= 1e-9 max|theta| "
-                                  f"({spec.num_hvp} HVPs, converged={spec.converged})")
+            ref["bottom_note"] = (
+                f"bottom: float64 block Lanczos, full reorth, resid <= 1e-9 max|theta| "
+                f"({spec.num_hvp} HVPs, converged={spec.converged})"
+            )
     ref["seconds"] = time.perf_counter() - start
     torch.save(ref, path)
     log(f"  [reference for {problem.label} computed in {ref['seconds']:.1f} s]")

@@ -64,8 +64,10 @@ def main() -> None:
                 forward = seconds(lambda: model(everything), 3)
             report = reports[-1]
             skipped = any("L1" in note for note in report.notes)
-            print(f"{name:>10} {width:>6} {elapsed:>8.2f} {forward:>9.4f} {elapsed / forward:>6.0f} "
-                  f"{report.effective_width:>4}/{report.effective_width_on_data:<5}  {'skipped' if skipped else 'run'}")
+            print(
+                f"{name:>10} {width:>6} {elapsed:>8.2f} {forward:>9.4f} {elapsed / forward:>6.0f} "
+                f"{report.effective_width:>4}/{report.effective_width_on_data:<5}  {'skipped' if skipped else 'run'}"
+            )
 
 
 if __name__ == "__main__":

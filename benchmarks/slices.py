@@ -59,8 +59,9 @@ def large_objective() -> Objective:
 
 def per_point_ratios(objective: Objective, points: int, rounds: int) -> tuple[list[float], list[float]]:
     """(batched, one-by-one) seconds per grid point over seconds per gradient, one ratio per round."""
-    direction = eigenvector_direction(hessian_eigenvalues(objective, k=1, which="largest", method="lanczos",
-                                                          return_eigenvectors=True), "largest")
+    direction = eigenvector_direction(
+        hessian_eigenvalues(objective, k=1, which="largest", method="lanczos", return_eigenvectors=True), "largest"
+    )
     grid = torch.linspace(-1.0, 1.0, points)
     batched, single = [], []
     for _ in range(rounds):
@@ -104,11 +105,16 @@ def main() -> None:
         objective = build()
         batched, single = per_point_ratios(objective, points, args.rounds)
         speed_up = [b / a for a, b in zip(batched, single)]
-        print(f"{label}: one grid point = {_spread(batched)} gradients batched (vmap, {points} points), "
-              f"{_spread(single)} one by one; batching speed-up {_spread(speed_up)}x")
+        print(
+            f"{label}: one grid point = {_spread(batched)} gradients batched (vmap, {points} points), "
+            f"{_spread(single)} one by one; batching speed-up {_spread(speed_up)}x"
+        )
         measured, predicted = budget_check(objective, budget, args.rounds)
-        print(f"{label}: landscape_slices(budget={budget:g}) took {_spread(measured)} gradients; "
-              f"cost model {predicted:.1f}")
+        print(
+            f"{label}: landscape_slices(budget={budget:g}) took {_spread(measured)} gradients; "
+            f"cost model {predicted:.1f}"
+        )
+
 
 if __name__ == "__main__":
     main()

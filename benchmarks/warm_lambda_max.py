@@ -66,20 +66,30 @@ def main() -> None:
     problem = get_problem(args.size, args.act)
     model, x, y = problem.model, problem.x, problem.y
     data = (x, y)
-    lines = [f"## Warm-started λ_max between SGD steps ({time.strftime('%Y-%m-%d %H:%M')})", "",
-             f"{problem.header()}; tol={args.tol:g} (relative to |λ_max|), SGD batch {args.batch}, "
-             f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", ""]
+    lines = [
+        f"## Warm-started λ_max between SGD steps ({time.strftime('%Y-%m-%d %H:%M')})",
+        "",
+        f"{problem.header()}; tol={args.tol:g} (relative to |λ_max|), SGD batch {args.batch}, "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
+        "",
+    ]
     print("\n".join(lines), flush=True)
 
-    cold = hessian_eigenvalues(model, LOSS, data, k=1, which="largest", method="lanczos", tol=args.tol,
-                               return_eigenvectors=True)
+    cold = hessian_eigenvalues(
+        model, LOSS, data, k=1, which="largest", method="lanczos", tol=args.tol, return_eigenvectors=True
+    )
     lr = args.lr_times_lambda / cold.lambda_max
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(0)
-    header = "| step | HVPs | λ_max | bound | converged | time / gradient | reference λ_max (f64, cold) | error ≤ bound |"
-    rows = [header, "|" + "---|" * 8,
-            f"| 0 (cold) | {cold.num_hvp} | {cold.lambda_max:.6g} | {float(cold.error_bounds[-1]):.1e} | "
-            f"{cold.converged} | | | |"]
+    header = (
+        "| step | HVPs | λ_max | bound | converged | time / gradient | reference λ_max (f64, cold) | error ≤ bound |"
+    )
+    rows = [
+        header,
+        "|" + "---|" * 8,
+        f"| 0 (cold) | {cold.num_hvp} | {cold.lambda_max:.6g} | {float(cold.error_bounds[-1]):.1e} | "
+        f"{cold.converged} | | | |",
+    ]
     print("\n".join(rows), flush=True)
     previous = cold.eigenvectors
     counts = []
@@ -91,24 +101,38 @@ def main() -> None:
         optimizer.zero_grad(set_to_none=True)
         grad_s = gradient_seconds(model, x, y)
         start = time.perf_counter()
-        spectrum = hessian_eigenvalues(model, LOSS, data, k=1, which="largest", method="lanczos", tol=args.tol,
-                                       warm_start=previous, return_eigenvectors=True)
+        spectrum = hessian_eigenvalues(
+            model,
+            LOSS,
+            data,
+            k=1,
+            which="largest",
+            method="lanczos",
+            tol=args.tol,
+            warm_start=previous,
+            return_eigenvectors=True,
+        )
         seconds = time.perf_counter() - start
         previous = spectrum.eigenvectors
         counts.append(spectrum.num_hvp)
         reference, holds = "", ""
         if step % args.check_every == 0:
-            exact = hessian_eigenvalues(model, LOSS, data, k=1, which="largest", method="lanczos", tol=1e-10,
-                                        dtype=torch.float64)
+            exact = hessian_eigenvalues(
+                model, LOSS, data, k=1, which="largest", method="lanczos", tol=1e-10, dtype=torch.float64
+            )
             error = abs(spectrum.lambda_max - exact.lambda_max)
             reference = f"{exact.lambda_max:.6g} (±{float(exact.error_bounds[-1]):.0e})"
             holds = f"{error:.1e} ≤ {float(spectrum.error_bounds[-1]):.1e}: {error <= float(spectrum.error_bounds[-1])}"
-        row = (f"| {step} | {spectrum.num_hvp} | {spectrum.lambda_max:.6g} | {float(spectrum.error_bounds[-1]):.1e} | "
-               f"{spectrum.converged} | {seconds / grad_s:.1f} | {reference} | {holds} |")
+        row = (
+            f"| {step} | {spectrum.num_hvp} | {spectrum.lambda_max:.6g} | {float(spectrum.error_bounds[-1]):.1e} | "
+            f"{spectrum.converged} | {seconds / grad_s:.1f} | {reference} | {holds} |"
+        )
         rows.append(row)
         print(row, flush=True)
-    summary = (f"\nWarm evaluations: median {statistics.median(counts)} HVPs, max {max(counts)} "
-               f"(target ≤ 5); cold start {cold.num_hvp}.")
+    summary = (
+        f"\nWarm evaluations: median {statistics.median(counts)} HVPs, max {max(counts)} "
+        f"(target ≤ 5); cold start {cold.num_hvp}."
+    )
     print(summary)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"warm_lambda_max_{args.size}.md").write_text("\n".join(lines + rows) + "\n" + summary + "\n")

@@ -2,12 +2,17 @@
 
 A teacher f*(x) = Σ_j a_j tanh(w_j·x + b_j) + c with m* = 3 neurons labels n = 500 Gaussian inputs in
 d = 2 (noiseless). Two students are trained on it with Lightning (float64, full-batch L-BFGS), each with a
-``LandscapeMonitor`` writing TensorBoard logs under ``runs/<student>/``:
+``LandscapeMonitor`` writing TensorBoard logs under ``runs/<student>/``, then taken to the critical point
+(more L-BFGS, then Newton steps on the dense Hessian: L-BFGS alone crawls near singular minima) and
+snapshotted once more:
 
 - the exact-width student (m = 3) should end at a strongly convex minimum, ``nondegenerate_min``, in the
   efficient domain (no redundant neuron);
-- the wider student (m = 5) should end at L ≈ 0 redundant (Benning–Dereich): its Hessian is singular and
-  every null direction is explained by the redundant neurons the report finds.
+- the wider student (m = 4) should end at L ≈ 0 redundant (Benning–Dereich): its Hessian is singular and
+  every null direction is explained by the redundant neuron the report finds.
+
+The same training without Lightning is then repeated over several seeds, and the report says for how many
+the story holds, and what the others are.
 
 The side-by-side report printed at the end takes every number from the library (the monitor's last
 snapshot, ``redundancy_nullity_check`` and ``classify_critical_point``); where a run does not tell the
@@ -29,21 +34,31 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytorch_lightning as pl
 import torch
+from pytorch_lightning.loggers import TensorBoardLogger
 from torch import nn
 
-import pytorch_lightning as pl
-from pytorch_lightning.loggers import TensorBoardLogger
-
 from torch_landscape import (
-    CriticalPoint, NullityCheck, classify_critical_point, redundancy_nullity_check,
+    CriticalPoint,
+    NullityCheck,
+    classify_critical_point,
+    neuron_redundancy,
+    redundancy_nullity_check,
 )
 from torch_landscape.callbacks import LandscapeMonitor
 from torch_landscape.probe import LandscapeSnapshot
+from torch_landscape.writers import log_snapshot
+
+try:
+    from examples._common import lbfgs, newton_polish
+except ImportError:  # run as a script: examples/ is on sys.path
+    from _common import lbfgs, newton_polish
 
 N_SAMPLES, INPUT_DIM, TEACHER_WIDTH = 500, 2, 3
-STUDENTS = (("exact_width_m3", 3), ("wider_m5", 5))  # (run name, width)
+STUDENTS = (("exact_width_m3", 3), ("wider_m4", 4))  # (run name, width)
 SEED = 1
+GLOBAL_LOSS = 1e-20  # the float64 fits reach 1e-28…1e-32; anything above 1e-20 has not reached L = 0
 
 
 def make_teacher() -> nn.Sequential:
@@ -86,9 +101,32 @@ class Student(pl.LightningModule):
     def configure_optimizers(self):
         # Tolerances at float64 rounding: the point is to reach the critical point, not to stop early.
         return torch.optim.LBFGS(
-            self.parameters(), lr=1.0, max_iter=self.lbfgs_iterations, history_size=50,
-            line_search_fn="strong_wolfe", tolerance_grad=1e-14, tolerance_change=1e-30,
+            self.parameters(),
+            lr=1.0,
+            max_iter=self.lbfgs_iterations,
+            history_size=50,
+            line_search_fn="strong_wolfe",
+            tolerance_grad=1e-14,
+            tolerance_change=1e-30,
         )
+
+
+@dataclass(frozen=True)
+class SeedOutcome:
+    """One student of the seed sweep: the library's numbers at its end point."""
+
+    seed: int
+    width: int
+    loss: float
+    grad_norm: float
+    critical: bool
+    kind: str
+    degenerate_kind: str | None
+    morse_index: int
+    nullity: int
+    predicted_nullity: int
+    unexplained_nullity: int
+    effective_width: int
 
 
 @dataclass
@@ -100,8 +138,9 @@ class Result:
     critical: CriticalPoint
     nullity: NullityCheck
     log_dir: Path
+    model: nn.Module
+    outcome: SeedOutcome | None = None
     story: list[str] = field(default_factory=list)
-    as_expected: bool = False
 
 
 def _quiet_lightning() -> None:
@@ -115,8 +154,18 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message="LandscapeMonitor has spent.*")
 
 
-def train_student(name: str, width: int, x: torch.Tensor, y: torch.Tensor, teacher: nn.Module, runs: Path,
-                  steps: int, lbfgs_iterations: int, full_every: int = 5, seed: int = SEED) -> tuple[Student, LandscapeMonitor, float, Path]:
+def train_student(
+    name: str,
+    width: int,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    teacher: nn.Module,
+    runs: Path,
+    steps: int,
+    lbfgs_iterations: int,
+    full_every: int = 5,
+    seed: int = SEED,
+) -> tuple[Student, LandscapeMonitor, float, Path]:
     """Train one student with a LandscapeMonitor; its TensorBoard logs go to ``runs/name`` (replaced)."""
     log_dir = runs / name
     shutil.rmtree(log_dir, ignore_errors=True)  # one event file per run, so reruns do not overlay
@@ -124,73 +173,165 @@ def train_student(name: str, width: int, x: torch.Tensor, y: torch.Tensor, teach
     student = Student(width, lbfgs_iterations)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=len(x))  # full batch
     monitor = LandscapeMonitor(
-        every_n_steps=1,      # a light evaluation (loss, gradient, PL, one-point) every L-BFGS step
+        every_n_steps=1,  # a light evaluation (loss, gradient, PL, one-point) every L-BFGS step
         full_every=full_every,  # Hessian, critical point and redundancy every full_every-th step, and at the end
-        reference=teacher,    # one-point convexity toward the neuron-aligned teacher
-        loss_star=0.0,        # noiseless labels: the infimum is 0
-        probe_data=(x, y),    # the whole training set
+        reference=teacher,  # one-point convexity toward the neuron-aligned teacher
+        loss_star=0.0,  # noiseless labels: the infimum is 0
+        probe_data=(x, y),  # the whole training set
         k=3,
         on_error="raise",
     )
     trainer = pl.Trainer(
-        max_epochs=steps, accelerator="cpu", devices=1, deterministic=True,
+        max_epochs=steps,
+        accelerator="cpu",
+        devices=1,
+        deterministic=True,
         logger=TensorBoardLogger(str(runs), name="", version=name, default_hp_metric=False),
-        callbacks=[monitor], log_every_n_steps=1, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False,
+        callbacks=[monitor],
+        log_every_n_steps=1,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
     )
     start = time.perf_counter()
     trainer.fit(student, loader)
     return student, monitor, time.perf_counter() - start, log_dir
 
 
-def analyse(name: str, width: int, student: Student, monitor: LandscapeMonitor, seconds: float, log_dir: Path,
-            x: torch.Tensor, y: torch.Tensor) -> Result:
-    """The final landscape (library functions only) and whether it tells the expected story."""
-    snapshot = monitor.last_snapshot
-    data = (x, y)
+def polish(
+    student: Student, monitor: LandscapeMonitor, x: torch.Tensor, y: torch.Tensor, log_dir: Path, iterations: int
+) -> LandscapeSnapshot:
+    """More L-BFGS, then Newton steps, to the critical point; a last full snapshot, logged beside the training's."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    lbfgs(student.net, x, y, max_iter=iterations, gtol=1e-10)
+    newton_polish(student.net, student.loss_fn, (x, y))
+    step = monitor.last_snapshot.step + 1
+    snapshot = monitor.probe.snapshot(step, full=True)
+    with SummaryWriter(str(log_dir)) as writer:
+        log_snapshot(writer, snapshot, monitor.probe)
+    return snapshot
+
+
+def outcome(
+    seed: int,
+    width: int,
+    net: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    critical: CriticalPoint | None = None,
+    redundancy=None,
+) -> tuple[SeedOutcome, CriticalPoint, NullityCheck]:
+    """The library's verdict on a trained student (critical point with probes, redundancy, nullity check)."""
+    loss_fn, data = nn.MSELoss(), (x, y)
     # probe=True: at a degenerate point, also walk the null directions (is the minimum non-isolated?).
-    critical = classify_critical_point(student.net, student.loss_fn, data, probe=True)
-    nullity = redundancy_nullity_check(student.net, student.loss_fn, data, snapshot.redundancy)
-    result = Result(name, width, seconds, snapshot, critical, nullity, log_dir)
-    redundancy = snapshot.redundancy
-    story = result.story
-    if not critical.critical:
-        story.append(f"training stopped before a critical point (|grad L| = {critical.grad_norm:.1e} > "
-                     f"{critical.gtol:.1e}); the classification describes the quadratic model only")
-    if snapshot.loss > 1e-12:
-        story.append(f"loss {snapshot.loss:.2e} > 0: not the teacher's function (a spurious point or unconverged)")
-    if width == TEACHER_WIDTH:
-        if critical.kind == "nondegenerate_min" and not redundancy.redundant:
-            result.as_expected = True
-            story.append("as expected: a strongly convex (nondegenerate) minimum in the efficient domain")
-        else:
-            story.append(f"NOT the expected story: {critical.kind}, effective width {redundancy.effective_width}"
-                         f" of {width}; {critical.reason}")
-    else:
-        explained = nullity.critical and nullity.measured_nullity > 0 and nullity.unexplained_nullity == 0
-        if redundancy.redundant and explained:
-            result.as_expected = True
-            story.append(f"as expected: redundant (width {width} -> {redundancy.effective_width}); the Hessian is "
-                         f"singular and all {nullity.measured_nullity} null directions are explained by the "
-                         "redundancies")
-            if snapshot.pl.mu_running_min > 0 and critical.degenerate_kind == "nonisolated_min":
-                story.append(f"the PL ratio stayed >= {snapshot.pl.mu_running_min:.1e} on the way: the null directions "
-                             "are flat (a manifold of minima, not higher-order growth), so a singular Hessian rules out "
-                             "strong convexity but not fast convergence")
-        elif not redundancy.redundant:
-            story.append(f"NOT the expected story: no verified merge (closest rule {redundancy.score_rule!r}, score "
-                         f"{redundancy.score:.1e}, candidates need <= 1e-6): the extra neurons are only nearly "
-                         "redundant at this point of training")
-        else:
-            story.append(f"redundant, but the nullity check says: {nullity.message}")
+    critical = critical or classify_critical_point(net, loss_fn, data, probe=True)
+    redundancy = redundancy or neuron_redundancy(net, data, loss_fn=loss_fn)
+    nullity = redundancy_nullity_check(net, loss_fn, data, redundancy)
+    return (
+        SeedOutcome(
+            seed,
+            width,
+            critical.loss,
+            critical.grad_norm,
+            critical.critical,
+            critical.kind,
+            critical.degenerate_kind,
+            critical.morse_index,
+            critical.nullity,
+            nullity.predicted_nullity,
+            nullity.unexplained_nullity,
+            redundancy.effective_width,
+        ),
+        critical,
+        nullity,
+    )
+
+
+def story(o: SeedOutcome) -> tuple[bool, str]:
+    """Whether an outcome tells the demo's story, and in words what it is."""
+    if o.loss > GLOBAL_LOSS or not o.critical:
+        return False, (
+            f"did not reach a zero-loss critical point within the iteration budget (L = {o.loss:.1e}, "
+            f"|grad L| = {o.grad_norm:.1e}; the library says {o.kind})"
+        )
+    if o.width == TEACHER_WIDTH:
+        if o.kind == "nondegenerate_min" and o.effective_width == o.width:
+            return True, "a strongly convex (nondegenerate) minimum in the efficient domain"
+        return False, f"NOT the expected story: {o.kind}, effective width {o.effective_width} of {o.width}"
+    if o.morse_index == 0 and o.effective_width < o.width and o.nullity == o.predicted_nullity > 0:
+        return True, (
+            f"redundant (width {o.width} -> {o.effective_width}), a non-isolated minimum: nullity "
+            f"{o.nullity} = predicted {o.predicted_nullity}"
+            + (f", probes: {o.degenerate_kind}" if o.degenerate_kind else "")
+        )
+    return False, (
+        f"NOT the expected story: {o.kind}, index {o.morse_index}, effective width {o.effective_width} "
+        f"of {o.width}, nullity {o.nullity} vs predicted {o.predicted_nullity}"
+    )
+
+
+def analyse(
+    name: str,
+    width: int,
+    student: Student,
+    snapshot: LandscapeSnapshot,
+    seconds: float,
+    log_dir: Path,
+    x: torch.Tensor,
+    y: torch.Tensor,
+) -> Result:
+    """The final landscape (library functions only) and the story it tells."""
+    outcome_, critical, nullity = outcome(SEED, width, student.net, x, y, redundancy=snapshot.redundancy)
+    result = Result(name, width, seconds, snapshot, critical, nullity, log_dir, student.net, outcome_)
+    holds, text = story(outcome_)
+    result.story.append(("as expected: " if holds else "") + text)
+    if (
+        holds
+        and width > TEACHER_WIDTH
+        and snapshot.pl.mu_running_min > 0
+        and critical.degenerate_kind == "nonisolated_min"
+    ):
+        result.story.append(
+            f"the PL ratio stayed >= {snapshot.pl.mu_running_min:.1e} on the way: the null directions "
+            "are flat (a manifold of minima, not higher-order growth), so a singular Hessian rules out "
+            "strong convexity but not fast convergence"
+        )
     return result
+
+
+def sweep(seeds: range, x: torch.Tensor, y: torch.Tensor, iterations: int) -> list[SeedOutcome]:
+    """Both students for every seed, trained as above without Lightning (L-BFGS from PyTorch's default init,
+    then Newton polishing), each judged by the library."""
+    outcomes = []
+    for seed in seeds:
+        for _, width in STUDENTS:
+            torch.manual_seed(seed)
+            net = nn.Sequential(nn.Linear(INPUT_DIM, width), nn.Tanh(), nn.Linear(width, 1)).double()
+            lbfgs(net, x, y, max_iter=iterations, gtol=1e-10)
+            newton_polish(net, nn.MSELoss(), (x, y))
+            outcomes.append(outcome(seed, width, net, x, y)[0])
+    return outcomes
+
+
+def sweep_report(outcomes: list[SeedOutcome]) -> list[str]:
+    lines = ["", f"Over {len({o.seed for o in outcomes})} seeds (same training, no Lightning):"]
+    for _, width in STUDENTS:
+        mine = [o for o in outcomes if o.width == width]
+        verdicts = [story(o) for o in mine]
+        lines.append(f"  width {width}: the story holds for {sum(h for h, _ in verdicts)} of {len(mine)} seeds")
+        lines += [
+            f"    seed {o.seed}: L = {o.loss:.1e}, |grad L| = {o.grad_norm:.1e}; {text}"
+            for o, (_, text) in zip(mine, verdicts)
+        ]
+    return lines
 
 
 def _pm(value: float, bound: float) -> str:
     return f"{value:.3e} ± {bound:.1e}"
 
 
-def report(results: list[Result]) -> str:
+def report(results: list[Result], outcomes: list[SeedOutcome] = ()) -> str:
     """The side-by-side table, the findings, and the verdicts."""
     rows: list[tuple[str, list[str]]] = []
 
@@ -221,12 +362,18 @@ def report(results: list[Result]) -> str:
     row("one-point convexity", one_point)  # toward the neuron-aligned teacher; min over the run
     row("effective width", lambda r: f"{r.snapshot.redundancy.effective_width} of {r.width}")
     row("Hessian nullity", lambda r: f"{r.nullity.measured_nullity} (predicted {r.nullity.predicted_nullity})")
-    row("critical point", lambda r: r.critical.kind + (f" ({r.critical.degenerate_kind})" if r.critical.degenerate_kind else ""))
+    row(
+        "critical point",
+        lambda r: r.critical.kind + (f" ({r.critical.degenerate_kind})" if r.critical.degenerate_kind else ""),
+    )
 
     label_width = max(len(label) for label, _ in rows) + 2
     cell_width = max(30, *(len(cell) for _, cells in rows for cell in cells)) + 2
-    lines = ["", "=" * (label_width + cell_width * len(results)),
-             "".ljust(label_width) + "".join(f"{r.name} ({r.width} neurons)".ljust(cell_width) for r in results)]
+    lines = [
+        "",
+        "=" * (label_width + cell_width * len(results)),
+        "".ljust(label_width) + "".join(f"{r.name} ({r.width} neurons)".ljust(cell_width) for r in results),
+    ]
     lines.append("-" * (label_width + cell_width * len(results)))
     lines += [label.ljust(label_width) + "".join(cell.ljust(cell_width) for cell in cells) for label, cells in rows]
     lines.append("=" * (label_width + cell_width * len(results)))
@@ -235,35 +382,54 @@ def report(results: list[Result]) -> str:
         claims = r.snapshot.redundancy.claims
         if claims:
             lines.append(f"  redundancy: {len(claims)} verified merge(s):")
-            lines += [f"    {f.rule} of neuron(s) {list(f.neurons)}: score {f.score:.1e}, output change "
-                      f"{f.max_output_change:.1e} ({f.detail})" for f in claims]
+            lines += [
+                f"    {f.rule} of neuron(s) {list(f.neurons)}: score {f.score:.1e}, output change "
+                f"{f.max_output_change:.1e} ({f.detail})"
+                for f in claims
+            ]
         else:
-            lines.append(f"  redundancy: none verified; closest rule {r.snapshot.redundancy.score_rule!r} at score "
-                         f"{r.snapshot.redundancy.score:.1e} (efficient)")
+            lines.append(
+                f"  redundancy: none verified; closest rule {r.snapshot.redundancy.score_rule!r} at score "
+                f"{r.snapshot.redundancy.score:.1e} (efficient)"
+            )
         lines.append(f"  nullity check: {r.nullity.message}")
         if r.nullity.sources and r.nullity.predicted_nullity:
             lines.append("    predicted from: " + "; ".join(r.nullity.sources))
         lines += [f"  => {line}" for line in r.story]
-    lines += ["", "TensorBoard logs: " + ", ".join(str(r.log_dir) for r in results),
-              f"Open them with:  .venv/bin/tensorboard --logdir {results[0].log_dir.parent}",
-              "  (custom-scalars tab: the charts grouped by story; text tab: the per-step reports)"]
+    lines += sweep_report(list(outcomes))
+    lines += [
+        "",
+        "TensorBoard logs: " + ", ".join(str(r.log_dir) for r in results),
+        f"Open them with:  .venv/bin/tensorboard --logdir {results[0].log_dir.parent}",
+        "  (custom-scalars tab: the charts grouped by story; text tab: the per-step reports)",
+    ]
     return "\n".join(lines)
 
 
-def run(runs: Path = Path("runs"), quick: bool = False) -> list[Result]:
-    """Train both students, analyse them, and return the results (the report is :func:`report`)."""
+def run(runs: Path = Path("runs"), quick: bool = False) -> tuple[list[Result], list[SeedOutcome]]:
+    """Train both students, analyse them, sweep the seeds; returns (results, sweep) (the report: :func:`report`)."""
     _quiet_lightning()
     torch.set_num_threads(min(2, torch.get_num_threads()))
     teacher = make_teacher()
     x, y = make_data(teacher)
     steps, iterations, full_every = (10, 25, 10) if quick else (20, 25, 5)
+    polish_iterations = 600
     results = []
     for name, width in STUDENTS:
-        print(f"training {name}: {width} tanh neurons on {N_SAMPLES} teacher-labelled points "
-              f"(L-BFGS, {steps} steps of up to {iterations} iterations) ...", flush=True)
-        student, monitor, seconds, log_dir = train_student(name, width, x, y, teacher, runs, steps, iterations, full_every)
-        results.append(analyse(name, width, student, monitor, seconds, log_dir, x, y))
-    return results
+        print(
+            f"training {name}: {width} tanh neurons on {N_SAMPLES} teacher-labelled points "
+            f"(L-BFGS, {steps} steps of up to {iterations} iterations, then up to {polish_iterations} more and "
+            "Newton polishing) ...",
+            flush=True,
+        )
+        student, monitor, seconds, log_dir = train_student(
+            name, width, x, y, teacher, runs, steps, iterations, full_every
+        )
+        snapshot = polish(student, monitor, x, y, log_dir, polish_iterations)
+        results.append(analyse(name, width, student, snapshot, seconds, log_dir, x, y))
+    seeds = range(2, 4) if quick else range(1, 7)  # quick: two seeds besides the Lightning run's seed 1
+    print(f"the same for seeds {seeds.start}..{seeds.stop - 1} without Lightning ...", flush=True)
+    return results, sweep(seeds, x, y, steps * iterations + polish_iterations)
 
 
 def main(argv: list[str] | None = None) -> list[Result]:
@@ -272,8 +438,8 @@ def main(argv: list[str] | None = None) -> list[Result]:
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="TensorBoard log root (default runs/)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    results = run(args.runs, args.quick)
-    print(report(results))
+    results, outcomes = run(args.runs, args.quick)
+    print(report(results, outcomes))
     print(f"\n(total {time.perf_counter() - start:.0f} s)")
     return results
 

@@ -17,11 +17,23 @@ import torch
 from torch import nn
 
 try:
-    from examples._common import Report, fit_restarts, fmt, parse_quick, replay, shallow, writer
+    from examples._common import (
+        Report,
+        fit_restarts,
+        fmt,
+        parse_quick,
+        replay,
+        shallow,
+        writer,
+    )
 except ImportError:  # run as a script: examples/ is on sys.path
     from _common import Report, fit_restarts, fmt, parse_quick, replay, shallow, writer
 
-from torch_landscape import classify_critical_point, neuron_redundancy, redundancy_nullity_check
+from torch_landscape import (
+    classify_critical_point,
+    neuron_redundancy,
+    redundancy_nullity_check,
+)
 from torch_landscape.probe import LandscapeProbe
 
 NAME = "efficient_vs_redundant_tanh"
@@ -30,15 +42,24 @@ NAME = "efficient_vs_redundant_tanh"
 def fit_student(width, x, y, teacher, *, seed, restarts, max_iter, loss_star, tb):
     """Best of ``restarts`` L-BFGS runs from N(0, 1) inits, its path replayed through a LandscapeProbe."""
     model, attempt, states = fit_restarts(
-        lambda attempt: shallow(x.shape[1], width, nn.Tanh(), generator=torch.Generator().manual_seed(1000 * seed + attempt)),
-        x, y, restarts=restarts, max_iter=max_iter, good=1e-20 if loss_star == 0.0 else -1.0)
+        lambda attempt: shallow(
+            x.shape[1], width, nn.Tanh(), generator=torch.Generator().manual_seed(1000 * seed + attempt)
+        ),
+        x,
+        y,
+        restarts=restarts,
+        max_iter=max_iter,
+        good=1e-20 if loss_star == 0.0 else -1.0,
+    )
     probe = LandscapeProbe(model, nn.MSELoss(), (x, y), reference=teacher, loss_star=loss_star, k=4)
     return model, replay(probe, model, states, tb), attempt
 
 
 def main(quick: bool = False, logdir: str | Path = "runs") -> dict:
-    report = Report("Efficient vs redundant tanh students (teacher m* = 3, d = 2)",
-                    "Benning & Dereich, arXiv:2504.08867 (2025); Sussmann (1992); theory.md §6 E4, §4.5")
+    report = Report(
+        "Efficient vs redundant tanh students (teacher m* = 3, d = 2)",
+        "Benning & Dereich, arXiv:2504.08867 (2025); Sussmann (1992); theory.md §6 E4, §4.5",
+    )
     torch.manual_seed(0)
     d, m_star, n = 2, 3, (100 if quick else 500)
     generator = torch.Generator().manual_seed(7)
@@ -57,47 +78,77 @@ def main(quick: bool = False, logdir: str | Path = "runs") -> dict:
             report.section(f"{label} labels, student width m = {width}")
             tb = writer(logdir, f"{NAME}/{key}")
             model, snap, attempt = fit_student(
-                width, x, y, teacher, seed=width + (100 if sigma else 0), restarts=6 if not quick else 3,
-                max_iter=300 if quick else 1500, loss_star=0.0 if sigma == 0 else None, tb=tb)
+                width,
+                x,
+                y,
+                teacher,
+                seed=width + (100 if sigma else 0),
+                restarts=6 if not quick else 3,
+                max_iter=300 if quick else 1500,
+                loss_star=0.0 if sigma == 0 else None,
+                tb=tb,
+            )
             tb.close()
             cp = snap.critical or classify_critical_point(model, nn.MSELoss(), (x, y))
             red = snap.redundancy or neuron_redundancy(model, (x, y), loss_fn=nn.MSELoss())
             nullity = redundancy_nullity_check(model, nn.MSELoss(), (x, y), report=red)
             verified = [f for f in red.findings if f.verified]
-            report.line(f"init #{attempt}; L = {fmt(cp.loss)}, ‖∇L‖ = {fmt(cp.grad_norm)}; "
-                        f"λ_min = {fmt(cp.lambda_min)}, λ_max = {fmt(cp.lambda_max)}")
+            report.line(
+                f"init #{attempt}; L = {fmt(cp.loss)}, ‖∇L‖ = {fmt(cp.grad_norm)}; "
+                f"λ_min = {fmt(cp.lambda_min)}, λ_max = {fmt(cp.lambda_max)}"
+            )
             report.line(f"classification: {cp.kind} (index {cp.morse_index}, nullity {cp.nullity}) — {cp.reason}")
-            report.line(f"effective width {red.effective_width} of {red.width}; distance to redundancy "
-                        f"{fmt(red.score)} ({red.score_rule})")
+            report.line(
+                f"effective width {red.effective_width} of {red.width}; distance to redundancy "
+                f"{fmt(red.score)} ({red.score_rule})"
+            )
             for f in verified:
                 report.line(f"  finding: {f.rule} on neurons {f.neurons}, score {fmt(f.score)} ({f.level})")
-            report.line(f"Hessian nullity {nullity.measured_nullity}, predicted by redundancy + symmetries "
-                        f"{nullity.predicted_nullity} (unexplained {nullity.unexplained_nullity})")
+            report.line(
+                f"Hessian nullity {nullity.measured_nullity}, predicted by redundancy + symmetries "
+                f"{nullity.predicted_nullity} (unexplained {nullity.unexplained_nullity})"
+            )
             if snap.pl is not None and sigma == 0:
-                report.line(f"PL ratio at the last light evaluation: {fmt(snap.pl.mu)} "
-                            f"(running min {fmt(snap.pl.mu_running_min)})")
-            results[key] = dict(kind=cp.kind, loss=cp.loss, lambda_min=cp.lambda_min, nullity=cp.nullity,
-                                width=red.width, effective_width=red.effective_width,
-                                predicted_nullity=nullity.predicted_nullity,
-                                measured_nullity=nullity.measured_nullity,
-                                findings=[f.rule for f in verified])
+                report.line(
+                    f"PL ratio at the last light evaluation: {fmt(snap.pl.mu)} "
+                    f"(running min {fmt(snap.pl.mu_running_min)})"
+                )
+            results[key] = {
+                "kind": cp.kind,
+                "loss": cp.loss,
+                "lambda_min": cp.lambda_min,
+                "nullity": cp.nullity,
+                "width": red.width,
+                "effective_width": red.effective_width,
+                "predicted_nullity": nullity.predicted_nullity,
+                "measured_nullity": nullity.measured_nullity,
+                "findings": [f.rule for f in verified],
+            }
             if width == m_star:
-                report.check("exact width: nondegenerate_min, efficient (effective width = width)",
-                             cp.kind == "nondegenerate_min" and red.effective_width == width,
-                             f"{cp.kind}, effective width {red.effective_width}/{width}")
+                report.check(
+                    "exact width: nondegenerate_min, efficient (effective width = width)",
+                    cp.kind == "nondegenerate_min" and red.effective_width == width,
+                    f"{cp.kind}, effective width {red.effective_width}/{width}",
+                )
             elif sigma == 0:
-                report.check("wider, noiseless: L ≈ 0, redundant (effective width < width), singular Hessian "
-                             "with nullity ≥ predicted",
-                             cp.loss < 1e-12 and red.effective_width < width and cp.kind != "nondegenerate_min"
-                             and nullity.measured_nullity >= nullity.predicted_nullity > 0,
-                             f"L = {fmt(cp.loss)}, effective width {red.effective_width}/{width}, {cp.kind}, "
-                             f"nullity {nullity.measured_nullity} ≥ predicted {nullity.predicted_nullity}")
+                report.check(
+                    "wider, noiseless: L ≈ 0, redundant (effective width < width), singular Hessian "
+                    "with nullity ≥ predicted",
+                    cp.loss < 1e-12
+                    and red.effective_width < width
+                    and cp.kind != "nondegenerate_min"
+                    and nullity.measured_nullity >= nullity.predicted_nullity > 0,
+                    f"L = {fmt(cp.loss)}, effective width {red.effective_width}/{width}, {cp.kind}, "
+                    f"nullity {nullity.measured_nullity} ≥ predicted {nullity.predicted_nullity}",
+                )
             else:
                 redundant = red.effective_width < width
-                report.check("wider, noisy: if redundant then never isolated (nullity ≥ 1); BD's genericity "
-                             "suggests an efficient, nondegenerate minimum is typical [unsure]",
-                             (not redundant) or cp.nullity >= 1,
-                             f"{cp.kind}, effective width {red.effective_width}/{width}, nullity {cp.nullity}")
+                report.check(
+                    "wider, noisy: if redundant then never isolated (nullity ≥ 1); BD's genericity "
+                    "suggests an efficient, nondegenerate minimum is typical [unsure]",
+                    (not redundant) or (cp.nullity or 0) >= 1,
+                    f"{cp.kind}, effective width {red.effective_width}/{width}, nullity {cp.nullity}",
+                )
     return report.finish(Path(logdir) / NAME, results=results)
 
 

@@ -28,7 +28,9 @@ NAME = "plain_pytorch_loop"
 
 
 def main(quick: bool = False, logdir: str | Path = "runs") -> dict:
-    report = Report("Plain PyTorch loop with LandscapeProbe and SummaryWriter", "library usage example (no paper claim)")
+    report = Report(
+        "Plain PyTorch loop with LandscapeProbe and SummaryWriter", "library usage example (no paper claim)"
+    )
     torch.manual_seed(0)
     teacher = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 1))
     x = torch.randn(2000, 4)
@@ -58,21 +60,39 @@ def main(quick: bool = False, logdir: str | Path = "runs") -> dict:
     writer.close()
     report.section(f"after {steps} SGD steps")
     report.line(f"probe loss {fmt(snap.loss)}, ‖∇L‖ {fmt(snap.grad_norm)}")
-    report.line(f"λ_min = {fmt(snap.spectrum.eigenvalues[0])} ± {fmt(snap.spectrum.error_bounds[0])}, λ_max = "
-                f"{fmt(snap.spectrum.eigenvalues[-1])} ± {fmt(snap.spectrum.error_bounds[-1])}; λ_max·η/2 = "
-                f"{float(snap.spectrum.eigenvalues[-1]) * lr / 2:.3f} (< 1: stable)")
-    report.line(f"PL ratio {fmt(snap.pl.mu)} (running min {fmt(snap.pl.mu_running_min)}); one-point convexity toward "
-                f"the aligned teacher {fmt(snap.one_point.value)} (running min {fmt(snap.one_point_running_min)})")
-    report.line(f"critical point test: {snap.critical.kind}; effective width {snap.redundancy.effective_width} of "
-                f"{snap.redundancy.width}")
+    report.line(
+        f"λ_min = {fmt(snap.spectrum.eigenvalues[0])} ± {fmt(snap.spectrum.error_bounds[0])}, λ_max = "
+        f"{fmt(snap.spectrum.eigenvalues[-1])} ± {fmt(snap.spectrum.error_bounds[-1])}; λ_max·η/2 = "
+        f"{float(snap.spectrum.eigenvalues[-1]) * lr / 2:.3f} (< 1: stable)"
+    )
+    report.line(
+        f"PL ratio {fmt(snap.pl.mu)} (running min {fmt(snap.pl.mu_running_min)}); one-point convexity toward "
+        f"the aligned teacher {fmt(snap.one_point.value)} (running min {fmt(snap.one_point_running_min)})"
+    )
+    report.line(
+        f"critical point test: {snap.critical.kind}; effective width {snap.redundancy.effective_width} of "
+        f"{snap.redundancy.width}"
+    )
     report.line("the snapshot's own Markdown report (also in TensorBoard's text tab):")
     for line in snapshot_report(snap).splitlines()[:12]:
         report.line("  | " + line)
-    report.check("training went down and the probe logged every quantity without errors",
-                 snap.loss < 0.5 * first_loss and not snap.errors,
-                 f"probe loss {fmt(first_loss)} → {fmt(snap.loss)}, errors: {list(snap.errors)}")
+    report.check(
+        "training went down and the probe logged every quantity without errors",
+        snap.loss < 0.5 * first_loss and not snap.errors,
+        f"probe loss {fmt(first_loss)} → {fmt(snap.loss)}, errors: {list(snap.errors)}",
+    )
     out = report.finish(Path(logdir) / NAME)
-    out.update(loss=snap.loss, errors=list(snap.errors), tags=sorted(snapshot_scalars(snap)), steps=steps)
+    out.update(
+        loss=snap.loss,
+        first_loss=first_loss,
+        errors=list(snap.errors),
+        tags=sorted(snapshot_scalars(snap)),
+        steps=steps,
+        lambda_max=float(snap.spectrum.eigenvalues[-1]),
+        lambda_max_bound=float(snap.spectrum.error_bounds[-1]),
+        model=student,
+        probe_data=(x[:512], y[:512]),
+    )
     return out
 
 

@@ -24,7 +24,11 @@ try:
 except ImportError:  # run as a script: examples/ is on sys.path
     from _common import Report, fmt, lbfgs, parse_quick
 
-from torch_landscape import classify_critical_point, neuron_redundancy, redundancy_nullity_check
+from torch_landscape import (
+    classify_critical_point,
+    neuron_redundancy,
+    redundancy_nullity_check,
+)
 
 NAME = "real_data_goog_volume"
 
@@ -50,8 +54,10 @@ def main(quick: bool = False, logdir: str | Path = "runs") -> dict:
 
     from torch_landscape.callbacks import LandscapeMonitor
 
-    report = Report("Real data: GOOG daily log volume from price range (1046 days, 3 features), tanh width 8",
-                    "no paper claim: what the monitors report on data nobody planted (theory.md §1–§4)")
+    report = Report(
+        "Real data: GOOG daily log volume from price range (1046 days, 3 features), tanh width 8",
+        "no paper claim: what the monitors report on data nobody planted (theory.md §1–§4)",
+    )
     x, y = load()
     if quick:
         x, y = x[:300], y[:300]
@@ -77,23 +83,37 @@ def main(quick: bool = False, logdir: str | Path = "runs") -> dict:
             return torch.optim.Adam(self.parameters(), lr=0.02)
 
     model = Regressor()
-    loader = DataLoader(TensorDataset(x, y), batch_size=len(x))  # full batch: the monitor's objective is the training loss
+    loader = DataLoader(
+        TensorDataset(x, y), batch_size=len(x)
+    )  # full batch: the monitor's objective is the training loss
     monitor = LandscapeMonitor(every_n_steps=10, full_every=5, probe_data=(x, y), k=4)
-    trainer = pl.Trainer(max_epochs=60 if quick else 400, logger=TensorBoardLogger(str(logdir), name=NAME, version=0),
-                         callbacks=[monitor], accelerator="cpu", devices=1, enable_progress_bar=False,
-                         enable_model_summary=False, enable_checkpointing=False, log_every_n_steps=10)
+    trainer = pl.Trainer(
+        max_epochs=60 if quick else 400,
+        logger=TensorBoardLogger(str(logdir), name=NAME, version=0),
+        callbacks=[monitor],
+        accelerator="cpu",
+        devices=1,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        log_every_n_steps=10,
+    )
     trainer.fit(model, loader)
     snap = monitor.last_snapshot
     report.section(f"after {trainer.global_step} Adam steps (monitored under Lightning)")
     report.line(f"L = {fmt(snap.loss)}, ‖∇L‖ = {fmt(snap.grad_norm)}")
     if snap.critical is not None:
-        report.line(f"classification: {snap.critical.kind} (index {snap.critical.morse_index}, "
-                    f"λ_min = {fmt(snap.critical.lambda_min)}, λ_max = {fmt(snap.critical.lambda_max)})")
+        report.line(
+            f"classification: {snap.critical.kind} (index {snap.critical.morse_index}, "
+            f"λ_min = {fmt(snap.critical.lambda_min)}, λ_max = {fmt(snap.critical.lambda_max)})"
+        )
     if snap.pl is not None:
         report.line(f"PL ratio {fmt(snap.pl.mu)} with L̂* = {fmt(snap.pl.loss_star)} estimated online")
     if snap.redundancy is not None:
-        report.line(f"effective width {snap.redundancy.effective_width} of {width}; distance to redundancy "
-                    f"{fmt(snap.redundancy.score)} ({snap.redundancy.score_rule})")
+        report.line(
+            f"effective width {snap.redundancy.effective_width} of {width}; distance to redundancy "
+            f"{fmt(snap.redundancy.score)} ({snap.redundancy.score_rule})"
+        )
 
     report.section("polished by full-batch L-BFGS to a critical point, then classified")
     net = model.net
@@ -103,18 +123,31 @@ def main(quick: bool = False, logdir: str | Path = "runs") -> dict:
     red = neuron_redundancy(net, (x, y), loss_fn=loss_fn)
     check = redundancy_nullity_check(net, loss_fn, (x, y), report=red)
     report.line(f"L = {fmt(cp.loss)} (variance of the standardised target: 1), ‖∇L‖ = {fmt(cp.grad_norm)}")
-    report.line(f"classification: {cp.kind}, index {cp.morse_index}, nullity {cp.nullity}, λ_min = {fmt(cp.lambda_min)}, "
-                f"λ_max = {fmt(cp.lambda_max)}, condition {cp.lambda_max / abs(cp.lambda_min):.1e}")
-    report.line(f"effective width {red.effective_width} of {red.width}; smallest redundancy score {fmt(red.score)} "
-                f"({red.score_rule}); Hessian nullity {check.measured_nullity}, predicted {check.predicted_nullity}")
+    report.line(
+        f"classification: {cp.kind}, index {cp.morse_index}, nullity {cp.nullity}, λ_min = {fmt(cp.lambda_min)}, "
+        f"λ_max = {fmt(cp.lambda_max)}, condition {cp.lambda_max / abs(cp.lambda_min):.1e}"
+    )
+    report.line(
+        f"effective width {red.effective_width} of {red.width}; smallest redundancy score {fmt(red.score)} "
+        f"({red.score_rule}); Hessian nullity {check.measured_nullity}, predicted {check.predicted_nullity}"
+    )
     consistent = (cp.kind != "nondegenerate_min") or red.effective_width == red.width
-    report.check("consistency (Benning–Dereich, one direction): a nondegenerate minimum is efficient "
-                 "(no verified redundancy)", consistent,
-                 f"{cp.kind}, effective width {red.effective_width}/{red.width}")
+    report.check(
+        "consistency (Benning–Dereich, one direction): a nondegenerate minimum is efficient (no verified redundancy)",
+        consistent,
+        f"{cp.kind}, effective width {red.effective_width}/{red.width}",
+    )
     out = report.finish(Path(logdir) / NAME)
-    out.update(kind=cp.kind, loss=cp.loss, grad_norm=cp.grad_norm, critical=cp.critical,
-               effective_width=red.effective_width, width=width, monitor_loss=snap.loss,
-               monitor_had_hessian=snap.spectrum is not None)
+    out.update(
+        kind=cp.kind,
+        loss=cp.loss,
+        grad_norm=cp.grad_norm,
+        critical=cp.critical,
+        effective_width=red.effective_width,
+        width=width,
+        monitor_loss=snap.loss,
+        monitor_had_hessian=snap.spectrum is not None,
+    )
     return out
 
 

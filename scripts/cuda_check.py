@@ -28,9 +28,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
 from problems import LEARNING_RATE, SIZES, TRAIN_STEPS, make_data, make_model  # noqa: E402
+from torch import nn  # noqa: E402
 
 from torch_landscape import HessianOperator, hessian_eigenvalues  # noqa: E402
 
@@ -83,8 +82,11 @@ def timings(size_name: str, tol: float) -> None:
         training_step()
     params = list(model.parameters())
     count = sum(p.numel() for p in params)
-    print(f"\n{torch.cuda.get_device_name(device)}; {size_name}: d_in={size.d_in}, h={size.h}, n={size.n}, "
-          f"{count} parameters, float32, trained {TRAIN_STEPS} Adam steps", flush=True)
+    print(
+        f"\n{torch.cuda.get_device_name(device)}; {size_name}: d_in={size.d_in}, h={size.h}, n={size.n}, "
+        f"{count} parameters, float32, trained {TRAIN_STEPS} Adam steps",
+        flush=True,
+    )
 
     step_memory, _ = peak_memory(training_step)  # state as it is after training: Adam moments exist
     optimizer.zero_grad(set_to_none=True)
@@ -103,11 +105,15 @@ def timings(size_name: str, tol: float) -> None:
     top_s, spectrum = timed(top10, 3)
     print(f"gradient        {gradient_s * 1e3:9.2f} ms")
     print(f"HVP (matvec)    {hvp_s * 1e3:9.2f} ms  = {hvp_s / gradient_s:.2f} gradients")
-    print(f"top-10 (tol {tol:g}) {top_s * 1e3:9.1f} ms  = {top_s / gradient_s:.1f} gradients, {spectrum.num_hvp} HVPs, "
-          f"converged={spectrum.converged}, λ_max={spectrum.lambda_max:.6g}, "
-          f"max bound/λ_max={float(spectrum.error_bounds.max()) / spectrum.lambda_max:.1e}")
-    print(f"peak GPU memory: training step {step_memory / 2**20:.0f} MiB, top-10 {top_memory / 2**20:.0f} MiB "
-          f"= {top_memory / max(step_memory, 1):.2f}× (target ≤ 2×)")
+    print(
+        f"top-10 (tol {tol:g}) {top_s * 1e3:9.1f} ms  = {top_s / gradient_s:.1f} gradients, {spectrum.num_hvp} HVPs, "
+        f"converged={spectrum.converged}, λ_max={spectrum.lambda_max:.6g}, "
+        f"max bound/λ_max={float(spectrum.error_bounds.max()) / spectrum.lambda_max:.1e}"
+    )
+    print(
+        f"peak GPU memory: training step {step_memory / 2**20:.0f} MiB, top-10 {top_memory / 2**20:.0f} MiB "
+        f"= {top_memory / max(step_memory, 1):.2f}× (target ≤ 2×)"
+    )
 
 
 def main() -> int:

@@ -35,9 +35,16 @@ VIEWS = (
     ("images", "#images", 1100),
 )
 CHROMIUM_FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--hide-scrollbars", "--virtual-time-budget=15000",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--virtual-time-budget=15000",
 )
 
 
@@ -62,7 +69,9 @@ def demo_logs(logdir: Path, reuse: bool) -> Path:
     if not (reuse and logdir.is_dir() and any(logdir.rglob("events.out.tfevents.*"))):
         print("running the demo", flush=True)
         shutil.rmtree(logdir, ignore_errors=True)
-        subprocess.run([sys.executable, str(ROOT / "examples" / "demo.py"), "--runs", str(logdir)], check=True, cwd=ROOT)
+        subprocess.run(
+            [sys.executable, str(ROOT / "examples" / "demo.py"), "--runs", str(logdir)], check=True, cwd=ROOT
+        )
     return logdir
 
 
@@ -73,7 +82,11 @@ def ensure_chromium() -> str:
     print("installing Debian's chromium (apt-get)", flush=True)
     sudo = [] if os.geteuid() == 0 else ["sudo"]
     subprocess.run(sudo + ["apt-get", "update"], check=True)
-    subprocess.run(sudo + ["apt-get", "install", "-y", "chromium"], check=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    subprocess.run(
+        sudo + ["apt-get", "install", "-y", "chromium"],
+        check=True,
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+    )
     found = shutil.which("chromium")
     if not found:
         sys.exit("chromium is still not on PATH after apt-get install")
@@ -98,9 +111,21 @@ def screenshot(chromium: str, logdir: Path, out: Path, prefix: str) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}/"
     server = subprocess.Popen(
-        [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", "127.0.0.1",
-         "--port", str(port), "--load_fast", "false"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "tensorboard.main",
+            "--logdir",
+            str(logdir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--load_fast",
+            "false",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_for(base + "data/runs")
@@ -108,9 +133,18 @@ def screenshot(chromium: str, logdir: Path, out: Path, prefix: str) -> None:
             target = out / f"{prefix}_{view}.png"
             with tempfile.TemporaryDirectory() as profile:
                 subprocess.run(
-                    [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--window-size=1600,{height}",
-                     f"--screenshot={target}", base + fragment],
-                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=180,
+                    [
+                        chromium,
+                        *CHROMIUM_FLAGS,
+                        f"--user-data-dir={profile}",
+                        f"--window-size=1600,{height}",
+                        f"--screenshot={target}",
+                        base + fragment,
+                    ],
+                    check=True,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    timeout=180,
                 )
             print(f"wrote {target.relative_to(ROOT) if target.is_relative_to(ROOT) else target}", flush=True)
     finally:

@@ -7,11 +7,10 @@ import pytest
 import torch
 from torch import nn
 
+from helpers import shallow
 from torch_landscape.align import align_reference
 from torch_landscape.convexity import one_point_convexity
 from torch_landscape.shallow import Square
-
-from helpers import shallow
 
 F64 = torch.float64
 # Alignment of an exactly transformed teacher only applies symmetries and a Hungarian matching to it:
@@ -113,7 +112,9 @@ def test_frozen_unit_output_weights_project_onto_the_simplex():
     assert alignment.scales[0] == pytest.approx(0.4, abs=EXACT) and alignment.scales[2] == pytest.approx(0.6, abs=EXACT)
 
 
-@pytest.mark.parametrize("activation", [nn.Tanh(), nn.Sigmoid(), nn.ReLU(), nn.Identity(), nn.Softplus(), Square()], ids=str)
+@pytest.mark.parametrize(
+    "activation", [nn.Tanh(), nn.Sigmoid(), nn.ReLU(), nn.Identity(), nn.Softplus(), Square()], ids=str
+)
 def test_aligned_reference_computes_the_reference_function(activation):
     """Ground truth independent of the cost: whatever the student, the aligned reference must be the
     teacher moved along its own symmetries (and, over-parameterised, a realisation of it)."""

@@ -16,7 +16,13 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from helpers import dense_truth, regression_data, shallow
 from torch_landscape import (
-    HessianOperator, LandscapeProbe, Objective, hessian_eigenvalues, hessian_trace, one_point_convexity, pl_ratio,
+    HessianOperator,
+    LandscapeProbe,
+    Objective,
+    hessian_eigenvalues,
+    hessian_trace,
+    one_point_convexity,
+    pl_ratio,
     spectral_density,
 )
 from torch_landscape.callbacks import ConvexityMonitor, HessianMonitor, LandscapeMonitor, RedundancyMonitor
@@ -40,6 +46,12 @@ def classifier() -> nn.Module:
 def deep() -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 1)).double()
+
+
+def unsupported() -> nn.Module:
+    """Neither a one-hidden-layer network nor a plain MLP: no neuron redundancy."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.LayerNorm(4), nn.Linear(4, 1)).double()
 
 
 def summed(outputs, targets):
@@ -403,12 +415,12 @@ SETUP = [
     ),
     (
         "setup redundancy deep",
-        lambda: set_up(RedundancyMonitor(probe_data=(XF, YF)), Student(deep().float())),
+        lambda: set_up(RedundancyMonitor(probe_data=(XF, YF)), Student(unsupported().float())),
         r"redundancy needs a one-hidden-layer network.*HessianMonitor or ConvexityMonitor",
     ),
     (
         "setup redundancy deep default",
-        lambda: set_up(RedundancyMonitor(), Student(deep().float())),
+        lambda: set_up(RedundancyMonitor(), Student(unsupported().float())),
         r"redundancy needs a one-hidden-layer network",
     ),
 ]
@@ -446,8 +458,15 @@ class Reached(Callback):
 def test_a_trainer_stops_at_setup_before_training_starts(tmp_path):
     reached = Reached()
     monitor = LandscapeMonitor(probe_data=(XF, YF[:, 0]), loss_fn=mean_squares)
-    trainer = pl.Trainer(max_steps=2, logger=CSVLogger(tmp_path), callbacks=[reached, monitor], accelerator="cpu",
-                         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
+    trainer = pl.Trainer(
+        max_steps=2,
+        logger=CSVLogger(tmp_path),
+        callbacks=[reached, monitor],
+        accelerator="cpu",
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
     with pytest.raises(MisconfigurationException, match=r"broadcast to \(12, 12\)"):
         trainer.fit(Student(), DataLoader(TensorDataset(XF, YF), batch_size=6))
     assert reached.hooks == [] and trainer.global_step == 0
@@ -527,7 +546,8 @@ def test_probe_describe_holds_on_accepted_inputs():
     deep_probe = LandscapeProbe(deep(), MSE, (X, Y))
     assert "12 samples" in batch_loss.describe() and "21 parameters" in batch_loss.describe()
     assert "5 parameters" in subset.describe() and "L*: 0.0" in subset.describe()
-    assert "not a recognised one-hidden-layer network" in deep_probe.describe()
+    assert "an MLP of 2 hidden layers" in deep_probe.describe()
+    assert "no neuron redundancy" in LandscapeProbe(unsupported(), MSE, (X, Y)).describe()
 
 
 def test_settings_are_normalised_and_shared_by_the_monitor():
@@ -548,8 +568,9 @@ def test_a_one_shot_iterator_of_probe_batches_survives_the_setup_check():
 
 def test_one_point_with_a_batch_loss_compares_the_reference_parameter_by_parameter():
     model, teacher = net(), shallow(3, 4, nn.Tanh(), seed=3)
-    batch_loss = LandscapeProbe(model, loss=lambda m, b: MSE(m(b[0]), b[1]), data=[(X, Y)], reference=teacher,
-                                quantities=["one_point"])
+    batch_loss = LandscapeProbe(
+        model, loss=lambda m, b: MSE(m(b[0]), b[1]), data=[(X, Y)], reference=teacher, quantities=["one_point"]
+    )
     value = batch_loss.snapshot(0).one_point.value
     # Ground truth: the definition on the same objective, without neuron matching.
     truth = one_point_convexity(model, MSE, (X, Y), reference=teacher, align=False).value

@@ -26,8 +26,14 @@ from torch_landscape.critical import classify_critical_point
 from torch_landscape.probe import LandscapeSnapshot
 from torch_landscape.redundancy import neuron_redundancy
 
-TRAINER = dict(accelerator="cpu", devices=1, enable_progress_bar=False, enable_model_summary=False,
-               enable_checkpointing=False, log_every_n_steps=1)
+TRAINER = dict(
+    accelerator="cpu",
+    devices=1,
+    enable_progress_bar=False,
+    enable_model_summary=False,
+    enable_checkpointing=False,
+    log_every_n_steps=1,
+)
 
 
 class Student(pl.LightningModule):
@@ -60,7 +66,9 @@ def teacher_and_data(n: int = 128):
 
 
 def events(directory):
-    accumulator = EventAccumulator(str(directory), size_guidance={"scalars": 0, "tensors": 0, "images": 0, "histograms": 0})
+    accumulator = EventAccumulator(
+        str(directory), size_guidance={"scalars": 0, "tensors": 0, "images": 0, "histograms": 0}
+    )
     accumulator.Reload()
     return accumulator
 
@@ -96,6 +104,8 @@ def test_logged_values_are_the_core_values_at_the_same_parameters(tmp_path):
     # The curvature at every evaluation (P = 21: the light spectrum is dense and exact), the rest at every
     # 2nd and the last.
     assert sorted(scalars(logged, "landscape/hessian/lambda_max")) == loss_steps
+    bounds = scalars(logged, "landscape/hessian/lambda_max_error")  # an error bar at every evaluation
+    assert sorted(bounds) == loss_steps and all(0 <= b < 1e-6 for b in bounds.values())
     assert sorted(scalars(logged, "landscape/hessian/lambda_min")) == loss_steps
     assert sorted(scalars(logged, "landscape/hessian/critical")) == [0, 8, 16]
 
@@ -111,24 +121,32 @@ def test_logged_values_are_the_core_values_at_the_same_parameters(tmp_path):
             "landscape/convexity/one_point": one_point_convexity(student, nn.MSELoss(), probe, teacher).value,
         }
         spectrum = hessian_eigenvalues(student, nn.MSELoss(), probe, k=3, dtype=torch.float64)
-        expected.update({
-            "landscape/hessian/lambda_max": spectrum.lambda_max,
-            "landscape/hessian/lambda_min": spectrum.lambda_min,
-            "landscape/hessian/eos_ratio": spectrum.lambda_max * 0.1 / 2,
-            "landscape/hessian/trace": hessian_trace(student, nn.MSELoss(), probe, dtype=torch.float64).value,
-        })
+        expected.update(
+            {
+                "landscape/hessian/lambda_max": spectrum.lambda_max,
+                "landscape/hessian/lambda_min": spectrum.lambda_min,
+                "landscape/hessian/eos_ratio": spectrum.lambda_max * 0.1 / 2,
+                "landscape/hessian/trace": hessian_trace(student, nn.MSELoss(), probe, dtype=torch.float64).value,
+            }
+        )
         if step % 8 == 0:
             critical = classify_critical_point(student, nn.MSELoss(), probe, k=3)
             redundancy = neuron_redundancy(student, [probe])
-            expected.update({
-                "landscape/hessian/critical": float(critical.critical),
-                "landscape/hessian/negative_count": critical.negative_count,
-                "landscape/redundancy/effective_width": redundancy.effective_width,
-                "landscape/redundancy/score": redundancy.score,
-            })
+            expected.update(
+                {
+                    "landscape/hessian/critical": float(critical.critical),
+                    "landscape/hessian/negative_count": critical.negative_count,
+                    "landscape/redundancy/effective_width": redundancy.effective_width,
+                    "landscape/redundancy/score": redundancy.score,
+                }
+            )
             if critical.critical:
-                expected.update({"landscape/hessian/morse_index": critical.morse_index,
-                                 "landscape/hessian/nullity": critical.nullity})
+                expected.update(
+                    {
+                        "landscape/hessian/morse_index": critical.morse_index,
+                        "landscape/hessian/nullity": critical.nullity,
+                    }
+                )
         for tag, value in expected.items():
             # Event files hold float32.
             assert scalars(logged, tag)[step] == pytest.approx(value, rel=1e-6, abs=1e-30), (tag, step)
@@ -150,8 +168,10 @@ class Snapshot(Callback):
         self.reference, self.checked = reference, 0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        state = ([None if p.grad is None else p.grad.clone() for p in pl_module.parameters()],
-                 [m.training for m in pl_module.modules()])
+        state = (
+            [None if p.grad is None else p.grad.clone() for p in pl_module.parameters()],
+            [m.training for m in pl_module.modules()],
+        )
         if self.reference is None:
             self.state = state
             return
@@ -168,7 +188,9 @@ def _fit_for_bits(tmp_path, monitored: bool):
     before = Snapshot()
     after = Snapshot(before)
     callbacks = [before, LandscapeMonitor(every_n_steps=3, full_every=1, reference=teacher, probe_size=48), after]
-    trainer = pl.Trainer(max_epochs=2, logger=TensorBoardLogger(tmp_path), callbacks=callbacks if monitored else [], **TRAINER)
+    trainer = pl.Trainer(
+        max_epochs=2, logger=TensorBoardLogger(tmp_path), callbacks=callbacks if monitored else [], **TRAINER
+    )
     trainer.fit(model, DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True))
     streams = (torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate())
     return model, trainer, streams, callbacks
@@ -216,9 +238,11 @@ class NoForward(pl.LightningModule):
 
 
 class Deep(Student):
+    """Neither a one-hidden-layer network nor a plain MLP (a LayerNorm between the layers)."""
+
     def __init__(self):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 1))
+        self.net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.LayerNorm(4), nn.Linear(4, 1))
 
 
 class Stream(IterableDataset):
@@ -317,11 +341,23 @@ def test_scalars_reach_a_csv_logger_without_tensorboard(tmp_path):
 def _resumable_run(tmp_path, version, max_epochs, teacher, data, checkpoint=None):
     x, y = data
     pl.seed_everything(0)
-    monitor = LandscapeMonitor(every_n_steps=3, full_every=2, reference=teacher, probe_data=(x[:48], y[:48]),
-                               quantities=["pl", "one_point", "spectrum"], method="lanczos", k=2, figures=False)
+    monitor = LandscapeMonitor(
+        every_n_steps=3,
+        full_every=2,
+        reference=teacher,
+        probe_data=(x[:48], y[:48]),
+        quantities=["pl", "one_point", "spectrum"],
+        method="lanczos",
+        k=2,
+        figures=False,
+    )
     saver = ModelCheckpoint(dirpath=tmp_path / "checkpoints", save_top_k=-1, every_n_epochs=1)
-    trainer = pl.Trainer(max_epochs=max_epochs, logger=TensorBoardLogger(tmp_path, version=version),
-                         callbacks=[monitor, saver], **{**TRAINER, "enable_checkpointing": True})
+    trainer = pl.Trainer(
+        max_epochs=max_epochs,
+        logger=TensorBoardLogger(tmp_path, version=version),
+        callbacks=[monitor, saver],
+        **{**TRAINER, "enable_checkpointing": True},
+    )
     trainer.fit(Student(), DataLoader(TensorDataset(x, y), batch_size=16), ckpt_path=checkpoint)
     return trainer
 
@@ -330,8 +366,14 @@ def test_a_resumed_run_logs_what_an_uninterrupted_one_does(tmp_path):
     teacher, x, y = teacher_and_data(64)  # 4 steps per epoch
     whole = _resumable_run(tmp_path / "whole", "whole", 4, teacher, (x, y))
     _resumable_run(tmp_path / "split", "first", 2, teacher, (x, y))
-    resumed = _resumable_run(tmp_path / "split", "second", 4, teacher, (x, y),
-                             checkpoint=tmp_path / "split" / "checkpoints" / "epoch=1-step=8.ckpt")
+    resumed = _resumable_run(
+        tmp_path / "split",
+        "second",
+        4,
+        teacher,
+        (x, y),
+        checkpoint=tmp_path / "split" / "checkpoints" / "epoch=1-step=8.ckpt",
+    )
     a, b = events(whole.logger.log_dir), events(resumed.logger.log_dir)
     compared = 0
     for tag in a.Tags()["scalars"]:
@@ -403,8 +445,9 @@ def _simulate(monkeypatch, monitor, steps, step_seconds=0.01, light=0.02, full=1
     full_cost = full
     monitor.probe, monitor._started, monitor.quantities = Probe(), 0.0, ("pl", "spectrum", "critical")
     monitor._horizon = steps if known_length else None
-    trainer = types.SimpleNamespace(global_step=0, is_global_zero=True, loggers=[], callback_metrics={}, optimizers=[],
-                                    callbacks=[monitor])
+    trainer = types.SimpleNamespace(
+        global_step=0, is_global_zero=True, loggers=[], callback_metrics={}, optimizers=[], callbacks=[monitor]
+    )
     monitor._evaluate(trainer, full=True)  # the initial evaluation
     for step in range(1, steps + 1):
         clock[0] += step_seconds(step) if callable(step_seconds) else step_seconds
@@ -432,8 +475,9 @@ def test_automatic_schedule_spends_its_share_evenly_and_keeps_the_closing_evalua
 def test_a_short_run_still_draws_curves(monkeypatch):
     """A 320-step run of 2 ms steps trains for 0.64 s, 5% of which pays for almost nothing; the floor of
     MIN_SECONDS over the run gives the curves their points."""
-    light_steps, full_steps, _ = _simulate(monkeypatch, LandscapeMonitor(), 320, step_seconds=0.002, light=0.004,
-                                           full=0.03)
+    light_steps, full_steps, _ = _simulate(
+        monkeypatch, LandscapeMonitor(), 320, step_seconds=0.002, light=0.004, full=0.03
+    )
     assert len(light_steps) + len(full_steps) >= 20 and len(full_steps) >= 3
     assert full_steps[-1] == 320
 
@@ -442,14 +486,16 @@ def test_a_stall_in_training_does_not_fire_a_burst_of_evaluations(monkeypatch):
     """A 5-second stall (a checkpoint, a validation loop) at step 2500 earns allowance for ~5 evaluations;
     they are not spent on the steps right after it."""
     light_steps, full_steps, share = _simulate(
-        monkeypatch, LandscapeMonitor(), 5000, step_seconds=lambda step: 5.0 if step == 2500 else 0.01)
+        monkeypatch, LandscapeMonitor(), 5000, step_seconds=lambda step: 5.0 if step == 2500 else 0.01
+    )
     evaluations = sorted(light_steps + full_steps)
     assert min(np.diff(evaluations)) >= 10 and share <= 0.05
 
 
 def test_an_unknown_length_paces_by_time_alone(monkeypatch):
-    light_steps, full_steps, share = _simulate(monkeypatch, LandscapeMonitor(max_overhead=0.1), 5000,
-                                               known_length=False)
+    light_steps, full_steps, share = _simulate(
+        monkeypatch, LandscapeMonitor(max_overhead=0.1), 5000, known_length=False
+    )
     assert share <= 0.1 + 0.01 and full_steps[-1] == 5000 and len(light_steps) >= 20
 
 
@@ -473,8 +519,13 @@ class DictStudent(Student):
 
 def test_loss_callable_for_other_batch_structures_on_an_epoch_schedule(tmp_path):
     _, x, y = teacher_and_data(64)
-    monitor = LandscapeMonitor(every_n_epochs=1, full_every=1, quantities=["pl", "spectrum"], probe_size=40,
-                               loss=lambda module, batch: nn.functional.mse_loss(module(batch["features"]), batch["label"]))
+    monitor = LandscapeMonitor(
+        every_n_epochs=1,
+        full_every=1,
+        quantities=["pl", "spectrum"],
+        probe_size=40,
+        loss=lambda module, batch: nn.functional.mse_loss(module(batch["features"]), batch["label"]),
+    )
     trainer = pl.Trainer(max_epochs=2, logger=TensorBoardLogger(tmp_path), callbacks=[monitor], **TRAINER)
     module = DictStudent()
     trainer.fit(module, DataLoader(Pairs(x, y), batch_size=16))
@@ -490,8 +541,9 @@ def test_the_end_of_training_completes_a_light_last_step_without_repeating_it(tm
     or logging a value twice."""
     monkeypatch.setattr(monitors, "_horizon", lambda trainer: None)
     teacher, x, y = teacher_and_data(64)
-    monitor = LandscapeMonitor(every_n_steps=2, full_every=3, quantities=["pl", "spectrum", "critical"],
-                               probe_data=(x, y))
+    monitor = LandscapeMonitor(
+        every_n_steps=2, full_every=3, quantities=["pl", "spectrum", "critical"], probe_data=(x, y)
+    )
     trainer = pl.Trainer(max_steps=4, logger=TensorBoardLogger(tmp_path), callbacks=[monitor], **TRAINER)
     trainer.fit(Student(), DataLoader(TensorDataset(x, y), batch_size=16))
     logged = events(trainer.logger.log_dir)
@@ -516,3 +568,19 @@ def test_the_automatic_schedule_never_warns_about_its_cost(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _simulate(monkeypatch, LandscapeMonitor(), 500, step_seconds=0.001, light=0.05, full=2.0)
+
+
+class TwoHidden(Student):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 1))
+
+
+def test_a_deep_mlp_gets_neuron_redundancy_for_every_hidden_layer(tmp_path):
+    _, x, y = teacher_and_data(64)
+    monitor = RedundancyMonitor(every_n_steps=2, full_every=1, probe_data=(x, y), figures=False)
+    trainer = pl.Trainer(max_steps=2, logger=TensorBoardLogger(tmp_path), callbacks=[monitor], **TRAINER)
+    trainer.fit(TwoHidden(), DataLoader(TensorDataset(x, y), batch_size=16))
+    report = monitor.last_snapshot.redundancy
+    assert report is not None and report.widths == (4, 3)
+    assert scalars(events(trainer.logger.log_dir), "landscape/redundancy/width")[2] == 7

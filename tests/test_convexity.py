@@ -7,6 +7,8 @@ import pytest
 import torch
 from torch import nn
 
+from helpers import dense_truth, shallow
+from test_critical import linear_regression, teacher_problem
 from torch_landscape.convexity import (
     PLTracker,
     aitken_extrapolation,
@@ -14,9 +16,6 @@ from torch_landscape.convexity import (
     one_point_convexity_profile,
     pl_ratio,
 )
-
-from helpers import dense_truth, shallow
-from test_critical import linear_regression, teacher_problem
 
 F64 = torch.float64
 MSE = nn.MSELoss()
@@ -93,7 +92,7 @@ def test_one_point_convexity_aligns_a_permuted_teacher():
         student[0].bias[1] *= -1
         student[2].weight[:, 1] *= -1
         delta = [1e-5 * torch.randn(p.shape, generator=generator, dtype=F64) for p in student.parameters()]
-        for p, d in zip(student.parameters(), delta):
+        for p, d in zip(student.parameters(), delta, strict=True):
             p += d
     delta = torch.cat([d.reshape(-1) for d in delta])
     aligned = one_point_convexity(student, MSE, data, teacher)
@@ -222,7 +221,7 @@ def test_convexity_functions_leave_the_model_alone():
     pl_ratio(student, MSE, data, 0.0)
     one_point_convexity_profile(student, MSE, data, teacher, num_directions=4, quotient=True)
     assert student.training and all(p.grad is None for p in student.parameters())
-    assert all(torch.equal(p, b) for p, b in zip(student.parameters(), before))
+    assert all(torch.equal(p, b) for p, b in zip(student.parameters(), before, strict=True))
 
 
 def test_tracker_lojasiewicz_slope_needs_enough_points():

@@ -6,10 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from torch_landscape.critical import classify_critical_point
-
 from helpers import shallow
 from test_symmetry import quadratic_student
+from torch_landscape.critical import classify_critical_point
 
 F64 = torch.float64
 MSE = nn.MSELoss()

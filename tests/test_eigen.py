@@ -14,7 +14,9 @@ from torch_landscape.eigen import lanczos_spectrum
 def test_linear_regression_eigenvalues_are_exact():
     for method in ("dense", "lanczos"):
         spectrum = hessian_eigenvalues(t1_model(), nn.MSELoss(), (T1_X, T1_Y), k=3, which="both", method=method)
-        torch.testing.assert_close(spectrum.eigenvalues, torch.tensor([0.5, 2.0, 8.0], dtype=torch.float64), rtol=1e-12, atol=0)
+        torch.testing.assert_close(
+            spectrum.eigenvalues, torch.tensor([0.5, 2.0, 8.0], dtype=torch.float64), rtol=1e-12, atol=0
+        )
         assert spectrum.converged and spectrum.method == method
 
 
@@ -65,7 +67,9 @@ def test_lanczos_matches_dense_on_3000_parameters(medium_net, which, block_size)
 
 def test_dense_returns_the_requested_ends_with_bounds(small_net):
     model, data, truth = small_net
-    spectrum = hessian_eigenvalues(model, nn.MSELoss(), data, k=4, which="both", method="dense", return_eigenvectors=True)
+    spectrum = hessian_eigenvalues(
+        model, nn.MSELoss(), data, k=4, which="both", method="dense", return_eigenvectors=True
+    )
     _assert_matches(spectrum, truth, "both", 4, 1e-12)
     vectors = spectrum.eigenvectors
     torch.testing.assert_close(vectors.T @ vectors, torch.eye(8, dtype=torch.float64), rtol=0, atol=1e-12)
@@ -75,7 +79,9 @@ def test_dense_returns_the_requested_ends_with_bounds(small_net):
 
 def test_unconverged_bounds_still_cover_an_eigenvalue(small_net):
     model, data, truth = small_net
-    spectrum = hessian_eigenvalues(model, nn.MSELoss(), data, k=5, which="smallest", method="lanczos", tol=1e-12, max_hvp=25)
+    spectrum = hessian_eigenvalues(
+        model, nn.MSELoss(), data, k=5, which="smallest", method="lanczos", tol=1e-12, max_hvp=25
+    )
     assert not spectrum.converged and spectrum.num_hvp <= 25
     # A residual bound says: some eigenvalue lies within ‖Hv − θv‖ of θ.
     distance = (spectrum.eigenvalues[:, None] - truth[None, :]).abs().min(dim=1).values
@@ -103,7 +109,9 @@ def test_spectrum_is_invariant_under_neuron_permutation(small_net):
         permuted[2].weight.copy_(model[2].weight[:, order])
         permuted[2].bias.copy_(model[2].bias)
     spectrum = hessian_eigenvalues(permuted, nn.MSELoss(), data, k=193 // 2, method="dense")
-    torch.testing.assert_close(spectrum.eigenvalues, torch.cat([truth[:96], truth[-96:]]), rtol=0, atol=1e-12 * truth.abs().max())
+    torch.testing.assert_close(
+        spectrum.eigenvalues, torch.cat([truth[:96], truth[-96:]]), rtol=0, atol=1e-12 * truth.abs().max()
+    )
 
 
 @pytest.mark.parametrize(
@@ -154,8 +162,12 @@ def _planted_spectra(seed: int) -> dict[str, torch.Tensor]:
     bulk = 0.05 * torch.randn(194, generator=generator, dtype=torch.float64)
     return {
         "outliers over a bulk": torch.cat([bulk, torch.tensor([5.0, 4.9, 3.0, 1.0, -0.6, -0.55], dtype=torch.float64)]),
-        "close pair at the bottom": torch.cat([2 * torch.rand(198, generator=generator, dtype=torch.float64),
-                                               torch.tensor([-0.567, -0.542], dtype=torch.float64)]),
+        "close pair at the bottom": torch.cat(
+            [
+                2 * torch.rand(198, generator=generator, dtype=torch.float64),
+                torch.tensor([-0.567, -0.542], dtype=torch.float64),
+            ]
+        ),
         "uniform": torch.linspace(-1.0, 1.0, 200, dtype=torch.float64),
         "geometric": 0.8 ** torch.arange(200, dtype=torch.float64) - 0.01,
     }
@@ -182,16 +194,18 @@ def test_bounds_hold_when_the_solver_is_cut_short(max_hvp):
 
 def test_warm_start_at_a_monitoring_tolerance_takes_few_products(small_net):
     model, data, truth = small_net
-    cold = hessian_eigenvalues(model, nn.MSELoss(), data, k=1, which="largest", method="lanczos", tol=1e-3,
-                               return_eigenvectors=True)
+    cold = hessian_eigenvalues(
+        model, nn.MSELoss(), data, k=1, which="largest", method="lanczos", tol=1e-3, return_eigenvectors=True
+    )
     moved = copy.deepcopy(model)
     optimizer = torch.optim.SGD(moved.parameters(), lr=0.5 / cold.lambda_max)  # one SGD step
     nn.functional.mse_loss(moved(data[0]), data[1]).backward()
     optimizer.step()
     moved.zero_grad(set_to_none=True)
     shifted = torch.linalg.eigvalsh(dense_truth(moved, nn.MSELoss(), data))
-    warm = hessian_eigenvalues(moved, nn.MSELoss(), data, k=1, which="largest", method="lanczos", tol=1e-3,
-                               warm_start=cold.eigenvectors)
+    warm = hessian_eigenvalues(
+        moved, nn.MSELoss(), data, k=1, which="largest", method="lanczos", tol=1e-3, warm_start=cold.eigenvectors
+    )
     # benchmarks/warm_lambda_max.py: 3 products per evaluation on the 52k net; the target is ≤ 5.
     assert warm.converged and warm.num_hvp <= 5
     assert abs(warm.lambda_max - float(shifted[-1])) <= float(warm.error_bounds[-1])
@@ -205,8 +219,9 @@ def test_lanczos_and_slq_run_on_cuda(small_net):
     model, data, truth = small_net
     gpu_model = copy.deepcopy(model).cuda()
     gpu_data = tuple(t.cuda() for t in data)
-    spectrum = hessian_eigenvalues(gpu_model, nn.MSELoss(), gpu_data, k=3, which="both", method="lanczos", tol=1e-10,
-                                   return_eigenvectors=True)
+    spectrum = hessian_eigenvalues(
+        gpu_model, nn.MSELoss(), gpu_data, k=3, which="both", method="lanczos", tol=1e-10, return_eigenvectors=True
+    )
     assert spectrum.eigenvectors.device.type == "cuda"
     _assert_matches(spectrum, truth, "both", 3, 1e-8)
     density = spectral_density(gpu_model, nn.MSELoss(), gpu_data, method="slq", num_probes=2, num_steps=20)

@@ -30,7 +30,9 @@ def test_dataloader_is_accepted_and_weighted_by_batch_size():
     objective = Objective(model, nn.MSELoss(), loader)
     assert objective.num_samples == 10
     assert objective.weights == [0.4, 0.4, 0.2]
-    assert objective.loss(objective.theta).item() == pytest.approx(nn.functional.mse_loss(model(x), y).item(), rel=1e-14)
+    assert objective.loss(objective.theta).item() == pytest.approx(
+        nn.functional.mse_loss(model(x), y).item(), rel=1e-14
+    )
 
 
 def test_theta_follows_named_parameters_order_and_params_subset():

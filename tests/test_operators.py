@@ -1,6 +1,8 @@
 """The operator protocol, the Hessian kinds the factory picks, the quotient operator, and the shared Lanczos
 on synthetic operators whose eigenvalues are planted exactly."""
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -9,7 +11,11 @@ from helpers import dense_truth, regression_data, shallow
 from torch_landscape import HessianOperator
 from torch_landscape.eigen import lanczos_spectrum
 from torch_landscape.operators import (
-    AutogradHessian, LinearOperator, MatrixOperator, QuotientOperator, StructuredHessian,
+    AutogradHessian,
+    LinearOperator,
+    MatrixOperator,
+    QuotientOperator,
+    StructuredHessian,
 )
 from torch_landscape.symmetry import quotient_basis
 
@@ -39,6 +45,15 @@ def test_hessians_follow_the_protocol_and_the_factory_picks_the_kind():
         assert operator.num_hvp == 3 + (0 if kind is StructuredHessian else operator.shape[0])
 
 
+def test_a_hessian_operator_can_be_copied():
+    operator = HessianOperator(shallow(3, 4, nn.Tanh()), nn.MSELoss(), regression_data(20, 3))
+    dense = operator.to_dense()
+    clone = copy.deepcopy(operator)
+    assert type(clone) is StructuredHessian and torch.equal(clone.to_dense(), dense)
+    with pytest.raises(TypeError, match="loss_fn and data"):
+        HessianOperator(shallow(3, 4, nn.Tanh()))
+
+
 def test_matrix_operator_refuses_a_non_symmetric_matrix():
     with pytest.raises(ValueError, match="symmetric"):
         MatrixOperator(torch.tensor([[1.0, 2.0], [0.0, 1.0]]))
@@ -61,13 +76,19 @@ def test_quotient_operator_is_the_compressed_matrix():
     "name, values",
     [
         # a cluster of three near-equal top eigenvalues, a few separated negative ones, a bulk
-        ("clustered", torch.cat([torch.tensor([5.0, 5.0 - 1e-3, 5.0 - 2e-3, -1.0, -0.9, -0.8, -0.7]),
-                                 torch.linspace(-0.5, 1.0, 143)])),
+        (
+            "clustered",
+            torch.cat(
+                [torch.tensor([5.0, 5.0 - 1e-3, 5.0 - 2e-3, -1.0, -0.9, -0.8, -0.7]), torch.linspace(-0.5, 1.0, 143)]
+            ),
+        ),
         # an exactly repeated eigenvalue (multiplicity 4) at both ends
         ("repeated", torch.cat([torch.full((4,), 3.0), torch.full((4,), -2.0), torch.linspace(-1.0, 1.0, 142)])),
         # a negative definite spectrum: separated ends around a bulk
-        ("negative", -torch.cat([torch.tensor([5.0, 4.0, 3.0, 2.5, 0.01, 0.02, 0.03, 0.04]),
-                                 torch.linspace(0.1, 1.0, 142)])),
+        (
+            "negative",
+            -torch.cat([torch.tensor([5.0, 4.0, 3.0, 2.5, 0.01, 0.02, 0.03, 0.04]), torch.linspace(0.1, 1.0, 142)]),
+        ),
     ],
 )
 @pytest.mark.parametrize("block_size", [1, 4])
@@ -75,8 +96,7 @@ def test_thick_restarted_lanczos_finds_planted_eigenvalues(name, values, block_s
     values = values.double()
     truth = torch.sort(values).values
     operator = planted(values, seed=2)
-    spectrum = lanczos_spectrum(operator, 4, "both", tol=1e-10, block_size=block_size, max_basis=24,
-                                max_hvp=3000)
+    spectrum = lanczos_spectrum(operator, 4, "both", tol=1e-10, block_size=block_size, max_basis=24, max_hvp=3000)
     # More products than basis vectors: the basis was compressed (thick restart) at least once.
     assert spectrum.converged and spectrum.num_hvp > 24
     scale = float(truth.abs().max())

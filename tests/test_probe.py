@@ -30,7 +30,11 @@ def setting():
 
 def numbers(snapshot):
     """The snapshot's scalars without its timing, NaN made comparable."""
-    return {tag: "nan" if math.isnan(v) else v for tag, v in snapshot_scalars(snapshot).items() if tag != "landscape/monitor/seconds"}
+    return {
+        tag: "nan" if math.isnan(v) else v
+        for tag, v in snapshot_scalars(snapshot).items()
+        if tag != "landscape/monitor/seconds"
+    }
 
 
 def _sgd_step(model, data, lr=0.05):
@@ -58,15 +62,24 @@ def test_snapshot_numbers_are_the_core_functions(setting):
     assert torch.equal(snapshot.density.nodes, spectral_density(model, LOSS, data, dtype=torch.float64).nodes)
     critical = classify_critical_point(model, LOSS, data, k=3, learning_rate=0.1)
     assert (snapshot.critical.kind, snapshot.critical.morse_index, snapshot.critical.nullity) == (
-        critical.kind, critical.morse_index, critical.nullity)
+        critical.kind,
+        critical.morse_index,
+        critical.nullity,
+    )
     assert snapshot.critical.edge_of_stability == critical.edge_of_stability
     pl = PLTracker(0.0, learning_rate=0.1)
     assert snapshot.pl == pl.update(7, float(loss), float(gradient @ gradient))
     one_point = one_point_convexity(model, LOSS, data, reference=teacher)
     assert (snapshot.one_point.value, snapshot.one_point.cosine, snapshot.one_point.distance) == (
-        one_point.value, one_point.cosine, one_point.distance)
+        one_point.value,
+        one_point.cosine,
+        one_point.distance,
+    )
     redundancy = neuron_redundancy(model, [data])
-    assert (snapshot.redundancy.effective_width, snapshot.redundancy.score) == (redundancy.effective_width, redundancy.score)
+    assert (snapshot.redundancy.effective_width, snapshot.redundancy.score) == (
+        redundancy.effective_width,
+        redundancy.score,
+    )
 
     scalars = snapshot_scalars(snapshot)
     assert scalars["landscape/hessian/lambda_max"] == spectrum.lambda_max
@@ -88,8 +101,11 @@ def test_snapshot_numbers_are_the_core_functions(setting):
     assert scalars["landscape/hessian/cond_eff_log10"] == math.log10(critical.lambda_max / float(positive[0]))
     # H ≻ 0 is certain only when λ_min exceeds its error bound; otherwise the condition number is undefined.
     certain = spectrum.lambda_min > float(spectrum.error_bounds[0])
-    assert scalars["landscape/hessian/cond_log10"] == math.log10(spectrum.lambda_max / spectrum.lambda_min) \
-        if certain else math.isnan(scalars["landscape/hessian/cond_log10"])
+    assert (
+        scalars["landscape/hessian/cond_log10"] == math.log10(spectrum.lambda_max / spectrum.lambda_min)
+        if certain
+        else math.isnan(scalars["landscape/hessian/cond_log10"])
+    )
     assert "**" + critical.kind + "**" in snapshot_report(snapshot)
     # The loss slices run along this snapshot's extreme eigenvectors and pass through L(θ) at s = 0.
     top, bottom = snapshot.slices.lines[:2]
@@ -199,8 +215,11 @@ def test_full_snapshot_assembles_and_decomposes_the_hessian_once(setting, monkey
     assemble, decompose = hessian_module.structured_hessian, torch.linalg.eigh
     size = sum(p.numel() for p in model.parameters())
     monkeypatch.setattr(hessian_module, "structured_hessian", lambda o: assemblies.append(1) or assemble(o))
-    monkeypatch.setattr(torch.linalg, "eigh", lambda a, *r, **k: (
-        decompositions.append(1) if a.shape[-1] == size else None) or decompose(a, *r, **k))
+    monkeypatch.setattr(
+        torch.linalg,
+        "eigh",
+        lambda a, *r, **k: (decompositions.append(1) if a.shape[-1] == size else None) or decompose(a, *r, **k),
+    )
     snapshot = LandscapeProbe(model, LOSS, data, reference=teacher).snapshot(0)
     assert snapshot.errors == ()
     assert (len(assemblies), len(decompositions), snapshot.num_hvp) == (1, 1, 0)
@@ -224,8 +243,12 @@ def test_failures_are_recorded_warned_once_and_raised_on_request(setting):
 def test_batch_loss_escape_hatch_gives_the_loss_fn_numbers(setting):
     model, _, (x, y) = setting
     batches = [{"features": x[:50], "labels": y[:50]}, {"features": x[50:], "labels": y[50:]}]
-    custom = LandscapeProbe(model, loss=lambda m, b: LOSS(m(b["features"]), b["labels"]), data=batches,
-                            quantities=["pl", "spectrum", "trace"])
+    custom = LandscapeProbe(
+        model,
+        loss=lambda m, b: LOSS(m(b["features"]), b["labels"]),
+        data=batches,
+        quantities=["pl", "spectrum", "trace"],
+    )
     plain = LandscapeProbe(model, LOSS, [(x[:50], y[:50]), (x[50:], y[50:])], quantities=["pl", "spectrum", "trace"])
     a, b = custom.snapshot(0), plain.snapshot(0)
     assert a.errors == () and a.loss == pytest.approx(b.loss, rel=1e-14)
@@ -271,8 +294,8 @@ def test_bad_probe_configuration_names_the_fix(setting, arguments, message):
         LandscapeProbe(model, LOSS, data, **arguments)
 
 
-def test_redundancy_on_a_deep_network_is_refused_when_asked_and_dropped_by_default():
-    deep = nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 3), nn.Tanh(), nn.Linear(3, 1)).double()
+def test_redundancy_on_a_network_that_is_no_mlp_is_refused_when_asked_and_dropped_by_default():
+    deep = nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.LayerNorm(3), nn.Linear(3, 1)).double()
     data = regression_data(20, 2)
     with pytest.raises(ValueError, match="redundancy needs a one-hidden-layer network"):
         LandscapeProbe(deep, LOSS, data, quantities=["redundancy"])

@@ -21,8 +21,11 @@ D, N = 3, 200
 
 def build(W, b, A, c, activation):
     """nn.Sequential(Linear, activation, Linear) in float64 holding W, b, A (q×m), c."""
-    model = nn.Sequential(nn.Linear(W.shape[1], W.shape[0], bias=b is not None), activation,
-                          nn.Linear(W.shape[0], A.shape[0], bias=c is not None)).double()
+    model = nn.Sequential(
+        nn.Linear(W.shape[1], W.shape[0], bias=b is not None),
+        activation,
+        nn.Linear(W.shape[0], A.shape[0], bias=c is not None),
+    ).double()
     with torch.no_grad():
         model[0].weight.copy_(W)
         model[2].weight.copy_(A)
@@ -155,8 +158,9 @@ def test_t4_planted_redundancy_found_merged_to_teacher_and_hessian_nullity(case)
     assert check.max_residual <= 1e-12
 
 
-@pytest.mark.parametrize("activation", [nn.Tanh(), nn.Sigmoid(), nn.Softplus(), nn.GELU()],
-                         ids=lambda a: type(a).__name__)
+@pytest.mark.parametrize(
+    "activation", [nn.Tanh(), nn.Sigmoid(), nn.Softplus(), nn.GELU()], ids=lambda a: type(a).__name__
+)
 def test_t3_efficient_teacher_has_no_finding(activation):
     model = teacher(activation)
     data = (X, model(X).detach())

@@ -62,17 +62,29 @@ def test_float32_planted_multiple_is_verified_at_the_float32_tolerance():
         change = float((merged(x.double()) - copy.deepcopy(model).double()(x.double())).abs().max())
     assert change <= report.tolerance.data
     strict = neuron_redundancy(model, x, tol=1e-10)
-    assert model[0].weight.dtype == torch.float32 and strict.effective_width == 6  # the "NOT verified" at function level
+    assert (
+        model[0].weight.dtype == torch.float32 and strict.effective_width == 6
+    )  # the "NOT verified" at function level
     assert not [f for f in strict.claims if f.level == "function"]
     assert neuron_redundancy(relu_net(F64)[0], relu_net(F64)[1]).tol == 1e-10  # float64 keeps 1e-10
 
 
-@pytest.mark.parametrize("argument, value, error", [
-    ("probe", "yes", TypeError), ("k", True, ValueError), ("k", 0, ValueError), ("max_probes", -1, ValueError),
-    ("method", "exact", ValueError), ("tol", math.nan, ValueError), ("rtol_grad", -1.0, ValueError),
-    ("rtol_zero", math.inf, ValueError), ("atol_zero", -1e-3, ValueError), ("length_min", 0.0, ValueError),
-    ("learning_rate", 0.0, ValueError),
-])
+@pytest.mark.parametrize(
+    "argument, value, error",
+    [
+        ("probe", "yes", TypeError),
+        ("k", True, ValueError),
+        ("k", 0, ValueError),
+        ("max_probes", -1, ValueError),
+        ("method", "exact", ValueError),
+        ("tol", math.nan, ValueError),
+        ("rtol_grad", -1.0, ValueError),
+        ("rtol_zero", math.inf, ValueError),
+        ("atol_zero", -1e-3, ValueError),
+        ("length_min", 0.0, ValueError),
+        ("learning_rate", 0.0, ValueError),
+    ],
+)
 def test_classify_critical_point_rejects_bad_arguments(argument, value, error):
     model = nn.Linear(2, 1).double()
     data = (torch.randn(5, 2, dtype=F64), torch.randn(5, 1, dtype=F64))
@@ -100,6 +112,7 @@ def test_nullity_check_on_an_operator_reuses_its_decomposition(monkeypatch):
             if matrix.shape[-2:] == (size, size):
                 raise AssertionError("the Hessian was decomposed again")
             return original(matrix, *args, **kwargs)
+
         return decompose
 
     monkeypatch.setattr(torch.linalg, "eigh", guarded(torch.linalg.eigh))
@@ -107,7 +120,10 @@ def test_nullity_check_on_an_operator_reuses_its_decomposition(monkeypatch):
     check = redundancy_nullity_check(operator)
     assert operator.num_hvp == products  # nothing assembled again
     assert (check.measured_nullity, check.predicted_nullity, check.critical) == (
-        expected.measured_nullity, expected.predicted_nullity, expected.critical)
+        expected.measured_nullity,
+        expected.predicted_nullity,
+        expected.critical,
+    )
     assert torch.equal(check.eigenvalues, expected.eigenvalues)
     with pytest.raises(TypeError, match="loss_fn and data"):
         redundancy_nullity_check(model)

@@ -15,8 +15,15 @@ from torch_landscape.redundancy import neuron_redundancy
 from torch_landscape.shallow import Square
 
 ACTIVATIONS = {
-    "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.1),
-    "softplus": nn.Softplus, "gelu": nn.GELU, "silu": nn.SiLU, "identity": nn.Identity, "square": Square,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "relu": nn.ReLU,
+    "leaky_relu": lambda: nn.LeakyReLU(0.1),
+    "softplus": nn.Softplus,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "identity": nn.Identity,
+    "square": Square,
 }
 
 

@@ -98,7 +98,10 @@ def _planted(kind: str):
     model = shallow(2, 4, nn.Tanh())
     objective = Objective(model, nn.MSELoss(), (x, y), dtype=torch.float64)
     W, b, a = (objective.unflatten(objective.theta)[n].clone() for n in ("0.weight", "0.bias", "2.weight"))
-    zeros = {name: torch.zeros(shape, dtype=torch.float64) for name, shape in zip(objective.names, objective.shapes)}
+    zeros = {
+        name: torch.zeros(shape, dtype=torch.float64)
+        for name, shape in zip(objective.names, objective.shapes, strict=True)
+    }
     if kind == "zero output weight":  # neuron 3 contributes 0·tanh(w·x + b): its (w, b) are free
         a[0, 3] = 0.0
         zeros["0.weight"][3], zeros["0.bias"][3] = torch.tensor([0.6, -0.8], dtype=torch.float64), 1.0
@@ -215,7 +218,7 @@ def test_slicing_never_changes_the_model():
     assert model.training and all(m.training for m in model.modules())
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key]), key
-    assert all(torch.equal(p.grad, g) for p, g in zip(model.parameters(), grads))
+    assert all(torch.equal(p.grad, g) for p, g in zip(model.parameters(), grads, strict=True))
 
 
 def test_landscape_slices_uses_the_spectrum_and_stays_in_budget():
@@ -225,7 +228,9 @@ def test_landscape_slices_uses_the_spectrum_and_stays_in_budget():
     spectrum = hessian_eigenvalues(operator, k=2, return_eigenvectors=True)
     teacher = shallow(2, 4, nn.Tanh(), seed=9)
     budget = 60.0
-    result = landscape_slices(operator, spectrum, reference=teacher, null_vector=torch.ones(operator.shape[0]), budget=budget)
+    result = landscape_slices(
+        operator, spectrum, reference=teacher, null_vector=torch.ones(operator.shape[0]), budget=budget
+    )
     assert [line.names[0] for line in result.lines] == ["top eigenvector", "bottom eigenvector", "null direction"]
     assert [line.directions[0].curvature for line in result.lines[:2]] == [spectrum.lambda_max, spectrum.lambda_min]
     assert result.plane.names == ("bottom eigenvector", "toward the reference (aligned)")
@@ -234,7 +239,10 @@ def test_landscape_slices_uses_the_spectrum_and_stays_in_budget():
     assert lines + grid_cost(len(result.plane.coordinates[0]), 2) <= budget
     compact = result.without_vectors()
     assert all(d.vector is None for piece in (*compact.lines, compact.plane) for d in piece.directions)
-    assert torch.equal(compact.plane.values, result.plane.values) and compact.lines[0].directions[0].curvature == spectrum.lambda_max
+    assert (
+        torch.equal(compact.plane.values, result.plane.values)
+        and compact.lines[0].directions[0].curvature == spectrum.lambda_max
+    )
     with pytest.raises(ValueError, match="entries of θ"):
         loss_slice(operator, compact.lines[0].directions[0], [0.0])
     at_reference = landscape_slices(operator, spectrum, reference=operator.objective.theta.clone(), budget=budget)
@@ -264,7 +272,11 @@ def test_bad_input_is_named():
         (lambda: loss_slice(operator, good, []), ValueError, "grid must be"),
         (lambda: loss_slice(operator, good, [0.0, math.nan]), ValueError, "grid must be"),
         (lambda: loss_slice(model, good, [0.0]), TypeError, "Objective"),
-        (lambda: eigenvector_direction(hessian_eigenvalues(operator, k=1), "largest"), ValueError, "return_eigenvectors"),
+        (
+            lambda: eigenvector_direction(hessian_eigenvalues(operator, k=1), "largest"),
+            ValueError,
+            "return_eigenvectors",
+        ),
         (lambda: eigenvector_direction(operator, "top"), ValueError, "which"),
         (lambda: null_direction(torch.zeros(size), operator), ValueError, "zero"),
         (lambda: reference_direction(operator, torch.full((size,), math.nan)), ValueError, "NaN"),
@@ -301,7 +313,9 @@ def test_untraceable_model_names_the_fix():
 def test_figures_draw_the_slices_and_their_models():
     x, y = regression_data(60, 2)
     operator = HessianOperator(shallow(2, 4, nn.Tanh()), nn.MSELoss(), (x, y), dtype=torch.float64)
-    result = landscape_slices(operator, reference=shallow(2, 4, nn.Tanh(), seed=9), null_vector=torch.ones(operator.shape[0]), budget=30)
+    result = landscape_slices(
+        operator, reference=shallow(2, 4, nn.Tanh(), seed=9), null_vector=torch.ones(operator.shape[0]), budget=30
+    )
     lines = slice_1d_figure(result.lines, step=7)
     FigureCanvasAgg(lines).draw()
     panels = lines.axes
@@ -312,7 +326,9 @@ def test_figures_draw_the_slices_and_their_models():
     plane = slice_2d_figure(result.plane, step=7)
     FigureCanvasAgg(plane).draw()
     assert "θ* (reference)" in [text.get_text() for text in plane.axes[0].get_legend().get_texts()]
-    flat = result.plane.__class__(result.plane.coordinates, torch.ones_like(result.plane.values), result.plane.directions, 1.0, (0.0, 0.0), 1)
+    flat = result.plane.__class__(
+        result.plane.coordinates, torch.ones_like(result.plane.values), result.plane.directions, 1.0, (0.0, 0.0), 1
+    )
     FigureCanvasAgg(slice_2d_figure(flat, step=7)).draw()  # a constant slice still draws
 
 

@@ -5,11 +5,10 @@ import torch
 from torch import nn
 from torch.func import jacrev
 
+from helpers import shallow
 from torch_landscape.objective import Objective
 from torch_landscape.shallow import Square
 from torch_landscape.symmetry import quotient_basis, symmetry_tangents
-
-from helpers import shallow
 
 F64 = torch.float64
 
@@ -31,7 +30,7 @@ def truth(objective: Objective):
 
 def rescaling_generator(objective: Objective, neuron: int) -> torch.Tensor:
     """diag(G′) of neuron i's rescaling, written out by hand: +1 on w_i and b_i, −1 on A_{:,i}."""
-    mask = {name: torch.zeros(shape, dtype=F64) for name, shape in zip(objective.names, objective.shapes)}
+    mask = {name: torch.zeros(shape, dtype=F64) for name, shape in zip(objective.names, objective.shapes, strict=True)}
     mask["0.weight"][neuron] = 1.0
     if "0.bias" in mask:
         mask["0.bias"][neuron] = 1.0
@@ -70,9 +69,13 @@ def test_rescaling_respects_frozen_output_weights_and_params_subsets():
     tangents = symmetry_tangents(objective)
     assert tangents.count == 1
     w, b = model[0].weight.detach(), model[0].bias.detach()
-    expected = objective.flatten({"0.weight": torch.zeros_like(w).index_copy(0, torch.tensor([1]), w[1:2]),
-                                  "0.bias": torch.zeros_like(b).index_copy(0, torch.tensor([1]), b[1:2]),
-                                  "2.bias": torch.zeros(1, dtype=F64)})
+    expected = objective.flatten(
+        {
+            "0.weight": torch.zeros_like(w).index_copy(0, torch.tensor([1]), w[1:2]),
+            "0.bias": torch.zeros_like(b).index_copy(0, torch.tensor([1]), b[1:2]),
+            "2.bias": torch.zeros(1, dtype=F64),
+        }
+    )
     assert torch.allclose(tangents.vectors[:, 0].abs(), expected.abs(), rtol=0, atol=1e-15)
 
     # θ = (W, A) with the hidden bias frozen at a non-zero value: rescaling would move b, so none.
@@ -99,14 +102,20 @@ def test_linear_network_gl_tangents_satisfy_lemma_s():
     def generator(M: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """G′_M x = (M W_x, M b_x, −A_x M, 0) for W → GW, b → Gb, A → AG⁻¹."""
         p = objective.unflatten(x)
-        return objective.flatten({"0.weight": M @ p["0.weight"], "0.bias": M @ p["0.bias"],
-                                  "2.weight": -p["2.weight"] @ M, "2.bias": torch.zeros(2, dtype=F64)})
+        return objective.flatten(
+            {
+                "0.weight": M @ p["0.weight"],
+                "0.bias": M @ p["0.bias"],
+                "2.weight": -p["2.weight"] @ M,
+                "2.bias": torch.zeros(2, dtype=F64),
+            }
+        )
 
     manual = []
     for k in range(4):
-        for l in range(4):
+        for j in range(4):
             M = torch.zeros(4, 4, dtype=F64)
-            M[k, l] = 1.0
+            M[k, j] = 1.0
             v = generator(M, objective.theta)
             # G′_Mᵀ = G′_{Mᵀ} under the Euclidean inner product.
             residual = hessian @ v + generator(M.T, gradient)
@@ -148,7 +157,9 @@ def test_quadratic_orbit_tangents_are_null_and_have_orbit_dimension(k, d, r):
         # ‖H(SW)‖/‖SW‖ at a zero-loss point: theory measured ~1e-14; 1e-12 leaves room.
         assert float(torch.linalg.vector_norm(hessian @ tangent)) <= 1e-12 * float(torch.linalg.vector_norm(tangent))
         # ... and SW lies in the span the library found.
-        assert float(torch.linalg.vector_norm(basis.project(tangent))) <= 1e-12 * float(torch.linalg.vector_norm(tangent))
+        assert float(torch.linalg.vector_norm(basis.project(tangent))) <= 1e-12 * float(
+            torch.linalg.vector_norm(tangent)
+        )
 
 
 def test_quotient_basis_is_orthonormal_complement_and_compresses():
@@ -224,8 +235,14 @@ def test_quadratic_network_with_trainable_output_weights():
         p = objective.unflatten(theta)
         a, e = p["2.weight"][0], torch.eye(4, dtype=F64)
         S = a[j] * torch.outer(e[i], e[j]) - a[i] * torch.outer(e[j], e[i])  # D S skew
-        return objective.flatten({"0.weight": S @ p["0.weight"], "0.bias": S @ p["0.bias"],
-                                  "2.weight": torch.zeros_like(p["2.weight"]), "2.bias": torch.zeros_like(p["2.bias"])})
+        return objective.flatten(
+            {
+                "0.weight": S @ p["0.weight"],
+                "0.bias": S @ p["0.bias"],
+                "2.weight": torch.zeros_like(p["2.weight"]),
+                "2.bias": torch.zeros_like(p["2.bias"]),
+            }
+        )
 
     manual = [lambda t, i=i: rescaling(t, i) for i in range(4)]
     manual += [lambda t, i=i, j=j: orthogonal(t, i, j) for i in range(4) for j in range(i + 1, 4)]

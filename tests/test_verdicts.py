@@ -8,7 +8,6 @@ runs the issue describes (tests/fixtures/make_verdict_fixtures.py): the divergin
 each hidden neuron predict d + 1 = 3 null directions (theory.md §4.5, rule A1).
 """
 
-import dataclasses
 import math
 from pathlib import Path
 
@@ -56,7 +55,9 @@ def test_ill_conditioned_quadratic_is_judged_by_its_newton_step(method):
     near, data = least_squares(1e-3, torch.tensor([0.0, 0.0, 1e-9], dtype=F64))
     far_point = classify_critical_point(far, MSE, data, method=method, k=1)
     near_point = classify_critical_point(near, MSE, data, method=method, k=1)
-    assert far_point.grad_norm == pytest.approx(2e-9, rel=1e-6) and near_point.grad_norm == pytest.approx(2e-9, rel=1e-6)
+    assert far_point.grad_norm == pytest.approx(2e-9, rel=1e-6) and near_point.grad_norm == pytest.approx(
+        2e-9, rel=1e-6
+    )
     assert far_point.kind == "not_critical" and far_point.morse_index is None and far_point.nullity is None
     assert near_point.kind == "nondegenerate_min" and near_point.critical
     # Ground truth: ‖H⁺∇L‖ from the jacrev(jacrev) Hessian and the gradient at the rounded θ. The dense step
@@ -112,7 +113,9 @@ def test_converging_run_is_not_diverging():
         optimizer.zero_grad()
         loss = MSE(model(x), y)
         loss.backward()
-        history.append((step, float(loss.detach()), float(torch.cat([p.detach().flatten() for p in model.parameters()]).norm())))
+        history.append(
+            (step, float(loss.detach()), float(torch.cat([p.detach().flatten() for p in model.parameters()]).norm()))
+        )
         optimizer.step()
     verdict = divergence_verdict(history, model)
     assert not verdict.diverging and verdict.norm_growth > 1e-3 and verdict.elasticity > 1e-3  # growing, not creeping
@@ -165,7 +168,8 @@ def test_contradiction_index_zero_beside_a_certainly_negative_eigenvalue():
     # By default the GL(1) tangent (w, −a) of this tiny θ has a Rayleigh quotient of order 1 (Lemma S: only
     # at an exact critical point is it 0), so 10·ε_sym inflates τ the same way; the check names it.
     assert [c.pair for c in contradictions(classify_critical_point(model, MSE, (x, y)))] == [
-        "index 0 vs certainly negative eigenvalue"]
+        "index 0 vs certainly negative eigenvalue"
+    ]
 
 
 def test_contradiction_critical_beside_diverging():

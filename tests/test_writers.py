@@ -65,9 +65,13 @@ def test_plain_loop_log_writes_what_tensorboard_reads_back(setting, tmp_path):
     histogram = events.Histograms("landscape/hessian/spectrum")[0].histogram_value
     assert histogram.num == sum(p.numel() for p in model.parameters())
     assert {"landscape/report/text_summary", "landscape/setup/text_summary"} <= set(tags["tensors"])
-    assert {"landscape/figures/spectral_density", "landscape/figures/eigenvalue_trajectories",
-            "landscape/figures/neuron_similarity", "landscape/figures/loss_slices",
-            "landscape/figures/loss_plane"} <= set(tags["images"])
+    assert {
+        "landscape/figures/spectral_density",
+        "landscape/figures/eigenvalue_trajectories",
+        "landscape/figures/neuron_similarity",
+        "landscape/figures/loss_slices",
+        "landscape/figures/loss_plane",
+    } <= set(tags["images"])
 
 
 def test_the_layout_holds_exactly_the_charts_the_logged_tags_fill(setting, tmp_path):
@@ -90,22 +94,46 @@ def test_the_layout_holds_exactly_the_charts_the_logged_tags_fill(setting, tmp_p
                 assert any(re.fullmatch(pattern, tag) for pattern in chart.multiline.tag for tag in logged), chart.title
     # ... and every chart that a logged tag can fill is there, with margin charts (bands) for both eigenvalues.
     assert titles == {chart.title for category in custom_scalars_layout(logged).category for chart in category.chart}
-    margins = {series.value: series for category in layout.category for chart in category.chart
-               if chart.HasField("margin") for series in chart.margin.series}
+    margins = {
+        series.value: series
+        for category in layout.category
+        for chart in category.chart
+        if chart.HasField("margin")
+        for series in chart.margin.series
+    }
     assert margins["landscape/hessian/lambda_max"].upper == "landscape/hessian/lambda_max_upper"
     assert margins["landscape/hessian/lambda_min"].lower == "landscape/hessian/lambda_min_lower"
     assert layout.category[0].title == "landscape 0: overview"
     # The required tags of the public API.
-    assert {"landscape/hessian/lambda_max", "landscape/hessian/lambda_min", "landscape/hessian/trace",
-            "landscape/hessian/converged", "landscape/convexity/pl_ratio", "landscape/convexity/one_point",
-            "landscape/redundancy/effective_width", "landscape/redundancy/score"} <= logged
+    assert {
+        "landscape/hessian/lambda_max",
+        "landscape/hessian/lambda_min",
+        "landscape/hessian/trace",
+        "landscape/hessian/converged",
+        "landscape/convexity/pl_ratio",
+        "landscape/convexity/one_point",
+        "landscape/redundancy/effective_width",
+        "landscape/redundancy/score",
+    } <= logged
 
 
 def test_counts_are_drawn_unsmoothed_and_never_beside_a_continuous_quantity():
     """TensorBoard smooths line charts (turning counts into fractions) but not margin charts."""
-    counts = {"negative_count", "morse_index", "nullity", "quotient_nullity", "width", "effective_width",
-              "effective_width_on_data", "claims", "assignment_changes", "critical", "converged", "diverging",
-              "contradictions"}
+    counts = {
+        "negative_count",
+        "morse_index",
+        "nullity",
+        "quotient_nullity",
+        "width",
+        "effective_width",
+        "effective_width_on_data",
+        "claims",
+        "assignment_changes",
+        "critical",
+        "converged",
+        "diverging",
+        "contradictions",
+    }
     for category, title, kind, series in CHARTS:
         tags = [s[0] for s in series] if kind == "Margin" else list(series)
         kinds = {tag.rsplit("/", 1)[1] in counts for tag in tags}
@@ -138,9 +166,12 @@ def test_at_the_reference_one_point_convexity_is_words_not_a_number():
     gradient's rounding (ε·λ_max·|θ| ≈ 1e-10) swamps λ_min·|d|; there it is "at the reference", not a
     number (a distance the core's own rule, 100·ε·|θ|, still takes for a number)."""
     generator = torch.Generator().manual_seed(0)
-    x = torch.randn(64, 3, generator=generator, dtype=torch.float64) * torch.tensor([100.0, 1.0, 0.1], dtype=torch.float64)
-    y = x @ torch.tensor([[1.0], [-2.0], [0.5]], dtype=torch.float64) + torch.randn(64, 1, generator=generator,
-                                                                                   dtype=torch.float64)
+    x = torch.randn(64, 3, generator=generator, dtype=torch.float64) * torch.tensor(
+        [100.0, 1.0, 0.1], dtype=torch.float64
+    )
+    y = x @ torch.tensor([[1.0], [-2.0], [0.5]], dtype=torch.float64) + torch.randn(
+        64, 1, generator=generator, dtype=torch.float64
+    )
     design = torch.cat([x, torch.ones(64, 1, dtype=x.dtype)], 1)
     solution = torch.linalg.lstsq(design, y).solution[:, 0]
     values, vectors = torch.linalg.eigh(2 * design.T @ design / 64)

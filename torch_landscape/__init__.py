@@ -19,14 +19,16 @@ from .convexity import (
 from .critical import CriticalPoint, ProbeResult, classify_critical_point
 from .eigen import Spectrum, hessian_eigenvalues
 from .estimators import SpectralDensity, TraceEstimate, hessian_trace, spectral_density
-from .operators import HessianOperator
 from .objective import Objective
+from .operators import HessianOperator
 from .probe import LandscapeProbe, LandscapeSnapshot
 from .redundancy import (
+    MLPRedundancy,
     NullityCheck,
     OutputChange,
     RedundancyFinding,
     RedundancyReport,
+    mlp_redundancy,
     neuron_redundancy,
     redundancy_nullity_check,
 )
@@ -72,6 +74,8 @@ __all__ = [
     "LandscapeSnapshot",
     "loss_slice",
     "LossSlice",
+    "mlp_redundancy",
+    "MLPRedundancy",
     "neuron_redundancy",
     "null_direction",
     "NullityCheck",

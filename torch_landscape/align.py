@@ -71,10 +71,14 @@ def _neurons(net: ShallowNetwork, parameters: dict[str, Tensor]) -> _Neurons:
     W = parameters[net.parameter_name("hidden", "weight")]
     b = parameters.get(net.parameter_name("hidden", "bias"))
     u = torch.cat([W, b[:, None]], dim=1) if b is not None else W
-    return _Neurons(u, parameters[net.parameter_name("output", "weight")].T, parameters.get(net.parameter_name("output", "bias")))
+    return _Neurons(
+        u, parameters[net.parameter_name("output", "weight")].T, parameters.get(net.parameter_name("output", "bias"))
+    )
 
 
-def shallow_reference(net: ShallowNetwork, reference: nn.Module, dtype: torch.dtype, device: torch.device) -> dict[str, Tensor]:
+def shallow_reference(
+    net: ShallowNetwork, reference: nn.Module, dtype: torch.dtype, device: torch.device
+) -> dict[str, Tensor]:
     """The reference module's parameters under the model's names, after checking it is the same architecture.
 
     Raises
@@ -97,7 +101,9 @@ def shallow_reference(net: ShallowNetwork, reference: nn.Module, dtype: torch.dt
     for layer in ("hidden", "output"):
         mine, theirs = getattr(net, layer).bias is not None, getattr(ref, layer).bias is not None
         if mine != theirs:
-            differences.append(f"{layer} bias {'present' if theirs else 'absent'} vs {'present' if mine else 'absent'} in the model")
+            differences.append(
+                f"{layer} bias {'present' if theirs else 'absent'} vs {'present' if mine else 'absent'} in the model"
+            )
     if ref.width > net.width:
         differences.append(f"{ref.width} hidden neurons, more than the model's {net.width}")
     if differences:
@@ -139,83 +145,134 @@ def align_parameters(
     """
     model_n, ref_n = _neurons(net, model), _neurons(net, reference)
     m, m_ref = model_n.u.shape[0], ref_n.u.shape[0]
-    hidden = [net.parameter_name("hidden", t) for t in ("weight", "bias") if net.parameter_name("hidden", t) in model]
-    a_name, c_name = net.parameter_name("output", "weight"), net.parameter_name("output", "bias")
-    hidden_free, a_free = all(name in trainable for name in hidden), a_name in trainable
-    changed = {"odd": [*hidden, a_name], "sigmoid": [*hidden, a_name, c_name], "even": hidden}
-    flip = _FLIP.get(net.kind)
-    if flip is not None and not all(name in trainable for name in changed[flip]):
-        flip = None
-    degree = _DEGREE.get(net.kind)
-    simplex = degree == 1 and hidden_free and not a_free and flip is None and model_n.a.shape[1] == 1
-    if not (hidden_free and a_free):
-        degree = None
-    if m > m_ref and not (a_free or simplex):
+    gauge = _gauge(net, model, trainable, model_n.a.shape[1])
+    if m > m_ref and not (gauge.a_free or gauge.simplex):
         raise ValueError(
             f"the reference has {m_ref} hidden neurons and the model {m}: projecting onto the teacher's "
             "realisations needs trainable output weights (or a ReLU-type activation with one output)."
         )
-    signs = (1, -1) if flip is not None else (1,)
-    odd = flip in ("odd", "sigmoid")
+    assignment = _match(model_n, ref_n, gauge)
+    u, a, c, signs, scales = _project_groups(model_n, ref_n, assignment, gauge)
+    aligned = dict(reference)
+    W_name, a_name = net.parameter_name("hidden", "weight"), net.parameter_name("output", "weight")
+    d = model[W_name].shape[1]
+    aligned[W_name] = u[:, :d].contiguous()
+    if len(gauge.hidden) == 2:
+        aligned[gauge.hidden[1]] = u[:, d].contiguous()
+    aligned[a_name] = a.T.contiguous()
+    if c is not None:
+        aligned[net.parameter_name("output", "bias")] = c
+    distance = math.sqrt(sum(float(((aligned[name] - model[name]) ** 2).sum()) for name in model if name in trainable))
+    return Alignment(aligned, tuple(assignment), tuple(signs), tuple(scales), distance)
 
-    cost = torch.stack([_cost(model_n, ref_n, s, odd, degree) for s in signs]).amin(dim=0)
+
+@dataclass(frozen=True)
+class _Gauge:
+    """The symmetries an alignment may use: those that change only trainable tensors.
+
+    ``flip`` is "odd", "sigmoid", "even" or None; ``degree`` p of the rescaling (None: none usable);
+    ``simplex``: frozen output weights with a ReLU-type σ and one output (split neurons on a simplex).
+    """
+
+    hidden: tuple[str, ...]
+    a_free: bool
+    flip: str | None
+    degree: int | None
+    simplex: bool
+
+    @property
+    def signs(self) -> tuple[int, ...]:
+        return (1, -1) if self.flip is not None else (1,)
+
+    @property
+    def odd(self) -> bool:
+        return self.flip in ("odd", "sigmoid")
+
+
+def _gauge(net: ShallowNetwork, model: dict[str, Tensor], trainable: Collection[str], outputs: int) -> _Gauge:
+    """The usable symmetries of ``net``'s activation given which of its tensors are ``trainable``."""
+    hidden = tuple(
+        net.parameter_name("hidden", t) for t in ("weight", "bias") if net.parameter_name("hidden", t) in model
+    )
+    a_name, c_name = net.parameter_name("output", "weight"), net.parameter_name("output", "bias")
+    hidden_free, a_free = all(name in trainable for name in hidden), a_name in trainable
+    changed = {"odd": [*hidden, a_name], "sigmoid": [*hidden, a_name, c_name], "even": list(hidden)}
+    flip = _FLIP.get(net.kind)
+    if flip is not None and not all(name in trainable for name in changed[flip]):
+        flip = None
+    degree = _DEGREE.get(net.kind)
+    simplex = degree == 1 and hidden_free and not a_free and flip is None and outputs == 1
+    return _Gauge(hidden, a_free, flip, degree if hidden_free and a_free else None, simplex)
+
+
+def _match(model: _Neurons, ref: _Neurons, gauge: _Gauge) -> list[int]:
+    """For each model neuron the reference neuron it represents (−1: none).
+
+    The Hungarian matching on the cost minimised over flips; with more model neurons than reference ones,
+    each unmatched neuron then joins its nearest reference neuron's orbit, or none if zeroing it is cheaper.
+    """
+    m, m_ref = model.u.shape[0], ref.u.shape[0]
+    cost = torch.stack([_cost(model, ref, s, gauge.odd, gauge.degree) for s in gauge.signs]).amin(dim=0)
     rows, cols = linear_sum_assignment(cost.detach().cpu().numpy())
     assignment = [-1] * m
-    for i, j in zip(rows.tolist(), cols.tolist()):
+    for i, j in zip(rows.tolist(), cols.tolist(), strict=True):
         assignment[i] = j
     if m > m_ref:
-        join_degree = 1 if simplex else degree
-        distances = torch.stack([_ray_distance(model_n.u, ref_n.u, s, join_degree) for s in signs]).amin(dim=0)
+        join_degree = 1 if gauge.simplex else gauge.degree
+        distances = torch.stack([_ray_distance(model.u, ref.u, s, join_degree) for s in gauge.signs]).amin(dim=0)
         join, nearest = distances.min(dim=1)
-        zero_out = (model_n.u if simplex else model_n.a).pow(2).sum(dim=1)
+        zero_out = (model.u if gauge.simplex else model.a).pow(2).sum(dim=1)
         for i in range(m):
             if assignment[i] < 0 and join[i] < zero_out[i]:
                 assignment[i] = int(nearest[i])
+    return assignment
 
-    u, a = model_n.u.clone(), model_n.a.clone()
-    c = ref_n.c.clone() if ref_n.c is not None else None
+
+def _project_groups(
+    model: _Neurons, ref: _Neurons, assignment: list[int], gauge: _Gauge
+) -> tuple[Tensor, Tensor, Tensor | None, list[int], list[float]]:
+    """(u, a, c, signs, scales): each group G_j of model neurons gauged onto reference neuron j (see
+    :func:`align_parameters`), unmatched neurons zeroed."""
+    m, m_ref = model.u.shape[0], ref.u.shape[0]
+    u, a = model.u.clone(), model.a.clone()
+    c = ref.c.clone() if ref.c is not None else None
     chosen_sign, chosen_scale = [1] * m, [1.0] * m
     for j in range(m_ref):
         group = [i for i in range(m) if assignment[i] == j]
-        if simplex:
-            along = model_n.u[group] @ ref_n.u[j] / (ref_n.u[j] @ ref_n.u[j]).clamp_min(torch.finfo(u.dtype).tiny)
-            alpha = _weighted_simplex(along, model_n.a[group, 0] / ref_n.a[j, 0])
-            for i, value in zip(group, alpha.tolist()):
+        if gauge.simplex:
+            along = model.u[group] @ ref.u[j] / (ref.u[j] @ ref.u[j]).clamp_min(torch.finfo(u.dtype).tiny)
+            alpha = _weighted_simplex(along, model.a[group, 0] / ref.a[j, 0])
+            for i, value in zip(group, alpha.tolist(), strict=True):
                 chosen_scale[i] = value
-            u[group] = alpha[:, None] * ref_n.u[j]
+            u[group] = alpha[:, None] * ref.u[j]
             continue
         for i in group:
-            sign, scale = _ray_projection(model_n.u[i], ref_n.u[j], signs, degree) if len(group) > 1 else (1, 0.0)
+            sign, scale = (
+                _ray_projection(model.u[i], ref.u[j], gauge.signs, gauge.degree) if len(group) > 1 else (1, 0.0)
+            )
             if scale == 0.0:  # a lone neuron, or one at an obtuse angle to u*_j: nearest point of the orbit
-                sign, scale = _orbit_projection(model_n.u[i], model_n.a[i], ref_n.u[j], ref_n.a[j], signs, odd, degree)
+                sign, scale = _orbit_projection(
+                    model.u[i], model.a[i], ref.u[j], ref.a[j], gauge.signs, gauge.odd, gauge.degree
+                )
             chosen_sign[i], chosen_scale[i] = sign, scale
-            u[i] = sign * scale * ref_n.u[j]
-        weights = a.new_tensor([chosen_sign[i] ** int(odd) * chosen_scale[i] ** (degree or 0) for i in group])
-        current = model_n.a[group]
-        a[group] = current + weights[:, None] * (ref_n.a[j] - weights @ current) / (weights @ weights)
-        if flip == "sigmoid":
+            u[i] = sign * scale * ref.u[j]
+        weights = a.new_tensor(
+            [chosen_sign[i] ** int(gauge.odd) * chosen_scale[i] ** (gauge.degree or 0) for i in group]
+        )
+        current = model.a[group]
+        a[group] = current + weights[:, None] * (ref.a[j] - weights @ current) / (weights @ weights)
+        if gauge.flip == "sigmoid" and c is not None:
             for i in group:
                 if chosen_sign[i] < 0:
                     c = c - a[i]
     for i in range(m):
         if assignment[i] < 0:
-            if simplex:
+            if gauge.simplex:
                 u[i] = 0.0
             else:
                 a[i] = 0.0
             chosen_scale[i] = 0.0
-
-    aligned = dict(reference)
-    W_name = net.parameter_name("hidden", "weight")
-    d = model[W_name].shape[1]
-    aligned[W_name] = u[:, :d].contiguous()
-    if len(hidden) == 2:
-        aligned[hidden[1]] = u[:, d].contiguous()
-    aligned[a_name] = a.T.contiguous()
-    if c is not None:
-        aligned[c_name] = c
-    distance = math.sqrt(sum(float(((aligned[name] - model[name]) ** 2).sum()) for name in model if name in trainable))
-    return Alignment(aligned, tuple(assignment), tuple(chosen_sign), tuple(chosen_scale), distance)
+    return u, a, c, chosen_sign, chosen_scale
 
 
 def _cost(model: _Neurons, ref: _Neurons, sign: int, odd: bool, degree: int | None) -> Tensor:
@@ -330,7 +387,9 @@ def align_reference(
     try:
         net = find_shallow(model, layers)
     except ValueError as error:
-        raise ValueError(f"alignment needs a one-hidden-layer network (Linear → activation → Linear): {error}") from None
+        raise ValueError(
+            f"alignment needs a one-hidden-layer network (Linear → activation → Linear): {error}"
+        ) from None
     named = dict(model.named_parameters())
     device = net.hidden.weight.device
     own = {

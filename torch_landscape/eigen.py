@@ -6,7 +6,7 @@ import math
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -57,7 +57,7 @@ class Spectrum:
     num_hvp: int
     method: str
     num_parameters: int
-    eigenvectors: Optional[Tensor] = field(default=None, repr=False)
+    eigenvectors: Tensor | None = field(default=None, repr=False)
 
     @property
     def lambda_min(self) -> float:
@@ -70,11 +70,11 @@ class Spectrum:
         return float(self.eigenvalues[-1])
 
     def __str__(self) -> str:
-        values = ", ".join(f"{v:.6g}±{e:.1g}" for v, e in zip(self.eigenvalues.tolist(), self.error_bounds.tolist()))
-        status = "converged" if self.converged else "NOT converged"
-        return (
-            f"Spectrum({self.method}, P={self.num_parameters}, {status}, {self.num_hvp} HVPs): [{values}]"
+        values = ", ".join(
+            f"{v:.6g}±{e:.1g}" for v, e in zip(self.eigenvalues.tolist(), self.error_bounds.tolist(), strict=True)
         )
+        status = "converged" if self.converged else "NOT converged"
+        return f"Spectrum({self.method}, P={self.num_parameters}, {status}, {self.num_hvp} HVPs): [{values}]"
 
 
 def _rounding(size: int, scale: float, dtype: torch.dtype) -> float:
@@ -91,8 +91,9 @@ def _select(count: int, k: int, which: str) -> Tensor:
     return torch.unique(torch.cat([torch.arange(k), torch.arange(count - k, count)]))
 
 
-def dense_spectrum(operator: HessianOperator, k: int | None = None, which: Which = "both",
-                   return_eigenvectors: bool = False) -> Spectrum:
+def dense_spectrum(
+    operator: HessianOperator, k: int | None = None, which: Which = "both", return_eigenvectors: bool = False
+) -> Spectrum:
     """Exact eigenvalues from the assembled Hessian (``torch.linalg.eigh``); all of them when k is None."""
     before = operator.num_hvp
     dense = operator.to_dense()
@@ -142,16 +143,18 @@ def check_solver_arguments(
     if method not in ("auto", "dense", "lanczos"):
         raise ValueError(f"method must be 'auto', 'dense' or 'lanczos', got {method!r}.")
     _positive_int(k, "k", "pass how many eigenvalues to compute at each end, e.g. k=5")
-    if size is not None and k > size:
+    if size is not None and isinstance(k, numbers.Integral) and int(k) > size:
         raise ValueError(f"k must be an integer between 1 and the number of parameters ({size}), got {k}.")
     if isinstance(tol, bool) or not isinstance(tol, numbers.Real):
         raise TypeError(f"tol must be a positive number such as 1e-6, got {tol!r}.")
-    if not tol > 0:  # also catches NaN
+    if not float(tol) > 0:  # also catches NaN
         raise ValueError(f"tol must be positive (relative to max|λ|), e.g. 1e-6, or 1e-3 for monitoring; got {tol}.")
-    _positive_int(block_size, "block_size", "use 1 (one vector per product) or a small block such as 4",
-                  allow_none=True)
-    _positive_int(max_hvp, "max_hvp", "give a budget of Hessian-vector products, or None for the default",
-                  allow_none=True)
+    _positive_int(
+        block_size, "block_size", "use 1 (one vector per product) or a small block such as 4", allow_none=True
+    )
+    _positive_int(
+        max_hvp, "max_hvp", "give a budget of Hessian-vector products, or None for the default", allow_none=True
+    )
     if warm_start is None:
         return
     if not isinstance(warm_start, Tensor) or not warm_start.is_floating_point():
@@ -174,7 +177,7 @@ def _orthonormalize(block: Tensor, basis: Tensor, generator: torch.Generator) ->
     may amplify what is left of the basis directions.
     """
     block = block.clone()
-    for attempt in range(4):
+    for _attempt in range(4):
         for _ in range(2):
             if basis.shape[1]:
                 block -= basis @ (basis.T @ block)
@@ -257,6 +260,8 @@ class KrylovBasis:
         self._T.zero_()
         self._T[:r, :r] = torch.diag(theta)
         self.m = r
+
+
 def lanczos_spectrum(
     operator: LinearOperator,
     k: int,
@@ -280,31 +285,15 @@ def lanczos_spectrum(
     which hold whatever the state of the solve), or when the basis spans the whole space (exact).
     """
     size = operator.shape[0]
-    check_solver_arguments(size, k=k, which=which, tol=tol, block_size=block_size, max_hvp=max_hvp,
-                           warm_start=warm_start)
+    check_solver_arguments(
+        size, k=k, which=which, tol=tol, block_size=block_size, max_hvp=max_hvp, warm_start=warm_start
+    )
     generator = torch.Generator().manual_seed(seed)
     wanted = k * (2 if which == "both" else 1)
     block = min(block_size or 1, size)
     max_hvp = max_hvp if max_hvp is not None else max(20 * wanted, 1000 if which != "largest" else 300)
-    if max_basis is None:
-        # Q and HQ together use at most ~2 GB, and never fewer vectors than the wanted ones need.
-        max_basis = int(min(size, max(4 * wanted + 2 * block, min(600, 2e9 / (16 * size)))))
-    max_basis = max(min(max_basis, size), min(size, 2 * wanted + 2 * block))
-
-    start = torch.randn(size, block, generator=generator, dtype=torch.float64).to(operator.device, operator.dtype)
-    if warm_start is not None:
-        warm = warm_start.reshape(size, -1).to(device=operator.device, dtype=operator.dtype)
-        # The warm vectors seed the first block without widening it (a block of j vectors costs about
-        # twice the products of a single-vector solve): random combinations of them, plus a little noise
-        # so that the block is not exactly invariant when they already are eigenvectors.
-        mixing = torch.randn(warm.shape[1], block, generator=generator, dtype=torch.float64).to(warm)
-        start = warm @ mixing + 1e-3 * start
-    # Too small a basis can hold a Ritz pair with a tiny residual that is not yet the extreme one. That
-    # happens in the dense cluster near 0 (the smallest end), hardly among the few large outliers; a warm
-    # start (last step's eigenvectors) already spans the likely extremes. Beyond this minimum, a Ritz
-    # value must also have settled between two Rayleigh–Ritz steps before its refined bound counts.
-    margin = 20 if which != "largest" else 3
-    min_basis = min(max_basis, wanted + (margin if warm_start is None else margin // 2))
+    max_basis, min_basis = _basis_limits(size, wanted, block, which, max_basis, warm_start is not None)
+    start = _start_block(operator, block, generator, warm_start)
     basis = KrylovBasis(operator, generator, max_basis + block)
     used = basis.extend(start)
     next_check, previous = 0, None
@@ -348,6 +337,36 @@ def lanczos_spectrum(
         num_parameters=size,
         eigenvectors=ritz.detach() if ritz is not None else None,
     )
+
+
+def _basis_limits(
+    size: int, wanted: int, block: int, which: Which, max_basis: int | None, warm: bool
+) -> tuple[int, int]:
+    """(max_basis, min_basis): the basis size that triggers a thick restart, and the least size checked."""
+    if max_basis is None:
+        # Q and HQ together use at most ~2 GB, and never fewer vectors than the wanted ones need.
+        max_basis = int(min(size, max(4 * wanted + 2 * block, min(600, 2e9 / (16 * size)))))
+    max_basis = max(min(max_basis, size), min(size, 2 * wanted + 2 * block))
+    # Too small a basis can hold a Ritz pair with a tiny residual that is not yet the extreme one. That
+    # happens in the dense cluster near 0 (the smallest end), hardly among the few large outliers; a warm
+    # start (last step's eigenvectors) already spans the likely extremes. Beyond this minimum, a Ritz
+    # value must also have settled between two Rayleigh–Ritz steps before its refined bound counts.
+    margin = 20 if which != "largest" else 3
+    return max_basis, min(max_basis, wanted + (margin if not warm else margin // 2))
+
+
+def _start_block(operator: LinearOperator, block: int, generator: torch.Generator, warm_start: Tensor | None) -> Tensor:
+    """The first Lanczos block: random, or random combinations of the warm-start vectors."""
+    size = operator.shape[0]
+    start = torch.randn(size, block, generator=generator, dtype=torch.float64).to(operator.device, operator.dtype)
+    if warm_start is None:
+        return start
+    warm = warm_start.reshape(size, -1).to(device=operator.device, dtype=operator.dtype)
+    # The warm vectors seed the first block without widening it (a block of j vectors costs about twice
+    # the products of a single-vector solve): random combinations of them, plus a little noise so that the
+    # block is not exactly invariant when they already are eigenvectors.
+    mixing = torch.randn(warm.shape[1], block, generator=generator, dtype=torch.float64).to(warm)
+    return warm @ mixing + 1e-3 * start
 
 
 def _movement(values: Tensor, previous: Tensor | None) -> Tensor:
@@ -436,20 +455,30 @@ def hessian_eigenvalues(
     return_eigenvectors
         Also return the eigenvectors in ``Spectrum.eigenvectors``.
     """
-    check_solver_arguments(None, k=k, which=which, tol=tol, block_size=block_size, max_hvp=max_hvp,
-                           warm_start=warm_start, method=method)
+    check_solver_arguments(
+        None, k=k, which=which, tol=tol, block_size=block_size, max_hvp=max_hvp, warm_start=warm_start, method=method
+    )
     if isinstance(model, (nn.Module, Objective)):
         operator = HessianOperator(model, loss_fn, data, params=params, dtype=dtype)
     elif isinstance(model, LinearOperator):
         operator = model
     else:
-        raise TypeError(f"model must be an nn.Module, an Objective or an operator with shape and matmat, got "
-                        f"{type(model).__name__}.")
+        raise TypeError(
+            f"model must be an nn.Module, an Objective or an operator with shape and matmat, got "
+            f"{type(model).__name__}."
+        )
     size = operator.shape[0]
     check_solver_arguments(size, k=k, warm_start=warm_start)
     if method == "dense" or (method == "auto" and size <= dense_threshold):
         return dense_spectrum(operator, k, which, return_eigenvectors)
     return lanczos_spectrum(
-        operator, k, which, tol=tol, block_size=block_size, max_hvp=max_hvp, warm_start=warm_start,
-        seed=seed, return_eigenvectors=return_eigenvectors,
+        operator,
+        k,
+        which,
+        tol=tol,
+        block_size=block_size,
+        max_hvp=max_hvp,
+        warm_start=warm_start,
+        seed=seed,
+        return_eigenvectors=return_eigenvectors,
     )

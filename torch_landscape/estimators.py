@@ -11,8 +11,8 @@ import torch
 from torch import Tensor, nn
 
 from .eigen import DENSE_THRESHOLD, KrylovBasis, _orthonormalize
-from .operators import HessianOperator
 from .objective import Data, LossFunction, Objective
+from .operators import HessianOperator
 from .settings import check_positive_int
 from .shallow import structured_diagonal
 
@@ -28,7 +28,7 @@ def _operator(model, loss_fn, data, params, dtype) -> HessianOperator:
 
 def _rademacher(size: int, count: int, generator: torch.Generator, like: Tensor) -> Tensor:
     signs = torch.randint(0, 2, (size, count), generator=generator, dtype=torch.int8)
-    return (signs.to(dtype=like.dtype, device=like.device) * 2 - 1)
+    return signs.to(dtype=like.dtype, device=like.device) * 2 - 1
 
 
 @dataclass(frozen=True)
@@ -82,9 +82,9 @@ def hessian_trace(
     """
     if method not in ("auto", "exact", "dense", "hutchpp"):
         raise ValueError(f"method must be 'auto', 'exact', 'dense' or 'hutchpp', got {method!r}.")
-    for name, value in (("num_hvp", num_hvp), ("seed", seed)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be an integer, got {value!r}.")
+    for name, argument in (("num_hvp", num_hvp), ("seed", seed)):
+        if isinstance(argument, bool) or not isinstance(argument, int):
+            raise TypeError(f"{name} must be an integer, got {argument!r}.")
     operator = _operator(model, loss_fn, data, params, dtype)
     size = operator.shape[0]
     if method in ("auto", "exact"):
@@ -106,8 +106,9 @@ def hessian_trace(
     sketch = min(num_hvp // 3, size)
     samples = (num_hvp - sketch) // 2
     reference = operator.objective.theta
-    Q = _orthonormalize(operator.matmat(_rademacher(size, sketch, generator, reference)),
-                        reference.new_zeros(size, 0), generator)
+    Q = _orthonormalize(
+        operator.matmat(_rademacher(size, sketch, generator, reference)), reference.new_zeros(size, 0), generator
+    )
     low_rank = float(torch.trace(Q.T @ operator.matmat(Q)))
     probes = _rademacher(size, samples, generator, reference)
     probes -= Q @ (Q.T @ probes)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 from torch import Tensor
@@ -27,9 +26,9 @@ class _Spectra:
 
     values: Tensor
     bounds: Tensor
-    vectors: Optional[Tensor]  # all eigenvectors on the dense path, None on the Lanczos path
+    vectors: Tensor | None  # all eigenvectors on the dense path, None on the Lanczos path
     quotient_values: Tensor
-    quotient_vectors: Optional[Tensor]
+    quotient_vectors: Tensor | None
     image: Tensor  # H V
     converged: bool
     dense: bool
@@ -50,17 +49,17 @@ def _dense_bounds(values: Tensor) -> Tensor:
     return torch.full_like(values, _rounding(len(values), scale, values.dtype))
 
 
-def criticality(operator: HessianOperator, *, rtol_grad: float | None = None, length_min: float = 1e-3
-                ) -> tuple[bool, float, float]:
+def criticality(
+    operator: HessianOperator, *, rtol_grad: float | None = None, length_min: float = 1e-3
+) -> tuple[bool, float, float]:
     """(critical, Newton step, gtol): the criticality test of :func:`classify_critical_point` on the dense path,
     from the operator's cached eigendecomposition (its one home; the redundancy cross-check uses it too)."""
     values, vectors = operator.eigh()
     size = len(values)
     spectra = _Spectra(values, _dense_bounds(values), vectors, values, None, values.new_zeros(size, 0), True, True)
-    rtol_grad = rtol_grad if rtol_grad is not None else (1e-6 if operator.dtype == torch.float64 else 1e-3)
+    rtol_grad = rtol_grad if rtol_grad is not None else default_rtol_grad(operator.dtype)
     grad_norm = float(torch.linalg.vector_norm(operator.gradient))
-    tolerances = _tolerances(operator, spectra, 0.0, grad_norm, rtol_grad=rtol_grad, rtol_zero=0.0, atol_zero=0.0,
-                             c_grad=0.0, length_min=length_min)
+    tolerances = _tolerances(operator, spectra, 0.0, grad_norm, _Constants(rtol_grad, 0.0, 0.0, 0.0, length_min))
     return tolerances.critical, tolerances.newton.step, tolerances.gtol
 
 
@@ -73,8 +72,9 @@ class _Newton:
     how: str
 
 
-def _newton_step(operator: HessianOperator, gradient: Tensor, spectra: _Spectra, gtol: float, scale: float,
-                 reach: float) -> _Newton:
+def _newton_step(
+    operator: HessianOperator, gradient: Tensor, spectra: _Spectra, gtol: float, scale: float, reach: float
+) -> _Newton:
     """min ‖x‖ subject to ‖∇L − Hx‖ ≤ gtol: the distance to a critical point of the quadratic model.
 
     Dense path, exact: with c = Vᵀ∇L, the components on eigenvalues within their error bound of 0 cannot be
@@ -97,9 +97,9 @@ def _newton_step(operator: HessianOperator, gradient: Tensor, spectra: _Spectra,
         # scipy stops at ‖r‖ ≤ rtol·(‖H‖‖x‖ + ‖g‖); for ‖x‖ within the parameter scale that is ≤ gtol.
         rtol = gtol / (10 * (scale * reach + grad_norm))
         solution, _ = minres(operator.to_scipy(), target, rtol=rtol, maxiter=NEWTON_KRYLOV_STEPS)
-        step = torch.as_tensor(solution, dtype=gradient.dtype, device=gradient.device)
-        residual = float(torch.linalg.vector_norm(gradient - operator.matvec(step)))
-        norm = float(torch.linalg.vector_norm(step)) if residual <= gtol else math.inf
+        x = torch.as_tensor(solution, dtype=gradient.dtype, device=gradient.device)
+        residual = float(torch.linalg.vector_norm(gradient - operator.matvec(x)))
+        norm = float(torch.linalg.vector_norm(x)) if residual <= gtol else math.inf
         return _Newton(norm, residual, f"MINRES, at most {NEWTON_KRYLOV_STEPS} steps")
     values, coefficients = spectra.values.double(), (spectra.vectors.T @ gradient).double()
     null = values.abs() <= spectra.bounds.double()
@@ -109,13 +109,13 @@ def _newton_step(operator: HessianOperator, gradient: Tensor, spectra: _Spectra,
     values, coefficients = values[~null], coefficients[~null]
     squares = values.square()
 
-    def residual(mu: float) -> float:
+    def residual_at(mu: float) -> float:
         return math.sqrt(stuck**2 + float((mu * coefficients / (mu + squares)).square().sum()))
 
     low, high = -300.0, 300.0  # log10 μ; the residual grows monotonically from `stuck` (μ = 0) to ‖∇L‖ (μ = ∞)
     for _ in range(100):
         middle = (low + high) / 2
-        low, high = (middle, high) if residual(10.0**middle) <= gtol else (low, middle)
+        low, high = (middle, high) if residual_at(10.0**middle) <= gtol else (low, middle)
     mu = 10.0**low
     step = float(torch.linalg.vector_norm(coefficients * values / (mu + squares)))
     return _Newton(step, stuck, "exact")
@@ -137,21 +137,50 @@ class _Tolerances:
     critical: bool
 
 
-def _tolerances(operator: HessianOperator, spectra: _Spectra, sym_leak: float, grad_norm: float, *, rtol_grad: float,
-                rtol_zero: float, atol_zero: float, c_grad: float, length_min: float) -> _Tolerances:
+@dataclass(frozen=True)
+class _Constants:
+    """The constants of the criticality test and of the zero band τ (theory.md §1.2), defaults resolved."""
+
+    rtol_grad: float
+    rtol_zero: float
+    atol_zero: float
+    c_grad: float
+    length_min: float
+
+
+def default_rtol_grad(dtype: torch.dtype) -> float:
+    """The largest relative Newton step of a critical point: 1e-6 in float64, 1e-3 in lower precision."""
+    return 1e-6 if dtype == torch.float64 else 1e-3
+
+
+def default_rtol_zero(dtype: torch.dtype) -> float:
+    """The relative zero band of eigenvalues: 1e-8 in float64, 1e-4 in lower precision (theory.md §1.2)."""
+    return 1e-8 if dtype == torch.float64 else 1e-4
+
+
+def _tolerances(
+    operator: HessianOperator, spectra: _Spectra, sym_leak: float, grad_norm: float, constants: _Constants
+) -> _Tolerances:
+    rtol_grad, length_min = constants.rtol_grad, constants.length_min
     theta = operator.objective.theta
     size = theta.numel()
-    eps = torch.finfo(theta.dtype).eps
     scale = float(spectra.values.abs().max()) if len(spectra.values) else 0.0
     norm = float(torch.linalg.vector_norm(theta))
     length = max(norm / math.sqrt(size), length_min)
     gtol = gradient_rounding(size, theta.dtype, scale, norm, float(operator.loss))
-    band = max(rtol_zero * scale, atol_zero)
+    band = max(constants.rtol_zero * scale, constants.atol_zero)
     # The Newton step is judged against the median |θ_i|, which a few weights escaping to infinity do not
     # inflate: against ‖θ‖ the divergence the test should catch would itself loosen the test.
     reach = max(float(theta.abs().median()), length_min) * math.sqrt(size)
     newton = _newton_step(operator, operator.gradient, spectra, gtol, scale, reach)
     newton_ratio = newton.step / reach
     critical = newton_ratio <= rtol_grad
-    tau = max(band, c_grad * grad_norm / length, 10 * sym_leak)
+    tau = max(band, constants.c_grad * grad_norm / length, 10 * sym_leak)
     return _Tolerances(grad_norm, scale, length, gtol, band, tau, rtol_grad, newton, newton_ratio, critical)
+
+
+def certainly_negative(values: Tensor, bounds: Tensor, band: float) -> int:
+    """#{λ + max(error bound, band) < 0}: eigenvalues below 0 beyond doubt. Unlike the Morse index it needs no
+    critical point, and its tolerance does not grow with ‖∇L‖ (the probe's scalars and this module's test
+    both count with it)."""
+    return int((values + bounds.clamp_min(band) < 0).sum())

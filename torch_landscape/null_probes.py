@@ -43,10 +43,14 @@ class ProbeResult:
     solver_gradient: float
 
 
-
-
 def profile_probe(
-    objective: Objective, basis: QuotientBasis, quotient_vectors: Tensor, column: int, loss: float, scale: float, length: float
+    objective: Objective,
+    basis: QuotientBasis,
+    quotient_vectors: Tensor,
+    column: int,
+    loss: float,
+    scale: float,
+    length: float,
 ) -> ProbeResult:
     """ψ_u(t) for u = Q_⊥ y (y the ``column``-th eigenvector of H_q), t = t0, t0/2, t0/4, t0/8, t0 = 0.1·ℓ̄.
 
@@ -63,22 +67,8 @@ def profile_probe(
     for t in radii:
         with torch.no_grad():
             w /= 2  # along a curved orbit z grows like t², so w = z/t halves with t
-        optimizer = torch.optim.LBFGS(
-            [w], lr=1.0, max_iter=100, tolerance_grad=1e-10, tolerance_change=1e-16, history_size=20,
-            line_search_fn="strong_wolfe",
-        )
         denominator = max(scale, torch.finfo(theta.dtype).tiny) * t * t
-
-        def closure() -> Tensor:
-            optimizer.zero_grad()
-            value = (objective.loss(theta + t * (direction + others @ w)) - loss) / denominator
-            value.backward()
-            return value
-
-        with torch.enable_grad():
-            optimizer.step(closure)
-            final = closure()
-        values.append(float(final.detach()) * denominator)
+        values.append(_profile_value(objective, theta, t, direction, others, w, loss, denominator))
         residual = max(residual, float(torch.linalg.vector_norm(w.grad)))
     tolerances = [1e-10 * (abs(loss) + scale * t * t) for t in radii]
     order = math.nan
@@ -86,24 +76,66 @@ def profile_probe(
         logs = torch.log(torch.tensor([radii, values], dtype=torch.float64))
         centred = logs - logs.mean(dim=1, keepdim=True)
         order = float((centred[0] * centred[1]).sum() / (centred[0] ** 2).sum())
-    if any(v < -tol for v, tol in zip(values, tolerances)):
+    if any(v < -tol for v, tol in zip(values, tolerances, strict=True)):
         verdict = "descent"
-    elif all(abs(v) <= tol for v, tol in zip(values, tolerances)):
+    elif all(abs(v) <= tol for v, tol in zip(values, tolerances, strict=True)):
         verdict = "flat"
-    elif all(v > tol for v, tol in zip(values, tolerances)) and 2.5 < order <= 6:
+    elif all(v > tol for v, tol in zip(values, tolerances, strict=True)) and 2.5 < order <= 6:
         verdict = "higher_order"
     else:
         verdict = "inconclusive"
     return ProbeResult(verdict, order, tuple(radii), tuple(values), residual)
 
 
+def _profile_value(
+    objective: Objective,
+    theta: Tensor,
+    t: float,
+    direction: Tensor,
+    others: Tensor,
+    w: Tensor,
+    loss: float,
+    denominator: float,
+) -> float:
+    """min_w L(θ + t(u + Zw)) − L(θ) by L-BFGS from ``w`` (updated in place), on the objective divided by
+    ``denominator`` = s·t² so that its Hessian in w is of order one."""
+    optimizer = torch.optim.LBFGS(
+        [w],
+        lr=1.0,
+        max_iter=100,
+        tolerance_grad=1e-10,
+        tolerance_change=1e-16,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+    )
+
+    def closure() -> Tensor:
+        optimizer.zero_grad()
+        value = (objective.loss(theta + t * (direction + others @ w)) - loss) / denominator
+        value.backward()
+        return value
+
+    with torch.enable_grad():
+        optimizer.step(closure)
+        final = closure()
+    return float(final.detach()) * denominator
+
+
 def summarise_probes(probes: tuple[ProbeResult, ...]) -> tuple[str, str]:
     verdicts = [p.verdict for p in probes]
-    tally = ", ".join(f"{verdicts.count(v)} {v}" for v in ("descent", "flat", "higher_order", "inconclusive") if v in verdicts)
+    tally = ", ".join(
+        f"{verdicts.count(v)} {v}" for v in ("descent", "flat", "higher_order", "inconclusive") if v in verdicts
+    )
     if "descent" in verdicts:
-        return "degenerate_saddle", f"profile probes ({tally}): the loss decreases along a null direction, a degenerate saddle"
+        return (
+            "degenerate_saddle",
+            f"profile probes ({tally}): the loss decreases along a null direction, a degenerate saddle",
+        )
     if all(v == "flat" for v in verdicts):
-        return "nonisolated_min", f"profile probes ({tally}): every null direction is flat, a non-isolated minimum (evidence, not proof)"
+        return (
+            "nonisolated_min",
+            f"profile probes ({tally}): every null direction is flat, a non-isolated minimum (evidence, not proof)",
+        )
     orders = [p.order for p in probes if p.verdict == "higher_order"]
     if orders:
         p = max(orders)

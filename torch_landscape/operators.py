@@ -208,12 +208,14 @@ class HessianOperator(SymmetricOperator):
 
     def __new__(
         cls,
-        model: nn.Module | Objective,
+        model: nn.Module | Objective | None = None,
         loss_fn: LossFunction | None = None,
         data: Data | None = None,
         params: Sequence[str] | None = None,
         dtype: torch.dtype | None = None,
     ) -> HessianOperator:
+        if model is None:  # copy and pickle re-create the instance without arguments, then fill its state
+            return super().__new__(cls)
         objective = as_objective(model, loss_fn, data, params=params, dtype=dtype)
         kind = hessian_operator_class(objective) if cls is HessianOperator else cls
         operator = super().__new__(kind)

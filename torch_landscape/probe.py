@@ -33,13 +33,16 @@ import torch
 from torch import Tensor, nn
 
 from .convexity import OnePointConvexity, PLEstimate, PLTracker, one_point_convexity, reference_point
-from .critical import DENSE_MAX_PARAMETERS, CriticalPoint, certainly_negative, classify_critical_point, default_rtol_zero
+from .critical import DENSE_MAX_PARAMETERS, CriticalPoint, classify_critical_point
+from .newton import certainly_negative, default_rtol_zero, gradient_rounding
 from .eigen import DENSE_THRESHOLD, Spectrum, hessian_eigenvalues
 from .estimators import SpectralDensity, TraceEstimate, hessian_trace, spectral_density
 from .operators import HessianOperator
-from .newton import gradient_rounding
 from .objective import Data, LossFunction, Objective, as_batches, check_data, check_finite, check_process_group
-from .redundancy import NullityCheck, RedundancyReport, neuron_redundancy, redundancy_nullity_check
+from .redundancy import (
+    MLPRedundancy, NullityCheck, RedundancyReport, find_mlp, is_mlp, mlp_redundancy, neuron_redundancy,
+    redundancy_nullity_check,
+)
 from .settings import FULL_QUANTITIES, LIGHT_TOL, QUANTITIES, OnError, ProbeSettings, check_quantities
 from .shallow import find_shallow, structured_diagonal
 from .slices import LandscapeSlices, landscape_slices
@@ -68,6 +71,16 @@ def is_shallow(model: nn.Module) -> bool:
     except ValueError:
         return False
     return True
+
+
+#: What neuron redundancy needs of a model, for messages.
+REDUNDANCY_NEEDS = ("needs a one-hidden-layer network (Linear → activation → Linear) or an nn.Sequential MLP "
+                    "(Linear → activation → … → Linear)")
+
+
+def supports_redundancy(model: nn.Module) -> bool:
+    """Whether neuron redundancy applies: a one-hidden-layer network, or an ``nn.Sequential`` MLP."""
+    return is_shallow(model) or is_mlp(model)
 
 
 @dataclass(frozen=True)
@@ -112,7 +125,9 @@ class LandscapeSnapshot:
     trace : TraceEstimate or None
     density : SpectralDensity or None
     critical : CriticalPoint or None
-    redundancy : RedundancyReport or None
+    redundancy : RedundancyReport, MLPRedundancy or None
+        A RedundancyReport for a one-hidden-layer network, an MLPRedundancy (every hidden layer) for a deep
+        ``nn.Sequential`` MLP.
     divergence : Divergence or None
         Whether ‖θ‖ grows while L creeps down over the last snapshots: an escape to infinity, no critical
         point at finite distance (with the neuron pairs that carry it, at full snapshots).
@@ -146,31 +161,12 @@ class LandscapeSnapshot:
     trace: Optional[TraceEstimate] = None
     density: Optional[SpectralDensity] = None
     critical: Optional[CriticalPoint] = None
-    redundancy: Optional[RedundancyReport] = None
+    redundancy: Optional[RedundancyReport | MLPRedundancy] = None
     divergence: Optional[Divergence] = None
     nullity: Optional[NullityCheck] = None
     contradictions: tuple[Contradiction, ...] = ()
     slices: Optional[LandscapeSlices] = None
     errors: tuple[str, ...] = ()
-
-
-#: Snapshots whose work per pass (parameters × probe samples) is below this run on one CPU thread: their
-#: operations are too small to share, and on a loaded 2-core machine two threads made a full snapshot of
-#: the README example (P = 33, 1024 samples) take 1.4 s instead of 14 ms (waiting at OpenMP barriers).
-SINGLE_THREAD_WORK = 1 << 22
-
-
-@contextlib.contextmanager
-def cpu_threads(count: int | None) -> Iterator[None]:
-    """Use at most ``count`` CPU threads inside the block (None: leave it), restoring the setting after."""
-    before = torch.get_num_threads()
-    if count is not None and count < before:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
 
 
 @contextlib.contextmanager
@@ -502,8 +498,7 @@ class LandscapeProbe:
         missing = {
             "one_point": "one_point needs reference= (a model like the student, e.g. the teacher, or a flat θ*)"
             if reference is None else None,
-            "redundancy": "redundancy needs a one-hidden-layer network (Linear → activation → Linear)"
-            if not is_shallow(model) else None,
+            "redundancy": f"redundancy {REDUNDANCY_NEEDS}" if not supports_redundancy(model) else None,
             "slices": "slices evaluate the loss on this rank's shard alone, not under a process_group"
             if distributed else None,
         }
@@ -558,9 +553,9 @@ class LandscapeProbe:
         results: dict[str, Any] = {}
         loss = grad_norm = math.nan
         size = num_hvp = 0
-        small = self.num_parameters * self._num_samples <= SINGLE_THREAD_WORK
-        with preserved_rng(self._devices), cpu_threads(1 if small else None), torch.inference_mode(False), \
-                torch.enable_grad():
+        # (Not on one CPU thread for small problems: switching torch's thread count back and forth made the
+        # training steps between snapshots five times slower.)
+        with preserved_rng(self._devices), torch.inference_mode(False), torch.enable_grad():
             point = self._guarded("loss", step, errors, lambda: self._point(step, learning_rate, full))
             if point is not None:
                 loss, grad_norm = point.loss, float(torch.linalg.vector_norm(point.gradient))
@@ -700,7 +695,8 @@ class LandscapeProbe:
         return {"critical": classify_critical_point(point.operator, method=self.method, k=self.k, learning_rate=point.learning_rate)}
 
     def _compute_redundancy(self, point: _Point) -> dict[str, Any]:
-        return {"redundancy": neuron_redundancy(self.model, self._inputs)}
+        analyse = neuron_redundancy if is_shallow(self.model) else mlp_redundancy
+        return {"redundancy": analyse(self.model, self._inputs)}
 
     def _slices(self, point: _Point, results: dict[str, Any]) -> dict[str, Any]:
         """The loss along this snapshot's extreme eigenvectors, a predicted null direction (the nullity
@@ -743,7 +739,13 @@ class LandscapeProbe:
         model, loss_fn, _, _ = self._objective_args
         size, samples = self.num_parameters, self._num_samples
         loss = "loss(model, batch) (custom)" if isinstance(model, _BatchLossModel) else f"{loss_fn!r} (mean over samples)"
-        kind = find_shallow(self.model).kind if is_shallow(self.model) else "not a recognised one-hidden-layer network"
+        if is_shallow(self.model):
+            kind = find_shallow(self.model).kind
+        elif is_mlp(self.model):
+            layers = find_mlp(self.model)
+            kind = f"{layers[0].kind}, an MLP of {len(layers)} hidden layers"
+        else:
+            kind = "not a one-hidden-layer network or an MLP (no neuron redundancy)"
         star = self._pl.known_loss_star
         return "\n".join([
             f"- model: {type(self.model).__name__}, {size} parameters in theta; activation: {kind}",

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Literal
 
 Tier = Literal["light", "full"]
 
@@ -71,7 +71,7 @@ class OverheadBudget:
     min_seconds: float = MIN_SECONDS
     light_share: float = LIGHT_SHARE
     spent: dict[str, float] = field(default_factory=lambda: {"setup": 0.0, "light": 0.0, "full": 0.0})
-    cost: dict[str, Optional[float]] = field(default_factory=lambda: {"light": None, "full": None, "figures": None})
+    cost: dict[str, float | None] = field(default_factory=lambda: {"light": None, "full": None, "figures": None})
     forfeited: dict[str, float] = field(default_factory=lambda: {"light": 0.0, "full": 0.0})
 
     @property
@@ -79,7 +79,7 @@ class OverheadBudget:
         """Seconds spent so far on everything."""
         return sum(self.spent.values())
 
-    def record(self, tier: str, seconds: float, *, figures: Optional[float] = None) -> None:
+    def record(self, tier: str, seconds: float, *, figures: float | None = None) -> None:
         """Count ``seconds`` against ``tier`` ("setup", "light" or "full") and remember the cost."""
         self.spent[tier] += seconds
         if tier != "setup":
@@ -98,14 +98,15 @@ class OverheadBudget:
         figures = self.cost["figures"]
         return figures if figures is not None else FIGURES_COST_PRIOR
 
-    def allowance(self, training_seconds: float, progress: Optional[float]) -> float:
+    def allowance(self, training_seconds: float, progress: float | None) -> float:
         """A(T, p) = max(r·T, p·min_seconds): what may have been spent by now (p None: length unknown)."""
         rate = self.max_overhead / (1.0 - self.max_overhead)
         floor = self.min_seconds * min(max(progress, 0.0), 1.0) if progress is not None else 0.0
         return max(rate * training_seconds, floor)
 
-    def due(self, tier: Tier, training_seconds: float, progress: Optional[float], closing_cost: float,
-            with_full: bool = True) -> bool:
+    def due(
+        self, tier: Tier, training_seconds: float, progress: float | None, closing_cost: float, with_full: bool = True
+    ) -> bool:
         """Whether the pacing allowance, less the closing evaluation's reserve, pays for one more ``tier``
         evaluation. ``with_full``: whether full evaluations share the allowance at all."""
         reserve = closing_cost * (progress if progress is not None else 1.0)
@@ -119,7 +120,7 @@ class OverheadBudget:
             self.forfeited[tier] += credit - cost
         return cost <= credit
 
-    def projected(self, training_seconds: float, progress: Optional[float]) -> float:
+    def projected(self, training_seconds: float, progress: float | None) -> float:
         """The whole run's allowance as projected now: A at p = 1 if the run goes on at this pace."""
         if progress is None or progress <= 0:
             return self.allowance(training_seconds, None)

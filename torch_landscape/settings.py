@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal
 
 import torch
 
@@ -70,7 +70,7 @@ def check_dtype(dtype: object, name: str = "dtype") -> torch.dtype:
     return dtype
 
 
-def check_params(params: object) -> Optional[tuple[str, ...]]:
+def check_params(params: object) -> tuple[str, ...] | None:
     """``params`` as a tuple of parameter names, or None; a string is refused (it would be split into letters)."""
     if params is None:
         return None
@@ -86,7 +86,7 @@ def check_params(params: object) -> Optional[tuple[str, ...]]:
     return tuple(params)
 
 
-def check_loss_star(loss_star: object) -> Optional[float]:
+def check_loss_star(loss_star: object) -> float | None:
     """``loss_star`` as a finite float, or None (then L* is estimated online)."""
     if loss_star is None:
         return None
@@ -131,11 +131,11 @@ class ProbeSettings:
         Relative accuracy asked of λ_max at light evaluations, |λ̂ − λ| ≤ light_tol·|λ̂|; 0 < light_tol < 1.
     """
 
-    quantities: Optional[tuple[str, ...]] = None
-    loss_star: Optional[float] = None
+    quantities: tuple[str, ...] | None = None
+    loss_star: float | None = None
     k: int = 5
     method: Literal["auto", "dense", "lanczos"] = "auto"
-    params: Optional[tuple[str, ...]] = None
+    params: tuple[str, ...] | None = None
     dtype: torch.dtype = torch.float64
     on_error: OnError = "warn"
     probe_size: int = 2048

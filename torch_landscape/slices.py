@@ -16,21 +16,21 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal, Optional, Union
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 from torch.func import vmap
-from torch.utils._pytree import tree_leaves
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
-from .convexity import reference_point
 from .eigen import Spectrum, hessian_eigenvalues
-from .operators import HessianOperator, available_memory
 from .objective import Objective
+from .one_point import reference_point
+from .operators import HessianOperator, available_memory
 
-Source = Union[Objective, HessianOperator]
-Grid = Union[Tensor, Sequence[float], tuple[Union[Tensor, Sequence[float]], Union[Tensor, Sequence[float]]]]
+Source = Objective | HessianOperator
+Grid = Tensor | Sequence[float] | tuple[Tensor | Sequence[float], Tensor | Sequence[float]]
 
 #: Cost of one grid point in gradient-equivalents (one gradient = one forward and one backward pass over
 #: the probe data). A point is one forward pass. Measured by benchmarks/slices.py (2 shared CPU cores,
@@ -73,9 +73,9 @@ class Direction:
     """
 
     name: str
-    vector: Optional[Tensor] = field(repr=False)
-    curvature: Optional[float] = None
-    error_bound: Optional[float] = None
+    vector: Tensor | None = field(repr=False)
+    curvature: float | None = None
+    error_bound: float | None = None
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,10 @@ class LossSlice:
 
     def __str__(self) -> str:
         shape = "×".join(str(len(c)) for c in self.coordinates)
-        spans = ", ".join(f"{d.name} in [{float(c[0]):.3g}, {float(c[-1]):.3g}]" for d, c in zip(self.directions, self.coordinates))
+        spans = ", ".join(
+            f"{d.name} in [{float(c[0]):.3g}, {float(c[-1]):.3g}]"
+            for d, c in zip(self.directions, self.coordinates, strict=True)
+        )
         low, high = float(self.values.min()), float(self.values.max())
         return f"LossSlice({shape} grid: {spans}; L(θ) = {self.base_loss:.6g}, range [{low:.6g}, {high:.6g}])"
 
@@ -150,7 +153,9 @@ def _unit(vector: Tensor, objective: Objective, what: str) -> Tensor:
     return vector / norm
 
 
-def eigenvector_direction(source: Spectrum | HessianOperator, which: Literal["largest", "smallest"] = "largest") -> Direction:
+def eigenvector_direction(
+    source: Spectrum | HessianOperator, which: Literal["largest", "smallest"] = "largest"
+) -> Direction:
     """The top (``which="largest"``) or bottom Hessian eigenvector, with its eigenvalue and error bound.
 
     ``source`` is a :class:`~torch_landscape.eigen.Spectrum` computed with ``return_eigenvectors=True``
@@ -174,8 +179,9 @@ def eigenvector_direction(source: Spectrum | HessianOperator, which: Literal["la
     )
 
 
-def null_direction(vector: Tensor, source: Source, operator: HessianOperator | None = None,
-                   name: str = "null direction") -> Direction:
+def null_direction(
+    vector: Tensor, source: Source, operator: HessianOperator | None = None, name: str = "null direction"
+) -> Direction:
     """A given direction (e.g. a predicted null vector of a redundancy), normalised to ‖u‖ = 1.
 
     With ``operator`` its curvature uᵀHu and the residual ‖Hu − (uᵀHu)u‖ (one Hessian-vector product)
@@ -198,7 +204,13 @@ def reference_direction(source: Source, reference: nn.Module | Tensor, align: bo
     reference the vector is (nearly) zero and a slice along it is constant.
     """
     objective = _objective(source)
-    tensors = [reference] if isinstance(reference, Tensor) else list(reference.parameters()) if isinstance(reference, nn.Module) else []
+    tensors = (
+        [reference]
+        if isinstance(reference, Tensor)
+        else list(reference.parameters())
+        if isinstance(reference, nn.Module)
+        else []
+    )
     if not all(torch.isfinite(t).all() for t in tensors):
         raise ValueError("the reference has NaN or inf entries; there is no segment to slice along.")
     theta_star, alignment = reference_point(objective, reference, align)
@@ -219,13 +231,15 @@ def random_direction(source: Source, seed: int = 0, include_biases: bool = False
     objective = _objective(source)
     generator = torch.Generator().manual_seed(seed)
     pieces = []
-    for name, theta in objective.unflatten(objective.theta).items():
+    for _name, theta in objective.unflatten(objective.theta).items():
         if theta.ndim <= 1 and not include_biases:
             pieces.append(torch.zeros_like(theta))
             continue
         rows = theta.reshape(theta.shape[0], -1) if theta.ndim else theta.reshape(1, 1)
         noise = torch.randn(rows.shape, generator=generator, dtype=torch.float64).to(rows)
-        scale = torch.linalg.vector_norm(rows, dim=1, keepdim=True) / torch.linalg.vector_norm(noise, dim=1, keepdim=True)
+        scale = torch.linalg.vector_norm(rows, dim=1, keepdim=True) / torch.linalg.vector_norm(
+            noise, dim=1, keepdim=True
+        )
         pieces.append((noise * scale).reshape(theta.shape))
     vector = objective.flatten(pieces)
     if not vector.abs().max() > 0:
@@ -233,8 +247,9 @@ def random_direction(source: Source, seed: int = 0, include_biases: bool = False
     return Direction("random, filter-normalised", vector)
 
 
-def grid_size(budget: float, dimensions: int = 1, *, point_cost: float = POINT_COST, minimum: int = 5,
-              maximum: int = 101) -> int:
+def grid_size(
+    budget: float, dimensions: int = 1, *, point_cost: float = POINT_COST, minimum: int = 5, maximum: int = 101
+) -> int:
     """Points per axis of a slice whose evaluation costs at most ``budget`` gradient-equivalents.
 
     The largest odd m ≤ ``maximum`` with m^dimensions · ``point_cost`` ≤ budget (odd so that θ itself,
@@ -283,8 +298,10 @@ def _bytes_per_point(objective: Objective) -> int:
 
 
 def _axes(grid: Grid, count: int) -> tuple[Tensor, ...]:
-    per_axis = isinstance(grid, tuple) and len(grid) == count and all(
-        isinstance(g, Tensor) and g.ndim == 1 or isinstance(g, (list, tuple)) for g in grid
+    per_axis = (
+        isinstance(grid, tuple)
+        and len(grid) == count
+        and all(isinstance(g, Tensor) and g.ndim == 1 or isinstance(g, (list, tuple)) for g in grid)
     )
     axes = tuple(grid) if per_axis else (grid,) * count
     out = []
@@ -297,6 +314,27 @@ def _axes(grid: Grid, count: int) -> tuple[Tensor, ...]:
             )
         out.append(values)
     return tuple(out)
+
+
+def _as_directions(
+    directions: Direction | Tensor | Sequence[Direction | Tensor], size: int
+) -> tuple[tuple[Direction, ...], list[Tensor]]:
+    """One or two :class:`Direction` s of ``size`` entries (bare tensors get the names "direction i"), and
+    their vectors."""
+    if isinstance(directions, (Direction, Tensor)):
+        directions = (directions,)
+    named = tuple(
+        d if isinstance(d, Direction) else Direction(f"direction {i + 1}", d) for i, d in enumerate(directions)
+    )
+    if len(named) not in (1, 2):
+        raise ValueError(f"pass one direction (a 1-D slice) or two (a 2-D slice), got {len(named)}.")
+    vectors = []
+    for direction in named:
+        if not isinstance(direction.vector, Tensor) or direction.vector.shape != (size,):
+            shape = tuple(direction.vector.shape) if isinstance(direction.vector, Tensor) else None
+            raise ValueError(f"direction {direction.name!r} has vector {shape}; it must have the {size} entries of θ.")
+        vectors.append(direction.vector)
+    return named, vectors
 
 
 def loss_slice(
@@ -333,21 +371,10 @@ def loss_slice(
         NaN (a diverging loss); they are reported as they are.
     """
     objective = _objective(source)
-    if isinstance(directions, (Direction, Tensor)):
-        directions = (directions,)
-    directions = tuple(d if isinstance(d, Direction) else Direction(f"direction {i + 1}", d) for i, d in enumerate(directions))
-    if len(directions) not in (1, 2):
-        raise ValueError(f"pass one direction (a 1-D slice) or two (a 2-D slice), got {len(directions)}.")
-    for direction in directions:
-        if not isinstance(direction.vector, Tensor) or direction.vector.shape != (objective.num_parameters,):
-            shape = tuple(direction.vector.shape) if isinstance(direction.vector, Tensor) else None
-            raise ValueError(
-                f"direction {direction.name!r} has vector {shape}; it must have the {objective.num_parameters} "
-                "entries of θ."
-            )
-    coordinates = _axes(grid, len(directions))
-    basis = torch.stack([d.vector.detach().to(device=objective.device, dtype=objective.dtype) for d in directions])
-    mesh = torch.cartesian_prod(*coordinates).reshape(-1, len(directions))
+    named, vectors = _as_directions(directions, objective.num_parameters)
+    coordinates = _axes(grid, len(named))
+    basis = torch.stack([v.detach().to(device=objective.device, dtype=objective.dtype) for v in vectors])
+    mesh = torch.cartesian_prod(*coordinates).reshape(-1, len(named))
     if memory is None:
         cpu = objective.device.type == "cpu"
         memory = CPU_PASS_MEMORY if cpu else min(GPU_PASS_MEMORY, available_memory(objective.device) // 8)
@@ -355,12 +382,12 @@ def loss_slice(
     # One point per pass (a large network on a CPU) gains nothing from vmap but its tracing overhead.
     batched = batched and per_pass > 1 and len(mesh) > 1
     evaluate = vmap(objective.loss) if batched else (lambda points: torch.stack([objective.loss(p) for p in points]))
-    values = []
+    chunks = []
     with torch.no_grad():
         for start in range(0, len(mesh), per_pass):
             coefficients = mesh[start : start + per_pass].to(device=objective.device, dtype=objective.dtype)
             try:
-                values.append(evaluate(objective.theta + coefficients @ basis))
+                chunks.append(evaluate(objective.theta + coefficients @ basis))
             except RuntimeError as error:
                 if not batched:
                     raise
@@ -372,11 +399,10 @@ def loss_slice(
         loss, gradient = source.loss, source.gradient
     else:
         loss, gradient = objective.loss_and_gradient()
-    values = torch.cat(values).detach().cpu().double().reshape(*(len(c) for c in coordinates))
     return LossSlice(
         coordinates=coordinates,
-        values=values,
-        directions=directions,
+        values=torch.cat(chunks).detach().cpu().double().reshape(*(len(c) for c in coordinates)),
+        directions=named,
         base_loss=float(loss),
         slopes=tuple(float(gradient @ row) for row in basis),
         num_evaluations=len(mesh),
@@ -403,7 +429,7 @@ class LandscapeSlices:
     plane: LossSlice
     num_evaluations: int
 
-    def without_vectors(self) -> "LandscapeSlices":
+    def without_vectors(self) -> LandscapeSlices:
         """The same slices with every direction's vector dropped (None): P floats each, which a history
         of snapshots need not keep (the figures use names, curvatures and values only)."""
 
@@ -450,12 +476,14 @@ def landscape_slices(
     directions = [top, bottom]
     if null_vector is not None:
         directions.append(null_direction(null_vector, operator, operator))
-    line = torch.linspace(-radius, radius, grid_size(budget / 4 / len(directions), 1, point_cost=point_cost),
-                          dtype=torch.float64)
+    line = torch.linspace(
+        -radius, radius, grid_size(budget / 4 / len(directions), 1, point_cost=point_cost), dtype=torch.float64
+    )
     lines = tuple(loss_slice(operator, d, line) for d in directions)
     plane_axes: tuple[Direction, Direction] = (top, bottom)
-    span = torch.linspace(-radius, radius, grid_size(3 * budget / 4, 2, point_cost=point_cost, maximum=41),
-                          dtype=torch.float64)
+    span = torch.linspace(
+        -radius, radius, grid_size(3 * budget / 4, 2, point_cost=point_cost, maximum=41), dtype=torch.float64
+    )
     grid: Grid = span
     if reference is not None:
         toward = reference_direction(operator, reference, align)

@@ -134,12 +134,16 @@ def symmetry_tangents(objective: Objective, theta: Tensor | None = None) -> Symm
     theta = objective.theta if theta is None else theta
     found = shallow_parameters(objective)
     if found is None:
-        return SymmetryTangents(theta.new_zeros(theta.numel(), 0), note="not a one-hidden-layer network: no known continuous symmetry")
+        return SymmetryTangents(
+            theta.new_zeros(theta.numel(), 0), note="not a one-hidden-layer network: no known continuous symmetry"
+        )
     net, parameters = found
     parameters = {**parameters, **objective.unflatten(theta)}
     families = _families(net, parameters)
     if not families:
-        return SymmetryTangents(theta.new_zeros(theta.numel(), 0), note=f"activation {net.kind} has no continuous symmetry")
+        return SymmetryTangents(
+            theta.new_zeros(theta.numel(), 0), note=f"activation {net.kind} has no continuous symmetry"
+        )
     full_size = sum(p.numel() for p in parameters.values())
     blocks, names, notes = [theta.new_zeros(theta.numel(), 0)], [], []
     for family, count, build in families:
@@ -151,7 +155,7 @@ def symmetry_tangents(objective: Objective, theta: Tensor | None = None) -> Symm
         vectors = torch.cat(
             [
                 deltas[name].reshape(count, -1) if name in deltas else theta.new_zeros(count, numel)
-                for name, numel in zip(objective.names, objective.numels)
+                for name, numel in zip(objective.names, objective.numels, strict=True)
             ],
             dim=1,
         )

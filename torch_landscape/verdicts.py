@@ -15,10 +15,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from .critical import CriticalPoint
 from .redundancy import NullityCheck, RedundancyReport
@@ -53,8 +52,10 @@ class DivergingPair:
     leverage: float
 
     def __str__(self) -> str:
-        return (f"neurons {self.neurons} (output weights {self.output_weights[0]:+.4g}, {self.output_weights[1]:+.4g};"
-                f" input distance {self.distance:.1e}, cancellation {self.cancellation:.1e})")
+        return (
+            f"neurons {self.neurons} (output weights {self.output_weights[0]:+.4g}, {self.output_weights[1]:+.4g};"
+            f" input distance {self.distance:.1e}, cancellation {self.cancellation:.1e})"
+        )
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ class Divergence:
 
 def divergence_verdict(
     history: Sequence[Sequence[float]],
-    model: Optional[nn.Module] = None,
+    model: nn.Module | None = None,
     *,
     window: int = 5,
     min_growth: float = 1e-3,
@@ -100,7 +101,7 @@ def divergence_verdict(
     pair_distance: float = 0.05,
     pair_cancellation: float = 0.05,
     min_leverage: float = 10.0,
-    layers: Optional[tuple[str, str, str]] = None,
+    layers: tuple[str, str, str] | None = None,
 ) -> Divergence:
     """Say "diverging: no critical point at finite distance" when ‖θ‖ keeps growing while L creeps down.
 
@@ -129,21 +130,26 @@ def divergence_verdict(
     layers
         (hidden, activation, output) module names, for models the automatic search does not understand.
     """
-    if isinstance(window, bool) or not isinstance(window, int) or window < 3:
-        raise ValueError(f"window must be an int >= 3 (snapshots judged), got {window!r}.")
-    for name, value in (("min_growth", min_growth), ("max_elasticity", max_elasticity),
-                        ("pair_distance", pair_distance), ("pair_cancellation", pair_cancellation),
-                        ("min_leverage", min_leverage)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
-    rows = torch.as_tensor([list(map(float, row)) for row in history], dtype=torch.float64).reshape(-1, 3) \
-        if len(history) else torch.zeros(0, 3, dtype=torch.float64)
-    if not torch.isfinite(rows).all():
-        raise ValueError("history must hold finite (step, loss, parameter norm) triples.")
+    rows = _history_rows(
+        history,
+        window,
+        min_growth=min_growth,
+        max_elasticity=max_elasticity,
+        pair_distance=pair_distance,
+        pair_cancellation=pair_cancellation,
+        min_leverage=min_leverage,
+    )
     pairs = _diverging_pairs(model, pair_distance, pair_cancellation, min_leverage, layers)
     if len(rows) < window:
-        return Divergence(False, f"not enough snapshots to judge divergence ({len(rows)} < window {window})",
-                          math.nan, math.nan, math.nan, (math.nan, math.nan), pairs)
+        return Divergence(
+            False,
+            f"not enough snapshots to judge divergence ({len(rows)} < window {window})",
+            math.nan,
+            math.nan,
+            math.nan,
+            (math.nan, math.nan),
+            pairs,
+        )
     steps, losses, norms = rows[-window:].T
     growth = float(norms[-1] / norms[0] - 1) if norms[0] > 0 else math.inf
     decrease = float(1 - losses[-1] / losses[0]) if losses[0] > 0 else 0.0
@@ -151,22 +157,63 @@ def divergence_verdict(
     span = (float(steps[0]), float(steps[-1]))
     monotone = bool((norms.diff() > 0).all() and (losses.diff() < 0).all())
     diverging = monotone and growth >= min_growth and elasticity <= max_elasticity
-    measured = (f"over steps {span[0]:g}..{span[1]:g} |theta| grew by {growth:.3g} (relative) while L fell by only "
-                f"{decrease:.3g} (elasticity d log L / d log |theta| = {elasticity:.3g})")
-    if diverging:
-        named = ("; carried by " + "; ".join(map(str, pairs)) + ", which approximate a derivative neuron only at "
-                 "infinite distance") if pairs else ""
-        reason = f"diverging: no critical point at finite distance; {measured}{named}"
-    elif not monotone:
-        reason = "not diverging: |theta| or L did not move monotonically over the window"
-    else:
-        reason = (f"not diverging: {measured} (diverging needs growth >= {min_growth:g} and elasticity <= "
-                  f"{max_elasticity:g})")
+    reason = _divergence_reason(
+        diverging, monotone, span, growth, decrease, elasticity, pairs, min_growth, max_elasticity
+    )
     return Divergence(diverging, reason, growth, decrease, elasticity, span, pairs)
 
 
-def _diverging_pairs(model: Optional[nn.Module], distance_tol: float, cancellation_tol: float, min_leverage: float,
-                     layers: Optional[tuple[str, str, str]]) -> tuple[DivergingPair, ...]:
+def _history_rows(history: Sequence[Sequence[float]], window: int, **thresholds: float) -> Tensor:
+    """The history as an (n, 3) float64 tensor, after checking it and the arguments of :func:`divergence_verdict`."""
+    if isinstance(window, bool) or not isinstance(window, int) or window < 3:
+        raise ValueError(f"window must be an int >= 3 (snapshots judged), got {window!r}.")
+    for name, value in thresholds.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
+    rows = (
+        torch.as_tensor([list(map(float, row)) for row in history], dtype=torch.float64).reshape(-1, 3)
+        if len(history)
+        else torch.zeros(0, 3, dtype=torch.float64)
+    )
+    if not torch.isfinite(rows).all():
+        raise ValueError("history must hold finite (step, loss, parameter norm) triples.")
+    return rows
+
+
+def _divergence_reason(
+    diverging: bool,
+    monotone: bool,
+    span: tuple[float, float],
+    growth: float,
+    decrease: float,
+    elasticity: float,
+    pairs: tuple[DivergingPair, ...],
+    min_growth: float,
+    max_elasticity: float,
+) -> str:
+    """The sentence of a :class:`Divergence`: what was measured over the window, and the pairs carrying it."""
+    measured = (
+        f"over steps {span[0]:g}..{span[1]:g} |theta| grew by {growth:.3g} (relative) while L fell by only "
+        f"{decrease:.3g} (elasticity d log L / d log |theta| = {elasticity:.3g})"
+    )
+    if diverging:
+        named = "; ".join(map(str, pairs))
+        carried = (
+            f"; carried by {named}, which approximate a derivative neuron only at infinite distance" if pairs else ""
+        )
+        return f"diverging: no critical point at finite distance; {measured}{carried}"
+    if not monotone:
+        return "not diverging: |theta| or L did not move monotonically over the window"
+    return f"not diverging: {measured} (diverging needs growth >= {min_growth:g} and elasticity <= {max_elasticity:g})"
+
+
+def _diverging_pairs(
+    model: nn.Module | None,
+    distance_tol: float,
+    cancellation_tol: float,
+    min_leverage: float,
+    layers: tuple[str, str, str] | None,
+) -> tuple[DivergingPair, ...]:
     if model is None:
         return ()
     try:
@@ -219,10 +266,10 @@ class Contradiction:
 
 
 def contradictions(
-    critical: Optional[CriticalPoint] = None,
-    redundancy: Optional[RedundancyReport] = None,
-    nullity: Optional[NullityCheck] = None,
-    divergence: Optional[Divergence] = None,
+    critical: CriticalPoint | None = None,
+    redundancy: RedundancyReport | None = None,
+    nullity: NullityCheck | None = None,
+    divergence: Divergence | None = None,
 ) -> tuple[Contradiction, ...]:
     """Every pair of the given verdicts that contradict each other (none when all agree; pass what you have).
 
@@ -241,24 +288,55 @@ def contradictions(
         if not redundancy.redundant and not redundancy.near_redundant and unexplained != 0:
             what = "a non-isolated minimum" if critical.degenerate_kind == "nonisolated_min" else "a degenerate point"
             count = f"{unexplained} unexplained null direction(s)" if unexplained else f"nullity {critical.nullity}"
-            found.append(Contradiction("efficient vs non-isolated", (
-                f"the redundancy report finds no redundant or near-redundant neuron (closest rule "
-                f"{redundancy.score_rule!r} at score {redundancy.score:.2e}) while theta is {what} with {count}: "
-                "a redundancy below the rules' tolerances, interpolation, or higher-order degeneracy")))
+            found.append(
+                Contradiction(
+                    "efficient vs non-isolated",
+                    (
+                        f"the redundancy report finds no redundant or near-redundant neuron (closest rule "
+                        f"{redundancy.score_rule!r} at score {redundancy.score:.2e}) while theta is {what} with "
+                        f"{count}: "
+                        "a redundancy below the rules' tolerances, interpolation, or higher-order degeneracy"
+                    ),
+                )
+            )
     if critical is not None and critical.critical and critical.morse_index == 0 and critical.negative_count:
-        found.append(Contradiction("index 0 vs certainly negative eigenvalue", (
-            f"index 0 at tau = {critical.tau:.3g}, yet {critical.negative_count} eigenvalue(s) lie below "
-            f"-max(error bound, {critical.negative_tol:.3g}) (lambda_min = {critical.lambda_min:.6g}): the zero band "
-            "grew with the gradient or the symmetry leak; this is not a minimum")))
+        found.append(
+            Contradiction(
+                "index 0 vs certainly negative eigenvalue",
+                (
+                    f"index 0 at tau = {critical.tau:.3g}, yet {critical.negative_count} eigenvalue(s) lie below "
+                    f"-max(error bound, {critical.negative_tol:.3g}) (lambda_min = {critical.lambda_min:.6g}): "
+                    "the zero band grew with the gradient or the symmetry leak; this is not a minimum"
+                ),
+            )
+        )
     if critical is not None and divergence is not None and critical.critical and divergence.diverging:
-        found.append(Contradiction("critical vs diverging", (
-            f"the Newton step {critical.newton_step:.3g} ({critical.newton_ratio:.3g} of the parameter scale) passes "
-            f"the criticality test, but {divergence.reason}: the quadratic model sees a critical point the run "
-            "never reaches")))
-    if critical is not None and redundancy is not None and redundancy.redundant and critical.kind == "nondegenerate_min":
-        found.append(Contradiction("redundant vs nondegenerate", (
-            f"verified redundancy (width {redundancy.width} -> {redundancy.effective_width}) predicts Hessian null "
-            "directions, but H is positive definite: a tolerance problem or a data- vs function-level mismatch")))
+        found.append(
+            Contradiction(
+                "critical vs diverging",
+                (
+                    f"the Newton step {critical.newton_step:.3g} ({critical.newton_ratio:.3g} of the parameter scale) "
+                    f"passes the criticality test, but {divergence.reason}: the quadratic model sees a critical point "
+                    "the run never reaches"
+                ),
+            )
+        )
+    if (
+        critical is not None
+        and redundancy is not None
+        and redundancy.redundant
+        and critical.kind == "nondegenerate_min"
+    ):
+        found.append(
+            Contradiction(
+                "redundant vs nondegenerate",
+                (
+                    f"verified redundancy (width {redundancy.width} -> {redundancy.effective_width}) predicts Hessian "
+                    "null directions, but H is positive definite: a tolerance problem or a data- vs function-level "
+                    "mismatch"
+                ),
+            )
+        )
     if nullity is not None and nullity.inconsistent:
         found.append(Contradiction("nullity below prediction", nullity.message))
     return tuple(found)

@@ -25,7 +25,9 @@ from torch import Tensor, nn
 from ..align import shallow_reference
 from ..eigen import DENSE_THRESHOLD
 from ..objective import LossFunction, check_data
-from ..probe import BatchLoss, LandscapeProbe, LandscapeSnapshot, is_shallow, preserved_rng
+from ..probe import (
+    REDUNDANCY_NEEDS, BatchLoss, LandscapeProbe, LandscapeSnapshot, is_shallow, preserved_rng, supports_redundancy,
+)
 from ..schedule import FIGURES_MAX_SHARE, OverheadBudget
 from ..settings import FULL_QUANTITIES, LIGHT_TOL, QUANTITIES, OnError, ProbeSettings, check_positive_int
 from ..shallow import find_shallow
@@ -275,11 +277,8 @@ class LandscapeMonitor(Callback):
         self._resolve_loss(pl_module)
         if "one_point" in self.quantities:
             self._check_reference(pl_module)
-        if "redundancy" in self.quantities and not is_shallow(pl_module):
-            problem = (
-                f"redundancy needs a one-hidden-layer network (Linear → activation → Linear) inside "
-                f"{type(pl_module).__name__}"
-            )
+        if "redundancy" in self.quantities and not supports_redundancy(pl_module):
+            problem = f"redundancy {REDUNDANCY_NEEDS} inside {type(pl_module).__name__}"
             if self._explicit_quantities:
                 raise MisconfigurationException(f"{problem}; leave 'redundancy' out of quantities.")
             self.quantities = tuple(q for q in self.quantities if q != "redundancy")
@@ -294,11 +293,9 @@ class LandscapeMonitor(Callback):
     def _say_what_is_skipped(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Once, by name: what this model or these loggers cannot show (also in the setup text)."""
         self._skipped = []
-        if "redundancy" in self.allowed_quantities and "redundancy" not in self.quantities and not is_shallow(pl_module):
-            self._skipped.append(
-                f"neuron redundancy: {type(pl_module).__name__} holds no one-hidden-layer network (Linear → "
-                "activation → Linear)"
-            )
+        if "redundancy" in self.allowed_quantities and "redundancy" not in self.quantities \
+                and not supports_redundancy(pl_module):
+            self._skipped.append(f"neuron redundancy: it {REDUNDANCY_NEEDS}, and {type(pl_module).__name__} holds none")
         others = [type(logger).__name__ for logger in trainer.loggers if not isinstance(logger, TensorBoardLogger)]
         if others:
             self._skipped.append(

@@ -19,21 +19,42 @@ the Hessian must be at least the rank of the null vectors that the redundancies 
 Modules: :mod:`.report` (results and rule names), :mod:`.network` (the network being merged, inputs and probe
 points, merge-and-verify), :mod:`.rules` (per-neuron and pair rules, antipodal groups), :mod:`.reductions`
 (rank, linear dependence, ReLU data-level rules), :mod:`.search` (the protocol, :func:`neuron_redundancy`),
-:mod:`.nullity` (the Hessian cross-check).
+:mod:`.nullity` (the Hessian cross-check), :mod:`.deep` (every hidden layer of a deep MLP, :func:`mlp_redundancy`).
 """
 
+from .deep import MLPRedundancy, find_mlp, is_mlp, mlp_redundancy
 from .nullity import NullityCheck, redundancy_nullity_check
 from .report import (
-    ALWAYS_ACTIVE, ANTIPODAL, CONSTANT, DATA, DEAD, DEPENDENCE, DUPLICATE, FUNCTION, LINEAR_ON_DATA, MIRRORED, MULTIPLE,
-    PATTERN, POSITIVE_MULTIPLE, RANK, ZERO, OutputChange, RedundancyFinding, RedundancyReport,
+    ALWAYS_ACTIVE,
+    ANTIPODAL,
+    CONSTANT,
+    DATA,
+    DEAD,
+    DEPENDENCE,
+    DUPLICATE,
+    FUNCTION,
+    LINEAR_ON_DATA,
+    MIRRORED,
+    MULTIPLE,
+    PATTERN,
+    POSITIVE_MULTIPLE,
+    RANK,
+    ZERO,
+    OutputChange,
+    RedundancyFinding,
+    RedundancyReport,
 )
 from .search import neuron_redundancy
 
 __all__ = [
+    "MLPRedundancy",
     "NullityCheck",
     "OutputChange",
     "RedundancyFinding",
     "RedundancyReport",
+    "find_mlp",
+    "is_mlp",
+    "mlp_redundancy",
     "neuron_redundancy",
     "redundancy_nullity_check",
 ]

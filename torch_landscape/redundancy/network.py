@@ -5,13 +5,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from ..shallow import ShallowNetwork
-
 
 #: Elements per block of neuron activations held at once (64 MiB in float64).
 _BLOCK = 1 << 23
@@ -21,7 +20,7 @@ _BLOCK = 1 << 23
 # Inputs
 
 
-def _inputs(data: Any, d: int, net: ShallowNetwork, device: torch.device) -> tuple[Optional[Tensor], Optional[Tensor]]:
+def _inputs(data: Any, d: int, net: ShallowNetwork, device: torch.device) -> tuple[Tensor | None, Tensor | None]:
     """The training inputs as an n×d float64 tensor and the targets as n×q (each None where absent)."""
     if data is None:
         return None, None
@@ -34,8 +33,9 @@ def _inputs(data: Any, d: int, net: ShallowNetwork, device: torch.device) -> tup
         if not items or not all(isinstance(item, (tuple, list)) and len(item) >= 1 for item in items):
             raise TypeError("data must be inputs X, a batch (X, y) or (X,), or an iterable of such batches.")
     else:
-        raise TypeError(f"data must be inputs X, a batch (X, y) or (X,), or an iterable of batches, got "
-                        f"{type(data).__name__}.")
+        raise TypeError(
+            f"data must be inputs X, a batch (X, y) or (X,), or an iterable of batches, got {type(data).__name__}."
+        )
     batches = [item[0] for item in items]
     targets = None
     if all(len(item) >= 2 and isinstance(item[1], Tensor) for item in items):
@@ -62,7 +62,7 @@ def _inputs(data: Any, d: int, net: ShallowNetwork, device: torch.device) -> tup
 
 
 def _probe_points(
-    given: Optional[Tensor], inputs: Optional[Tensor], count: int, seed: int, d: int, device: torch.device
+    given: Tensor | None, inputs: Tensor | None, count: int, seed: int, d: int, device: torch.device
 ) -> Tensor:
     """Function-level probe set X_p (§4.1): given, or N(mean X, cov X) (standard normal without data).
 
@@ -98,10 +98,10 @@ class _Merge:
     involved: tuple[int, ...]
     remove: tuple[int, ...] = ()
     update: tuple[int, ...] = ()
-    delta_a: Optional[Tensor] = None  # q × len(update)
-    new_u: Optional[Tensor] = None  # k × (d+1), bias column zero without hidden bias
-    new_a: Optional[Tensor] = None  # q × k
-    delta_c: Optional[Tensor] = None  # q
+    delta_a: Tensor | None = None  # q × len(update)
+    new_u: Tensor | None = None  # k × (d+1), bias column zero without hidden bias
+    new_a: Tensor | None = None  # q × k
+    delta_c: Tensor | None = None  # q
     detail: str = ""
 
     @property
@@ -117,8 +117,15 @@ class _Network:
     scores need.
     """
 
-    def __init__(self, U: Tensor, A: Tensor, c: Optional[Tensor], sigma: Callable[[Tensor], Tensor],
-                 data: Optional[Tensor], probes: Tensor) -> None:
+    def __init__(
+        self,
+        U: Tensor,
+        A: Tensor,
+        c: Tensor | None,
+        sigma: Callable[[Tensor], Tensor],
+        data: Tensor | None,
+        probes: Tensor,
+    ) -> None:
         self.U, self.A, self.c, self.sigma = U, A, c, sigma
         self.data, self.probes = data, probes
         m = U.shape[0]
@@ -145,12 +152,13 @@ class _Network:
         """f(X) of the current network, in blocks of points."""
         rows = self.indices
         size = max(1, _BLOCK // max(len(rows), 1))
-        parts = [self.sigma(self.pre(points[s : s + size], rows)) @ self.A[:, rows].T
-                 for s in range(0, len(points), size)]
+        parts = [
+            self.sigma(self.pre(points[s : s + size], rows)) @ self.A[:, rows].T for s in range(0, len(points), size)
+        ]
         out = torch.cat(parts) if parts else points.new_zeros(0, self.A.shape[0])
         return out + self.c if self.c is not None else out
 
-    def _statistics(self, U: Tensor, A: Optional[Tensor] = None) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
+    def _statistics(self, U: Tensor, A: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
         """RMS(φ_i) over data and probes, min and max of z_i over the data, and (given A) the outputs f on
         both point sets — all from one pass over the points."""
         m = U.shape[0]
@@ -215,7 +223,7 @@ class _Network:
         if merge.delta_c is not None:
             self.c = self.c + merge.delta_c
 
-    def weights(self, has_bias: bool) -> tuple[Tensor, Optional[Tensor], Tensor, Optional[Tensor]]:
+    def weights(self, has_bias: bool) -> tuple[Tensor, Tensor | None, Tensor, Tensor | None]:
         rows = self.indices
         U = self.U[rows]
         c = None if self.c is None else self.c.clone()

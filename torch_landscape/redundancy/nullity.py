@@ -5,22 +5,33 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from ..newton import criticality
-from ..operators import HessianOperator
 from ..objective import LossFunction, Objective
+from ..operators import HessianOperator
 from ..shallow import ShallowNetwork, activation_derivatives, activation_function, find_shallow
 from ..symmetry import symmetry_tangents
+from .deep import MLPRedundancy, find_mlp, is_mlp
+from .network import _probe_points
 from .report import (
-    ALWAYS_ACTIVE, CONSTANT, DEAD, DUPLICATE, LINEAR_ON_DATA, MIRRORED, MULTIPLE, PATTERN, POSITIVE_MULTIPLE,
-    RedundancyFinding, RedundancyReport, ZERO,
+    ALWAYS_ACTIVE,
+    CONSTANT,
+    DEAD,
+    DUPLICATE,
+    LINEAR_ON_DATA,
+    MIRRORED,
+    MULTIPLE,
+    PATTERN,
+    POSITIVE_MULTIPLE,
+    ZERO,
+    RedundancyFinding,
+    RedundancyReport,
 )
 from .search import neuron_redundancy
-
 
 # ----------------------------------------------------------------------------------------------------------
 # The Hessian cross-check (§4.5)
@@ -106,7 +117,7 @@ class _Coordinates:
         index, matrix = index[trainable], matrix[:, trainable]
         if matrix.numel() and float(matrix.abs().max()) > 0:
             _, values, right = torch.linalg.svd(matrix, full_matrices=True)
-            basis = right[int((values > rtol * values[0]).sum()):].T
+            basis = right[int((values > rtol * values[0]).sum()) :].T
         else:
             basis = torch.eye(len(index), dtype=matrix.dtype, device=matrix.device)
         vectors = matrix.new_zeros(self.size, basis.shape[1])
@@ -127,12 +138,12 @@ def _output_gradients(objective: Objective, q: int) -> Tensor:
 
 def redundancy_nullity_check(
     model: nn.Module | HessianOperator,
-    loss_fn: Optional[LossFunction] = None,
+    loss_fn: LossFunction | None = None,
     data: Any = None,
-    report: Optional[RedundancyReport] = None,
+    report: RedundancyReport | None = None,
     *,
     rtol: float = 1e-9,
-    layers: Optional[tuple[str, str, str]] = None,
+    layers: tuple[str, str, str] | None = None,
 ) -> NullityCheck:
     """Compare the Hessian nullity with the nullity the redundancies and symmetries predict (§4.5).
 
@@ -161,8 +172,10 @@ def redundancy_nullity_check(
     if isinstance(model, HessianOperator):
         operator = model
         if operator.dtype != torch.float64:
-            raise ValueError(f"redundancy_nullity_check needs a float64 HessianOperator, got {operator.dtype}: "
-                             "build it with dtype=torch.float64.")
+            raise ValueError(
+                f"redundancy_nullity_check needs a float64 HessianOperator, got {operator.dtype}: "
+                "build it with dtype=torch.float64."
+            )
     else:
         if loss_fn is None or data is None:
             raise TypeError("redundancy_nullity_check needs loss_fn and data (or a HessianOperator as model).")
@@ -173,10 +186,15 @@ def redundancy_nullity_check(
     threshold = rtol * scale
     measured = int((eigenvalues.abs() <= threshold).sum())
     critical = criticality(operator)[0]
-    net = find_shallow(objective.model, layers)
-    if report is None:
-        report = neuron_redundancy(objective.model, list(objective.batches), layers=layers)
-    families = _predicted_families(objective, net, report, threshold, rtol)
+    if isinstance(report, MLPRedundancy) or (report is None and layers is None and _deep(objective.model)):
+        families = _mlp_families(objective, report, threshold, rtol)
+    else:
+        net = find_shallow(objective.model, layers)
+        if report is None:
+            report = neuron_redundancy(objective.model, list(objective.batches), layers=layers)
+        x = torch.cat([x.reshape(-1, net.hidden.in_features) for x, _ in objective.batches])
+        G = _output_gradients(objective, net.output.out_features)
+        families = _predicted_families(objective, net, report, threshold, rtol, x, G)
     tangents = symmetry_tangents(objective)
     if tangents.count:
         families.append((tangents.family, tangents.vectors))
@@ -187,12 +205,100 @@ def redundancy_nullity_check(
     gradient_norm = float(torch.linalg.vector_norm(operator.gradient))
     inconsistent = critical and measured < predicted
     return NullityCheck(
-        predicted_nullity=predicted, measured_nullity=measured, unexplained_nullity=max(measured - predicted, 0),
-        inconsistent=inconsistent, message=_nullity_message(critical, measured, predicted, gradient_norm, residual),
-        critical=critical, gradient_norm=gradient_norm, threshold=threshold, eigenvalues=eigenvalues.cpu(),
-        predicted_vectors=basis, sources=tuple(f"{name}: {vectors.shape[1]}" for name, vectors in families),
+        predicted_nullity=predicted,
+        measured_nullity=measured,
+        unexplained_nullity=max(measured - predicted, 0),
+        inconsistent=inconsistent,
+        message=_nullity_message(critical, measured, predicted, gradient_norm, residual),
+        critical=critical,
+        gradient_norm=gradient_norm,
+        threshold=threshold,
+        eigenvalues=eigenvalues.cpu(),
+        predicted_vectors=basis,
+        sources=tuple(f"{name}: {vectors.shape[1]}" for name, vectors in families),
         max_residual=residual,
     )
+
+
+def _deep(model: nn.Module) -> bool:
+    """An MLP with more than one hidden layer (a one-hidden-layer one takes the shallow path)."""
+    return is_mlp(model) and len(find_mlp(model)) > 1
+
+
+def _mlp_families(
+    objective: Objective, report: MLPRedundancy | None, threshold: float, rtol: float
+) -> list[tuple[str, Tensor]]:
+    """The families of every hidden layer l of an MLP, from its sub-network (L_l, σ_l, L_{l+1}).
+
+    L depends on θ_l = (W_l, b_l, W_{l+1}, b_{l+1}) through g = g_{l+1}(h_{l−1}) alone, so a direction v in
+    θ_l with J_g v = 0 for every h near the data is null exactly when it is for the sub-network with inputs
+    h_{l−1}(X) and G = ∂L/∂g (the Gauss–Newton term and the cross terms with later layers carry J_g v; those
+    with earlier layers carry its derivative in h). Hence deep layers' feature dependences must hold off the
+    data too. A layer's findings are used only where it was analysed at θ's own weights (no earlier merge
+    rewrote W_l); otherwise, and without ``report``, the layer is analysed again at θ.
+    """
+    nets = find_mlp(objective.model)
+    parameters = {
+        name: value.detach() for name, value in {**objective.constants, **objective.unflatten(objective.theta)}.items()
+    }
+    inputs, gradients = _layer_terms(objective, nets, parameters)
+    families: list[tuple[str, Tensor]] = []
+    for l, net in enumerate(nets):
+        layer_report = report.layers[l] if report is not None else None
+        if layer_report is None or not _analysed_at(layer_report, net, parameters):
+            layer_report = neuron_redundancy(
+                objective.model, inputs[l], seed=l, layers=(net.hidden_name, net.activation_name, net.output_name)
+            )
+        probes = None if l == 0 else _probe_points(None, inputs[l], 4096, l, inputs[l].shape[1], inputs[l].device)
+        families += _predicted_families(
+            objective,
+            net,
+            layer_report,
+            threshold,
+            rtol,
+            inputs[l],
+            gradients[l],
+            probes,
+            f"layer {net.hidden_name!r}: ",
+        )
+    return families
+
+
+def _analysed_at(report: RedundancyReport, net: ShallowNetwork, parameters: dict[str, Tensor]) -> bool:
+    """Whether the layer's report saw θ's own hidden and output weights."""
+    for layer, module in (("hidden", report._net.hidden), ("output", report._net.output)):
+        for tensor in ("weight", "bias"):
+            seen, name = getattr(module, tensor), net.parameter_name(layer, tensor)
+            if (seen is None) != (name not in parameters):
+                return False
+            if seen is not None and not torch.equal(seen.detach().to(parameters[name]), parameters[name]):
+                return False
+    return True
+
+
+def _layer_terms(objective: Objective, nets: list, parameters: dict[str, Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+    """Per hidden layer l: its inputs h_{l−1}(x) (n × d_l) and G_l = ∂L/∂g_{l+1} per sample, batches weighted."""
+    inputs: list[list[Tensor]] = [[] for _ in nets]
+    gradients: list[list[Tensor]] = [[] for _ in nets]
+
+    def linear(net: ShallowNetwork, layer: str, h: Tensor) -> Tensor:
+        return torch.nn.functional.linear(
+            h, parameters[net.parameter_name(layer, "weight")], parameters.get(net.parameter_name(layer, "bias"))
+        )
+
+    for (x, y), weight in zip(objective.batches, objective.weights):
+        with torch.enable_grad():
+            h, outputs = x.detach().reshape(x.shape[0], -1), []
+            z = linear(nets[0], "hidden", h).requires_grad_()  # the graph starts here: parameters are detached
+            for l, net in enumerate(nets):
+                inputs[l].append(h.detach())
+                h = activation_function(net)(z)
+                z = linear(net, "output", h)  # g_{l+1}, the pre-activation of layer l + 1 (or the output)
+                outputs.append(z)
+            found = torch.autograd.grad(weight * objective.loss_fn(outputs[-1], y), outputs)
+        for l, gradient in enumerate(found):
+            gradients[l].append(gradient.reshape(x.shape[0], -1))
+    return [torch.cat(parts) for parts in inputs], [torch.cat(parts) for parts in gradients]
 
 
 def _orthonormal_span(stacked: Tensor) -> Tensor:
@@ -207,21 +313,41 @@ def _orthonormal_span(stacked: Tensor) -> Tensor:
 
 def _nullity_message(critical: bool, measured: int, predicted: int, gradient_norm: float, residual: float) -> str:
     if not critical:
-        return (f"θ is not a critical point (‖∇L‖ = {gradient_norm:.2e}, Newton-step test); the predicted null "
-                "vectors are exact only at critical points, so no consistency verdict")
+        return (
+            f"θ is not a critical point (‖∇L‖ = {gradient_norm:.2e}, Newton-step test); the predicted null "
+            "vectors are exact only at critical points, so no consistency verdict"
+        )
     if measured < predicted:
-        return (f"measured nullity {measured} < predicted {predicted}: a redundancy or symmetry claimed here is not "
-                f"a Hessian null direction (largest ‖Hv‖/max|λ| = {residual:.1e}); suspect a tolerance "
-                "problem, a data- vs function-level mismatch, or a bug")
+        return (
+            f"measured nullity {measured} < predicted {predicted}: a redundancy or symmetry claimed here is not "
+            f"a Hessian null direction (largest ‖Hv‖/max|λ| = {residual:.1e}); suspect a tolerance "
+            "problem, a data- vs function-level mismatch, or a bug"
+        )
     if measured > predicted:
-        return (f"{measured - predicted} null directions unexplained: interpolation (n < P − r at zero loss), "
-                "higher-order degeneracy (§1.5 probes), or a redundancy the rules do not detect")
+        return (
+            f"{measured - predicted} null directions unexplained: interpolation (n < P − r at zero loss), "
+            "higher-order degeneracy (§1.5 probes), or a redundancy the rules do not detect"
+        )
     return "every Hessian null direction is explained by the redundancies and symmetries found"
 
 
-def _predicted_families(objective: Objective, net: ShallowNetwork, report: RedundancyReport,
-                        threshold: float, rtol: float) -> list[tuple[str, Tensor]]:
-    """(source, P × k null vectors) for the feature dependences and each usable finding of ``report``."""
+def _predicted_families(
+    objective: Objective,
+    net: ShallowNetwork,
+    report: RedundancyReport,
+    threshold: float,
+    rtol: float,
+    x: Tensor,
+    G: Tensor,
+    probes: Tensor | None = None,
+    layer: str = "",
+) -> list[tuple[str, Tensor]]:
+    """(source, P × k null vectors) for the feature dependences and each usable finding of ``report``.
+
+    ``x`` are the inputs of the hidden layer on the data, ``G`` = ∂L/∂g per sample for g the output layer's
+    output. With ``probes`` (a hidden layer behind other trainable layers) a feature dependence must also
+    hold on those points: one on the data alone changes g off the data, and the prefix moves the data.
+    """
     parameters = {**objective.constants, **objective.unflatten(objective.theta)}
     W = parameters[net.parameter_name("hidden", "weight")]
     b = parameters.get(net.parameter_name("hidden", "bias"))
@@ -230,33 +356,49 @@ def _predicted_families(objective: Objective, net: ShallowNetwork, report: Redun
     q = A.shape[0]
     U = torch.cat([W, (b if b is not None else W.new_zeros(m))[:, None]], dim=1)
     where = _Coordinates(objective, net, m, d, q)
-    x = torch.cat([x.reshape(-1, d) for x, _ in objective.batches])
     x_tilde = torch.cat([x, x.new_ones(x.shape[0], 1)], dim=1)
-    G = _output_gradients(objective, q)
     sigma = activation_function(net)
     phi, first, second = activation_derivatives(sigma, x_tilde @ U.T)
     cross = torch.einsum("nk,ni,np->ikp", G, first, x_tilde)  # g_i, the (a_i, u_i) residual blocks
     moving = torch.linalg.vector_norm(cross.reshape(m, -1), dim=1) <= threshold
-    # Output-weight directions of every feature dependence on the data.
-    columns = torch.cat([phi[:, moving], phi.new_ones(x.shape[0], 1)], dim=1)
+    # Output-weight directions of every feature dependence on the data (and on the probes).
+    features = phi if probes is None else torch.cat([phi, sigma(probes @ U[:, :-1].T + U[:, -1])])
+    columns = torch.cat([features[:, moving], features.new_ones(features.shape[0], 1)], dim=1)
     index = torch.cat([where.a[:, moving], where.c[:, None]], dim=1)
     feature_rtol = 1e-2 * math.sqrt(rtol)  # a feature singular value s gives a Hessian eigenvalue ∝ s²
-    families = [("feature dependence on the data (L1)",
-                 torch.cat([where.kernel(index[k], columns, feature_rtol) for k in range(q)], dim=1))]
+    where_label = " and probe points" if probes is not None else ""
+    families = [
+        (
+            f"{layer}feature dependence on the data{where_label} (L1)",
+            torch.cat([where.kernel(index[k], columns, feature_rtol) for k in range(q)], dim=1),
+        )
+    ]
     for finding in report.findings:
         if not ((finding.verified or finding.near) and finding.original):
             continue
-        vectors = _finding_null_vectors(finding, net.kind, sigma, U, A, x_tilde, first, second, G, moving, where,
-                                        threshold)
+        vectors = _finding_null_vectors(
+            finding, net.kind, sigma, U, A, x_tilde, first, second, G, moving, where, threshold
+        )
         if vectors is not None and vectors.shape[1]:
-            label = f"{finding.rule} {finding.neurons}" + ("" if finding.verified else " (near-redundant)")
+            label = f"{layer}{finding.rule} {finding.neurons}" + ("" if finding.verified else " (near-redundant)")
             families.append((label, vectors))
     return families
 
 
-def _finding_null_vectors(finding: RedundancyFinding, kind: str, sigma: Callable[[Tensor], Tensor], U: Tensor,
-                          A: Tensor, x_tilde: Tensor, first: Tensor, second: Tensor, G: Tensor, moving: Tensor,
-                          where: _Coordinates, threshold: float) -> Optional[Tensor]:
+def _finding_null_vectors(
+    finding: RedundancyFinding,
+    kind: str,
+    sigma: Callable[[Tensor], Tensor],
+    U: Tensor,
+    A: Tensor,
+    x_tilde: Tensor,
+    first: Tensor,
+    second: Tensor,
+    G: Tensor,
+    moving: Tensor,
+    where: _Coordinates,
+    threshold: float,
+) -> Tensor | None:
     """The null directions a verified finding predicts at a critical point, or None where its condition fails.
 
     Each family is the kernel of the first-order change of the realization on the finding's coordinates.
@@ -286,7 +428,7 @@ def _finding_null_vectors(finding: RedundancyFinding, kind: str, sigma: Callable
         gamma = float(U[i] @ U[j] / (U[i] @ U[i]))
         kappa = gamma if kind == "square" else 1.0  # σ′(γz) = κ′σ′(z)
         # a_i ⊗ δ_i + κ′ a_j ⊗ δ_j = 0 over (u_i, u_j).
-        matrix = torch.cat([torch.kron(A[:, i:i + 1], eye_p), kappa * torch.kron(A[:, j:j + 1], eye_p)], dim=1)
+        matrix = torch.cat([torch.kron(A[:, i : i + 1], eye_p), kappa * torch.kron(A[:, j : j + 1], eye_p)], dim=1)
         return where.kernel(torch.cat([where.u[i], where.u[j]]), matrix)
     if finding.rule in (ALWAYS_ACTIVE, LINEAR_ON_DATA, PATTERN):
         if not all(bool(moving[k]) for k in neurons):
@@ -295,7 +437,7 @@ def _finding_null_vectors(finding: RedundancyFinding, kind: str, sigma: Callable
         blocks, index = [], []
         for k in neurons:
             slope = float(first[:, k].max()) if finding.rule != PATTERN else 1.0
-            blocks += [slope * torch.kron(eye_q, U[k][:, None]), slope * torch.kron(A[:, k:k + 1], eye_p)]
+            blocks += [slope * torch.kron(eye_q, U[k][:, None]), slope * torch.kron(A[:, k : k + 1], eye_p)]
             index += [where.a[:, k], where.u[k]]
         if finding.rule != PATTERN:
             blocks.append(torch.kron(eye_q, eye_p[:, -1:]))

@@ -4,18 +4,16 @@
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
 from torch import Tensor
 
-from ..shallow import shallow_weights
-from .report import DEAD, PATTERN, RANK
 from .network import _Merge, _Network, _Verifier
+from .report import DEAD, PATTERN, RANK
 from .rules import Candidate, _Context, _dead_scores, _ratio_or_zero, _truncated_svd, _with_bias_column
 
 
-def _rank_merge(net: _Network, ctx: _Context, verifier: _Verifier, scores: dict[str, float]) -> Optional[_Merge]:
+def _rank_merge(net: _Network, ctx: _Context, verifier: _Verifier, scores: dict[str, float]) -> _Merge | None:
     """Class Lin (rank of A·[W b]) and class Q (eigendecomposition of M̃ = Σ a_i ũ_iũ_iᵀ, Wedderburn step)."""
     rows = net.indices
     m = len(rows)
@@ -31,9 +29,16 @@ def _rank_merge(net: _Network, ctx: _Context, verifier: _Verifier, scores: dict[
         if rank >= m:
             return None
         new_u = _with_bias_column(right, U.shape[1])
-        return _Merge(RANK, scores[RANK], tuple(rows.tolist()), remove=tuple(rows.tolist()), new_u=new_u,
-                      new_a=left * values, delta_c=total[:, -1] if ctx.has_c else None,
-                      detail=f"f = (A·W)x + const has rank {rank}")
+        return _Merge(
+            RANK,
+            scores[RANK],
+            tuple(rows.tolist()),
+            remove=tuple(rows.tolist()),
+            new_u=new_u,
+            new_a=left * values,
+            delta_c=total[:, -1] if ctx.has_c else None,
+            detail=f"f = (A·W)x + const has rank {rank}",
+        )
     if A.shape[0] > 1:
         return _polynomial_dependence(net, ctx, verifier, scores)
     matrix = U.T @ (A[0][:, None] * U)  # M̃ with x̃ᵀM̃x̃ = Σ a_i (u_i·x̃)²
@@ -60,9 +65,16 @@ def _rank_merge(net: _Network, ctx: _Context, verifier: _Verifier, scores: dict[
     new_u = vectors[:, keep].T * values[keep].abs().sqrt()[:, None]
     if not ctx.has_bias:
         new_u[:, -1] = 0
-    return _Merge(RANK, scores[RANK], tuple(rows.tolist()), remove=tuple(rows.tolist()), new_u=new_u,
-                  new_a=torch.sign(values[keep])[None, :], delta_c=A.new_full((1,), shift) if shift else None,
-                  detail=f"x̃ᵀM̃x̃ with rank(M̃{' − t*eeᵀ' if shift else ''}) = {len(keep)}")
+    return _Merge(
+        RANK,
+        scores[RANK],
+        tuple(rows.tolist()),
+        remove=tuple(rows.tolist()),
+        new_u=new_u,
+        new_a=torch.sign(values[keep])[None, :],
+        delta_c=A.new_full((1,), shift) if shift else None,
+        detail=f"x̃ᵀM̃x̃ with rank(M̃{' − t*eeᵀ' if shift else ''}) = {len(keep)}",
+    )
 
 
 def _rank_score(values: Tensor, m: int) -> float:
@@ -72,8 +84,9 @@ def _rank_score(values: Tensor, m: int) -> float:
     return float(values[m - 1] / values[0]) if m <= len(values) else 0.0
 
 
-def _polynomial_dependence(net: _Network, ctx: _Context, verifier: _Verifier,
-                           scores: dict[str, float]) -> Optional[_Merge]:
+def _polynomial_dependence(
+    net: _Network, ctx: _Context, verifier: _Verifier, scores: dict[str, float]
+) -> _Merge | None:
     """Quadratic σ with several outputs: φ_i(x) = ⟨u_iu_iᵀ, x̃x̃ᵀ⟩, so a linear dependence among the matrices
     u_iu_iᵀ (and eeᵀ, the constant, when c is present) is a function-level dependence among the neurons."""
     rows = net.indices
@@ -88,8 +101,9 @@ def _polynomial_dependence(net: _Network, ctx: _Context, verifier: _Verifier,
     return merge
 
 
-def _dependence(net: _Network, rows: Tensor, features: Tensor, constant: Optional[Tensor], budget: float,
-                rule: str) -> tuple[Optional[_Merge], Tensor]:
+def _dependence(
+    net: _Network, rows: Tensor, features: Tensor, constant: Tensor | None, budget: float, rule: str
+) -> tuple[_Merge | None, Tensor]:
     """Rule L1: columns φ_k in the span of the others are deleted and their output weights spread over the rest.
 
     Columns are ordered by decreasing contribution ‖a_k‖·‖φ_k‖ and factorised by one QR, Φ = QR; |R_kk| is
@@ -131,9 +145,16 @@ def _dependence(net: _Network, rows: Tensor, features: Tensor, constant: Optiona
     delta_c = spread[:, 0] if constant is not None else None
     delta_a = spread[:, offset:] if constant is not None else spread
     removed_rows = tuple(rows[order[removed - offset]].tolist())
-    merge = _Merge(rule, float(loo.min()) if len(loo) else 0.0, tuple(rows.tolist()), remove=removed_rows,
-                   update=tuple(update.tolist()), delta_a=delta_a, delta_c=delta_c,
-                   detail=f"{len(removed_rows)} neurons are linear combinations of the other {len(update)}")
+    merge = _Merge(
+        rule,
+        float(loo.min()) if len(loo) else 0.0,
+        tuple(rows.tolist()),
+        remove=removed_rows,
+        update=tuple(update.tolist()),
+        delta_a=delta_a,
+        delta_c=delta_c,
+        detail=f"{len(removed_rows)} neurons are linear combinations of the other {len(update)}",
+    )
     return merge, loo
 
 
@@ -142,8 +163,10 @@ def _dead_candidates(net: _Network, ctx: _Context, scores: dict[str, float]) -> 
     rows = net.indices
     dead = _dead_scores(net, ctx, rows)
     scores.setdefault(DEAD, float(dead.min()) if len(rows) else math.inf)
-    return [(score, 0, DEAD, (i,), lambda i=i, s=score: _Merge(DEAD, s, (i,), remove=(i,), detail=f"delete {i}"))
-            for i, score in zip(rows[dead <= ctx.threshold].tolist(), dead[dead <= ctx.threshold].tolist())]
+    return [
+        (score, 0, DEAD, (i,), lambda i=i, s=score: _Merge(DEAD, s, (i,), remove=(i,), detail=f"delete {i}"))
+        for i, score in zip(rows[dead <= ctx.threshold].tolist(), dead[dead <= ctx.threshold].tolist())
+    ]
 
 
 def _linear_scores(net: _Network, ctx: _Context, rows: Tensor) -> tuple[Tensor, Tensor]:
@@ -161,8 +184,9 @@ def _linear_scores(net: _Network, ctx: _Context, rows: Tensor) -> tuple[Tensor, 
     return active, slopes
 
 
-def _linear_on_data_merge(net: _Network, ctx: _Context, verifier: _Verifier, scores: dict[str, float],
-                          rule: str) -> Optional[_Merge]:
+def _linear_on_data_merge(
+    net: _Network, ctx: _Context, verifier: _Verifier, scores: dict[str, float], rule: str
+) -> _Merge | None:
     """D2: neurons linear on the data add up to U = Σ s_i a_i ⊗ u_i, i.e. U_w·x + U_b there; replace them by
     rank(U_w) neurons active on every data point, u = (v, M) with M = −min_x v·x + margin, and c += U_b − Σ aM."""
     rows = net.indices
@@ -183,10 +207,16 @@ def _linear_on_data_merge(net: _Network, ctx: _Context, verifier: _Verifier, sco
     margin = torch.where(high > low, high - low, torch.ones_like(high))
     offsets = margin - low
     new_a = left * values
-    return _Merge(rule, float(distance[members].max()), tuple(group.tolist()), remove=tuple(group.tolist()),
-                  new_u=torch.cat([right, offsets[:, None]], dim=1), new_a=new_a,
-                  delta_c=total[:, -1] - new_a @ offsets,
-                  detail=f"{len(group)} neurons linear on the data → {len(values)} always-active neuron(s)")
+    return _Merge(
+        rule,
+        float(distance[members].max()),
+        tuple(group.tolist()),
+        remove=tuple(group.tolist()),
+        new_u=torch.cat([right, offsets[:, None]], dim=1),
+        new_a=new_a,
+        delta_c=total[:, -1] - new_a @ offsets,
+        detail=f"{len(group)} neurons linear on the data → {len(values)} always-active neuron(s)",
+    )
 
 
 def _pattern_merges(net: _Network, ctx: _Context) -> list[_Merge]:
@@ -198,7 +228,7 @@ def _pattern_merges(net: _Network, ctx: _Context) -> list[_Merge]:
     rows, pattern = rows[mixed], pattern[:, mixed]
     if len(rows) < 2:
         return []
-    weights = (2 ** torch.arange(8, device=pattern.device, dtype=torch.uint8))
+    weights = 2 ** torch.arange(8, device=pattern.device, dtype=torch.uint8)
     padded = torch.nn.functional.pad(pattern.T.to(torch.uint8), (0, (-pattern.shape[0]) % 8))
     packed = (padded.view(len(rows), -1, 8) * weights).sum(dim=2)
     _, labels, counts = torch.unique(packed, dim=0, return_inverse=True, return_counts=True)
@@ -218,7 +248,16 @@ def _pattern_merges(net: _Network, ctx: _Context) -> list[_Merge]:
                     others.append(k)
             if len(group) > 1:
                 t = torch.tensor(ratios, dtype=net.U.dtype, device=net.U.device)
-                merges.append(_Merge(PATTERN, 0.0, tuple(group), remove=tuple(group), new_u=(t @ net.U[group])[None, :],
-                                     new_a=a_ref[:, None].clone(), detail=f"{len(group)} neurons → u = Σ t_k u_k"))
+                merges.append(
+                    _Merge(
+                        PATTERN,
+                        0.0,
+                        tuple(group),
+                        remove=tuple(group),
+                        new_u=(t @ net.U[group])[None, :],
+                        new_a=a_ref[:, None].clone(),
+                        detail=f"{len(group)} neurons → u = Σ t_k u_k",
+                    )
+                )
             members = others
     return merges

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Optional
 
 import torch
 from torch import Tensor, nn
 
 from ..shallow import ShallowNetwork, resized_copy
-
 
 FUNCTION, DATA = "function", "data"
 
@@ -90,8 +88,8 @@ class RedundancyFinding:
 class OutputChange:
     """max |f_θ(x) − f_θ′(x)| over the data (None without data) and over the probe points."""
 
-    data: Optional[float]
-    probes: Optional[float]
+    data: float | None
+    probes: float | None
 
 
 @dataclass(frozen=True)
@@ -142,19 +140,19 @@ class RedundancyReport:
     kind: str
     width: int
     effective_width: int
-    effective_width_on_data: Optional[int]
+    effective_width_on_data: int | None
     findings: tuple[RedundancyFinding, ...]
     score: float
     score_rule: str
     scores: dict[str, float]
     max_output_change: OutputChange
-    max_output_change_on_data: Optional[float]
+    max_output_change_on_data: float | None
     tolerance: OutputChange
     output_weight_norm: Tensor
     input_weight_norm: Tensor
     neuron_scores: dict[str, Tensor]
-    gradient_norm: Optional[float]
-    merged_gradient_norm: Optional[float]
+    gradient_norm: float | None
+    merged_gradient_norm: float | None
     notes: tuple[str, ...]
     tol: float = 1e-10
     near_rtol: float = 1e-8
@@ -210,8 +208,10 @@ class RedundancyReport:
             return "redundant"
         if self.near_redundant:
             near = ", ".join(f"{f.rule} {f.neurons} (fit change {f.fit_change:.1e})" for f in self.near_redundant)
-            return (f"NEAR-REDUNDANT: no merge verified to tol, but {near} change the fit by less than "
-                    f"{self.near_rtol:.1e}; efficient only at this tolerance")
+            return (
+                f"NEAR-REDUNDANT: no merge verified to tol, but {near} change the fit by less than "
+                f"{self.near_rtol:.1e}; efficient only at this tolerance"
+            )
         return "efficient at function level (no verified or near-redundant merge)"
 
     def __str__(self) -> str:
@@ -233,7 +233,7 @@ class RedundancyReport:
         return "\n".join(lines)
 
 
-def _fmt(value: Optional[float]) -> str:
+def _fmt(value: float | None) -> str:
     return "–" if value is None else f"{value:.2e}"
 
 

@@ -5,15 +5,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 from torch import Tensor
 
 from ..shallow import ShallowNetwork
-from .report import ANTIPODAL, CONSTANT, DEAD, DUPLICATE, MIRRORED, MULTIPLE, POSITIVE_MULTIPLE, ZERO, _unit_rows
 from .network import _BLOCK, _Merge, _Network, _Verifier
-
+from .report import ANTIPODAL, CONSTANT, DEAD, DUPLICATE, MIRRORED, MULTIPLE, POSITIVE_MULTIPLE, ZERO, _unit_rows
 
 #: Pairs whose Gram-matrix score is within this of the candidate threshold are rescored exactly; the Gram
 #: route loses about √ε ≈ 1.5e-8 to cancellation.
@@ -30,8 +28,8 @@ class _Class:
     complete: the function-level rules find the minimal width.
     """
 
-    mirror_constant: Optional[float] = None
-    odd_slope: Optional[float] = None
+    mirror_constant: float | None = None
+    odd_slope: float | None = None
     multiple_power: int = 0
     any_sign: bool = False
     relu_type: bool = False
@@ -55,10 +53,14 @@ def _activation_class(net: ShallowNetwork) -> _Class:
 
 def _completeness_note(kind: str) -> str:
     if kind in ("tanh", "sigmoid"):
-        return (f"{kind}: the rules are complete (Sussmann), so the function-level width is minimal at the "
-                "verification tolerance")
+        return (
+            f"{kind}: the rules are complete (Sussmann), so the function-level width is minimal at the "
+            "verification tolerance"
+        )
     if kind in ("identity", "square"):
-        return f"{kind}: the rank rule is complete, so the function-level width is minimal at the verification tolerance"
+        return (
+            f"{kind}: the rank rule is complete, so the function-level width is minimal at the verification tolerance"
+        )
     if kind in ("relu", "leaky_relu"):
         return f"{kind}: the function-level width is an upper bound (Dereich–Kassing kink groups are not all built)"
     return f"{kind}: the rules are sufficient conditions only; the function-level width is an upper bound"
@@ -89,7 +91,7 @@ class _Context:
         return torch.cat([self.spread * w, (U[:, -1] + w @ self.center)[:, None]], dim=1)
 
 
-Candidate = tuple[float, int, str, tuple[int, ...], Callable[[], Optional[_Merge]]]
+Candidate = tuple[float, int, str, tuple[int, ...], Callable[[], _Merge | None]]
 
 
 def _ratio_or_zero(numerator: Tensor, denominator: Tensor) -> Tensor:
@@ -105,8 +107,9 @@ def _zero_scores(net: _Network, ctx: _Context, rows: Tensor) -> Tensor:
 def _constant_scores(net: _Network, ctx: _Context, rows: Tensor) -> Tensor:
     """ρ_const = ‖w′_i‖/‖ũ_i‖ (§4.3): 0 iff w_i = 0."""
     standardized = ctx.standardize(net.U[rows])
-    return _ratio_or_zero(torch.linalg.vector_norm(standardized[:, :-1], dim=1),
-                          torch.linalg.vector_norm(standardized, dim=1))
+    return _ratio_or_zero(
+        torch.linalg.vector_norm(standardized[:, :-1], dim=1), torch.linalg.vector_norm(standardized, dim=1)
+    )
 
 
 def _dead_scores(net: _Network, ctx: _Context, rows: Tensor) -> Tensor:
@@ -132,26 +135,41 @@ def _neuron_candidates(net: _Network, ctx: _Context, scores: dict[str, float]) -
             rule = DEAD
         else:
             continue
-        candidates.append((score, 0, rule, (i,),
-                           lambda i=i, s=score, rule=rule: _Merge(rule, s, (i,), remove=(i,), detail=f"delete {i}")))
+        candidates.append(
+            (
+                score,
+                0,
+                rule,
+                (i,),
+                lambda i=i, s=score, rule=rule: _Merge(rule, s, (i,), remove=(i,), detail=f"delete {i}"),
+            )
+        )
     constants = [int(rows[p]) for p in torch.nonzero(constant <= ctx.threshold).flatten().tolist()]
     for i, score in zip(constants, constant[constant <= ctx.threshold].tolist()):
         candidates.append((score, 1, CONSTANT, (i,), lambda i=i, s=score: _constant_merge(net, ctx, i, s, constants)))
     return candidates
 
 
-def _constant_merge(net: _Network, ctx: _Context, i: int, score: float, constants: list[int]) -> Optional[_Merge]:
+def _constant_merge(net: _Network, ctx: _Context, i: int, score: float, constants: list[int]) -> _Merge | None:
     value = net.sigma(net.U[i, -1:])  # σ(b_i)
     contribution = net.A[:, i] * value
     if ctx.has_c:
-        return _Merge(CONSTANT, score, (i,), remove=(i,), delta_c=contribution,
-                      detail=f"delete {i}; c += a_{i}·σ(b_{i})")
+        return _Merge(
+            CONSTANT, score, (i,), remove=(i,), delta_c=contribution, detail=f"delete {i}; c += a_{i}·σ(b_{i})"
+        )
     # Without c a constant neuron can only be absorbed by another constant neuron (§4.2).
     for k in constants:
         other = net.sigma(net.U[k, -1:])
         if k != i and bool(net.alive[k]) and float(other.abs()) > 0:
-            return _Merge(CONSTANT, score, (i, k), remove=(i,), update=(k,), delta_a=(contribution / other)[:, None],
-                          detail=f"delete {i}; a_{k} += a_{i}·σ(b_{i})/σ(b_{k})")
+            return _Merge(
+                CONSTANT,
+                score,
+                (i, k),
+                remove=(i,),
+                update=(k,),
+                delta_a=(contribution / other)[:, None],
+                detail=f"delete {i}; a_{k} += a_{i}·σ(b_{i})/σ(b_{k})",
+            )
     if float(value.abs()) == 0:
         return _Merge(CONSTANT, score, (i,), remove=(i,), detail=f"delete {i} (σ(b_{i}) = 0)")
     return None
@@ -185,8 +203,9 @@ def _pair_scores(geometry: str, ti: Tensor, tj: Tensor) -> Tensor:
     return {"ray": same, "opposite ray": opposite, "line": torch.minimum(same, opposite)}[geometry]
 
 
-def _pair_screen(ctx: _Context, standardized: Tensor, rules: list[tuple[str, str]]
-                 ) -> tuple[dict[str, float], dict[str, Tensor], dict[str, tuple[Tensor, Tensor, Tensor]]]:
+def _pair_screen(
+    ctx: _Context, standardized: Tensor, rules: list[tuple[str, str]]
+) -> tuple[dict[str, float], dict[str, Tensor], dict[str, tuple[Tensor, Tensor, Tensor]]]:
     """Smallest score of each pair rule, per-neuron best scores, and every pair (i < j) scored ≤ threshold.
 
     One pass over the lower triangle of the cosine matrix of the standardised neurons, in blocks of rows,
@@ -230,8 +249,9 @@ def _pair_screen(ctx: _Context, standardized: Tensor, rules: list[tuple[str, str
     return minima, best, found
 
 
-def _pair_candidates(net: _Network, ctx: _Context, scores: dict[str, float], screen: dict
-                     ) -> tuple[list[Candidate], list[tuple[float, int, int]]]:
+def _pair_candidates(
+    net: _Network, ctx: _Context, scores: dict[str, float], screen: dict
+) -> tuple[list[Candidate], list[tuple[float, int, int]]]:
     """Duplicate (A3/B3), mirrored (A4), (positive) multiple (B3′, homogeneous σ), antipodal pairs (B4).
 
     The screen (:func:`_pair_screen`) is redone only when merges have created neurons; otherwise the pairs
@@ -265,9 +285,10 @@ def _pair_candidates(net: _Network, ctx: _Context, scores: dict[str, float], scr
         if rule == ANTIPODAL:
             antipodal = sorted(pairs)
             continue
-        candidates += [(score, priority, rule, (i, j),
-                        lambda i=i, j=j, s=score, r=rule: _pair_merge(net, ctx, r, i, j, s))
-                       for score, i, j in pairs]
+        candidates += [
+            (score, priority, rule, (i, j), lambda i=i, j=j, s=score, r=rule: _pair_merge(net, ctx, r, i, j, s))
+            for score, i, j in pairs
+        ]
     return candidates, antipodal
 
 
@@ -279,17 +300,32 @@ def _ratio(U: Tensor, i: int, j: int) -> float:
 def _pair_merge(net: _Network, ctx: _Context, rule: str, i: int, j: int, score: float) -> _Merge:
     a_j = net.A[:, j]
     if rule == DUPLICATE:
-        return _Merge(rule, score, (i, j), remove=(j,), update=(i,), delta_a=a_j[:, None],
-                      detail=f"delete {j}; a_{i} += a_{j}")
+        return _Merge(
+            rule, score, (i, j), remove=(j,), update=(i,), delta_a=a_j[:, None], detail=f"delete {j}; a_{i} += a_{j}"
+        )
     if rule == MIRRORED:
         kappa = ctx.cls.mirror_constant
-        return _Merge(rule, score, (i, j), remove=(j,), update=(i,), delta_a=-a_j[:, None],
-                      delta_c=kappa * a_j if kappa else None,
-                      detail=f"delete {j}; a_{i} −= a_{j}" + (f"; c += {kappa:g}·a_{j}" if kappa else ""))
+        return _Merge(
+            rule,
+            score,
+            (i, j),
+            remove=(j,),
+            update=(i,),
+            delta_a=-a_j[:, None],
+            delta_c=kappa * a_j if kappa else None,
+            detail=f"delete {j}; a_{i} −= a_{j}" + (f"; c += {kappa:g}·a_{j}" if kappa else ""),
+        )
     gamma = _ratio(net.U, i, j)
-    factor = gamma ** ctx.cls.multiple_power
-    return _Merge(rule, score, (i, j), remove=(j,), update=(i,), delta_a=factor * a_j[:, None],
-                  detail=f"delete {j}; a_{i} += {factor:.6g}·a_{j} (u_{j} = {gamma:.6g}·u_{i})")
+    factor = gamma**ctx.cls.multiple_power
+    return _Merge(
+        rule,
+        score,
+        (i, j),
+        remove=(j,),
+        update=(i,),
+        delta_a=factor * a_j[:, None],
+        detail=f"delete {j}; a_{i} += {factor:.6g}·a_{j} (u_{j} = {gamma:.6g}·u_{i})",
+    )
 
 
 def _truncated_svd(matrix: Tensor, budget: float, radius: float) -> tuple[Tensor, Tensor, Tensor]:
@@ -301,7 +337,7 @@ def _truncated_svd(matrix: Tensor, budget: float, radius: float) -> tuple[Tensor
     return left[:, :rank], values[:, None][:rank, 0], right[:rank]
 
 
-def _antipodal_merge(net: _Network, ctx: _Context, pairs: list, verifier: _Verifier) -> Optional[_Merge]:
+def _antipodal_merge(net: _Network, ctx: _Context, pairs: list, verifier: _Verifier) -> _Merge | None:
     """B4: a_iσ(z) + a_jσ(−γz) = (a_i + γa_j)σ(z) + t·x̃ with t = −αγ a_j ⊗ u_i, so each antipodal pair
     collapses to one neuron if the affine terms T = Σ t (ℓ·x + β) are rebuilt: β goes to c, and ℓ either to
     2·rank(ℓ) new neurons (1/α)[σ(v·x) − σ(−v·x)] = v·x, or, when the pairs' directions are dependent, to
@@ -316,8 +352,11 @@ def _antipodal_merge(net: _Network, ctx: _Context, pairs: list, verifier: _Verif
     if not chosen:
         return None
     alpha = ctx.cls.odd_slope
-    gammas = torch.tensor([(-_ratio(net.U, i, j) if ctx.cls.multiple_power else 1.0) for _, i, j in chosen],
-                          dtype=net.U.dtype, device=net.U.device)
+    gammas = torch.tensor(
+        [(-_ratio(net.U, i, j) if ctx.cls.multiple_power else 1.0) for _, i, j in chosen],
+        dtype=net.U.dtype,
+        device=net.U.device,
+    )
     first = torch.tensor([i for _, i, _ in chosen], device=net.U.device)
     second = torch.tensor([j for _, _, j in chosen], device=net.U.device)
     terms = -alpha * gammas[:, None, None] * net.A[:, second].T[:, :, None] * net.U[first][:, None, :]  # t per pair
@@ -331,10 +370,18 @@ def _antipodal_merge(net: _Network, ctx: _Context, pairs: list, verifier: _Verif
     if count - 2 * len(values) >= count - len(spanning) and count > 2 * len(values):
         directions = _with_bias_column(right, net.U.shape[1])
         weights = left * values / alpha
-        return _Merge(ANTIPODAL, score, involved, remove=tuple(second.tolist()), update=tuple(first.tolist()),
-                      delta_a=gammas * net.A[:, second], new_u=torch.cat([directions, -directions]),
-                      new_a=torch.cat([weights, -weights], dim=1), delta_c=total[:, -1] if ctx.has_c else None,
-                      detail=f"{count} antipodal pairs → {count} neurons + {2 * len(values)} for the linear part")
+        return _Merge(
+            ANTIPODAL,
+            score,
+            involved,
+            remove=tuple(second.tolist()),
+            update=tuple(first.tolist()),
+            delta_a=gammas * net.A[:, second],
+            new_u=torch.cat([directions, -directions]),
+            new_a=torch.cat([weights, -weights], dim=1),
+            delta_c=total[:, -1] if ctx.has_c else None,
+            detail=f"{count} antipodal pairs → {count} neurons + {2 * len(values)} for the linear part",
+        )
     if count <= len(spanning):
         return None
     kept = torch.zeros(count, dtype=torch.bool, device=first.device)
@@ -346,10 +393,17 @@ def _antipodal_merge(net: _Network, ctx: _Context, pairs: list, verifier: _Verif
     delta_a = torch.cat([gammas[~kept] * net.A[:, second[~kept]], v / alpha, -v / (alpha * gammas[kept])], dim=1)
     update = first[~kept].tolist() + first[kept].tolist() + second[kept].tolist()
     delta_c = rest[:, -1] - v @ directions[:, -1] if ctx.has_c else None
-    return _Merge(ANTIPODAL, score, involved, remove=tuple(second[~kept].tolist()), update=tuple(update),
-                  delta_a=delta_a, delta_c=delta_c,
-                  detail=f"{count} antipodal pairs → {count - len(spanning)} neurons + {len(spanning)} pairs kept "
-                         "for the linear part")
+    return _Merge(
+        ANTIPODAL,
+        score,
+        involved,
+        remove=tuple(second[~kept].tolist()),
+        update=tuple(update),
+        delta_a=delta_a,
+        delta_c=delta_c,
+        detail=f"{count} antipodal pairs → {count - len(spanning)} neurons + {len(spanning)} pairs kept "
+        "for the linear part",
+    )
 
 
 def _with_bias_column(rows: Tensor, width: int) -> Tensor:

@@ -4,33 +4,55 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from ..objective import LossFunction, Objective
 from ..shallow import ShallowNetwork, activation_function, find_shallow, resized_copy, shallow_weights
-from .report import (
-    ALWAYS_ACTIVE, CONSTANT, DATA, DEAD, DEPENDENCE, FUNCTION, LINEAR_ON_DATA, OutputChange, RedundancyFinding,
-    RedundancyReport, ZERO,
-)
 from .network import _inputs, _Merge, _Network, _probe_points, _Verifier
-from .rules import (
-    Candidate, _activation_class, _antipodal_merge, _completeness_note, _constant_scores, _Context,
-    _dead_scores, _neuron_candidates, _pair_candidates, _zero_scores,
-)
 from .reductions import (
-    _dead_candidates, _dependence, _linear_on_data_merge, _linear_scores, _pattern_merges, _rank_merge,
+    _dead_candidates,
+    _dependence,
+    _linear_on_data_merge,
+    _linear_scores,
+    _pattern_merges,
+    _rank_merge,
 )
-
+from .report import (
+    ALWAYS_ACTIVE,
+    CONSTANT,
+    DATA,
+    DEAD,
+    DEPENDENCE,
+    FUNCTION,
+    LINEAR_ON_DATA,
+    ZERO,
+    OutputChange,
+    RedundancyFinding,
+    RedundancyReport,
+)
+from .rules import (
+    Candidate,
+    _activation_class,
+    _antipodal_merge,
+    _completeness_note,
+    _constant_scores,
+    _Context,
+    _dead_scores,
+    _neuron_candidates,
+    _pair_candidates,
+    _zero_scores,
+)
 
 # ----------------------------------------------------------------------------------------------------------
 # The protocol
 
 
-def _run(candidates: list[Candidate], net: _Network, verifier: _Verifier, level: str, findings: list,
-         failed: set) -> int:
+def _run(
+    candidates: list[Candidate], net: _Network, verifier: _Verifier, level: str, findings: list, failed: set
+) -> int:
     """Try candidates in order of (score, rule priority); apply each verified merge. Returns merges applied."""
     applied = 0
     for score, _, rule, involved, build in sorted(candidates, key=lambda item: item[:2]):
@@ -49,8 +71,21 @@ def _attempt(merge: _Merge, net: _Network, verifier: _Verifier, level: str, find
     original = not any(net.built[i] for i in merge.involved)
     if merge.rule == ZERO:
         original = original and not net.a_changed[merge.involved[0]]
-    findings.append(RedundancyFinding(merge.rule, neurons, merge.score, level, ok, merge.width_reduction, size,
-                                      merge.detail, original, fit_change, not ok and fit_change <= verifier.near_rtol))
+    findings.append(
+        RedundancyFinding(
+            merge.rule,
+            neurons,
+            merge.score,
+            level,
+            ok,
+            merge.width_reduction,
+            size,
+            merge.detail,
+            original,
+            fit_change,
+            not ok and fit_change <= verifier.near_rtol,
+        )
+    )
     if ok:
         net.apply(merge)
         return 1
@@ -58,8 +93,9 @@ def _attempt(merge: _Merge, net: _Network, verifier: _Verifier, level: str, find
     return 0
 
 
-def _function_level(net: _Network, ctx: _Context, verifier: _Verifier, findings: list,
-                    scores: dict[str, float]) -> None:
+def _function_level(
+    net: _Network, ctx: _Context, verifier: _Verifier, findings: list, scores: dict[str, float]
+) -> None:
     failed: set = set()
     screen: dict = {}
     while True:
@@ -96,8 +132,9 @@ def _data_level(net: _Network, ctx: _Context, verifier: _Verifier, findings: lis
             return
 
 
-def _data_dependence(net: _Network, ctx: _Context, verifier: _Verifier, findings: list, scores: dict[str, float],
-                     failed: set) -> int:
+def _data_dependence(
+    net: _Network, ctx: _Context, verifier: _Verifier, findings: list, scores: dict[str, float], failed: set
+) -> int:
     """L1 on the data, within the cost budget (one QR of the n×m feature matrix, O(n·m·min(n, m)))."""
     rows = net.indices
     n, m = net.data.shape[0], len(rows)
@@ -125,14 +162,14 @@ def neuron_redundancy(
     model: nn.Module,
     data: Any = None,
     *,
-    loss_fn: Optional[LossFunction] = None,
-    probe_points: Optional[Tensor] = None,
+    loss_fn: LossFunction | None = None,
+    probe_points: Tensor | None = None,
     num_probe_points: int = 4096,
-    tol: Optional[float] = None,
+    tol: float | None = None,
     candidate_score: float = 1e-6,
-    near_rtol: Optional[float] = None,
+    near_rtol: float | None = None,
     seed: int = 0,
-    layers: Optional[tuple[str, str, str]] = None,
+    layers: tuple[str, str, str] | None = None,
     l1_max_cost: float = 5e9,
 ) -> RedundancyReport:
     """Find the redundant hidden neurons of a one-hidden-layer network and prove each claim by a merge.
@@ -182,8 +219,18 @@ def neuron_redundancy(
     tol, near_rtol = _tolerances(net, tol, near_rtol)
     setup = _prepare(net, data, probe_points, num_probe_points, seed, tol)
     network, outputs, sets, inputs = setup.network, setup.outputs, setup.sets, setup.inputs
-    ctx = _Context(_activation_class(net), net.kind, net.hidden.bias is not None, net.output.bias is not None,
-                   setup.center, setup.spread, setup.scale, candidate_score, l1_max_cost, [_completeness_note(net.kind)])
+    ctx = _Context(
+        _activation_class(net),
+        net.kind,
+        net.hidden.bias is not None,
+        net.output.bias is not None,
+        setup.center,
+        setup.spread,
+        setup.scale,
+        candidate_score,
+        l1_max_cost,
+        [_completeness_note(net.kind)],
+    )
     findings: list[RedundancyFinding] = []
     scores: dict[str, float] = {}
     neuron_scores = _neuron_views(network, ctx)
@@ -195,15 +242,20 @@ def neuron_redundancy(
     function_width = network.width
     # The merged network's outputs are recomputed from scratch: the claim rests on them, not on the
     # accumulated per-merge changes. Without a merge the network is θ itself.
-    change = {name: float((network.outputs(points) - outputs[name]).abs().max()) if function_width < m else 0.0
-              for name, (points, _, _) in sets.items()}
+    change = {
+        name: float((network.outputs(points) - outputs[name]).abs().max()) if function_width < m else 0.0
+        for name, (points, _, _) in sets.items()
+    }
     data_width, data_change = None, None
     if inputs is not None:
         _data_level(network, ctx, _Verifier([sets["data"]], fit), findings, scores)
         merged[DATA] = network.weights(ctx.has_bias)
         data_width = network.width
-        data_change = (float((network.outputs(inputs) - outputs["data"]).abs().max()) if data_width < function_width
-                       else change["data"])
+        data_change = (
+            float((network.outputs(inputs) - outputs["data"]).abs().max())
+            if data_width < function_width
+            else change["data"]
+        )
     finite = {rule: value for rule, value in scores.items() if math.isfinite(value)}
     score_rule = min(finite, key=finite.get) if finite else ""
     gradient_norm = merged_gradient_norm = None
@@ -212,15 +264,30 @@ def neuron_redundancy(
         merged_gradient_norm = _gradient_norm(resized_copy(model, net, *merged[FUNCTION]), loss_fn, data)
     U, A = setup.weights
     return RedundancyReport(
-        kind=net.kind, width=m, effective_width=function_width, effective_width_on_data=data_width,
-        findings=tuple(findings), score=finite.get(score_rule, math.inf), score_rule=score_rule, scores=finite,
-        max_output_change=OutputChange(change.get("data"), change.get("probes")), max_output_change_on_data=data_change,
+        kind=net.kind,
+        width=m,
+        effective_width=function_width,
+        effective_width_on_data=data_width,
+        findings=tuple(findings),
+        score=finite.get(score_rule, math.inf),
+        score_rule=score_rule,
+        scores=finite,
+        max_output_change=OutputChange(change.get("data"), change.get("probes")),
+        max_output_change_on_data=data_change,
         tolerance=OutputChange(*(sets[name][1] if name in sets else None for name in ("data", "probes"))),
         output_weight_norm=torch.linalg.vector_norm(A, dim=0).cpu(),
         input_weight_norm=torch.linalg.vector_norm(U[:, :-1], dim=1).cpu(),
-        neuron_scores=neuron_scores, gradient_norm=gradient_norm, merged_gradient_norm=merged_gradient_norm,
-        notes=tuple(ctx.notes), tol=tol, near_rtol=near_rtol, _model=model, _net=net, _merged=merged,
-        _standardized=ctx.standardize(U).cpu(), _others=_other_state(model, net),
+        neuron_scores=neuron_scores,
+        gradient_norm=gradient_norm,
+        merged_gradient_norm=merged_gradient_norm,
+        notes=tuple(ctx.notes),
+        tol=tol,
+        near_rtol=near_rtol,
+        _model=model,
+        _net=net,
+        _merged=merged,
+        _standardized=ctx.standardize(U).cpu(),
+        _others=_other_state(model, net),
     )
 
 
@@ -229,8 +296,8 @@ class _Setup:
     """The network to merge, its points and outputs, and the scales every rule and verdict uses."""
 
     network: _Network
-    inputs: Optional[Tensor]
-    targets: Optional[Tensor]
+    inputs: Tensor | None
+    targets: Tensor | None
     outputs: dict[str, Tensor]  # f on "data" and "probes"
     sets: dict[str, tuple[Tensor, float, Tensor]]  # (points, tol·(1 + max|f|), accumulated change)
     center: Tensor
@@ -240,8 +307,9 @@ class _Setup:
     weights: tuple[Tensor, Tensor]  # U = [W b] and A as analysed (float64)
 
 
-def _prepare(net: ShallowNetwork, data: Any, probe_points: Optional[Tensor], num_probe_points: int, seed: int,
-             tol: float) -> _Setup:
+def _prepare(
+    net: ShallowNetwork, data: Any, probe_points: Tensor | None, num_probe_points: int, seed: int, tol: float
+) -> _Setup:
     W, b, A, c = shallow_weights(net)
     m, d = W.shape
     inputs, targets = _inputs(data, d, net, W.device)
@@ -255,8 +323,11 @@ def _prepare(net: ShallowNetwork, data: Any, probe_points: Optional[Tensor], num
     everything = torch.cat(list(outputs.values()))
     scale = float(torch.sqrt((everything - everything.mean(dim=0)).square().sum(dim=1).mean()))
     scale = scale or float(torch.sqrt(everything.square().sum(dim=1).mean())) or 1.0
-    sets = {name: (points, tol * (1 + float(outputs[name].abs().max())), torch.zeros_like(outputs[name]))
-            for name, points in (("data", inputs), ("probes", probes)) if points is not None}
+    sets = {
+        name: (points, tol * (1 + float(outputs[name].abs().max())), torch.zeros_like(outputs[name]))
+        for name, points in (("data", inputs), ("probes", probes))
+        if points is not None
+    }
     residual = 0.0 if targets is None else float((outputs["data"] - targets).square().sum(dim=1).mean().sqrt())
     return _Setup(network, inputs, targets, outputs, sets, center, spread or 1.0, scale, residual, (U, A))
 
@@ -267,13 +338,16 @@ def _other_state(model: nn.Module, net: ShallowNetwork) -> dict[str, Tensor]:
     return {key: value.detach().clone() for key, value in model.state_dict().items() if not key.startswith(layers)}
 
 
-def _tolerances(net: ShallowNetwork, tol: Optional[float], near_rtol: Optional[float]) -> tuple[float, float]:
+def _tolerances(net: ShallowNetwork, tol: float | None, near_rtol: float | None) -> tuple[float, float]:
     """tol and near_rtol, checked, with their defaults for the precision of the model's parameters."""
     for name, value in (("tol", tol), ("near_rtol", near_rtol)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                  or not math.isfinite(value) or value < 0):
-            raise ValueError(f"{name} must be a finite number >= 0 (or None for the default of the model's "
-                             f"precision), got {value!r}.")
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0
+        ):
+            raise ValueError(
+                f"{name} must be a finite number >= 0 (or None for the default of the model's "
+                f"precision), got {value!r}."
+            )
     dtype = net.hidden.weight.dtype
     double = dtype == torch.float64
     tol = tol if tol is not None else (1e-10 if double else math.sqrt(torch.finfo(dtype).eps))

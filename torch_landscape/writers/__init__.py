@@ -6,6 +6,14 @@ from .tags import snapshot_scalars
 from .tensorboard import custom_scalars_layout, log_snapshot, write_figures, write_scalars, write_setup, write_snapshot
 
 __all__ = [
-    "console_line", "custom_scalars_layout", "log_snapshot", "run_verdict", "snapshot_report", "snapshot_scalars",
-    "write_figures", "write_scalars", "write_setup", "write_snapshot",
+    "console_line",
+    "custom_scalars_layout",
+    "log_snapshot",
+    "run_verdict",
+    "snapshot_report",
+    "snapshot_scalars",
+    "write_figures",
+    "write_scalars",
+    "write_setup",
+    "write_snapshot",
 ]

@@ -135,8 +135,14 @@ def slice_1d_figure(slices: Sequence[LossSlice], step: int) -> Figure:
         axes.plot(s, piece.values.numpy(), color="C0", lw=1.6, label="loss")
         if direction.curvature is not None:
             bound = f" ± {direction.error_bound:.1g}" if direction.error_bound is not None else ""
-            axes.plot(s, piece.quadratic_model().numpy(), color="C3", lw=1.1, ls="--",
-                      label=f"quadratic model, λ = {direction.curvature:.4g}{bound}")
+            axes.plot(
+                s,
+                piece.quadratic_model().numpy(),
+                color="C3",
+                lw=1.1,
+                ls="--",
+                label=f"quadratic model, λ = {direction.curvature:.4g}{bound}",
+            )
         if values.size:
             low, high = float(values.min()), float(values.max())
             floor = max(1e-3 * widest, 1e3 * np.finfo(np.float64).eps * max(abs(low), abs(high)), 1e-300)
@@ -185,7 +191,9 @@ def slice_2d_figure(piece: LossSlice, step: int) -> Figure:
     axes.plot([0.0], [0.0], "o", color="r", ms=6, label="θ (now)")
     reference = next((i for i, d in enumerate(piece.directions) if d.name.startswith(REFERENCE_NAME)), None)
     if reference is not None:
-        axes.plot(*((1.0, 0.0) if reference == 0 else (0.0, 1.0)), "*", color="w", mec="k", ms=13, label="θ* (reference)")
+        axes.plot(
+            *((1.0, 0.0) if reference == 0 else (0.0, 1.0)), "*", color="w", mec="k", ms=13, label="θ* (reference)"
+        )
     axes.set_xlabel(f"s: {piece.directions[0].name}")
     axes.set_ylabel(f"t: {piece.directions[1].name}")
     axes.legend(fontsize=7, loc="upper right")

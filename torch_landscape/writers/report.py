@@ -18,7 +18,7 @@ def _eigenvalue(value: float, bound: float) -> str:
     return f"{value:.4g} ± {bound:.1g}"
 
 
-def spectrum_words(snapshot: "LandscapeSnapshot") -> str:
+def spectrum_words(snapshot: LandscapeSnapshot) -> str:
     """λ_max (and λ_min) with error bounds, the count of certainly negative eigenvalues, convergence."""
     spectrum = snapshot.spectrum
     values, bounds = spectrum.eigenvalues.tolist(), spectrum.error_bounds.tolist()
@@ -35,7 +35,7 @@ def spectrum_words(snapshot: "LandscapeSnapshot") -> str:
     return ", ".join(words) + f" ({spectrum.method}, {snapshot.num_hvp} HVPs{status})"
 
 
-def snapshot_report(snapshot: "LandscapeSnapshot") -> str:
+def snapshot_report(snapshot: LandscapeSnapshot) -> str:
     """A Markdown report: spectrum, trace, critical point, convexity, redundancy findings and failures."""
     kind = "full" if snapshot.full else "light"
     lines = [f"**step {snapshot.step}** ({kind}): probe loss {snapshot.loss:.6g}, |grad L| {snapshot.grad_norm:.3g}"]
@@ -73,7 +73,7 @@ def snapshot_report(snapshot: "LandscapeSnapshot") -> str:
     return "\n".join(lines)
 
 
-def console_line(snapshot: "LandscapeSnapshot") -> str:
+def console_line(snapshot: LandscapeSnapshot) -> str:
     """One line for the console at a full evaluation."""
     parts = [f"step {snapshot.step}: loss {snapshot.loss:.3g}, |grad L| {snapshot.grad_norm:.2g}"]
     if snapshot.spectrum is not None:
@@ -86,7 +86,7 @@ def console_line(snapshot: "LandscapeSnapshot") -> str:
     return "; ".join(parts)
 
 
-def run_verdict(history: Sequence["LandscapeSnapshot"], notes: Sequence[str] = ()) -> str:
+def run_verdict(history: Sequence[LandscapeSnapshot], notes: Sequence[str] = ()) -> str:
     """The run in plain words: how it converges, where it ends, which neurons are redundant."""
     if not history:
         return "no evaluation was made."
@@ -110,11 +110,12 @@ def run_verdict(history: Sequence["LandscapeSnapshot"], notes: Sequence[str] = (
 
 def _convergence(pl) -> str:
     if math.isfinite(pl.contraction) and pl.contraction < 1:
-        return (f"converging linearly: the gap to L* shrinks by a factor {pl.contraction:.3g} per step "
-                f"(PL ratio {pl.mu:.3g})")
+        return (
+            f"converging linearly: the gap to L* shrinks by a factor {pl.contraction:.3g} per step "
+            f"(PL ratio {pl.mu:.3g})"
+        )
     if math.isfinite(pl.lojasiewicz_slope) and pl.lojasiewicz_slope > 1.2:
-        return (f"converging sub-linearly: Łojasiewicz slope {pl.lojasiewicz_slope:.2g} > 1, as at a degenerate "
-                "minimum")
+        return f"converging sub-linearly: Łojasiewicz slope {pl.lojasiewicz_slope:.2g} > 1, as at a degenerate minimum"
     if math.isnan(pl.mu):
         return "the loss is at its infimum to rounding"
     return f"no linear rate yet (PL ratio {pl.mu:.3g}, running min {pl.mu_running_min:.3g})"
@@ -127,8 +128,9 @@ def _where(point) -> str:
         "strict_saddle": f"at a strict saddle ({point.morse_index} direction(s) of descent)",
         "nondegenerate_min": "at a nondegenerate minimum: strongly convex nearby",
         "min_mod_symmetry": "at a minimum, flat only along the network's symmetries",
-    }.get(point.kind, f"at a degenerate critical point (nullity {point.nullity}): the second-order test "
-                      "is inconclusive")
+    }.get(
+        point.kind, f"at a degenerate critical point (nullity {point.nullity}): the second-order test is inconclusive"
+    )
 
 
 def _redundancy(report) -> str:

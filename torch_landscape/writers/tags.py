@@ -14,7 +14,11 @@ if TYPE_CHECKING:
     from ..probe import LandscapeSnapshot
 
 PROBE, HESSIAN, CONVEXITY, REDUNDANCY, MONITOR = (
-    "landscape/probe/", "landscape/hessian/", "landscape/convexity/", "landscape/redundancy/", "landscape/monitor/"
+    "landscape/probe/",
+    "landscape/hessian/",
+    "landscape/convexity/",
+    "landscape/redundancy/",
+    "landscape/monitor/",
 )
 
 
@@ -27,7 +31,7 @@ def _with_margin(out: dict[str, float], tag: str, value: float, bound: float) ->
     out.update({tag: value, tag + "_error": bound, tag + "_lower": value - bound, tag + "_upper": value + bound})
 
 
-def snapshot_scalars(snapshot: "LandscapeSnapshot") -> dict[str, float]:
+def snapshot_scalars(snapshot: LandscapeSnapshot) -> dict[str, float]:
     """Every number of ``snapshot`` under its tag (NaN where a value is undefined; writers drop those)."""
     out = {
         PROBE + "loss": snapshot.loss,
@@ -45,7 +49,7 @@ def snapshot_scalars(snapshot: "LandscapeSnapshot") -> dict[str, float]:
     return out
 
 
-def _spectrum(snapshot: "LandscapeSnapshot") -> dict[str, float]:
+def _spectrum(snapshot: LandscapeSnapshot) -> dict[str, float]:
     out: dict[str, float] = {}
     spectrum = snapshot.spectrum
     if spectrum is not None:
@@ -72,7 +76,7 @@ def _spectrum(snapshot: "LandscapeSnapshot") -> dict[str, float]:
     return out
 
 
-def _critical(snapshot: "LandscapeSnapshot") -> dict[str, float]:
+def _critical(snapshot: LandscapeSnapshot) -> dict[str, float]:
     point = snapshot.critical
     if point is None:
         return {}
@@ -82,50 +86,56 @@ def _critical(snapshot: "LandscapeSnapshot") -> dict[str, float]:
         HESSIAN + "newton_ratio_log10": log10(point.newton_ratio),
     }
     if point.critical:  # index and nullity describe a critical point; elsewhere negative_count does
-        out.update({
-            HESSIAN + "morse_index": float(point.morse_index),
-            HESSIAN + "nullity": float(point.nullity),
-            HESSIAN + "quotient_nullity": float(point.quotient_nullity),
-        })
+        out.update(
+            {
+                HESSIAN + "morse_index": float(point.morse_index),
+                HESSIAN + "nullity": float(point.nullity),
+                HESSIAN + "quotient_nullity": float(point.quotient_nullity),
+            }
+        )
     positive = point.eigenvalues[point.eigenvalues > point.tau]
     if len(positive):
         out[HESSIAN + "cond_eff_log10"] = log10(point.lambda_max / float(positive[0]))
     return out
 
 
-def _convexity(snapshot: "LandscapeSnapshot") -> dict[str, float]:
+def _convexity(snapshot: LandscapeSnapshot) -> dict[str, float]:
     out: dict[str, float] = {}
     pl = snapshot.pl
     if pl is not None:
-        out.update({
-            CONVEXITY + "pl_ratio": pl.mu,
-            CONVEXITY + "pl_ratio_running_min": pl.mu_running_min,
-            CONVEXITY + "pl_ratio_window_min": pl.mu_window_min,
-            CONVEXITY + "loss_star": pl.loss_star,
-            CONVEXITY + "loss_star_aitken": pl.loss_star_aitken,
-            CONVEXITY + "contraction": pl.contraction,
-            CONVEXITY + "lojasiewicz_slope": pl.lojasiewicz_slope,
-            CONVEXITY + "eta_t_ratio": pl.eta_t_ratio,
-        })
+        out.update(
+            {
+                CONVEXITY + "pl_ratio": pl.mu,
+                CONVEXITY + "pl_ratio_running_min": pl.mu_running_min,
+                CONVEXITY + "pl_ratio_window_min": pl.mu_window_min,
+                CONVEXITY + "loss_star": pl.loss_star,
+                CONVEXITY + "loss_star_aitken": pl.loss_star_aitken,
+                CONVEXITY + "contraction": pl.contraction,
+                CONVEXITY + "lojasiewicz_slope": pl.lojasiewicz_slope,
+                CONVEXITY + "eta_t_ratio": pl.eta_t_ratio,
+            }
+        )
         if pl.mu_sensitivity is not None:
             # μ with L̂* lowered by one more margin: far from pl_ratio means μ is not resolved.
             out[CONVEXITY + "pl_ratio_lower_loss_star"] = pl.mu_sensitivity[1]
     one_point = snapshot.one_point
     if one_point is not None:
         at_reference = math.isnan(one_point.value)  # 0/0 at a rounding-level distance: "at the reference"
-        out.update({
-            CONVEXITY + "one_point": one_point.value,
-            CONVEXITY + "one_point_running_min": snapshot.one_point_running_min,
-            CONVEXITY + "one_point_cosine": math.nan if at_reference else one_point.cosine,
-            CONVEXITY + "distance_to_reference": one_point.distance,
-            CONVEXITY + "distance_to_reference_log10": log10(one_point.distance),
-        })
+        out.update(
+            {
+                CONVEXITY + "one_point": one_point.value,
+                CONVEXITY + "one_point_running_min": snapshot.one_point_running_min,
+                CONVEXITY + "one_point_cosine": math.nan if at_reference else one_point.cosine,
+                CONVEXITY + "distance_to_reference": one_point.distance,
+                CONVEXITY + "distance_to_reference_log10": log10(one_point.distance),
+            }
+        )
         if snapshot.assignment_changes is not None:
             out[CONVEXITY + "assignment_changes"] = float(snapshot.assignment_changes)
     return out
 
 
-def _redundancy(snapshot: "LandscapeSnapshot") -> dict[str, float]:
+def _redundancy(snapshot: LandscapeSnapshot) -> dict[str, float]:
     report = snapshot.redundancy
     if report is None:
         return {}

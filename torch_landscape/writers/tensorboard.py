@@ -43,58 +43,156 @@ def _raw(tag: str) -> Series:
 #: charts (value, lower, upper) series. Each chart holds quantities of one scale.
 CHARTS: tuple[tuple[str, str, str, tuple[Any, ...]], ...] = (
     (OVERVIEW, "probe loss L, log10", "Margin", (_raw(PROBE + "loss_log10"),)),
-    (OVERVIEW, "gradient norm |grad L|, log10: very negative = close to a critical point", "Margin",
-     (_raw(PROBE + "grad_norm_log10"),)),
-    (OVERVIEW, "sharpness lambda_max (band: its error bound) and 2/lr: gradient descent is unstable where "
-     "lambda_max > 2/lr", "Margin", (_band(_H + "lambda_max"), _raw(_H + "eos_threshold"))),
-    (OVERVIEW, "lambda_min (band: its error bound) and the zero line: below 0 is a direction of descent, not a "
-     "minimum", "Margin", (_band(_H + "lambda_min"), _raw(_H + "zero"))),
-    (OVERVIEW, "effective width vs width: below the width, some neurons are redundant", "Margin",
-     (_raw(_R + "effective_width"), _raw(_R + "width"))),
-    (CURVATURE, "edge of stability lambda_max * lr / 2: above 1, gradient descent is unstable", "Multiline",
-     (_H + "eos_ratio",)),
+    (
+        OVERVIEW,
+        "gradient norm |grad L|, log10: very negative = close to a critical point",
+        "Margin",
+        (_raw(PROBE + "grad_norm_log10"),),
+    ),
+    (
+        OVERVIEW,
+        "sharpness lambda_max (band: its error bound) and 2/lr: gradient descent is unstable where lambda_max > 2/lr",
+        "Margin",
+        (_band(_H + "lambda_max"), _raw(_H + "eos_threshold")),
+    ),
+    (
+        OVERVIEW,
+        "lambda_min (band: its error bound) and the zero line: below 0 is a direction of descent, not a minimum",
+        "Margin",
+        (_band(_H + "lambda_min"), _raw(_H + "zero")),
+    ),
+    (
+        OVERVIEW,
+        "effective width vs width: below the width, some neurons are redundant",
+        "Margin",
+        (_raw(_R + "effective_width"), _raw(_R + "width")),
+    ),
+    (
+        CURVATURE,
+        "edge of stability lambda_max * lr / 2: above 1, gradient descent is unstable",
+        "Multiline",
+        (_H + "eos_ratio",),
+    ),
     (CURVATURE, "trace of the Hessian: the sum of all curvatures", "Multiline", (_H + "trace",)),
-    (CURVATURE, "condition number, log10: lambda_max over lambda_min (where H is certainly positive definite), "
-     "_eff over the smallest positive eigenvalue", "Multiline", (_H + "cond_log10", _H + "cond_eff_log10")),
-    (CURVATURE, "error bounds of lambda_max and lambda_min: how far each may be from the true eigenvalue",
-     "Multiline", (_H + "lambda_max_error", _H + "lambda_min_error")),
-    (CURVATURE, "eigen-solver converged to its tolerance (1) or stopped at its budget (0)", "Margin",
-     (_raw(_H + "converged"),)),
+    (
+        CURVATURE,
+        "condition number, log10: lambda_max over lambda_min (where H is certainly positive definite), "
+        "_eff over the smallest positive eigenvalue",
+        "Multiline",
+        (_H + "cond_log10", _H + "cond_eff_log10"),
+    ),
+    (
+        CURVATURE,
+        "error bounds of lambda_max and lambda_min: how far each may be from the true eigenvalue",
+        "Multiline",
+        (_H + "lambda_max_error", _H + "lambda_min_error"),
+    ),
+    (
+        CURVATURE,
+        "eigen-solver converged to its tolerance (1) or stopped at its budget (0)",
+        "Margin",
+        (_raw(_H + "converged"),),
+    ),
     (CURVATURE, "Hessian-vector products per evaluation", "Multiline", (_H + "num_hvp",)),
-    (CRITICAL, "certainly negative eigenvalues (lambda + bound < 0): directions of descent, at any point",
-     "Margin", (_raw(_H + "negative_count"),)),
-    (CRITICAL, "at a critical point? (1 = |grad L| is negligible at the curvature's scale)", "Margin",
-     (_raw(_H + "critical"),)),
-    (CRITICAL, "Morse index and nullity, at critical points only (quotient: flat directions the symmetries do "
-     "not explain)", "Margin", (_raw(_H + "morse_index"), _raw(_H + "nullity"), _raw(_H + "quotient_nullity"))),
-    (CRITICAL, "Newton step to a critical point over the parameter scale, log10: critical below -6 (float64)",
-     "Multiline", (_H + "newton_ratio_log10",)),
-    (CRITICAL, "diverging (1): |theta| grows while L creeps down, no critical point at finite distance",
-     "Margin", (_raw(_H + "diverging"),)),
-    (CRITICAL, "verdicts that contradict each other (the text report says which and why)", "Margin",
-     (_raw(_H + "contradictions"),)),
-    (CRITICAL, "symmetry leak: curvature along the symmetry tangents (0 in exact arithmetic)", "Multiline",
-     (_H + "sym_leak",)),
-    (CONVEX, "PL ratio |grad L|^2 / 2(L - L*): bounded away from 0 = linear convergence; falling toward 0, PL "
-     "fails", "Multiline", (_C + "pl_ratio", _C + "pl_ratio_running_min", _C + "pl_ratio_window_min")),
-    (CONVEX, "PL ratio at L* and at L* lowered by one more margin: far apart, the ratio is not resolved",
-     "Multiline", (_C + "pl_ratio", _C + "pl_ratio_lower_loss_star")),
-    (CONVEX, "probe loss, the L* estimate behind the PL ratio, and Aitken's extrapolation of L*", "Multiline",
-     (PROBE + "loss", _C + "loss_star", _C + "loss_star_aitken")),
-    (CONVEX, "per-step contraction (L_t - L*)/(L_t-1 - L*): below 1 is linear convergence", "Multiline",
-     (_C + "contraction",)),
-    (CONVEX, "Lojasiewicz slope of log|grad L|^2 against log(L - L*): 1 under PL, above 1 at a degenerate "
-     "minimum", "Multiline", (_C + "lojasiewicz_slope",)),
-    (CONVEX, "one-point convexity <grad L, theta - theta*> / |theta - theta*|^2: above 0 the gradient points "
-     "toward the reference", "Multiline", (_C + "one_point", _C + "one_point_running_min")),
+    (
+        CRITICAL,
+        "certainly negative eigenvalues (lambda + bound < 0): directions of descent, at any point",
+        "Margin",
+        (_raw(_H + "negative_count"),),
+    ),
+    (
+        CRITICAL,
+        "at a critical point? (1 = |grad L| is negligible at the curvature's scale)",
+        "Margin",
+        (_raw(_H + "critical"),),
+    ),
+    (
+        CRITICAL,
+        "Morse index and nullity, at critical points only (quotient: flat directions the symmetries do not explain)",
+        "Margin",
+        (_raw(_H + "morse_index"), _raw(_H + "nullity"), _raw(_H + "quotient_nullity")),
+    ),
+    (
+        CRITICAL,
+        "Newton step to a critical point over the parameter scale, log10: critical below -6 (float64)",
+        "Multiline",
+        (_H + "newton_ratio_log10",),
+    ),
+    (
+        CRITICAL,
+        "diverging (1): |theta| grows while L creeps down, no critical point at finite distance",
+        "Margin",
+        (_raw(_H + "diverging"),),
+    ),
+    (
+        CRITICAL,
+        "verdicts that contradict each other (the text report says which and why)",
+        "Margin",
+        (_raw(_H + "contradictions"),),
+    ),
+    (
+        CRITICAL,
+        "symmetry leak: curvature along the symmetry tangents (0 in exact arithmetic)",
+        "Multiline",
+        (_H + "sym_leak",),
+    ),
+    (
+        CONVEX,
+        "PL ratio |grad L|^2 / 2(L - L*): bounded away from 0 = linear convergence; falling toward 0, PL fails",
+        "Multiline",
+        (_C + "pl_ratio", _C + "pl_ratio_running_min", _C + "pl_ratio_window_min"),
+    ),
+    (
+        CONVEX,
+        "PL ratio at L* and at L* lowered by one more margin: far apart, the ratio is not resolved",
+        "Multiline",
+        (_C + "pl_ratio", _C + "pl_ratio_lower_loss_star"),
+    ),
+    (
+        CONVEX,
+        "probe loss, the L* estimate behind the PL ratio, and Aitken's extrapolation of L*",
+        "Multiline",
+        (PROBE + "loss", _C + "loss_star", _C + "loss_star_aitken"),
+    ),
+    (
+        CONVEX,
+        "per-step contraction (L_t - L*)/(L_t-1 - L*): below 1 is linear convergence",
+        "Multiline",
+        (_C + "contraction",),
+    ),
+    (
+        CONVEX,
+        "Lojasiewicz slope of log|grad L|^2 against log(L - L*): 1 under PL, above 1 at a degenerate minimum",
+        "Multiline",
+        (_C + "lojasiewicz_slope",),
+    ),
+    (
+        CONVEX,
+        "one-point convexity <grad L, theta - theta*> / |theta - theta*|^2: above 0 the gradient points "
+        "toward the reference",
+        "Multiline",
+        (_C + "one_point", _C + "one_point_running_min"),
+    ),
     (CONVEX, "cosine between -grad L and the direction to the reference", "Multiline", (_C + "one_point_cosine",)),
     (CONVEX, "distance to the (neuron-aligned) reference, log10", "Multiline", (_C + "distance_to_reference_log10",)),
-    (CONVEX, "neurons matched to another reference neuron than at the previous evaluation", "Margin",
-     (_raw(_C + "assignment_changes"),)),
-    (REDUNDANT, "effective width (on all inputs, and on the data only) vs width", "Margin",
-     (_raw(_R + "effective_width"), _raw(_R + "effective_width_on_data"), _raw(_R + "width"))),
-    (REDUNDANT, "distance to the nearest redundant network, log10 (very negative = redundant)", "Multiline",
-     (_R + "score_log10",)),
+    (
+        CONVEX,
+        "neurons matched to another reference neuron than at the previous evaluation",
+        "Margin",
+        (_raw(_C + "assignment_changes"),),
+    ),
+    (
+        REDUNDANT,
+        "effective width (on all inputs, and on the data only) vs width",
+        "Margin",
+        (_raw(_R + "effective_width"), _raw(_R + "effective_width_on_data"), _raw(_R + "width")),
+    ),
+    (
+        REDUNDANT,
+        "distance to the nearest redundant network, log10 (very negative = redundant)",
+        "Multiline",
+        (_R + "score_log10",),
+    ),
     (REDUNDANT, "verified merges (each removes a neuron)", "Margin", (_raw(_R + "claims"),)),
     (COST, "seconds per evaluation", "Multiline", (MONITOR + "seconds",)),
     (COST, "share of the wall time spent monitoring", "Multiline", (MONITOR + "overhead",)),
@@ -118,10 +216,10 @@ READING = (
 )
 
 # Per writer: the tags it has received, and the charts of the layout it holds.
-_TAGS: "weakref.WeakKeyDictionary[Any, set[str]]" = weakref.WeakKeyDictionary()
-_CHARTS_WRITTEN: "weakref.WeakKeyDictionary[Any, tuple[Any, ...]]" = weakref.WeakKeyDictionary()
+_TAGS: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+_CHARTS_WRITTEN: weakref.WeakKeyDictionary[Any, tuple[Any, ...]] = weakref.WeakKeyDictionary()
 _MARGIN_VALUES = {series[0] for _, _, kind, charts in CHARTS if kind == "Margin" for series in charts}
-_SETUP: "weakref.WeakSet[Any]" = weakref.WeakSet()
+_SETUP: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def custom_scalars_layout(tags: Iterable[str]) -> Any:
@@ -140,22 +238,31 @@ def custom_scalars_layout(tags: Iterable[str]) -> Any:
         if kind == "Multiline":
             content = {"multiline": layout_pb2.MultilineChartContent(tag=[re.escape(tag) + "$" for tag in series])}
         else:
-            content = {"margin": layout_pb2.MarginChartContent(series=[
-                layout_pb2.MarginChartContent.Series(value=value, lower=lower, upper=upper)
-                for value, lower, upper in series if value in tags
-            ])}
+            content = {
+                "margin": layout_pb2.MarginChartContent(
+                    series=[
+                        layout_pb2.MarginChartContent.Series(value=value, lower=lower, upper=upper)
+                        for value, lower, upper in series
+                        if value in tags
+                    ]
+                )
+            }
         categories.setdefault(category, []).append(layout_pb2.Chart(title=title, **content))
     # TensorBoard draws a category's line charts first, then its margin charts in reverse order: list them
     # so that they appear in the order of CHARTS.
-    ordered = {title: [c for c in charts if c.HasField("multiline")] + [c for c in charts if c.HasField("margin")][::-1]
-               for title, charts in categories.items()}
-    return layout_pb2.Layout(category=[layout_pb2.Category(title=title, chart=charts)
-                                       for title, charts in ordered.items()])
+    ordered = {
+        title: [c for c in charts if c.HasField("multiline")] + [c for c in charts if c.HasField("margin")][::-1]
+        for title, charts in categories.items()
+    }
+    return layout_pb2.Layout(
+        category=[layout_pb2.Category(title=title, chart=charts) for title, charts in ordered.items()]
+    )
 
 
 def _fillable(tags: set[str]) -> tuple[int, ...]:
     return tuple(
-        index for index, (_, _, kind, series) in enumerate(CHARTS)
+        index
+        for index, (_, _, kind, series) in enumerate(CHARTS)
         if (series[0][0] in tags if kind == "Margin" else not tags.isdisjoint(series))
     )
 
@@ -213,7 +320,7 @@ def finite(scalars: dict[str, float]) -> dict[str, float]:
     return {tag: value for tag, value in scalars.items() if value == value and abs(value) != float("inf")}
 
 
-def write_spectrum_histogram(writer: Any, snapshot: "LandscapeSnapshot") -> None:
+def write_spectrum_histogram(writer: Any, snapshot: LandscapeSnapshot) -> None:
     """The spectral density as histogram ``landscape/hessian/spectrum``, in eigenvalue counts (expected
     counts for a stochastic Lanczos quadrature)."""
     density, size = snapshot.density, snapshot.num_parameters
@@ -232,7 +339,7 @@ def write_spectrum_histogram(writer: Any, snapshot: "LandscapeSnapshot") -> None
     )
 
 
-def write_snapshot(writer: Any, snapshot: "LandscapeSnapshot") -> None:
+def write_snapshot(writer: Any, snapshot: LandscapeSnapshot) -> None:
     """Everything of a snapshot but the scalars and figures: spectrum histogram, text report, errors."""
     if snapshot.density is not None:
         write_spectrum_histogram(writer, snapshot)
@@ -242,8 +349,7 @@ def write_snapshot(writer: Any, snapshot: "LandscapeSnapshot") -> None:
         writer.add_text("landscape/errors", "\n".join(f"- {error}" for error in snapshot.errors), snapshot.step)
 
 
-def write_figures(writer: Any, snapshot: "LandscapeSnapshot",
-                  trajectory: Sequence[tuple[int, float, float]]) -> None:
+def write_figures(writer: Any, snapshot: LandscapeSnapshot, trajectory: Sequence[tuple[int, float, float]]) -> None:
     """The figures a snapshot supports: spectral density, eigenvalue trajectories (up to this snapshot),
     neuron similarity heat map, and the loss along the directions that matter (lines and a plane)."""
     from . import figures as plots
@@ -253,7 +359,9 @@ def write_figures(writer: Any, snapshot: "LandscapeSnapshot",
     if snapshot.density is not None:
         drawn.append(("spectral_density", plots.spectral_density_figure(snapshot.density, step)))
     if snapshot.spectrum is not None and trajectory:
-        drawn.append(("eigenvalue_trajectories", plots.eigenvalue_trajectory_figure(trajectory, snapshot.learning_rate)))
+        drawn.append(
+            ("eigenvalue_trajectories", plots.eigenvalue_trajectory_figure(trajectory, snapshot.learning_rate))
+        )
     if snapshot.redundancy is not None:
         drawn.append(("neuron_similarity", plots.similarity_figure(snapshot.redundancy, step)))
     if snapshot.slices is not None:
@@ -263,8 +371,9 @@ def write_figures(writer: Any, snapshot: "LandscapeSnapshot",
         writer.add_image(f"landscape/figures/{name}", plots.to_image(figure), step, dataformats="HWC")
 
 
-def log_snapshot(writer: Any, snapshot: "LandscapeSnapshot", probe: "LandscapeProbe | None" = None, *,
-                 figures: bool = True) -> None:
+def log_snapshot(
+    writer: Any, snapshot: LandscapeSnapshot, probe: LandscapeProbe | None = None, *, figures: bool = True
+) -> None:
     """The plain-loop API: write a snapshot to a ``SummaryWriter`` at ``snapshot.step`` — scalars (and the
     layout), the spectrum histogram, the text report at full snapshots, the setup text once (with
     ``probe.describe()``) and, with ``figures``, the figures of full snapshots (the eigenvalue
