@@ -72,20 +72,27 @@ def _worker(rank: int, store: str, args: argparse.Namespace) -> None:
             result_two = _timed(shared, full)
             dist.barrier()
             if rank == 0:
-                if abs(result_one[1] - result_two[1]) > 1e-10 * abs(result_one[1]) or \
-                        abs(result_one[2] - result_two[2]) > 1e-10 * abs(result_one[2]):
+                if abs(result_one[1] - result_two[1]) > 1e-10 * abs(result_one[1]) or abs(
+                    result_one[2] - result_two[2]
+                ) > 1e-10 * abs(result_one[2]):
                     raise SystemExit(f"1 and 2 processes disagree: {result_one} vs {result_two}")
                 if repeat:
                     one.append((full, result_one[0]))
                     two.append((full, result_two[0]))
     if rank == 0:
         parameters = sum(p.numel() for p in model.parameters())
-        print(f"P = {parameters}, {args.samples} probe samples, float64, 1 thread per process, "
-              f"load average {os.getloadavg()[0]:.1f}")
+        print(
+            f"P = {parameters}, {args.samples} probe samples, float64, 1 thread per process, "
+            f"load average {os.getloadavg()[0]:.1f}"
+        )
         for full, name in ((False, "light (λ_max, warm)"), (True, f"full (k={args.k} each end, Hutch++ trace)")):
-            a, b = ([statistics.median(times[i] for f, times in runs if f == full) for i in (0, 1)] for runs in (one, two))
-            print(f"{name:38s} wall: 1 process {a[0]:7.3f} s, 2 processes {b[0]:7.3f} s, ratio {a[0] / b[0]:4.2f};"
-                  f"  CPU: {a[1]:7.3f} s, {b[1]:7.3f} s per rank, ratio {a[1] / b[1]:4.2f}")
+            a, b = (
+                [statistics.median(times[i] for f, times in runs if f == full) for i in (0, 1)] for runs in (one, two)
+            )
+            print(
+                f"{name:38s} wall: 1 process {a[0]:7.3f} s, 2 processes {b[0]:7.3f} s, ratio {a[0] / b[0]:4.2f};"
+                f"  CPU: {a[1]:7.3f} s, {b[1]:7.3f} s per rank, ratio {a[1] / b[1]:4.2f}"
+            )
     dist.destroy_process_group()
 
 

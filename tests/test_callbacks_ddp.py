@@ -64,9 +64,10 @@ SCRIPT = textwrap.dedent(
             # Rank one is given another budget: were it to decide for itself, it would evaluate at other steps.
             budget = 0.5 if os.environ.get("LOCAL_RANK", "0") == "0" else 0.01
             monitor = LandscapeMonitor(probe_size=64, max_overhead=budget, quantities=["pl", "spectrum"])
-        trainer = pl.Trainer(strategy="ddp", accelerator="cpu", devices=2, max_epochs=1 if schedule == "fixed" else 10, logger=TensorBoardLogger(out),
-                             callbacks=[monitor], enable_progress_bar=False, enable_model_summary=False,
-                             enable_checkpointing=False)
+        epochs = 1 if schedule == "fixed" else 10
+        trainer = pl.Trainer(strategy="ddp", accelerator="cpu", devices=2, max_epochs=epochs,
+                             logger=TensorBoardLogger(out), callbacks=[monitor], enable_progress_bar=False,
+                             enable_model_summary=False, enable_checkpointing=False)
         trainer.fit(Student(), DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True))
         snapshot = monitor.last_snapshot
         torch.save(
@@ -74,7 +75,8 @@ SCRIPT = textwrap.dedent(
                 "state": trainer.lightning_module.state_dict(),
                 "step": trainer.global_step,
                 "computed": snapshot is not None,
-                "history": [(s.step, s.full, s.loss, s.grad_norm, s.spectrum.eigenvalues.tolist()) for s in monitor.history],
+                "history": [(s.step, s.full, s.loss, s.grad_norm, s.spectrum.eigenvalues.tolist())
+                            for s in monitor.history],
                 "eigenvalues": snapshot.spectrum.eigenvalues if snapshot else None,
                 "trace": snapshot.trace.value if snapshot and snapshot.trace else None,
                 "critical": snapshot.critical.kind if snapshot and snapshot.critical else None,
@@ -92,17 +94,21 @@ SCRIPT = textwrap.dedent(
 def _run(tmp_path, schedule):
     script = tmp_path / "ddp_run.py"
     script.write_text(SCRIPT)
-    result = subprocess.run([sys.executable, str(script), str(tmp_path), schedule], capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(script), str(tmp_path), schedule], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    zero, one = torch.load(tmp_path / "rank0.pt", weights_only=False), torch.load(tmp_path / "rank1.pt", weights_only=False)
-    for a, b in zip(zero["state"].values(), one["state"].values()):
+    zero, one = (
+        torch.load(tmp_path / "rank0.pt", weights_only=False),
+        torch.load(tmp_path / "rank1.pt", weights_only=False),
+    )
+    for a, b in zip(zero["state"].values(), one["state"].values(), strict=True):
         assert torch.equal(a, b)
     # Both ranks evaluated, at the same steps, and got the same numbers (they ran the same iterations).
     assert zero["computed"] and one["computed"]
     assert zero["history"] == one["history"]
     for key in ("eigenvalues", "trace", "critical", "redundancy"):
-        assert (torch.equal(zero[key], one[key]) if isinstance(zero[key], torch.Tensor) else zero[key] == one[key]), key
+        assert torch.equal(zero[key], one[key]) if isinstance(zero[key], torch.Tensor) else zero[key] == one[key], key
     return zero
 
 
@@ -117,7 +123,9 @@ def test_ddp_ranks_share_each_evaluation_of_the_full_probe_set_and_rank_zero_log
     probe = (x[chosen], y[chosen])
     expected = hessian_eigenvalues(model, nn.MSELoss(), probe, k=5, dtype=torch.float64)
     torch.testing.assert_close(zero["eigenvalues"], expected.eigenvalues, rtol=1e-10, atol=1e-10)
-    assert zero["trace"] == pytest.approx(hessian_trace(model, nn.MSELoss(), probe, dtype=torch.float64).value, rel=1e-10)
+    assert zero["trace"] == pytest.approx(
+        hessian_trace(model, nn.MSELoss(), probe, dtype=torch.float64).value, rel=1e-10
+    )
     assert zero["critical"] == classify_critical_point(model, nn.MSELoss(), probe, k=5).kind
     # Redundancy ran on every rank with the whole probe inputs (not all-gathered: each rank holds them).
     report = neuron_redundancy(model, [probe])

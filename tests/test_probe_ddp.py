@@ -14,9 +14,9 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from helpers import dense_truth, regression_data, shallow
 from torch import nn
 
+from helpers import dense_truth, regression_data, shallow
 from torch_landscape import LandscapeProbe
 from torch_landscape.objective import Objective
 
@@ -40,9 +40,15 @@ def _cases() -> dict:
     batches = [(x[:12], y[:12]), (x[12:25], y[12:25]), (x[25:], y[25:])]
     common = {"quantities": ["pl", "spectrum", "trace", "density", "critical"], "k": 3}
     return {
-        "shallow_dense": (shallow(3, 5, nn.Tanh()), {"loss_fn": nn.MSELoss(), "data": (x, y),
-                                                      "reference": shallow(3, 5, nn.Tanh(), seed=5),
-                                                      "quantities": common["quantities"] + ["redundancy", "one_point"]}),
+        "shallow_dense": (
+            shallow(3, 5, nn.Tanh()),
+            {
+                "loss_fn": nn.MSELoss(),
+                "data": (x, y),
+                "reference": shallow(3, 5, nn.Tanh(), seed=5),
+                "quantities": common["quantities"] + ["redundancy", "one_point"],
+            },
+        ),
         "deep_lanczos": (_deep(), {"loss_fn": nn.MSELoss(), "data": batches, "method": "lanczos", **common}),
         "deep_dense": (_deep(), {"loss_fn": nn.MSELoss(), "data": batches, "method": "dense", **common}),
         "custom_loss": (shallow(3, 4, nn.Tanh(), seed=2), {"loss": _mean_loss, "data": batches, **common}),
@@ -59,10 +65,17 @@ def _summary(probe: LandscapeProbe, snapshot) -> dict:
         "error_bounds": snapshot.spectrum.error_bounds,
         "trace": (snapshot.trace.value, snapshot.trace.method),
         "density": snapshot.density.nodes if snapshot.density is not None else None,
-        "critical": None if critical is None else (critical.kind, critical.morse_index, critical.nullity, critical.critical),
-        "redundancy": None if snapshot.redundancy is None else (
-            snapshot.redundancy.effective_width, snapshot.redundancy.effective_width_on_data,
-            [(finding.rule, finding.neurons) for finding in snapshot.redundancy.findings], snapshot.redundancy.score),
+        "critical": None
+        if critical is None
+        else (critical.kind, critical.morse_index, critical.nullity, critical.critical),
+        "redundancy": None
+        if snapshot.redundancy is None
+        else (
+            snapshot.redundancy.effective_width,
+            snapshot.redundancy.effective_width_on_data,
+            [(finding.rule, finding.neurons) for finding in snapshot.redundancy.findings],
+            snapshot.redundancy.score,
+        ),
         "one_point": None if snapshot.one_point is None else snapshot.one_point.value,
         "shard": sum(x.shape[0] for x, _ in probe.objective().batches),
     }
@@ -79,12 +92,17 @@ def _worker(rank: int, store: str, out: str) -> None:
         x, y = regression_data(SAMPLES, 3)
         y_nan = y.clone()
         y_nan[-1] = math.nan  # in rank one's shard only
-        cases = (("slices", (x, y), ["slices"]), ("one_sample", (x[:1], y[:1]), None), ("nan", (x, y_nan), None),
-                 ("own_shard", (x[rank::WORLD], y[rank::WORLD]), None))
+        cases = (
+            ("slices", (x, y), ["slices"]),
+            ("one_sample", (x[:1], y[:1]), None),
+            ("nan", (x, y_nan), None),
+            ("own_shard", (x[rank::WORLD], y[rank::WORLD]), None),
+        )
         for name, data, quantities in cases:
             try:
-                LandscapeProbe(shallow(3, 2, nn.Tanh()), nn.MSELoss(), data, quantities=quantities,
-                               process_group=dist.group.WORLD)
+                LandscapeProbe(
+                    shallow(3, 2, nn.Tanh()), nn.MSELoss(), data, quantities=quantities, process_group=dist.group.WORLD
+                )
             except (ValueError, FloatingPointError) as error:
                 results[name] = f"{type(error).__name__}: {error}"
         torch.save(results, f"{out}/rank{rank}.pt")

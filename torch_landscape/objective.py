@@ -185,9 +185,7 @@ class Objective:
             names = list(params)
             unknown = [name for name in names if name not in named]
             if unknown:
-                raise ValueError(
-                    f"unknown parameter names {unknown}; choose from {list(named)}."
-                )
+                raise ValueError(f"unknown parameter names {unknown}; choose from {list(named)}.")
             if not names:
                 raise ValueError("params is empty; pass at least one parameter name, or None for all.")
             if len(set(names)) != len(names):
@@ -208,9 +206,7 @@ class Objective:
         self.constants = {
             name: _cast(p, self.device, self.dtype) for name, p in named.items() if name not in set(names)
         }
-        self.constants.update(
-            {name: _cast(b, self.device, self.dtype) for name, b in model.named_buffers()}
-        )
+        self.constants.update({name: _cast(b, self.device, self.dtype) for name, b in model.named_buffers()})
         self.batches = [
             (_cast(x, self.device, self.dtype), _cast(y, self.device, self.dtype))
             for x, y in as_batches(data, data_name)
@@ -385,8 +381,7 @@ def _loss_value(loss_fn: LossFunction, outputs: Tensor, targets: Tensor, where: 
             return loss_fn(outputs, targets)
         except UserWarning as warning:
             raise ValueError(
-                f"the loss broadcasts outputs against targets ({warning}); reshape the targets to the "
-                "outputs' shape."
+                f"the loss broadcasts outputs against targets ({warning}); reshape the targets to the outputs' shape."
             ) from None
         except RuntimeError as error:
             if isinstance(error, torch.OutOfMemoryError):
@@ -459,7 +454,7 @@ def describe_size(num_floats: int, dtype: torch.dtype) -> str:
     """Human-readable memory size of ``num_floats`` elements of ``dtype``."""
     size = num_floats * torch.empty((), dtype=dtype).element_size()
     exponent = min(int(math.log(max(size, 1), 1024)), 4)
-    return f"{size / 1024 ** exponent:.1f} {['B', 'KiB', 'MiB', 'GiB', 'TiB'][exponent]}"
+    return f"{size / 1024**exponent:.1f} {['B', 'KiB', 'MiB', 'GiB', 'TiB'][exponent]}"
 
 
 def as_objective(model: Any, loss_fn: LossFunction | None = None, data: Data | None = None, **kwargs: Any) -> Objective:

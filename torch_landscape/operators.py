@@ -141,8 +141,10 @@ class SymmetricOperator:
         return ScipyOperator(self.shape, matvec=lambda v: matmat(v).ravel(), matmat=matmat, dtype=np.float64)
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(P={self.shape[0]}, dtype={self.dtype}, device={self.device}, "
-                f"num_hvp={self.num_hvp})")
+        return (
+            f"{type(self).__name__}(P={self.shape[0]}, dtype={self.dtype}, device={self.device}, "
+            f"num_hvp={self.num_hvp})"
+        )
 
 
 class MatrixOperator(SymmetricOperator):

@@ -26,7 +26,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple, Optional
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -34,13 +34,19 @@ from torch import Tensor, nn
 
 from .convexity import OnePointConvexity, PLEstimate, PLTracker, one_point_convexity, reference_point
 from .critical import DENSE_MAX_PARAMETERS, CriticalPoint, classify_critical_point
-from .newton import certainly_negative, default_rtol_zero, gradient_rounding
 from .eigen import DENSE_THRESHOLD, Spectrum, hessian_eigenvalues
 from .estimators import SpectralDensity, TraceEstimate, hessian_trace, spectral_density
-from .operators import HessianOperator
+from .newton import certainly_negative, default_rtol_zero, gradient_rounding
 from .objective import Data, LossFunction, Objective, as_batches, check_data, check_finite, check_process_group
+from .operators import HessianOperator
 from .redundancy import (
-    MLPRedundancy, NullityCheck, RedundancyReport, find_mlp, is_mlp, mlp_redundancy, neuron_redundancy,
+    MLPRedundancy,
+    NullityCheck,
+    RedundancyReport,
+    find_mlp,
+    is_mlp,
+    mlp_redundancy,
+    neuron_redundancy,
     redundancy_nullity_check,
 )
 from .settings import FULL_QUANTITIES, LIGHT_TOL, QUANTITIES, OnError, ProbeSettings, check_quantities
@@ -74,8 +80,10 @@ def is_shallow(model: nn.Module) -> bool:
 
 
 #: What neuron redundancy needs of a model, for messages.
-REDUNDANCY_NEEDS = ("needs a one-hidden-layer network (Linear → activation → Linear) or an nn.Sequential MLP "
-                    "(Linear → activation → … → Linear)")
+REDUNDANCY_NEEDS = (
+    "needs a one-hidden-layer network (Linear → activation → Linear) or an nn.Sequential MLP "
+    "(Linear → activation → … → Linear)"
+)
 
 
 def supports_redundancy(model: nn.Module) -> bool:
@@ -150,22 +158,22 @@ class LandscapeSnapshot:
     seconds: float
     full: bool = True
     num_hvp: int = 0
-    learning_rate: Optional[float] = None
-    pl: Optional[PLEstimate] = None
-    one_point: Optional[OnePointConvexity] = None
-    one_point_running_min: Optional[float] = None
-    assignment_changes: Optional[int] = None
-    spectrum: Optional[Spectrum] = None
+    learning_rate: float | None = None
+    pl: PLEstimate | None = None
+    one_point: OnePointConvexity | None = None
+    one_point_running_min: float | None = None
+    assignment_changes: int | None = None
+    spectrum: Spectrum | None = None
     spectrum_ends: str = "both"
-    negative_count: Optional[int] = None
-    trace: Optional[TraceEstimate] = None
-    density: Optional[SpectralDensity] = None
-    critical: Optional[CriticalPoint] = None
-    redundancy: Optional[RedundancyReport | MLPRedundancy] = None
-    divergence: Optional[Divergence] = None
-    nullity: Optional[NullityCheck] = None
+    negative_count: int | None = None
+    trace: TraceEstimate | None = None
+    density: SpectralDensity | None = None
+    critical: CriticalPoint | None = None
+    redundancy: RedundancyReport | MLPRedundancy | None = None
+    divergence: Divergence | None = None
+    nullity: NullityCheck | None = None
     contradictions: tuple[Contradiction, ...] = ()
-    slices: Optional[LandscapeSlices] = None
+    slices: LandscapeSlices | None = None
     errors: tuple[str, ...] = ()
 
 
@@ -250,7 +258,7 @@ class _Point(NamedTuple):
     loss: float
     gradient: Tensor
     step: int
-    learning_rate: Optional[float]
+    learning_rate: float | None
     full: bool
 
 
@@ -347,8 +355,14 @@ class LandscapeProbe:
         options = (quantities, loss_star, k, light_tol, method, params, dtype, on_error)
         if settings is None:
             settings = ProbeSettings(
-                quantities=quantities, loss_star=loss_star, k=k, light_tol=light_tol, method=method, params=params,
-                dtype=dtype, on_error=on_error,
+                quantities=quantities,
+                loss_star=loss_star,
+                k=k,
+                light_tol=light_tol,
+                method=method,
+                params=params,
+                dtype=dtype,
+                on_error=on_error,
             )
         elif not isinstance(settings, ProbeSettings):
             raise TypeError(f"settings must be a ProbeSettings, got {type(settings).__name__}.")
@@ -374,8 +388,12 @@ class LandscapeProbe:
         # fails here with its name instead of at every snapshot while training goes on.
         with preserved_rng(self._devices), torch.inference_mode(False):
             try:
-                objective = Objective(*self._objective_args[:3], params=self._objective_args[3], dtype=self.dtype,
-                                      process_group=self._group)
+                objective = Objective(
+                    *self._objective_args[:3],
+                    params=self._objective_args[3],
+                    dtype=self.dtype,
+                    process_group=self._group,
+                )
             except ValueError as error:
                 if loss is None or not isinstance(error.__cause__, RuntimeError):
                     raise
@@ -440,13 +458,17 @@ class LandscapeProbe:
             )
         if not by_sample:  # loss(model, batch) need not be a mean over samples: keep batches whole
             if len(batches) < world:
-                raise ValueError(f"with loss= and a process group of {world} ranks, data needs at least {world} "
-                                 f"batches (one per rank), got {len(batches)}; split the probe set into more batches.")
+                raise ValueError(
+                    f"with loss= and a process group of {world} ranks, data needs at least {world} "
+                    f"batches (one per rank), got {len(batches)}; split the probe set into more batches."
+                )
             return batches[rank::world]
         total = sum(sizes)
         if total < world:
-            raise ValueError(f"the probe set has {total} samples, fewer than the {world} ranks of process_group; "
-                             "pass at least one sample per rank.")
+            raise ValueError(
+                f"the probe set has {total} samples, fewer than the {world} ranks of process_group; "
+                "pass at least one sample per rank."
+            )
         start, stop, offset, shard = total * rank // world, total * (rank + 1) // world, 0, []
         for x, y in batches:
             low, high = max(start - offset, 0), min(stop - offset, x.shape[0])
@@ -482,7 +504,7 @@ class LandscapeProbe:
 
     @property
     def on_error(self) -> OnError:
-        """"warn" or "raise": what a failing diagnostic does."""
+        """ "warn" or "raise": what a failing diagnostic does."""
         return self.settings.on_error
 
     @staticmethod
@@ -497,10 +519,12 @@ class LandscapeProbe:
             raise ValueError(f"quantities is empty; choose from {list(QUANTITIES)}.")
         missing = {
             "one_point": "one_point needs reference= (a model like the student, e.g. the teacher, or a flat θ*)"
-            if reference is None else None,
+            if reference is None
+            else None,
             "redundancy": f"redundancy {REDUNDANCY_NEEDS}" if not supports_redundancy(model) else None,
             "slices": "slices evaluate the loss on this rank's shard alone, not under a process_group"
-            if distributed else None,
+            if distributed
+            else None,
         }
         for quantity, problem in missing.items():
             if problem is not None and quantity in chosen:
@@ -644,13 +668,22 @@ class LandscapeProbe:
         dense = self._dense(point)
         if dense or point.full:
             spectrum = hessian_eigenvalues(
-                point.operator, k=k, which="both", method="dense" if dense else "lanczos",
-                warm_start=self._warm_start, return_eigenvectors=True,
+                point.operator,
+                k=k,
+                which="both",
+                method="dense" if dense else "lanczos",
+                warm_start=self._warm_start,
+                return_eigenvectors=True,
             )
         else:  # λ_max alone, from where the last one was
             spectrum = hessian_eigenvalues(
-                point.operator, k=1, which="largest", method="lanczos", tol=self.light_tol,
-                warm_start=self._warm_top, return_eigenvectors=True,
+                point.operator,
+                k=1,
+                which="largest",
+                method="lanczos",
+                tol=self.light_tol,
+                warm_start=self._warm_top,
+                return_eigenvectors=True,
             )
         check_finite(spectrum.eigenvalues, "the Hessian eigenvalues")
         if not spectrum.converged:
@@ -678,8 +711,11 @@ class LandscapeProbe:
             bounds = torch.full_like(values, float(spectrum.error_bounds.max())) if dense else spectrum.error_bounds
             band = default_rtol_zero(self.dtype) * float(values.abs().max())
             negative = certainly_negative(values, bounds.to(values), band)
-        return {"spectrum": dataclasses.replace(spectrum, eigenvectors=None), "spectrum_ends": ends,
-                "negative_count": negative}
+        return {
+            "spectrum": dataclasses.replace(spectrum, eigenvectors=None),
+            "spectrum_ends": ends,
+            "negative_count": negative,
+        }
 
     def _compute_trace(self, point: _Point) -> dict[str, Any]:
         if point.full or self._dense(point):
@@ -692,7 +728,11 @@ class LandscapeProbe:
         return {"density": spectral_density(point.operator)}
 
     def _compute_critical(self, point: _Point) -> dict[str, Any]:
-        return {"critical": classify_critical_point(point.operator, method=self.method, k=self.k, learning_rate=point.learning_rate)}
+        return {
+            "critical": classify_critical_point(
+                point.operator, method=self.method, k=self.k, learning_rate=point.learning_rate
+            )
+        }
 
     def _compute_redundancy(self, point: _Point) -> dict[str, Any]:
         analyse = neuron_redundancy if is_shallow(self.model) else mlp_redundancy
@@ -707,8 +747,9 @@ class LandscapeProbe:
         spectrum = self._vectors if self._vectors is not None and self._vectors.eigenvectors is not None else None
         budget = max(SLICE_BUDGET, float(spectrum.num_hvp) if spectrum is not None else 0.0)
         reference = self._reference if "one_point" in self.quantities else None
-        slices = landscape_slices(point.operator, spectrum, reference=reference, null_vector=null,
-                                  align=self._align, budget=budget)
+        slices = landscape_slices(
+            point.operator, spectrum, reference=reference, null_vector=null, align=self._align, budget=budget
+        )
         return {"slices": slices.without_vectors()}
 
     def _verdicts(self, point: _Point, results: dict[str, Any]) -> dict[str, Any]:
@@ -728,8 +769,13 @@ class LandscapeProbe:
         critical, redundancy = results.get("critical"), results.get("redundancy")
         if not point.full:
             return out
-        if critical is not None and redundancy is not None and critical.method == "dense" and self._inputs \
-                and self._group is None:  # the check reads the objective's samples: this rank's shard only
+        if (
+            critical is not None
+            and redundancy is not None
+            and critical.method == "dense"
+            and self._inputs
+            and self._group is None
+        ):  # the check reads the objective's samples: this rank's shard only
             out["nullity"] = redundancy_nullity_check(point.operator, report=redundancy)
         out["contradictions"] = tuple(contradictions(critical, redundancy, out.get("nullity"), divergence))
         return out
@@ -738,7 +784,9 @@ class LandscapeProbe:
         """What the snapshots measure and on what, in Markdown (the metadata of theory.md §7)."""
         model, loss_fn, _, _ = self._objective_args
         size, samples = self.num_parameters, self._num_samples
-        loss = "loss(model, batch) (custom)" if isinstance(model, _BatchLossModel) else f"{loss_fn!r} (mean over samples)"
+        loss = (
+            "loss(model, batch) (custom)" if isinstance(model, _BatchLossModel) else f"{loss_fn!r} (mean over samples)"
+        )
         if is_shallow(self.model):
             kind = find_shallow(self.model).kind
         elif is_mlp(self.model):
@@ -747,13 +795,15 @@ class LandscapeProbe:
         else:
             kind = "not a one-hidden-layer network or an MLP (no neuron redundancy)"
         star = self._pl.known_loss_star
-        return "\n".join([
-            f"- model: {type(self.model).__name__}, {size} parameters in theta; activation: {kind}",
-            f"- objective: {loss} over a fixed probe set of {samples} samples, in {self.dtype} on a copy",
-            f"- quantities: {', '.join(self.quantities)}; eigenvalues: {self.k} from each end, method {self.method!r}",
-            f"- L*: {star if star is not None else 'estimated online (running minimum less a margin)'}; reference: "
-            f"{'none' if self.reference is None else type(self.reference).__name__ + (', neuron-aligned' if self._align else '')}",
-        ])
+        return "\n".join(
+            [
+                f"- model: {type(self.model).__name__}, {size} parameters in theta; activation: {kind}",
+                f"- objective: {loss} over a fixed probe set of {samples} samples, in {self.dtype} on a copy",
+                f"- quantities: {', '.join(self.quantities)}; eigenvalues: {self.k} from each end, method {self.method!r}",
+                f"- L*: {star if star is not None else 'estimated online (running minimum less a margin)'}; reference: "
+                f"{'none' if self.reference is None else type(self.reference).__name__ + (', neuron-aligned' if self._align else '')}",
+            ]
+        )
 
     # -- history and persistence ------------------------------------------------------------------------
 

@@ -26,7 +26,13 @@ from ..align import shallow_reference
 from ..eigen import DENSE_THRESHOLD
 from ..objective import LossFunction, check_data
 from ..probe import (
-    REDUNDANCY_NEEDS, BatchLoss, LandscapeProbe, LandscapeSnapshot, is_shallow, preserved_rng, supports_redundancy,
+    REDUNDANCY_NEEDS,
+    BatchLoss,
+    LandscapeProbe,
+    LandscapeSnapshot,
+    is_shallow,
+    preserved_rng,
+    supports_redundancy,
 )
 from ..schedule import FIGURES_MAX_SHARE, OverheadBudget
 from ..settings import FULL_QUANTITIES, LIGHT_TOL, QUANTITIES, OnError, ProbeSettings, check_positive_int
@@ -187,7 +193,9 @@ class LandscapeMonitor(Callback):
         if isinstance(max_overhead, bool) or not isinstance(max_overhead, (int, float)) or not 0 < max_overhead < 1:
             raise MisconfigurationException(f"max_overhead must be a fraction in (0, 1), got {max_overhead!r}.")
         if loss_fn is not None and loss is not None:
-            raise MisconfigurationException("pass loss_fn (loss_fn(outputs, targets)) or loss (loss(module, batch)), not both.")
+            raise MisconfigurationException(
+                "pass loss_fn (loss_fn(outputs, targets)) or loss (loss(module, batch)), not both."
+            )
         for name, value in (("loss_fn", loss_fn), ("loss", loss)):
             if value is not None and not callable(value):
                 raise MisconfigurationException(f"{name} must be callable, got {type(value).__name__}.")
@@ -201,9 +209,16 @@ class LandscapeMonitor(Callback):
             if probe_data is not None:
                 check_data(probe_data, "probe_data")
             self.settings = ProbeSettings(
-                quantities=quantities if quantities is not None else self.allowed_quantities, loss_star=loss_star,
-                k=k, light_tol=light_tol, method=method, params=params, dtype=dtype, on_error=on_error,
-                probe_size=probe_size, seed=seed,
+                quantities=quantities if quantities is not None else self.allowed_quantities,
+                loss_star=loss_star,
+                k=k,
+                light_tol=light_tol,
+                method=method,
+                params=params,
+                dtype=dtype,
+                on_error=on_error,
+                probe_size=probe_size,
+                seed=seed,
             )
         except (TypeError, ValueError) as error:
             raise MisconfigurationException(str(error)) from error
@@ -225,7 +240,9 @@ class LandscapeMonitor(Callback):
         self.quantities = chosen
         self._explicit_quantities = quantities is not None
         # From the arguments, before set-up narrows the quantities: the key must match across a resume.
-        self._state_key = self._generate_state_key(every_n_steps=every_n_steps, every_n_epochs=every_n_epochs, quantities=chosen)
+        self._state_key = self._generate_state_key(
+            every_n_steps=every_n_steps, every_n_epochs=every_n_epochs, quantities=chosen
+        )
         self.figures, self.verbose = figures, bool(verbose)
         self.reference = reference
         self._loss_fn, self._loss, self._probe_data = loss_fn, loss, probe_data
@@ -293,8 +310,11 @@ class LandscapeMonitor(Callback):
     def _say_what_is_skipped(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Once, by name: what this model or these loggers cannot show (also in the setup text)."""
         self._skipped = []
-        if "redundancy" in self.allowed_quantities and "redundancy" not in self.quantities \
-                and not supports_redundancy(pl_module):
+        if (
+            "redundancy" in self.allowed_quantities
+            and "redundancy" not in self.quantities
+            and not supports_redundancy(pl_module)
+        ):
             self._skipped.append(f"neuron redundancy: it {REDUNDANCY_NEEDS}, and {type(pl_module).__name__} holds none")
         others = [type(logger).__name__ for logger in trainer.loggers if not isinstance(logger, TensorBoardLogger)]
         if others:
@@ -354,7 +374,9 @@ class LandscapeMonitor(Callback):
 
     def _check_reference(self, pl_module: LightningModule) -> None:
         reference, names = self.reference, self.settings.params
-        trainable = {n: p for n, p in pl_module.named_parameters() if (n in names if names is not None else p.requires_grad)}
+        trainable = {
+            n: p for n, p in pl_module.named_parameters() if (n in names if names is not None else p.requires_grad)
+        }
         if isinstance(reference, Tensor):
             size = sum(p.numel() for p in trainable.values())
             if reference.numel() != size:
@@ -451,7 +473,9 @@ class LandscapeMonitor(Callback):
             return self._budget.predicted("light")
         figures = self._budget.predicted_figures()
         whole_run = self._budget.projected(self._training_time(), self._progress(step))
-        wanted = self._tensorboard and (self.figures or (self.figures is None and figures <= FIGURES_MAX_SHARE * whole_run))
+        wanted = self._tensorboard and (
+            self.figures or (self.figures is None and figures <= FIGURES_MAX_SHARE * whole_run)
+        )
         return self._budget.predicted("full") + (figures if wanted else 0.0)
 
     def _full_due(self, step: int) -> bool:
@@ -484,7 +508,9 @@ class LandscapeMonitor(Callback):
         full = self._full_due(step)
         return full if full or self._light_due(step) else None
 
-    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if self._skip(trainer):
             return
         step = trainer.global_step
@@ -535,8 +561,11 @@ class LandscapeMonitor(Callback):
         if not self._tensorboard or self.figures is False:
             return full, False
         # An explicit full schedule (full_every) has opted out of the budget, figures included.
-        figures = full and (self.figures or self.full_every is not None or self._budget.affords(
-            self._budget.predicted("full") + self._budget.predicted_figures(), training))
+        figures = full and (
+            self.figures
+            or self.full_every is not None
+            or self._budget.affords(self._budget.predicted("full") + self._budget.predicted_figures(), training)
+        )
         if full and not figures:
             self._note(
                 f"figures were not drawn: they would cost about {self._budget.predicted_figures():.2g} s beyond the "
@@ -548,8 +577,9 @@ class LandscapeMonitor(Callback):
         self.notes.append(text)
         rank_zero_info(f"{type(self).__name__}: {text}.")
 
-    def _evaluate(self, trainer: Trainer, full: bool, quantities: tuple[str, ...] | None = None,
-                  figures: bool = False) -> None:
+    def _evaluate(
+        self, trainer: Trainer, full: bool, quantities: tuple[str, ...] | None = None, figures: bool = False
+    ) -> None:
         start = time.perf_counter()
         step = trainer.global_step
         snapshot = self.probe.snapshot(step, full=full, quantities=quantities, learning_rate=_learning_rate(trainer))
@@ -561,7 +591,9 @@ class LandscapeMonitor(Callback):
             logged = snapshot_scalars(self.last_snapshot)
             scalars = {tag: value for tag, value in scalars.items() if tag not in logged or logged[tag] != value}
             self.last_snapshot = dataclasses.replace(
-                self.last_snapshot, full=True, **{q: getattr(snapshot, q) for q in quantities},
+                self.last_snapshot,
+                full=True,
+                **{q: getattr(snapshot, q) for q in quantities},
                 errors=self.last_snapshot.errors + snapshot.errors,
             )
             self.history.pop()
@@ -579,10 +611,14 @@ class LandscapeMonitor(Callback):
         drawing = self._evaluate_figures(trainer, record=False) if figures or (full and self.figures) else None
         seconds = time.perf_counter() - start
         self._budget.record("full" if full else "light", seconds, figures=drawing)
-        self._log_scalars(trainer, {
-            "landscape/monitor/seconds": seconds,
-            "landscape/monitor/overhead": self._budget.share(self._training_time()),
-        }, step)
+        self._log_scalars(
+            trainer,
+            {
+                "landscape/monitor/seconds": seconds,
+                "landscape/monitor/overhead": self._budget.share(self._training_time()),
+            },
+            step,
+        )
         self._warn_if_costly(step)
 
     def _evaluate_figures(self, trainer: Trainer, record: bool = True) -> float:
