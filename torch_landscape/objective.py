@@ -21,7 +21,7 @@ import contextlib
 import math
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,7 +31,7 @@ from torch.func import functional_call
 from .settings import check_dtype, check_params
 
 Batch = tuple[Tensor, Tensor]
-Data = Union[Batch, Iterable[Batch]]
+Data = Batch | Iterable[Batch]
 LossFunction = Callable[[Tensor, Tensor], Tensor]
 
 
@@ -258,7 +258,7 @@ class Objective:
     def unflatten(self, theta: Tensor) -> dict[str, Tensor]:
         """Split flat θ into the named parameter tensors (views)."""
         chunks = torch.split(theta, self.numels)
-        return {name: chunk.view(shape) for name, chunk, shape in zip(self.names, chunks, self.shapes)}
+        return {name: chunk.view(shape) for name, chunk, shape in zip(self.names, chunks, self.shapes, strict=True)}
 
     def flatten(self, tensors: dict[str, Tensor] | Sequence[Tensor]) -> Tensor:
         """Inverse of :meth:`unflatten` (accepts a dict by name or a sequence in θ order)."""
@@ -273,7 +273,7 @@ class Objective:
 
     def batch_losses(self, theta: Tensor) -> Iterator[Tensor]:
         """Yield the weighted loss (n_b/n)·loss_fn(f_θ(x_b), y_b) of every batch."""
-        for (x, y), weight in zip(self.batches, self.weights):
+        for (x, y), weight in zip(self.batches, self.weights, strict=True):
             yield weight * self.loss_fn(self.outputs(theta, x), y)
 
     def loss(self, theta: Tensor) -> Tensor:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 import random
 import time
@@ -587,7 +588,7 @@ class LandscapeProbe:
                 for quantity in wanted:
                     if quantity != "slices":
                         compute = getattr(self, f"_compute_{quantity}")
-                        results.update(self._guarded(quantity, step, errors, lambda: compute(point)) or {})
+                        results.update(self._guarded(quantity, step, errors, functools.partial(compute, point)) or {})
                 results.update(self._guarded("verdicts", step, errors, lambda: self._verdicts(point, results)) or {})
                 if "slices" in wanted:  # last: along the eigenvectors and null directions found before
                     results.update(self._guarded("slices", step, errors, lambda: self._slices(point, results)) or {})
@@ -618,9 +619,9 @@ class LandscapeProbe:
             kind = (quantity, type(error).__name__)
             self._warn_once(
                 kind,
-                f"{quantity} failed at step {step} and is skipped ({message}). Training is not affected; later failures of "
-                "this kind are recorded in the snapshots' errors (TensorBoard text landscape/errors) without a "
-                "warning. Pass on_error='raise' to stop instead",
+                f"{quantity} failed at step {step} and is skipped ({message}). Training is not affected; later "
+                "failures of this kind are recorded in the snapshots' errors (TensorBoard text landscape/errors) "
+                "without a warning. Pass on_error='raise' to stop instead",
             )
             return None
 
@@ -658,7 +659,7 @@ class LandscapeProbe:
             self._one_point_min = min(self._one_point_min, result.value)
         changes = None
         if result.assignment is not None and self._assignment is not None:
-            changes = sum(a != b for a, b in zip(result.assignment, self._assignment))
+            changes = sum(a != b for a, b in zip(result.assignment, self._assignment, strict=False))
         self._assignment = result.assignment
         running = self._one_point_min if math.isfinite(self._one_point_min) else math.nan
         return {"one_point": result, "one_point_running_min": running, "assignment_changes": changes}
@@ -689,8 +690,8 @@ class LandscapeProbe:
         if not spectrum.converged:
             self._warn_once(
                 ("spectrum", "not converged"),
-                f"the eigen-solver stopped before its tolerance at step {point.step} ({spectrum}); the logged error bounds "
-                "(hessian/*_error) say how far each eigenvalue may be, and hessian/converged is 0",
+                f"the eigen-solver stopped before its tolerance at step {point.step} ({spectrum}); the logged error "
+                "bounds (hessian/*_error) say how far each eigenvalue may be, and hessian/converged is 0",
             )
         vectors = spectrum.eigenvectors
         self._vectors = spectrum if point.full else None  # for the slices of this snapshot
@@ -795,13 +796,16 @@ class LandscapeProbe:
         else:
             kind = "not a one-hidden-layer network or an MLP (no neuron redundancy)"
         star = self._pl.known_loss_star
+        reference = "none" if self.reference is None else type(self.reference).__name__
+        reference += ", neuron-aligned" if self.reference is not None and self._align else ""
         return "\n".join(
             [
                 f"- model: {type(self.model).__name__}, {size} parameters in theta; activation: {kind}",
                 f"- objective: {loss} over a fixed probe set of {samples} samples, in {self.dtype} on a copy",
-                f"- quantities: {', '.join(self.quantities)}; eigenvalues: {self.k} from each end, method {self.method!r}",
-                f"- L*: {star if star is not None else 'estimated online (running minimum less a margin)'}; reference: "
-                f"{'none' if self.reference is None else type(self.reference).__name__ + (', neuron-aligned' if self._align else '')}",
+                f"- quantities: {', '.join(self.quantities)}; eigenvalues: {self.k} from each end, "
+                f"method {self.method!r}",
+                f"- L*: {star if star is not None else 'estimated online (running minimum less a margin)'}; "
+                f"reference: {reference}",
             ]
         )
 

@@ -320,7 +320,7 @@ def _rank_layout(objective: Objective) -> _Layout | None:
     if b is not None:
         u_index = torch.cat([u_index, offsets[hidden_b] + arange(m)[:, None]], dim=1)
     terms = []
-    for (x, y), weight in zip(objective.batches, objective.weights):
+    for (x, y), weight in zip(objective.batches, objective.weights, strict=True):
         curvature = _output_curvature(objective, objective.outputs(objective.theta, x), y, weight)
         if curvature is None:
             return None
