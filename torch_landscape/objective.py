@@ -8,6 +8,11 @@ the mean loss over all samples of ``data`` (a mean-reduced ``loss_fn`` per batch
 their size), seen as a function of the trainable parameters θ flattened in ``named_parameters()`` order.
 :class:`Objective` builds that function with :func:`torch.func.functional_call`; it never writes to the
 model.
+
+With a ``torch.distributed`` process group each rank holds a shard of the samples: n is the count over
+all ranks, :meth:`Objective.loss` is this rank's share Σ_{b on this rank} (n_b/n)·loss_fn(...), and L, ∇L
+(and every Hessian product or assembly built on them) are the all-reduced sums of the shares
+(:meth:`Objective.all_reduce`), equal on every rank.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import contextlib
 import math
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,7 +31,7 @@ from torch.func import functional_call
 from .settings import check_dtype, check_params
 
 Batch = tuple[Tensor, Tensor]
-Data = Union[Batch, Iterable[Batch]]
+Data = Batch | Iterable[Batch]
 LossFunction = Callable[[Tensor, Tensor], Tensor]
 
 
@@ -135,6 +140,9 @@ class Objective:
         Evaluate model and loss once on the first batch and the loss on every batch, and refuse what does
         not fit (see :meth:`_check_loss`) and a non-finite loss. ``False`` is for a caller that checked the
         same model, loss and data before and checks the loss it computes for finiteness itself.
+    process_group
+        A ``torch.distributed`` process group (``torch.distributed.group.WORLD`` for all ranks) whose every
+        rank builds its Objective with its own shard of the samples at the same θ; None: one process.
 
     Attributes
     ----------
@@ -143,7 +151,7 @@ class Objective:
     names, shapes
         The parameters that make up θ, in order.
     num_samples : int
-        n, the total number of samples.
+        n, the total number of samples (over all ranks of ``process_group``).
     """
 
     def __init__(
@@ -156,6 +164,7 @@ class Objective:
         *,
         data_name: str = "data",
         check: bool = True,
+        process_group: Any = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
@@ -176,9 +185,7 @@ class Objective:
             names = list(params)
             unknown = [name for name in names if name not in named]
             if unknown:
-                raise ValueError(
-                    f"unknown parameter names {unknown}; choose from {list(named)}."
-                )
+                raise ValueError(f"unknown parameter names {unknown}; choose from {list(named)}.")
             if not names:
                 raise ValueError("params is empty; pass at least one parameter name, or None for all.")
             if len(set(names)) != len(names):
@@ -199,9 +206,7 @@ class Objective:
         self.constants = {
             name: _cast(p, self.device, self.dtype) for name, p in named.items() if name not in set(names)
         }
-        self.constants.update(
-            {name: _cast(b, self.device, self.dtype) for name, b in model.named_buffers()}
-        )
+        self.constants.update({name: _cast(b, self.device, self.dtype) for name, b in model.named_buffers()})
         self.batches = [
             (_cast(x, self.device, self.dtype), _cast(y, self.device, self.dtype))
             for x, y in as_batches(data, data_name)
@@ -218,21 +223,42 @@ class Objective:
             if x.shape[0] == 0:
                 raise ValueError(f"batch {index} has no samples; drop empty batches from data.")
             sizes.append(x.shape[0])
+        self.process_group = check_process_group(process_group)
         self.num_samples = sum(sizes)
+        if self.process_group is not None:
+            self.num_samples = int(self.all_reduce(torch.tensor(self.num_samples, device=self.device)))
         self.data_name = data_name
         self.weights = [size / self.num_samples for size in sizes]
-        if check:
+        if check and self.process_group is None:
             self._check_loss()
+        elif check:
+            self._check_loss_on_every_rank()
 
     @property
     def num_parameters(self) -> int:
         """P, the length of θ."""
         return self.theta.numel()
 
+    def all_reduce(self, tensor: Tensor) -> Tensor:
+        """The sum of ``tensor`` over the ranks of the process group (``tensor`` itself in one process).
+
+        Every rank receives the same sum, so iterations driven by reduced values stay in lockstep."""
+        if self.process_group is None:
+            return tensor
+        total = tensor.detach().clone()
+        torch.distributed.all_reduce(total, group=self.process_group)
+        return total
+
+    def all_agree(self, flag: bool) -> bool:
+        """Whether ``flag`` holds on every rank: a structural choice made from a rank's own shard (e.g.
+        whether the structured Hessian applies) must be the same everywhere, or the ranks' collectives
+        would no longer match."""
+        return bool(self.all_reduce(torch.tensor(0 if flag else 1, device=self.device)) == 0)
+
     def unflatten(self, theta: Tensor) -> dict[str, Tensor]:
         """Split flat θ into the named parameter tensors (views)."""
         chunks = torch.split(theta, self.numels)
-        return {name: chunk.view(shape) for name, chunk, shape in zip(self.names, chunks, self.shapes)}
+        return {name: chunk.view(shape) for name, chunk, shape in zip(self.names, chunks, self.shapes, strict=True)}
 
     def flatten(self, tensors: dict[str, Tensor] | Sequence[Tensor]) -> Tensor:
         """Inverse of :meth:`unflatten` (accepts a dict by name or a sequence in θ order)."""
@@ -247,11 +273,12 @@ class Objective:
 
     def batch_losses(self, theta: Tensor) -> Iterator[Tensor]:
         """Yield the weighted loss (n_b/n)·loss_fn(f_θ(x_b), y_b) of every batch."""
-        for (x, y), weight in zip(self.batches, self.weights):
+        for (x, y), weight in zip(self.batches, self.weights, strict=True):
             yield weight * self.loss_fn(self.outputs(theta, x), y)
 
     def loss(self, theta: Tensor) -> Tensor:
-        """L(θ) = Σ_b (n_b/n) loss_fn(f_θ(x_b), y_b); differentiable, and pure in θ."""
+        """L(θ) = Σ_b (n_b/n) loss_fn(f_θ(x_b), y_b); differentiable, and pure in θ (with a process group,
+        this rank's share: :meth:`loss_and_gradient` sums the shares)."""
         return sum(self.batch_losses(theta))
 
     def loss_and_gradient(self, theta: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -260,7 +287,14 @@ class Objective:
         with torch.enable_grad():
             loss = self.loss(theta)
             (gradient,) = torch.autograd.grad(loss, theta)
-        return loss.detach(), gradient
+        return self.reduce_first_order(loss.detach(), gradient)
+
+    def reduce_first_order(self, loss: Tensor, gradient: Tensor) -> tuple[Tensor, Tensor]:
+        """(L, ∇L) from this rank's shares, in one all-reduce (unchanged in one process)."""
+        if self.process_group is None:
+            return loss, gradient
+        total = self.all_reduce(torch.cat([loss.reshape(1), gradient]))
+        return total[0], total[1:]
 
     def raise_non_finite(self) -> None:
         """Raise a FloatingPointError naming the first batch whose loss is not finite at θ, if any."""
@@ -271,6 +305,19 @@ class Objective:
                         f"the loss is {loss.item()} on batch {index} at the current parameters; the diagnostics "
                         "need a finite loss (check the data and the model for NaN/inf, or a diverged run)."
                     )
+
+    def _check_loss_on_every_rank(self) -> None:
+        """:meth:`_check_loss` on each rank's shard; a failure on one rank fails all of them (the others
+        would otherwise wait at their next all-reduce for a rank that is gone)."""
+        failure = None
+        try:
+            self._check_loss()
+        except (TypeError, ValueError, FloatingPointError) as error:
+            failure = error
+        if not self.all_agree(failure is None):
+            raise failure or ValueError(
+                f"another rank of process_group refused its shard of {self.data_name} (its error says why)."
+            )
 
     def _check_loss(self) -> None:
         """Evaluate model and loss once on the first batch: every misfit of model, loss and data that one
@@ -308,6 +355,24 @@ class Objective:
         self.raise_non_finite()
 
 
+def check_process_group(group: Any) -> Any:
+    """``group`` if it is a usable ``torch.distributed`` process group (or None); else a TypeError or
+    ValueError naming the fix."""
+    if group is None:
+        return None
+    if not torch.distributed.is_available() or not torch.distributed.is_initialized():
+        raise ValueError(
+            "process_group is given but torch.distributed is not initialised; call "
+            "torch.distributed.init_process_group(...) on every rank first, or pass process_group=None."
+        )
+    if not isinstance(group, torch.distributed.ProcessGroup):
+        raise TypeError(
+            f"process_group must be a torch.distributed.ProcessGroup (e.g. torch.distributed.group.WORLD), "
+            f"got {type(group).__name__}."
+        )
+    return group
+
+
 def _loss_value(loss_fn: LossFunction, outputs: Tensor, targets: Tensor, where: str) -> Any:
     with warnings.catch_warnings():
         # MSELoss silently broadcasts (n, 1) outputs against (n,) targets into an (n, n) loss.
@@ -316,8 +381,7 @@ def _loss_value(loss_fn: LossFunction, outputs: Tensor, targets: Tensor, where: 
             return loss_fn(outputs, targets)
         except UserWarning as warning:
             raise ValueError(
-                f"the loss broadcasts outputs against targets ({warning}); reshape the targets to the "
-                "outputs' shape."
+                f"the loss broadcasts outputs against targets ({warning}); reshape the targets to the outputs' shape."
             ) from None
         except RuntimeError as error:
             if isinstance(error, torch.OutOfMemoryError):
@@ -390,7 +454,7 @@ def describe_size(num_floats: int, dtype: torch.dtype) -> str:
     """Human-readable memory size of ``num_floats`` elements of ``dtype``."""
     size = num_floats * torch.empty((), dtype=dtype).element_size()
     exponent = min(int(math.log(max(size, 1), 1024)), 4)
-    return f"{size / 1024 ** exponent:.1f} {['B', 'KiB', 'MiB', 'GiB', 'TiB'][exponent]}"
+    return f"{size / 1024**exponent:.1f} {['B', 'KiB', 'MiB', 'GiB', 'TiB'][exponent]}"
 
 
 def as_objective(model: Any, loss_fn: LossFunction | None = None, data: Data | None = None, **kwargs: Any) -> Objective:

@@ -141,8 +141,10 @@ class SymmetricOperator:
         return ScipyOperator(self.shape, matvec=lambda v: matmat(v).ravel(), matmat=matmat, dtype=np.float64)
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(P={self.shape[0]}, dtype={self.dtype}, device={self.device}, "
-                f"num_hvp={self.num_hvp})")
+        return (
+            f"{type(self).__name__}(P={self.shape[0]}, dtype={self.dtype}, device={self.device}, "
+            f"num_hvp={self.num_hvp})"
+        )
 
 
 class MatrixOperator(SymmetricOperator):
@@ -256,7 +258,8 @@ class HessianOperator(SymmetricOperator):
     def _products(self, block: Tensor) -> Tensor:
         if self._product_function is None:
             self._product_function = self._make_products()
-        return self._product_function(block)
+        # With a process group each rank's function multiplies by its share of H: the sum is H V.
+        return self.objective.all_reduce(self._product_function(block))
 
     def _make_products(self) -> Callable[[Tensor], Tensor]:
         """Reverse-over-reverse products through a gradient graph built once (about one gradient each):
@@ -266,7 +269,7 @@ class HessianOperator(SymmetricOperator):
             loss = self.objective.loss(theta)
             (gradient,) = torch.autograd.grad(loss, theta, create_graph=True)
         if self._loss_and_gradient is None:  # the graph gives L and ∇L for free
-            self._loss_and_gradient = (loss.detach(), gradient.detach())
+            self._loss_and_gradient = self.objective.reduce_first_order(loss.detach(), gradient.detach())
 
         def products(block: Tensor) -> Tensor:
             with torch.enable_grad():
@@ -299,7 +302,7 @@ class StructuredHessian(HessianOperator):
 
     def _assemble(self, chunk_size: int) -> Tensor:
         dense = structured_hessian(self.objective)
-        return dense if dense is not None else super()._assemble(chunk_size)
+        return self.objective.all_reduce(dense) if dense is not None else super()._assemble(chunk_size)
 
 
 def hessian_operator_class(objective: Objective) -> type[HessianOperator]:

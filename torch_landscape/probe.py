@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 import random
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple, Optional
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -34,13 +35,19 @@ from torch import Tensor, nn
 
 from .convexity import OnePointConvexity, PLEstimate, PLTracker, one_point_convexity, reference_point
 from .critical import DENSE_MAX_PARAMETERS, CriticalPoint, classify_critical_point
-from .newton import certainly_negative, default_rtol_zero, gradient_rounding
 from .eigen import DENSE_THRESHOLD, Spectrum, hessian_eigenvalues
 from .estimators import SpectralDensity, TraceEstimate, hessian_trace, spectral_density
+from .newton import certainly_negative, default_rtol_zero, gradient_rounding
+from .objective import Data, LossFunction, Objective, as_batches, check_data, check_finite, check_process_group
 from .operators import HessianOperator
-from .objective import Data, LossFunction, Objective, as_batches, check_data, check_finite
 from .redundancy import (
-    MLPRedundancy, NullityCheck, RedundancyReport, find_mlp, is_mlp, mlp_redundancy, neuron_redundancy,
+    MLPRedundancy,
+    NullityCheck,
+    RedundancyReport,
+    find_mlp,
+    is_mlp,
+    mlp_redundancy,
+    neuron_redundancy,
     redundancy_nullity_check,
 )
 from .settings import FULL_QUANTITIES, LIGHT_TOL, QUANTITIES, OnError, ProbeSettings, check_quantities
@@ -74,8 +81,10 @@ def is_shallow(model: nn.Module) -> bool:
 
 
 #: What neuron redundancy needs of a model, for messages.
-REDUNDANCY_NEEDS = ("needs a one-hidden-layer network (Linear → activation → Linear) or an nn.Sequential MLP "
-                    "(Linear → activation → … → Linear)")
+REDUNDANCY_NEEDS = (
+    "needs a one-hidden-layer network (Linear → activation → Linear) or an nn.Sequential MLP "
+    "(Linear → activation → … → Linear)"
+)
 
 
 def supports_redundancy(model: nn.Module) -> bool:
@@ -150,22 +159,22 @@ class LandscapeSnapshot:
     seconds: float
     full: bool = True
     num_hvp: int = 0
-    learning_rate: Optional[float] = None
-    pl: Optional[PLEstimate] = None
-    one_point: Optional[OnePointConvexity] = None
-    one_point_running_min: Optional[float] = None
-    assignment_changes: Optional[int] = None
-    spectrum: Optional[Spectrum] = None
+    learning_rate: float | None = None
+    pl: PLEstimate | None = None
+    one_point: OnePointConvexity | None = None
+    one_point_running_min: float | None = None
+    assignment_changes: int | None = None
+    spectrum: Spectrum | None = None
     spectrum_ends: str = "both"
-    negative_count: Optional[int] = None
-    trace: Optional[TraceEstimate] = None
-    density: Optional[SpectralDensity] = None
-    critical: Optional[CriticalPoint] = None
-    redundancy: Optional[RedundancyReport | MLPRedundancy] = None
-    divergence: Optional[Divergence] = None
-    nullity: Optional[NullityCheck] = None
+    negative_count: int | None = None
+    trace: TraceEstimate | None = None
+    density: SpectralDensity | None = None
+    critical: CriticalPoint | None = None
+    redundancy: RedundancyReport | MLPRedundancy | None = None
+    divergence: Divergence | None = None
+    nullity: NullityCheck | None = None
     contradictions: tuple[Contradiction, ...] = ()
-    slices: Optional[LandscapeSlices] = None
+    slices: LandscapeSlices | None = None
     errors: tuple[str, ...] = ()
 
 
@@ -234,6 +243,14 @@ def _batch_size(batch: Any) -> int:
     return 0
 
 
+def _same_on_every_rank(values: list[float], group: Any, device: torch.device) -> bool:
+    """Whether ``values`` are equal on every rank of ``group`` (one all-reduce of max(v) and max(−v))."""
+    spread = torch.tensor(values, dtype=torch.float64, device=device)
+    spread = torch.cat([spread, -spread])
+    torch.distributed.all_reduce(spread, op=torch.distributed.ReduceOp.MAX, group=group)
+    return bool(torch.equal(spread[: len(values)], -spread[len(values) :]))
+
+
 class _Point(NamedTuple):
     """The objective at the current parameters, shared by every quantity of one snapshot."""
 
@@ -242,7 +259,7 @@ class _Point(NamedTuple):
     loss: float
     gradient: Tensor
     step: int
-    learning_rate: Optional[float]
+    learning_rate: float | None
     full: bool
 
 
@@ -290,6 +307,15 @@ class LandscapeProbe:
     settings
         Instead of ``quantities`` … ``on_error``: a :class:`~torch_landscape.settings.ProbeSettings` (how
         the Lightning monitors pass theirs).
+    process_group
+        A ``torch.distributed`` process group to share the work with: every rank of it constructs its probe
+        with the same model, the same whole ``data`` and the same options, and calls :meth:`snapshot` at the
+        same steps. Each rank keeps its shard of the samples (a contiguous 1/world of them; with ``loss=``,
+        every world-th batch); loss, gradient, Hessian products, dense assembly and exact trace are summed
+        over the ranks (:meth:`~torch_landscape.objective.Objective.all_reduce`), so all ranks run the same
+        eigen-solver iterations and return the same snapshot; log from rank zero. Redundancy runs on every
+        rank with the whole input set (it needs all inputs, and each rank holds them); the slices and the
+        nullity cross-check (which evaluate this rank's samples alone) are not computed. None: one process.
 
     Raises
     ------
@@ -316,6 +342,7 @@ class LandscapeProbe:
         dtype: torch.dtype = torch.float64,
         on_error: OnError = "warn",
         settings: ProbeSettings | None = None,
+        process_group: Any = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
@@ -329,8 +356,14 @@ class LandscapeProbe:
         options = (quantities, loss_star, k, light_tol, method, params, dtype, on_error)
         if settings is None:
             settings = ProbeSettings(
-                quantities=quantities, loss_star=loss_star, k=k, light_tol=light_tol, method=method, params=params,
-                dtype=dtype, on_error=on_error,
+                quantities=quantities,
+                loss_star=loss_star,
+                k=k,
+                light_tol=light_tol,
+                method=method,
+                params=params,
+                dtype=dtype,
+                on_error=on_error,
             )
         elif not isinstance(settings, ProbeSettings):
             raise TypeError(f"settings must be a ProbeSettings, got {type(settings).__name__}.")
@@ -341,7 +374,8 @@ class LandscapeProbe:
             raise ValueError("the model has no parameters; there is no landscape to probe.")
         self.settings = settings
         self.model = model
-        self.quantities = self._applicable(settings.quantities, model, reference)
+        self._group = check_process_group(process_group)
+        self.quantities = self._applicable(settings.quantities, model, reference, self._group is not None)
         self.reference = reference
         self._devices = sorted({p.device for p in parameters}, key=str)
         with torch.inference_mode(False):  # the probe's tensors must serve autograd later
@@ -355,7 +389,12 @@ class LandscapeProbe:
         # fails here with its name instead of at every snapshot while training goes on.
         with preserved_rng(self._devices), torch.inference_mode(False):
             try:
-                objective = Objective(*self._objective_args[:3], params=self._objective_args[3], dtype=self.dtype)
+                objective = Objective(
+                    *self._objective_args[:3],
+                    params=self._objective_args[3],
+                    dtype=self.dtype,
+                    process_group=self._group,
+                )
             except ValueError as error:
                 if loss is None or not isinstance(error.__cause__, RuntimeError):
                     raise
@@ -389,8 +428,8 @@ class LandscapeProbe:
             batches = list(data) if loss is not None else as_batches(data)
         if loss is None:
             batches = [tuple(_cast_batch(batch, device, dtype)) for batch in batches]
-            return (model, loss_fn, batches, params), batches
-        batches = [_cast_batch(batch, device, dtype) for batch in batches]
+            return (model, loss_fn, self._shard(batches, by_sample=True), params), batches
+        batches = self._shard([_cast_batch(batch, device, dtype) for batch in batches], by_sample=False)
         sizes = [_batch_size(batch) for batch in batches]
         if not batches or not all(sizes):
             raise ValueError(
@@ -402,6 +441,47 @@ class LandscapeProbe:
         ]
         names = [f"module.{name}" for name in params] if params is not None else None
         return (_BatchLossModel(model, loss, batches), _BatchLossModel.passthrough, indices, names), None
+
+    def _shard(self, batches: list[Any], by_sample: bool) -> list[Any]:
+        """This rank's part of the probe set: (inputs, targets) batches split into contiguous, nearly equal
+        ranges of samples; other batches (``loss=``) dealt out one by one. All of them in one process."""
+        if self._group is None:
+            return batches
+        rank, world = torch.distributed.get_rank(self._group), torch.distributed.get_world_size(self._group)
+        # Sums of the samples and their count: a rank given only its own samples (a DistributedSampler's)
+        # would silently make the objective that of a mixture of sets.
+        sizes = [_batch_size(batch) for batch in batches]
+        sums = [float(x.double().sum()) for x, _ in batches] if by_sample else []
+        if not _same_on_every_rank([len(batches), sum(sizes), math.fsum(sums)], self._group, self._devices[0]):
+            raise ValueError(
+                "with process_group, pass the same whole probe set as data on every rank (each rank keeps its "
+                "share of it); the ranks were given different data."
+            )
+        if not by_sample:  # loss(model, batch) need not be a mean over samples: keep batches whole
+            if len(batches) < world:
+                raise ValueError(
+                    f"with loss= and a process group of {world} ranks, data needs at least {world} "
+                    f"batches (one per rank), got {len(batches)}; split the probe set into more batches."
+                )
+            return batches[rank::world]
+        total = sum(sizes)
+        if total < world:
+            raise ValueError(
+                f"the probe set has {total} samples, fewer than the {world} ranks of process_group; "
+                "pass at least one sample per rank."
+            )
+        start, stop, offset, shard = total * rank // world, total * (rank + 1) // world, 0, []
+        for x, y in batches:
+            low, high = max(start - offset, 0), min(stop - offset, x.shape[0])
+            if low < high:
+                shard.append((x[low:high], y[low:high]))
+            offset += x.shape[0]
+        return shard
+
+    @property
+    def process_group(self) -> Any:
+        """The ``torch.distributed`` process group the evaluations are shared with (None: one process)."""
+        return self._group
 
     @property
     def k(self) -> int:
@@ -425,11 +505,13 @@ class LandscapeProbe:
 
     @property
     def on_error(self) -> OnError:
-        """"warn" or "raise": what a failing diagnostic does."""
+        """ "warn" or "raise": what a failing diagnostic does."""
         return self.settings.on_error
 
     @staticmethod
-    def _applicable(quantities: Iterable[str] | None, model: nn.Module, reference: Any) -> tuple[str, ...]:
+    def _applicable(
+        quantities: Iterable[str] | None, model: nn.Module, reference: Any, distributed: bool = False
+    ) -> tuple[str, ...]:
         """The quantities asked for, or by default every one that applies; an explicit one that cannot
         apply is an error naming the fix."""
         explicit = quantities is not None
@@ -438,8 +520,12 @@ class LandscapeProbe:
             raise ValueError(f"quantities is empty; choose from {list(QUANTITIES)}.")
         missing = {
             "one_point": "one_point needs reference= (a model like the student, e.g. the teacher, or a flat θ*)"
-            if reference is None else None,
+            if reference is None
+            else None,
             "redundancy": f"redundancy {REDUNDANCY_NEEDS}" if not supports_redundancy(model) else None,
+            "slices": "slices evaluate the loss on this rank's shard alone, not under a process_group"
+            if distributed
+            else None,
         }
         for quantity, problem in missing.items():
             if problem is not None and quantity in chosen:
@@ -456,7 +542,7 @@ class LandscapeProbe:
         Model, loss and data were checked at construction; a non-finite loss at the current parameters is
         the caller's to catch (:func:`~torch_landscape.objective.check_finite`)."""
         model, loss_fn, data, params = self._objective_args
-        return Objective(model, loss_fn, data, params=params, dtype=self.dtype, check=False)
+        return Objective(model, loss_fn, data, params=params, dtype=self.dtype, check=False, process_group=self._group)
 
     def snapshot(
         self,
@@ -502,7 +588,7 @@ class LandscapeProbe:
                 for quantity in wanted:
                     if quantity != "slices":
                         compute = getattr(self, f"_compute_{quantity}")
-                        results.update(self._guarded(quantity, step, errors, lambda: compute(point)) or {})
+                        results.update(self._guarded(quantity, step, errors, functools.partial(compute, point)) or {})
                 results.update(self._guarded("verdicts", step, errors, lambda: self._verdicts(point, results)) or {})
                 if "slices" in wanted:  # last: along the eigenvectors and null directions found before
                     results.update(self._guarded("slices", step, errors, lambda: self._slices(point, results)) or {})
@@ -533,9 +619,9 @@ class LandscapeProbe:
             kind = (quantity, type(error).__name__)
             self._warn_once(
                 kind,
-                f"{quantity} failed at step {step} and is skipped ({message}). Training is not affected; later failures of "
-                "this kind are recorded in the snapshots' errors (TensorBoard text landscape/errors) without a "
-                "warning. Pass on_error='raise' to stop instead",
+                f"{quantity} failed at step {step} and is skipped ({message}). Training is not affected; later "
+                "failures of this kind are recorded in the snapshots' errors (TensorBoard text landscape/errors) "
+                "without a warning. Pass on_error='raise' to stop instead",
             )
             return None
 
@@ -573,7 +659,7 @@ class LandscapeProbe:
             self._one_point_min = min(self._one_point_min, result.value)
         changes = None
         if result.assignment is not None and self._assignment is not None:
-            changes = sum(a != b for a, b in zip(result.assignment, self._assignment))
+            changes = sum(a != b for a, b in zip(result.assignment, self._assignment, strict=False))
         self._assignment = result.assignment
         running = self._one_point_min if math.isfinite(self._one_point_min) else math.nan
         return {"one_point": result, "one_point_running_min": running, "assignment_changes": changes}
@@ -583,20 +669,29 @@ class LandscapeProbe:
         dense = self._dense(point)
         if dense or point.full:
             spectrum = hessian_eigenvalues(
-                point.operator, k=k, which="both", method="dense" if dense else "lanczos",
-                warm_start=self._warm_start, return_eigenvectors=True,
+                point.operator,
+                k=k,
+                which="both",
+                method="dense" if dense else "lanczos",
+                warm_start=self._warm_start,
+                return_eigenvectors=True,
             )
         else:  # λ_max alone, from where the last one was
             spectrum = hessian_eigenvalues(
-                point.operator, k=1, which="largest", method="lanczos", tol=self.light_tol,
-                warm_start=self._warm_top, return_eigenvectors=True,
+                point.operator,
+                k=1,
+                which="largest",
+                method="lanczos",
+                tol=self.light_tol,
+                warm_start=self._warm_top,
+                return_eigenvectors=True,
             )
         check_finite(spectrum.eigenvalues, "the Hessian eigenvalues")
         if not spectrum.converged:
             self._warn_once(
                 ("spectrum", "not converged"),
-                f"the eigen-solver stopped before its tolerance at step {point.step} ({spectrum}); the logged error bounds "
-                "(hessian/*_error) say how far each eigenvalue may be, and hessian/converged is 0",
+                f"the eigen-solver stopped before its tolerance at step {point.step} ({spectrum}); the logged error "
+                "bounds (hessian/*_error) say how far each eigenvalue may be, and hessian/converged is 0",
             )
         vectors = spectrum.eigenvectors
         self._vectors = spectrum if point.full else None  # for the slices of this snapshot
@@ -617,8 +712,11 @@ class LandscapeProbe:
             bounds = torch.full_like(values, float(spectrum.error_bounds.max())) if dense else spectrum.error_bounds
             band = default_rtol_zero(self.dtype) * float(values.abs().max())
             negative = certainly_negative(values, bounds.to(values), band)
-        return {"spectrum": dataclasses.replace(spectrum, eigenvectors=None), "spectrum_ends": ends,
-                "negative_count": negative}
+        return {
+            "spectrum": dataclasses.replace(spectrum, eigenvectors=None),
+            "spectrum_ends": ends,
+            "negative_count": negative,
+        }
 
     def _compute_trace(self, point: _Point) -> dict[str, Any]:
         if point.full or self._dense(point):
@@ -631,7 +729,11 @@ class LandscapeProbe:
         return {"density": spectral_density(point.operator)}
 
     def _compute_critical(self, point: _Point) -> dict[str, Any]:
-        return {"critical": classify_critical_point(point.operator, method=self.method, k=self.k, learning_rate=point.learning_rate)}
+        return {
+            "critical": classify_critical_point(
+                point.operator, method=self.method, k=self.k, learning_rate=point.learning_rate
+            )
+        }
 
     def _compute_redundancy(self, point: _Point) -> dict[str, Any]:
         analyse = neuron_redundancy if is_shallow(self.model) else mlp_redundancy
@@ -646,8 +748,9 @@ class LandscapeProbe:
         spectrum = self._vectors if self._vectors is not None and self._vectors.eigenvectors is not None else None
         budget = max(SLICE_BUDGET, float(spectrum.num_hvp) if spectrum is not None else 0.0)
         reference = self._reference if "one_point" in self.quantities else None
-        slices = landscape_slices(point.operator, spectrum, reference=reference, null_vector=null,
-                                  align=self._align, budget=budget)
+        slices = landscape_slices(
+            point.operator, spectrum, reference=reference, null_vector=null, align=self._align, budget=budget
+        )
         return {"slices": slices.without_vectors()}
 
     def _verdicts(self, point: _Point, results: dict[str, Any]) -> dict[str, Any]:
@@ -667,7 +770,13 @@ class LandscapeProbe:
         critical, redundancy = results.get("critical"), results.get("redundancy")
         if not point.full:
             return out
-        if critical is not None and redundancy is not None and critical.method == "dense" and self._inputs:
+        if (
+            critical is not None
+            and redundancy is not None
+            and critical.method == "dense"
+            and self._inputs
+            and self._group is None
+        ):  # the check reads the objective's samples: this rank's shard only
             out["nullity"] = redundancy_nullity_check(point.operator, report=redundancy)
         out["contradictions"] = tuple(contradictions(critical, redundancy, out.get("nullity"), divergence))
         return out
@@ -676,7 +785,9 @@ class LandscapeProbe:
         """What the snapshots measure and on what, in Markdown (the metadata of theory.md §7)."""
         model, loss_fn, _, _ = self._objective_args
         size, samples = self.num_parameters, self._num_samples
-        loss = "loss(model, batch) (custom)" if isinstance(model, _BatchLossModel) else f"{loss_fn!r} (mean over samples)"
+        loss = (
+            "loss(model, batch) (custom)" if isinstance(model, _BatchLossModel) else f"{loss_fn!r} (mean over samples)"
+        )
         if is_shallow(self.model):
             kind = find_shallow(self.model).kind
         elif is_mlp(self.model):
@@ -685,13 +796,18 @@ class LandscapeProbe:
         else:
             kind = "not a one-hidden-layer network or an MLP (no neuron redundancy)"
         star = self._pl.known_loss_star
-        return "\n".join([
-            f"- model: {type(self.model).__name__}, {size} parameters in theta; activation: {kind}",
-            f"- objective: {loss} over a fixed probe set of {samples} samples, in {self.dtype} on a copy",
-            f"- quantities: {', '.join(self.quantities)}; eigenvalues: {self.k} from each end, method {self.method!r}",
-            f"- L*: {star if star is not None else 'estimated online (running minimum less a margin)'}; reference: "
-            f"{'none' if self.reference is None else type(self.reference).__name__ + (', neuron-aligned' if self._align else '')}",
-        ])
+        reference = "none" if self.reference is None else type(self.reference).__name__
+        reference += ", neuron-aligned" if self.reference is not None and self._align else ""
+        return "\n".join(
+            [
+                f"- model: {type(self.model).__name__}, {size} parameters in theta; activation: {kind}",
+                f"- objective: {loss} over a fixed probe set of {samples} samples, in {self.dtype} on a copy",
+                f"- quantities: {', '.join(self.quantities)}; eigenvalues: {self.k} from each end, "
+                f"method {self.method!r}",
+                f"- L*: {star if star is not None else 'estimated online (running minimum less a margin)'}; "
+                f"reference: {reference}",
+            ]
+        )
 
     # -- history and persistence ------------------------------------------------------------------------
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import copy
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import torch
 from torch import Tensor, nn
@@ -77,11 +77,13 @@ class ShallowNetwork:
     def forward(self, parameters: dict[str, Tensor], inputs: Tensor) -> Tensor:
         """f(x) = A σ(W x + b) + c with the parameters taken from a name → tensor dict."""
         hidden = torch.nn.functional.linear(
-            inputs, parameters[self.parameter_name("hidden", "weight")],
+            inputs,
+            parameters[self.parameter_name("hidden", "weight")],
             parameters.get(self.parameter_name("hidden", "bias")),
         )
         return torch.nn.functional.linear(
-            activation_function(self)(hidden), parameters[self.parameter_name("output", "weight")],
+            activation_function(self)(hidden),
+            parameters[self.parameter_name("output", "weight")],
             parameters.get(self.parameter_name("output", "bias")),
         )
 
@@ -95,7 +97,7 @@ def _not_shallow(model: nn.Module, detail: str) -> ValueError:
     )
 
 
-def find_shallow(model: nn.Module, layers: Optional[tuple[str, str, str]] = None) -> ShallowNetwork:
+def find_shallow(model: nn.Module, layers: tuple[str, str, str] | None = None) -> ShallowNetwork:
     """Find the Linear → activation → Linear structure of a one-hidden-layer network.
 
     Parameters
@@ -149,7 +151,8 @@ def _search(model: nn.Module, modules: dict[str, nn.Module]) -> list[str]:
     activations = [name for name, m in modules.items() if type(m) in _ACTIVATIONS and not isinstance(m, nn.Identity)]
     # A loss module held by the model (a LightningModule's self.loss_fn) takes no part in its forward.
     layered = [
-        name for name, m in modules.items()
+        name
+        for name, m in modules.items()
         if not list(m.children()) and m.__class__.__name__ != "Identity" and not isinstance(m, nn.modules.loss._Loss)
     ]
     if len(linears) == 2 and len(activations) == 1 and len(layered) == 3:
@@ -181,7 +184,9 @@ def activation_derivatives(activation: Callable[[Tensor], Tensor], z: Tensor) ->
     return value.detach(), first.detach(), second.detach()
 
 
-def _output_curvature(objective: Objective, outputs: Tensor, targets: Tensor, weight: float) -> tuple[Tensor, Tensor] | None:
+def _output_curvature(
+    objective: Objective, outputs: Tensor, targets: Tensor, weight: float
+) -> tuple[Tensor, Tensor] | None:
     """G = ∂ℓ/∂F (n×q) and the per-sample q×q blocks of ∂²ℓ/∂F² for ℓ = weight·loss_fn(F, Y).
 
     Returns None when the loss is not a sum of per-sample terms (its output Hessian not block diagonal),
@@ -196,11 +201,15 @@ def _output_curvature(objective: Objective, outputs: Tensor, targets: Tensor, we
             return gradient.detach(), outputs.new_zeros(n, q, q)
         # Backward passes of scalars (column sums), not of tensors with grad_outputs: the latter makes torch
         # import sympy on first use, 0.3 s of a short run's budget; per-sample terms make the sums exact.
-        blocks = torch.stack([
-            torch.autograd.grad(gradient[:, j].sum(), outputs, retain_graph=True, allow_unused=True,
-                                materialize_grads=True)[0]
-            for j in range(q)
-        ], dim=2)
+        blocks = torch.stack(
+            [
+                torch.autograd.grad(
+                    gradient[:, j].sum(), outputs, retain_graph=True, allow_unused=True, materialize_grads=True
+                )[0]
+                for j in range(q)
+            ],
+            dim=2,
+        )
         signs = torch.randint(0, 2, (n, 1), generator=torch.Generator().manual_seed(0)).to(outputs) * 2 - 1
         probe = torch.autograd.grad((gradient * signs).sum(), outputs, allow_unused=True, materialize_grads=True)[0]
     expected = signs * blocks.sum(dim=2)
@@ -229,7 +238,7 @@ class _Layout:
     A: Tensor
     u_index: Tensor  # (m, d[+1]) canonical positions of u_i = (w_i, b_i)
     a_index: Tensor  # (q, m) canonical positions of A_ki
-    c_index: Optional[Tensor]  # (q,) positions of c, if present
+    c_index: Tensor | None  # (q,) positions of c, if present
     size: int
     select: Tensor  # canonical positions of θ's coordinates, in θ order
     terms: list
@@ -280,6 +289,13 @@ def shallow_parameters(objective: Objective) -> tuple[ShallowNetwork, dict[str, 
 
 
 def _shallow_layout(objective: Objective) -> _Layout | None:
+    layout = _rank_layout(objective)
+    if objective.process_group is None or objective.all_agree(layout is not None):
+        return layout
+    return None  # another rank's shard showed that the structure does not hold
+
+
+def _rank_layout(objective: Objective) -> _Layout | None:
     found = shallow_parameters(objective)
     if found is None:
         return None
@@ -304,7 +320,7 @@ def _shallow_layout(objective: Objective) -> _Layout | None:
     if b is not None:
         u_index = torch.cat([u_index, offsets[hidden_b] + arange(m)[:, None]], dim=1)
     terms = []
-    for (x, y), weight in zip(objective.batches, objective.weights):
+    for (x, y), weight in zip(objective.batches, objective.weights, strict=True):
         curvature = _output_curvature(objective, objective.outputs(objective.theta, x), y, weight)
         if curvature is None:
             return None
@@ -333,6 +349,7 @@ def structured_hessian(objective: Objective) -> Tensor | None:
 
     Returns None when the objective is not that of a recognised shallow network (θ containing other
     parameters, a forward that is not output(σ(hidden(x))), or a loss that is not a per-sample mean).
+    With a process group, this rank's share of H (the Hessian operator sums the shares).
     """
     layout = _shallow_layout(objective)
     if layout is None:
@@ -369,7 +386,7 @@ def structured_diagonal(objective: Objective) -> Tensor | None:
         H_{u_ip,u_ip} = Σ_j [σ′(z_ji)² x̃_jp² A_:iᵀ (∂²ℓ/∂f²)_j A_:i + (∂ℓ/∂f)_j·A_:i σ″(z_ji) x̃_jp²],
         H_{A_ki,A_ki} = Σ_j (∂²ℓ/∂f²)_j,kk σ(z_ji)²,      H_{c_k,c_k} = Σ_j (∂²ℓ/∂f²)_j,kk.
 
-    Returns None where :func:`structured_hessian` would.
+    Returns None where :func:`structured_hessian` would. With a process group, summed over the ranks.
     """
     layout = _shallow_layout(objective)
     if layout is None:
@@ -383,7 +400,7 @@ def structured_diagonal(objective: Objective) -> Tensor | None:
         diagonal[layout.a_index] += output_curvature.T @ t.s**2
         if layout.c_index is not None:
             diagonal[layout.c_index] += output_curvature.sum(dim=0)
-    return diagonal[layout.select]
+    return objective.all_reduce(diagonal[layout.select])  # with a process group: the ranks' shares summed
 
 
 def structured_products(objective: Objective) -> Callable[[Tensor], Tensor] | None:
@@ -396,7 +413,7 @@ def structured_products(objective: Objective) -> Callable[[Tensor], Tensor] | No
 
     Two (n × (d+1)) · ((d+1) × m·k) matrix products per block of k vectors, so a block costs about
     what k gradients cost in BLAS-3 work, without the autograd graph. Returns None where
-    :func:`structured_hessian` would.
+    :func:`structured_hessian` would. With a process group, products with this rank's share of H.
     """
     layout = _shallow_layout(objective)
     if layout is None:
@@ -422,9 +439,10 @@ def structured_products(objective: Objective) -> Callable[[Tensor], Tensor] | No
                 if c_index is not None:
                     f_dot = f_dot + v[c_index][None]
                 r = torch.einsum("nql,nlk->nqk", t.Hout, f_dot)
-                coefficient = t.s1[:, :, None] * (
-                    torch.einsum("qm,nqk->nmk", A, r) + torch.einsum("nq,qmk->nmk", t.G, v_a)
-                ) + beta[:, :, None] * z_dot
+                coefficient = (
+                    t.s1[:, :, None] * (torch.einsum("qm,nqk->nmk", A, r) + torch.einsum("nq,qmk->nmk", t.G, v_a))
+                    + beta[:, :, None] * z_dot
+                )
                 result[u_index, columns] += torch.einsum("np,nmk->mpk", t.x_tilde, coefficient)
                 result[a_index, columns] += torch.einsum("nm,nqk->qmk", t.s, r) + torch.einsum(
                     "nq,nmk->qmk", t.G, t.s1[:, :, None] * z_dot
@@ -437,14 +455,14 @@ def structured_products(objective: Objective) -> Callable[[Tensor], Tensor] | No
 
 
 def shallow_weights(
-    net: ShallowNetwork, dtype: Optional[torch.dtype] = torch.float64
-) -> tuple[Tensor, Optional[Tensor], Tensor, Optional[Tensor]]:
+    net: ShallowNetwork, dtype: torch.dtype | None = torch.float64
+) -> tuple[Tensor, Tensor | None, Tensor, Tensor | None]:
     """Detached copies (W, b, A, c) of f(x) = A σ(W x + b) + c, in ``dtype`` (None: as stored).
 
     W is m×d, b has m entries, A is q×m, c has q entries; b and c are None where the layer has no bias.
     """
 
-    def clone(tensor: Optional[Tensor]) -> Optional[Tensor]:
+    def clone(tensor: Tensor | None) -> Tensor | None:
         return None if tensor is None else tensor.detach().to(dtype=dtype or tensor.dtype, copy=True)
 
     return clone(net.hidden.weight), clone(net.hidden.bias), clone(net.output.weight), clone(net.output.bias)
@@ -471,7 +489,7 @@ def activation_function(net: ShallowNetwork) -> Callable[[Tensor], Tensor]:
 
 
 def resized_copy(
-    model: nn.Module, net: ShallowNetwork, W: Tensor, b: Optional[Tensor], A: Tensor, c: Optional[Tensor]
+    model: nn.Module, net: ShallowNetwork, W: Tensor, b: Tensor | None, A: Tensor, c: Tensor | None
 ) -> nn.Module:
     """A deep copy of ``model`` whose hidden and output layers are new ``nn.Linear`` holding W, b, A, c.
 
@@ -485,8 +503,9 @@ def resized_copy(
         (net.hidden_name, net.hidden, W, b),
         (net.output_name, net.output, A, c),
     ):
-        layer = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None,
-                          device=old.weight.device, dtype=old.weight.dtype)
+        layer = nn.Linear(
+            weight.shape[1], weight.shape[0], bias=bias is not None, device=old.weight.device, dtype=old.weight.dtype
+        )
         with torch.no_grad():
             layer.weight.copy_(weight)
             if bias is not None:

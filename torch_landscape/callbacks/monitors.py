@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Literal
 
 import torch
@@ -26,7 +26,13 @@ from ..align import shallow_reference
 from ..eigen import DENSE_THRESHOLD
 from ..objective import LossFunction, check_data
 from ..probe import (
-    REDUNDANCY_NEEDS, BatchLoss, LandscapeProbe, LandscapeSnapshot, is_shallow, preserved_rng, supports_redundancy,
+    REDUNDANCY_NEEDS,
+    BatchLoss,
+    LandscapeProbe,
+    LandscapeSnapshot,
+    is_shallow,
+    preserved_rng,
+    supports_redundancy,
 )
 from ..schedule import FIGURES_MAX_SHARE, OverheadBudget
 from ..settings import FULL_QUANTITIES, LIGHT_TOL, QUANTITIES, OnError, ProbeSettings, check_positive_int
@@ -71,6 +77,12 @@ class LandscapeMonitor(Callback):
     ``every_n_epochs`` and ``full_every`` fix the schedule instead: reproducible steps, at whatever cost
     (the scalar ``landscape/monitor/overhead`` shows it, and one warning says when it is high).
 
+    Under DDP (several processes) every rank holds a shard of the probe set and takes part in each
+    evaluation: loss, gradient and Hessian products are all-reduced, so the ranks run the same eigen-solver
+    iterations on the unwrapped module; the schedule is decided on rank zero and broadcast, and rank zero
+    logs. Redundancy runs on every rank with the whole probe inputs (each rank holds them); the loss
+    slices and the nullity cross-check are not computed under DDP (they would see one shard).
+
     Example::
 
         trainer = Trainer(max_epochs=50, logger=TensorBoardLogger("runs"),
@@ -99,7 +111,8 @@ class LandscapeMonitor(Callback):
     probe_data
         The probe set: ``(inputs, targets)`` tensors or an iterable of batches. Default: ``probe_size``
         samples of the training dataset drawn once with a private generator seeded by ``seed`` (the
-        training data order and random streams are untouched; every DDP rank draws the same set).
+        training data order and random streams are untouched; every DDP rank draws the same set). Under
+        DDP give every rank the same whole probe set: each keeps its share.
     probe_size, seed
         Size and seed of the default probe set.
     reference
@@ -180,7 +193,9 @@ class LandscapeMonitor(Callback):
         if isinstance(max_overhead, bool) or not isinstance(max_overhead, (int, float)) or not 0 < max_overhead < 1:
             raise MisconfigurationException(f"max_overhead must be a fraction in (0, 1), got {max_overhead!r}.")
         if loss_fn is not None and loss is not None:
-            raise MisconfigurationException("pass loss_fn (loss_fn(outputs, targets)) or loss (loss(module, batch)), not both.")
+            raise MisconfigurationException(
+                "pass loss_fn (loss_fn(outputs, targets)) or loss (loss(module, batch)), not both."
+            )
         for name, value in (("loss_fn", loss_fn), ("loss", loss)):
             if value is not None and not callable(value):
                 raise MisconfigurationException(f"{name} must be callable, got {type(value).__name__}.")
@@ -194,9 +209,16 @@ class LandscapeMonitor(Callback):
             if probe_data is not None:
                 check_data(probe_data, "probe_data")
             self.settings = ProbeSettings(
-                quantities=quantities if quantities is not None else self.allowed_quantities, loss_star=loss_star,
-                k=k, light_tol=light_tol, method=method, params=params, dtype=dtype, on_error=on_error,
-                probe_size=probe_size, seed=seed,
+                quantities=quantities if quantities is not None else self.allowed_quantities,
+                loss_star=loss_star,
+                k=k,
+                light_tol=light_tol,
+                method=method,
+                params=params,
+                dtype=dtype,
+                on_error=on_error,
+                probe_size=probe_size,
+                seed=seed,
             )
         except (TypeError, ValueError) as error:
             raise MisconfigurationException(str(error)) from error
@@ -218,11 +240,14 @@ class LandscapeMonitor(Callback):
         self.quantities = chosen
         self._explicit_quantities = quantities is not None
         # From the arguments, before set-up narrows the quantities: the key must match across a resume.
-        self._state_key = self._generate_state_key(every_n_steps=every_n_steps, every_n_epochs=every_n_epochs, quantities=chosen)
+        self._state_key = self._generate_state_key(
+            every_n_steps=every_n_steps, every_n_epochs=every_n_epochs, quantities=chosen
+        )
         self.figures, self.verbose = figures, bool(verbose)
         self.reference = reference
         self._loss_fn, self._loss, self._probe_data = loss_fn, loss, probe_data
         self.probe: LandscapeProbe | None = None
+        self._group: Any = None  # under DDP: the ranks that share each evaluation
         self.last_snapshot: LandscapeSnapshot | None = None
         self._evaluations = 0
         self._last_step: int | None = None
@@ -285,8 +310,11 @@ class LandscapeMonitor(Callback):
     def _say_what_is_skipped(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Once, by name: what this model or these loggers cannot show (also in the setup text)."""
         self._skipped = []
-        if "redundancy" in self.allowed_quantities and "redundancy" not in self.quantities \
-                and not supports_redundancy(pl_module):
+        if (
+            "redundancy" in self.allowed_quantities
+            and "redundancy" not in self.quantities
+            and not supports_redundancy(pl_module)
+        ):
             self._skipped.append(f"neuron redundancy: it {REDUNDANCY_NEEDS}, and {type(pl_module).__name__} holds none")
         others = [type(logger).__name__ for logger in trainer.loggers if not isinstance(logger, TensorBoardLogger)]
         if others:
@@ -311,7 +339,7 @@ class LandscapeMonitor(Callback):
                 self._probe_data = list(self._probe_data)
         self._make_probe(pl_module, self._probe_data)
 
-    def _make_probe(self, pl_module: LightningModule, data: Any) -> LandscapeProbe:
+    def _make_probe(self, pl_module: LightningModule, data: Any, process_group: Any = None) -> LandscapeProbe:
         try:
             return LandscapeProbe(
                 pl_module,
@@ -320,6 +348,7 @@ class LandscapeMonitor(Callback):
                 loss=self._loss,
                 reference=self.reference,
                 settings=dataclasses.replace(self.settings, quantities=self.quantities),
+                process_group=process_group,
             )
         except (TypeError, ValueError) as error:
             raise MisconfigurationException(f"{type(self).__name__}: {error}") from error
@@ -345,7 +374,9 @@ class LandscapeMonitor(Callback):
 
     def _check_reference(self, pl_module: LightningModule) -> None:
         reference, names = self.reference, self.settings.params
-        trainable = {n: p for n, p in pl_module.named_parameters() if (n in names if names is not None else p.requires_grad)}
+        trainable = {
+            n: p for n, p in pl_module.named_parameters() if (n in names if names is not None else p.requires_grad)
+        }
         if isinstance(reference, Tensor):
             size = sum(p.numel() for p in trainable.values())
             if reference.numel() != size:
@@ -373,13 +404,20 @@ class LandscapeMonitor(Callback):
             )
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._group = _process_group(trainer)
         if not trainer.is_global_zero:
-            return
+            self._tensorboard = []  # rank zero logs; under DDP the others only take part in the evaluations
+            if self._group is None:
+                return
         start = time.perf_counter()
         # A checkpoint's state, or the previous fit's when ``fit`` is called again.
         state = self._probe_state()
         data = self._probe_data if self._probe_data is not None else self._draw_probe_set(trainer)
-        self.probe = self._make_probe(pl_module, data)
+        if self._group is not None and "slices" in self.quantities:
+            self.quantities = tuple(q for q in self.quantities if q != "slices")
+            self._skipped.append("loss slices under DDP (they would evaluate one rank's shard of the probe set)")
+            rank_zero_info(f"{type(self).__name__} does not log {self._skipped[-1]}.")
+        self.probe = self._make_probe(pl_module, data, self._group)
         if state is not None:
             self.probe.load_state_dict(state)
             self._pending_probe_state = None
@@ -435,7 +473,9 @@ class LandscapeMonitor(Callback):
             return self._budget.predicted("light")
         figures = self._budget.predicted_figures()
         whole_run = self._budget.projected(self._training_time(), self._progress(step))
-        wanted = self._tensorboard and (self.figures or (self.figures is None and figures <= FIGURES_MAX_SHARE * whole_run))
+        wanted = self._tensorboard and (
+            self.figures or (self.figures is None and figures <= FIGURES_MAX_SHARE * whole_run)
+        )
         return self._budget.predicted("full") + (figures if wanted else 0.0)
 
     def _full_due(self, step: int) -> bool:
@@ -454,30 +494,44 @@ class LandscapeMonitor(Callback):
         step = trainer.global_step
         # The last step belongs to the closing evaluation; one evaluation per step.
         last = self._horizon is not None and step >= self._horizon
-        return not trainer.is_global_zero or self.probe is None or step == self._last_step or last
+        return self.probe is None or step == self._last_step or last
 
-    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def _decided(self, trainer: Trainer, decide: Callable[[], Any]) -> Any:
+        """``decide()`` (a schedule decision, from rank zero's clock and budget) on rank zero, and the same
+        answer on every rank under DDP, so that all ranks take part in the same evaluations."""
+        if self._group is None:
+            return decide()
+        return trainer.strategy.broadcast(decide() if trainer.is_global_zero else None, src=0)
+
+    def _due_now(self, step: int) -> bool | None:
+        """Whether the automatic schedule evaluates at ``step``: None (no), True (full) or False (light)."""
+        full = self._full_due(step)
+        return full if full or self._light_due(step) else None
+
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if self._skip(trainer):
             return
         step = trainer.global_step
         if self.every_n_steps is None and self.every_n_epochs is None:
-            full = self._full_due(step)
-            if full or self._light_due(step):
+            full = self._decided(trainer, lambda: self._due_now(step))
+            if full is not None:
                 self._evaluate(trainer, full)
         elif self.every_n_steps is not None and step % self.every_n_steps == 0:
-            self._evaluate(trainer, self._full_due(step))
+            self._evaluate(trainer, self._decided(trainer, lambda: self._full_due(step)))
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self._skip(trainer):
             return
         if self.every_n_epochs is not None and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
-            self._evaluate(trainer, self._full_due(trainer.global_step))
+            self._evaluate(trainer, self._decided(trainer, lambda: self._full_due(trainer.global_step)))
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not trainer.is_global_zero or self.probe is None:
+        if self.probe is None:
             return
         step = trainer.global_step
-        full, figures = self._closing_plan()
+        full, figures = self._decided(trainer, self._closing_plan)
         if step != self._last_step:
             self._evaluate(trainer, full, figures=figures)
         elif full and step != self._last_full_step:
@@ -507,8 +561,11 @@ class LandscapeMonitor(Callback):
         if not self._tensorboard or self.figures is False:
             return full, False
         # An explicit full schedule (full_every) has opted out of the budget, figures included.
-        figures = full and (self.figures or self.full_every is not None or self._budget.affords(
-            self._budget.predicted("full") + self._budget.predicted_figures(), training))
+        figures = full and (
+            self.figures
+            or self.full_every is not None
+            or self._budget.affords(self._budget.predicted("full") + self._budget.predicted_figures(), training)
+        )
         if full and not figures:
             self._note(
                 f"figures were not drawn: they would cost about {self._budget.predicted_figures():.2g} s beyond the "
@@ -520,8 +577,9 @@ class LandscapeMonitor(Callback):
         self.notes.append(text)
         rank_zero_info(f"{type(self).__name__}: {text}.")
 
-    def _evaluate(self, trainer: Trainer, full: bool, quantities: tuple[str, ...] | None = None,
-                  figures: bool = False) -> None:
+    def _evaluate(
+        self, trainer: Trainer, full: bool, quantities: tuple[str, ...] | None = None, figures: bool = False
+    ) -> None:
         start = time.perf_counter()
         step = trainer.global_step
         snapshot = self.probe.snapshot(step, full=full, quantities=quantities, learning_rate=_learning_rate(trainer))
@@ -533,7 +591,9 @@ class LandscapeMonitor(Callback):
             logged = snapshot_scalars(self.last_snapshot)
             scalars = {tag: value for tag, value in scalars.items() if tag not in logged or logged[tag] != value}
             self.last_snapshot = dataclasses.replace(
-                self.last_snapshot, full=True, **{q: getattr(snapshot, q) for q in quantities},
+                self.last_snapshot,
+                full=True,
+                **{q: getattr(snapshot, q) for q in quantities},
                 errors=self.last_snapshot.errors + snapshot.errors,
             )
             self.history.pop()
@@ -551,10 +611,14 @@ class LandscapeMonitor(Callback):
         drawing = self._evaluate_figures(trainer, record=False) if figures or (full and self.figures) else None
         seconds = time.perf_counter() - start
         self._budget.record("full" if full else "light", seconds, figures=drawing)
-        self._log_scalars(trainer, {
-            "landscape/monitor/seconds": seconds,
-            "landscape/monitor/overhead": self._budget.share(self._training_time()),
-        }, step)
+        self._log_scalars(
+            trainer,
+            {
+                "landscape/monitor/seconds": seconds,
+                "landscape/monitor/overhead": self._budget.share(self._training_time()),
+            },
+            step,
+        )
         self._warn_if_costly(step)
 
     def _evaluate_figures(self, trainer: Trainer, record: bool = True) -> float:
@@ -615,6 +679,15 @@ class LandscapeMonitor(Callback):
         if self._pending_probe_state is not None or self.probe is None:
             return self._pending_probe_state
         return self.probe.state_dict()
+
+
+def _process_group(trainer: Trainer) -> Any:
+    """All ranks of a multi-process run (DDP): each then holds a shard of the probe set and takes part in
+    every evaluation (:class:`~torch_landscape.probe.LandscapeProbe`'s ``process_group``); None in one
+    process."""
+    if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.group.WORLD
+    return None
 
 
 def _horizon(trainer: Trainer) -> int | None:
