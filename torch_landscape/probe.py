@@ -18,32 +18,35 @@ Nothing here changes the model, its ``.grad``, its train/eval mode or any random
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import math
-import random
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .convexity import OnePointConvexity, PLEstimate, PLTracker, one_point_convexity, reference_point
-from .critical import DENSE_MAX_PARAMETERS, CriticalPoint, classify_critical_point
+from .convexity import PLTracker, one_point_convexity, reference_point
+from .critical import DENSE_MAX_PARAMETERS, classify_critical_point
 from .eigen import DENSE_THRESHOLD, Spectrum, hessian_eigenvalues
-from .estimators import SpectralDensity, TraceEstimate, hessian_trace, spectral_density
+from .estimators import TraceEstimate, hessian_trace, spectral_density
 from .newton import certainly_negative, default_rtol_zero, gradient_rounding
-from .objective import Data, LossFunction, Objective, as_batches, check_data, check_finite, check_process_group
+from .objective import Data, LossFunction, Objective, check_finite, check_process_group
 from .operators import HessianOperator
+from .probe_data import (  # noqa: F401  (BatchLoss, preserved_rng, ...: public here since the first release)
+    REDUNDANCY_NEEDS,
+    BatchLoss,
+    BatchLossModel,
+    is_shallow,
+    preserved_rng,
+    read_probe_data,
+    supports_redundancy,
+)
 from .redundancy import (
-    MLPRedundancy,
-    NullityCheck,
-    RedundancyReport,
     find_mlp,
     is_mlp,
     mlp_redundancy,
@@ -52,8 +55,9 @@ from .redundancy import (
 )
 from .settings import FULL_QUANTITIES, LIGHT_TOL, QUANTITIES, OnError, ProbeSettings, check_quantities
 from .shallow import find_shallow, structured_diagonal
-from .slices import LandscapeSlices, landscape_slices
-from .verdicts import Contradiction, Divergence, contradictions, divergence_verdict
+from .slices import landscape_slices
+from .snapshot import LandscapeSnapshot
+from .verdicts import contradictions, divergence_verdict
 
 #: The failures a diagnostic may survive with ``on_error="warn"``: non-finite values (FloatingPointError),
 #: solvers and linear algebra (RuntimeError, torch's LinAlgError), memory, and values outside a
@@ -67,189 +71,6 @@ LIGHT_DENSE_THRESHOLD = 256
 #: The least a full snapshot's loss slices may cost, in gradients (about 60 grid points; more when the
 #: spectrum itself took more products, so that the pictures never dominate a full snapshot).
 SLICE_BUDGET = 40.0
-
-BatchLoss = Callable[[nn.Module, Any], Tensor]
-
-
-def is_shallow(model: nn.Module) -> bool:
-    """Whether ``model`` holds a recognised one-hidden-layer network (alignment and redundancy need one)."""
-    try:
-        find_shallow(model)
-    except ValueError:
-        return False
-    return True
-
-
-#: What neuron redundancy needs of a model, for messages.
-REDUNDANCY_NEEDS = (
-    "needs a one-hidden-layer network (Linear → activation → Linear) or an nn.Sequential MLP "
-    "(Linear → activation → … → Linear)"
-)
-
-
-def supports_redundancy(model: nn.Module) -> bool:
-    """Whether neuron redundancy applies: a one-hidden-layer network, or an ``nn.Sequential`` MLP."""
-    return is_shallow(model) or is_mlp(model)
-
-
-@dataclass(frozen=True)
-class LandscapeSnapshot:
-    """The landscape at one training step: numbers, their error bars, and the core results behind them.
-
-    Every result field is None when its quantity was not asked for, not due at this step, or failed (then
-    ``errors`` says why).
-
-    Attributes
-    ----------
-    step : int
-        The training step the snapshot belongs to.
-    full : bool
-        Whether this was a full snapshot (all quantities) or a light one.
-    num_parameters : int
-        P, the length of θ (0 if the objective could not be built).
-    loss, grad_norm : float
-        L(θ) and ‖∇L(θ)‖ on the probe data (NaN if they could not be computed).
-    seconds : float
-        Wall-clock time the snapshot took.
-    num_hvp : int
-        Hessian-vector products the snapshot used (one dense assembly of a one-hidden-layer network counts 0).
-    learning_rate : float or None
-        The learning rate given, for the edge-of-stability numbers.
-    pl : PLEstimate or None
-        PL ratio with running and window minima, L̂*, contraction, Łojasiewicz slope.
-    one_point : OnePointConvexity or None
-    one_point_running_min : float or None
-        The smallest one-point convexity value so far.
-    assignment_changes : int or None
-        Neurons whose matched reference neuron changed since the previous one-point snapshot.
-    spectrum : Spectrum or None
-        Extreme Hessian eigenvalues with error bounds (eigenvectors dropped): both ends at full snapshots
-        and on the light dense path, λ_max alone (``spectrum_ends == "largest"``) otherwise.
-    spectrum_ends : str
-        "both" or "largest": which ends of the spectrum ``spectrum`` holds.
-    negative_count : int or None
-        Eigenvalues certainly below 0 (:func:`~torch_landscape.critical.certainly_negative`): all of them
-        on the dense path, a lower bound (among the k smallest) on the matrix-free one; None where the
-        smallest end was not computed. Unlike the Morse index it means the same away from a critical point.
-    trace : TraceEstimate or None
-    density : SpectralDensity or None
-    critical : CriticalPoint or None
-    redundancy : RedundancyReport, MLPRedundancy or None
-        A RedundancyReport for a one-hidden-layer network, an MLPRedundancy (every hidden layer) for a deep
-        ``nn.Sequential`` MLP.
-    divergence : Divergence or None
-        Whether ‖θ‖ grows while L creeps down over the last snapshots: an escape to infinity, no critical
-        point at finite distance (with the neuron pairs that carry it, at full snapshots).
-    nullity : NullityCheck or None
-        At full snapshots with the critical-point test and redundancy on the dense path: the Hessian
-        nullity the redundancies and symmetries predict against the measured one.
-    contradictions : tuple of Contradiction
-        Verdicts of this snapshot that contradict each other, each with the reason.
-    slices : LandscapeSlices or None
-        The loss along the top and bottom eigenvectors (and a predicted null direction), and on a plane
-        toward the reference (:func:`~torch_landscape.slices.landscape_slices`), vectors dropped.
-    errors : tuple of str
-        One line per diagnostic that failed at this step.
-    """
-
-    step: int
-    num_parameters: int
-    loss: float
-    grad_norm: float
-    seconds: float
-    full: bool = True
-    num_hvp: int = 0
-    learning_rate: float | None = None
-    pl: PLEstimate | None = None
-    one_point: OnePointConvexity | None = None
-    one_point_running_min: float | None = None
-    assignment_changes: int | None = None
-    spectrum: Spectrum | None = None
-    spectrum_ends: str = "both"
-    negative_count: int | None = None
-    trace: TraceEstimate | None = None
-    density: SpectralDensity | None = None
-    critical: CriticalPoint | None = None
-    redundancy: RedundancyReport | MLPRedundancy | None = None
-    divergence: Divergence | None = None
-    nullity: NullityCheck | None = None
-    contradictions: tuple[Contradiction, ...] = ()
-    slices: LandscapeSlices | None = None
-    errors: tuple[str, ...] = ()
-
-
-@contextlib.contextmanager
-def preserved_rng(devices: Sequence[torch.device]) -> Iterator[None]:
-    """Restore torch (CPU and CUDA), NumPy and Python random states on exit.
-
-    The core functions use private generators, but a user's model or loss callable may draw random
-    numbers; training must see the same stream with and without diagnostics.
-    """
-    cuda = [device for device in devices if device.type == "cuda"]
-    python_state, numpy_state = random.getstate(), np.random.get_state()
-    with torch.random.fork_rng(devices=cuda, enabled=True):
-        try:
-            yield
-        finally:
-            random.setstate(python_state)
-            np.random.set_state(numpy_state)
-
-
-class _BatchLossModel(nn.Module):
-    """``loss(module, batch)`` dressed as a model for :class:`~torch_landscape.objective.Objective`.
-
-    The objective evaluates ``loss_fn(model(inputs), targets)`` per batch, weighted by batch size. Here the
-    "inputs" of batch b are b repeated n_b times (so the weighting is right), the model's output is
-    ``loss(module, batch_b)`` and ``loss_fn`` passes it through. The wrapped module's parameters keep
-    their order, under the prefix ``module.``.
-    """
-
-    def __init__(self, module: nn.Module, loss: BatchLoss, batches: list[Any]) -> None:
-        super().__init__()
-        self.module = module
-        self.loss = loss
-        self.batches = batches
-
-    def forward(self, index: Tensor) -> Tensor:
-        value = self.loss(self.module, self.batches[int(index[0])])
-        if not isinstance(value, Tensor) or value.numel() != 1:
-            found = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
-            raise ValueError(f"loss(model, batch) must return a scalar tensor (a mean over the batch), got {found}.")
-        return value.reshape(())
-
-    @staticmethod
-    def passthrough(outputs: Tensor, targets: Tensor) -> Tensor:
-        return outputs
-
-
-def _cast_batch(batch: Any, device: torch.device, dtype: torch.dtype) -> Any:
-    if isinstance(batch, Tensor):
-        return batch.detach().to(device=device, dtype=dtype if batch.is_floating_point() else None)
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(_cast_batch(item, device, dtype) for item in batch)
-    if isinstance(batch, dict):
-        return {key: _cast_batch(value, device, dtype) for key, value in batch.items()}
-    return batch
-
-
-def _batch_size(batch: Any) -> int:
-    if isinstance(batch, Tensor) and batch.ndim:
-        return batch.shape[0]
-    items = batch.values() if isinstance(batch, dict) else batch if isinstance(batch, (list, tuple)) else ()
-    for item in items:
-        size = _batch_size(item)
-        if size:
-            return size
-    return 0
-
-
-def _same_on_every_rank(values: list[float], group: Any, device: torch.device) -> bool:
-    """Whether ``values`` are equal on every rank of ``group`` (one all-reduce of max(v) and max(−v))."""
-    spread = torch.tensor(values, dtype=torch.float64, device=device)
-    spread = torch.cat([spread, -spread])
-    torch.distributed.all_reduce(spread, op=torch.distributed.ReduceOp.MAX, group=group)
-    return bool(torch.equal(spread[: len(values)], -spread[len(values) :]))
-
 
 class _Point(NamedTuple):
     """The objective at the current parameters, shared by every quantity of one snapshot."""
@@ -379,7 +200,9 @@ class LandscapeProbe:
         self.reference = reference
         self._devices = sorted({p.device for p in parameters}, key=str)
         with torch.inference_mode(False):  # the probe's tensors must serve autograd later
-            self._objective_args, self._inputs = self._read_data(model, loss_fn, loss, data, parameters[0].device)
+            self._objective_args, self._inputs = read_probe_data(
+                model, loss_fn, loss, data, settings, self._devices, self._group
+            )
         # With loss=, the objective's model is the loss around the network (parameters "module.<name>"): no
         # neuron matching, and a reference network is seen under the same prefix.
         self._align = is_shallow(model) and loss is None
@@ -415,68 +238,6 @@ class LandscapeProbe:
         self._trajectory: list[tuple[int, float, float]] = []
         self._path: list[tuple[int, float, float]] = []  # (step, L, ‖θ‖) of every snapshot
         self._warned: set[tuple[str, str]] = set()
-
-    def _read_data(
-        self, model: nn.Module, loss_fn: LossFunction | None, loss: BatchLoss | None, data: Any, device: torch.device
-    ) -> tuple[tuple[Any, ...], list[tuple[Tensor, Tensor]] | None]:
-        """The objective's (model, loss_fn, batches, params) and the (inputs, targets) batches (None with
-        ``loss=``). Read once, under preserved RNG state (iterating a shuffling loader draws random
-        numbers), and cast once: every snapshot sees the same samples in the diagnostics' dtype."""
-        dtype, params = self.settings.dtype, self.settings.params
-        check_data(data)
-        with preserved_rng(self._devices):
-            batches = list(data) if loss is not None else as_batches(data)
-        if loss is None:
-            batches = [tuple(_cast_batch(batch, device, dtype)) for batch in batches]
-            return (model, loss_fn, self._shard(batches, by_sample=True), params), batches
-        batches = self._shard([_cast_batch(batch, device, dtype) for batch in batches], by_sample=False)
-        sizes = [_batch_size(batch) for batch in batches]
-        if not batches or not all(sizes):
-            raise ValueError(
-                "with loss=, data must be a non-empty iterable of batches, each holding a tensor of samples."
-            )
-        indices = [
-            (torch.full((size,), float(index), device=device), torch.zeros(size, device=device))
-            for index, size in enumerate(sizes)
-        ]
-        names = [f"module.{name}" for name in params] if params is not None else None
-        return (_BatchLossModel(model, loss, batches), _BatchLossModel.passthrough, indices, names), None
-
-    def _shard(self, batches: list[Any], by_sample: bool) -> list[Any]:
-        """This rank's part of the probe set: (inputs, targets) batches split into contiguous, nearly equal
-        ranges of samples; other batches (``loss=``) dealt out one by one. All of them in one process."""
-        if self._group is None:
-            return batches
-        rank, world = torch.distributed.get_rank(self._group), torch.distributed.get_world_size(self._group)
-        # Sums of the samples and their count: a rank given only its own samples (a DistributedSampler's)
-        # would silently make the objective that of a mixture of sets.
-        sizes = [_batch_size(batch) for batch in batches]
-        sums = [float(x.double().sum()) for x, _ in batches] if by_sample else []
-        if not _same_on_every_rank([len(batches), sum(sizes), math.fsum(sums)], self._group, self._devices[0]):
-            raise ValueError(
-                "with process_group, pass the same whole probe set as data on every rank (each rank keeps its "
-                "share of it); the ranks were given different data."
-            )
-        if not by_sample:  # loss(model, batch) need not be a mean over samples: keep batches whole
-            if len(batches) < world:
-                raise ValueError(
-                    f"with loss= and a process group of {world} ranks, data needs at least {world} "
-                    f"batches (one per rank), got {len(batches)}; split the probe set into more batches."
-                )
-            return batches[rank::world]
-        total = sum(sizes)
-        if total < world:
-            raise ValueError(
-                f"the probe set has {total} samples, fewer than the {world} ranks of process_group; "
-                "pass at least one sample per rank."
-            )
-        start, stop, offset, shard = total * rank // world, total * (rank + 1) // world, 0, []
-        for x, y in batches:
-            low, high = max(start - offset, 0), min(stop - offset, x.shape[0])
-            if low < high:
-                shard.append((x[low:high], y[low:high]))
-            offset += x.shape[0]
-        return shard
 
     @property
     def process_group(self) -> Any:
@@ -786,7 +547,7 @@ class LandscapeProbe:
         model, loss_fn, _, _ = self._objective_args
         size, samples = self.num_parameters, self._num_samples
         loss = (
-            "loss(model, batch) (custom)" if isinstance(model, _BatchLossModel) else f"{loss_fn!r} (mean over samples)"
+            "loss(model, batch) (custom)" if isinstance(model, BatchLossModel) else f"{loss_fn!r} (mean over samples)"
         )
         if is_shallow(self.model):
             kind = find_shallow(self.model).kind

@@ -25,18 +25,12 @@ from torch import Tensor, nn
 from ..align import shallow_reference
 from ..eigen import DENSE_THRESHOLD
 from ..objective import LossFunction, check_data
-from ..probe import (
-    REDUNDANCY_NEEDS,
-    BatchLoss,
-    LandscapeProbe,
-    LandscapeSnapshot,
-    is_shallow,
-    preserved_rng,
-    supports_redundancy,
-)
+from ..probe import LandscapeProbe
+from ..probe_data import REDUNDANCY_NEEDS, BatchLoss, is_shallow, preserved_rng, supports_redundancy
 from ..schedule import FIGURES_MAX_SHARE, OverheadBudget
 from ..settings import FULL_QUANTITIES, LIGHT_TOL, QUANTITIES, OnError, ProbeSettings, check_positive_int
 from ..shallow import find_shallow
+from ..snapshot import LandscapeSnapshot
 from ..writers import console_line, run_verdict, snapshot_scalars
 from ..writers.tensorboard import finite, update_layout, write_figures, write_setup, write_snapshot
 

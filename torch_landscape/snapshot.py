@@ -1,0 +1,101 @@
+"""LandscapeSnapshot: the landscape at one training step, the frozen result of
+:meth:`~torch_landscape.probe.LandscapeProbe.snapshot`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .critical import CriticalPoint
+from .eigen import Spectrum
+from .estimators import SpectralDensity, TraceEstimate
+from .one_point import OnePointConvexity
+from .pl import PLEstimate
+from .redundancy import MLPRedundancy, NullityCheck, RedundancyReport
+from .slices import LandscapeSlices
+from .verdicts import Contradiction, Divergence
+
+
+@dataclass(frozen=True)
+class LandscapeSnapshot:
+    """The landscape at one training step: numbers, their error bars, and the core results behind them.
+
+    Every result field is None when its quantity was not asked for, not due at this step, or failed (then
+    ``errors`` says why).
+
+    Attributes
+    ----------
+    step : int
+        The training step the snapshot belongs to.
+    full : bool
+        Whether this was a full snapshot (all quantities) or a light one.
+    num_parameters : int
+        P, the length of θ (0 if the objective could not be built).
+    loss, grad_norm : float
+        L(θ) and ‖∇L(θ)‖ on the probe data (NaN if they could not be computed).
+    seconds : float
+        Wall-clock time the snapshot took.
+    num_hvp : int
+        Hessian-vector products the snapshot used (one dense assembly of a one-hidden-layer network counts 0).
+    learning_rate : float or None
+        The learning rate given, for the edge-of-stability numbers.
+    pl : PLEstimate or None
+        PL ratio with running and window minima, L̂*, contraction, Łojasiewicz slope.
+    one_point : OnePointConvexity or None
+    one_point_running_min : float or None
+        The smallest one-point convexity value so far.
+    assignment_changes : int or None
+        Neurons whose matched reference neuron changed since the previous one-point snapshot.
+    spectrum : Spectrum or None
+        Extreme Hessian eigenvalues with error bounds (eigenvectors dropped): both ends at full snapshots
+        and on the light dense path, λ_max alone (``spectrum_ends == "largest"``) otherwise.
+    spectrum_ends : str
+        "both" or "largest": which ends of the spectrum ``spectrum`` holds.
+    negative_count : int or None
+        Eigenvalues certainly below 0 (:func:`~torch_landscape.critical.certainly_negative`): all of them
+        on the dense path, a lower bound (among the k smallest) on the matrix-free one; None where the
+        smallest end was not computed. Unlike the Morse index it means the same away from a critical point.
+    trace : TraceEstimate or None
+    density : SpectralDensity or None
+    critical : CriticalPoint or None
+    redundancy : RedundancyReport, MLPRedundancy or None
+        A RedundancyReport for a one-hidden-layer network, an MLPRedundancy (every hidden layer) for a deep
+        ``nn.Sequential`` MLP.
+    divergence : Divergence or None
+        Whether ‖θ‖ grows while L creeps down over the last snapshots: an escape to infinity, no critical
+        point at finite distance (with the neuron pairs that carry it, at full snapshots).
+    nullity : NullityCheck or None
+        At full snapshots with the critical-point test and redundancy on the dense path: the Hessian
+        nullity the redundancies and symmetries predict against the measured one.
+    contradictions : tuple of Contradiction
+        Verdicts of this snapshot that contradict each other, each with the reason.
+    slices : LandscapeSlices or None
+        The loss along the top and bottom eigenvectors (and a predicted null direction), and on a plane
+        toward the reference (:func:`~torch_landscape.slices.landscape_slices`), vectors dropped.
+    errors : tuple of str
+        One line per diagnostic that failed at this step.
+    """
+
+    step: int
+    num_parameters: int
+    loss: float
+    grad_norm: float
+    seconds: float
+    full: bool = True
+    num_hvp: int = 0
+    learning_rate: float | None = None
+    pl: PLEstimate | None = None
+    one_point: OnePointConvexity | None = None
+    one_point_running_min: float | None = None
+    assignment_changes: int | None = None
+    spectrum: Spectrum | None = None
+    spectrum_ends: str = "both"
+    negative_count: int | None = None
+    trace: TraceEstimate | None = None
+    density: SpectralDensity | None = None
+    critical: CriticalPoint | None = None
+    redundancy: RedundancyReport | MLPRedundancy | None = None
+    divergence: Divergence | None = None
+    nullity: NullityCheck | None = None
+    contradictions: tuple[Contradiction, ...] = ()
+    slices: LandscapeSlices | None = None
+    errors: tuple[str, ...] = ()
