@@ -539,7 +539,7 @@ def test_the_end_of_training_completes_a_light_last_step_without_repeating_it(tm
     """When Lightning cannot say where training ends (e.g. a stream), the last step may get a light
     evaluation before the closing full one; the closing one adds to it without feeding the trackers twice
     or logging a value twice."""
-    monkeypatch.setattr(monitors, "_horizon", lambda trainer: None)
+    monkeypatch.setattr(monitors, "horizon", lambda trainer: None)
     teacher, x, y = teacher_and_data(64)
     monitor = LandscapeMonitor(
         every_n_steps=2, full_every=3, quantities=["pl", "spectrum", "critical"], probe_data=(x, y)

@@ -72,6 +72,7 @@ LIGHT_DENSE_THRESHOLD = 256
 #: spectrum itself took more products, so that the pictures never dominate a full snapshot).
 SLICE_BUDGET = 40.0
 
+
 class _Point(NamedTuple):
     """The objective at the current parameters, shared by every quantity of one snapshot."""
 

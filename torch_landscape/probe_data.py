@@ -120,8 +120,13 @@ def _same_on_every_rank(values: list[float], group: Any, device: torch.device) -
 
 
 def read_probe_data(
-    model: nn.Module, loss_fn: LossFunction | None, loss: BatchLoss | None, data: Any, settings: ProbeSettings,
-    devices: Sequence[torch.device], group: Any,
+    model: nn.Module,
+    loss_fn: LossFunction | None,
+    loss: BatchLoss | None,
+    data: Any,
+    settings: ProbeSettings,
+    devices: Sequence[torch.device],
+    group: Any,
 ) -> tuple[tuple[Any, ...], list[tuple[Tensor, Tensor]] | None]:
     """The objective's (model, loss_fn, batches, params) and the (inputs, targets) batches (None with
     ``loss=``). Read once, under preserved RNG state (iterating a shuffling loader draws random
@@ -136,15 +141,14 @@ def read_probe_data(
     batches = shard([_cast_batch(batch, device, dtype) for batch in batches], False, group, device)
     sizes = [_batch_size(batch) for batch in batches]
     if not batches or not all(sizes):
-        raise ValueError(
-            "with loss=, data must be a non-empty iterable of batches, each holding a tensor of samples."
-        )
+        raise ValueError("with loss=, data must be a non-empty iterable of batches, each holding a tensor of samples.")
     indices = [
         (torch.full((size,), float(index), device=device), torch.zeros(size, device=device))
         for index, size in enumerate(sizes)
     ]
     names = [f"module.{name}" for name in params] if params is not None else None
     return (BatchLossModel(model, loss, batches), BatchLossModel.passthrough, indices, names), None
+
 
 def shard(batches: list[Any], by_sample: bool, group: Any, device: torch.device) -> list[Any]:
     """This rank's part of the probe set: (inputs, targets) batches split into contiguous, nearly equal

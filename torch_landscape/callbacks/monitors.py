@@ -9,7 +9,6 @@ to TensorBoard loggers only.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Literal
@@ -22,17 +21,16 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 
-from ..align import shallow_reference
 from ..eigen import DENSE_THRESHOLD
 from ..objective import LossFunction, check_data
 from ..probe import LandscapeProbe
-from ..probe_data import REDUNDANCY_NEEDS, BatchLoss, is_shallow, preserved_rng, supports_redundancy
+from ..probe_data import REDUNDANCY_NEEDS, BatchLoss, preserved_rng, supports_redundancy
 from ..schedule import FIGURES_MAX_SHARE, OverheadBudget
 from ..settings import FULL_QUANTITIES, LIGHT_TOL, QUANTITIES, OnError, ProbeSettings, check_positive_int
-from ..shallow import find_shallow
 from ..snapshot import LandscapeSnapshot
 from ..writers import console_line, run_verdict, snapshot_scalars
 from ..writers.tensorboard import finite, update_layout, write_figures, write_setup, write_snapshot
+from .trainer import check_reference, draw_probe_set, horizon, learning_rate, process_group, resolve_loss
 
 __all__ = ["ConvexityMonitor", "HessianMonitor", "LandscapeMonitor", "RedundancyMonitor"]
 
@@ -285,9 +283,9 @@ class LandscapeMonitor(Callback):
                 f"{[type(logger).__name__ for logger in trainer.loggers]}); add logger=TensorBoardLogger(...) or "
                 "pass figures=False."
             )
-        self._resolve_loss(pl_module)
+        self._loss_fn = resolve_loss(pl_module, name, self._loss_fn, self._loss)
         if "one_point" in self.quantities:
-            self._check_reference(pl_module)
+            check_reference(pl_module, self.reference, self.settings.params)
         if "redundancy" in self.quantities and not supports_redundancy(pl_module):
             problem = f"redundancy {REDUNDANCY_NEEDS} inside {type(pl_module).__name__}"
             if self._explicit_quantities:
@@ -347,58 +345,8 @@ class LandscapeMonitor(Callback):
         except (TypeError, ValueError) as error:
             raise MisconfigurationException(f"{type(self).__name__}: {error}") from error
 
-    def _resolve_loss(self, pl_module: LightningModule) -> None:
-        name = type(self).__name__
-        if self._loss is not None:
-            return
-        if self._loss_fn is None:
-            candidate = getattr(pl_module, "loss_fn", None)
-            if not callable(candidate):
-                raise MisconfigurationException(
-                    f"{name} needs the training loss. Pass {name}(loss_fn=nn.MSELoss()) (any mean-reduced "
-                    f"loss_fn(outputs, targets)), or set `self.loss_fn = ...` in {type(pl_module).__name__}.__init__; "
-                    "for batches that are not (inputs, targets), pass loss=lambda module, batch: ..."
-                )
-            self._loss_fn = candidate
-        if type(pl_module).forward is LightningModule.forward:
-            raise MisconfigurationException(
-                f"{name} evaluates loss_fn(module(inputs), targets), but {type(pl_module).__name__} defines no "
-                f"forward(); define forward(inputs), or pass loss=lambda module, batch: ... to {name}."
-            )
-
-    def _check_reference(self, pl_module: LightningModule) -> None:
-        reference, names = self.reference, self.settings.params
-        trainable = {
-            n: p for n, p in pl_module.named_parameters() if (n in names if names is not None else p.requires_grad)
-        }
-        if isinstance(reference, Tensor):
-            size = sum(p.numel() for p in trainable.values())
-            if reference.numel() != size:
-                raise MisconfigurationException(
-                    f"reference is a tensor of {reference.numel()} entries but θ has {size}; pass the flat "
-                    "parameters of a model like the student (torch.cat of its parameters) or the model itself."
-                )
-            return
-        if not isinstance(reference, nn.Module):
-            raise MisconfigurationException(
-                f"reference must be an nn.Module like the student or a flat tensor, got {type(reference).__name__}."
-            )
-        if is_shallow(pl_module):
-            try:
-                shallow_reference(find_shallow(pl_module), reference, torch.float64, torch.device("cpu"))
-            except ValueError as error:
-                raise MisconfigurationException(f"reference= does not fit the model: {error}") from None
-            return
-        theirs = dict(reference.named_parameters())
-        wrong = [n for n, p in trainable.items() if n not in theirs or theirs[n].shape != p.shape]
-        if wrong:
-            raise MisconfigurationException(
-                f"reference= does not fit the model: it lacks parameters of the model's shapes {wrong}; pass a "
-                "model of the same architecture as the LightningModule (same parameter names and shapes)."
-            )
-
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._group = _process_group(trainer)
+        self._group = process_group(trainer)
         if not trainer.is_global_zero:
             self._tensorboard = []  # rank zero logs; under DDP the others only take part in the evaluations
             if self._group is None:
@@ -406,7 +354,11 @@ class LandscapeMonitor(Callback):
         start = time.perf_counter()
         # A checkpoint's state, or the previous fit's when ``fit`` is called again.
         state = self._probe_state()
-        data = self._probe_data if self._probe_data is not None else self._draw_probe_set(trainer)
+        data = (
+            self._probe_data
+            if self._probe_data is not None
+            else draw_probe_set(trainer, type(self).__name__, self.probe_size, self.seed)
+        )
         if self._group is not None and "slices" in self.quantities:
             self.quantities = tuple(q for q in self.quantities if q != "slices")
             self._skipped.append("loss slices under DDP (they would evaluate one rank's shard of the probe set)")
@@ -415,38 +367,12 @@ class LandscapeMonitor(Callback):
         if state is not None:
             self.probe.load_state_dict(state)
             self._pending_probe_state = None
-        self._started, self._horizon = start, _horizon(trainer)
+        self._started, self._horizon = start, horizon(trainer)
         self._budget.record("setup", time.perf_counter() - start)
         if self._last_step is None:  # a fresh run: the landscape at initialisation
             # Full where it is cheap (the whole spectrum is dense): the schedule then knows its cost.
             cheap = self.probe.num_parameters <= DENSE_THRESHOLD and self._has_full()
             self._evaluate(trainer, full=self.full_every is not None or cheap)
-
-    def _draw_probe_set(self, trainer: Trainer) -> list[Any]:
-        """``probe_size`` samples of the training dataset, indexed with a private generator.
-
-        Indexing the dataset (rather than iterating the loader) leaves the sampler and the global random
-        streams alone, and gives every DDP rank the same probe set; the RNG state is restored anyway in
-        case the dataset's ``__getitem__`` draws random numbers (augmentations).
-        """
-        name = type(self).__name__
-        loader = trainer.train_dataloader
-        dataset = getattr(loader, "dataset", None)
-        map_style = hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")
-        if not map_style or isinstance(dataset, torch.utils.data.IterableDataset):
-            found = type(dataset).__name__ if dataset is not None else type(loader).__name__
-            raise MisconfigurationException(
-                f"{name} draws its probe set from the training DataLoader's dataset, which must be map-style "
-                f"(with __len__ and __getitem__); got {found}. Pass {name}(probe_data=(inputs, targets)) or "
-                "a DataLoader of probe batches."
-            )
-        generator = torch.Generator().manual_seed(self.seed)
-        indices = torch.randperm(len(dataset), generator=generator)[: self.probe_size].sort().values.tolist()
-        collate = getattr(loader, "collate_fn", None) or torch.utils.data.default_collate
-        with preserved_rng([trainer.lightning_module.device]):
-            # One batch: every extra batch costs the diagnostics a forward call (32 of size 64 made a
-            # light snapshot of the demo network 5 times slower).
-            return [collate([dataset[i] for i in indices])]
 
     # -- schedule ----------------------------------------------------------------------------------------
 
@@ -576,7 +502,7 @@ class LandscapeMonitor(Callback):
     ) -> None:
         start = time.perf_counter()
         step = trainer.global_step
-        snapshot = self.probe.snapshot(step, full=full, quantities=quantities, learning_rate=_learning_rate(trainer))
+        snapshot = self.probe.snapshot(step, full=full, quantities=quantities, learning_rate=learning_rate(trainer))
         scalars = snapshot_scalars(snapshot)
         if quantities is None:
             self._evaluations += 1
@@ -673,36 +599,6 @@ class LandscapeMonitor(Callback):
         if self._pending_probe_state is not None or self.probe is None:
             return self._pending_probe_state
         return self.probe.state_dict()
-
-
-def _process_group(trainer: Trainer) -> Any:
-    """All ranks of a multi-process run (DDP): each then holds a shard of the probe set and takes part in
-    every evaluation (:class:`~torch_landscape.probe.LandscapeProbe`'s ``process_group``); None in one
-    process."""
-    if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.group.WORLD
-    return None
-
-
-def _horizon(trainer: Trainer) -> int | None:
-    """The step at which training will end, when Lightning knows it (max_steps or max_epochs × batches)."""
-    try:
-        total = trainer.estimated_stepping_batches
-    except Exception:  # Lightning cannot size some loaders (e.g. iterable datasets without __len__)
-        return None
-    return int(total) if math.isfinite(total) and total > 0 else None
-
-
-def _learning_rate(trainer: Trainer) -> float | None:
-    """The step size of plain (momentum-free) SGD, the only optimizer for which gradient descent's
-    stability limit λ_max < 2/lr holds; None otherwise (Adam's or L-BFGS's ``lr`` is no such step)."""
-    if not trainer.optimizers:
-        return None
-    optimizer = trainer.optimizers[0]
-    group = optimizer.param_groups[0]
-    if type(optimizer) is not torch.optim.SGD or group.get("momentum", 0) != 0:
-        return None
-    return float(group["lr"])
 
 
 class HessianMonitor(LandscapeMonitor):

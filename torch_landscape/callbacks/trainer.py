@@ -1,0 +1,127 @@
+"""What the monitors read from Lightning: the loss and the reference the module offers, the probe set drawn
+from the training data, the run's length and process group, and the step size of plain SGD. Each check
+raises ``MisconfigurationException`` naming the argument and the fix."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from pytorch_lightning import LightningModule, Trainer
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
+from torch import Tensor, nn
+
+from ..align import shallow_reference
+from ..probe_data import is_shallow, preserved_rng
+from ..shallow import find_shallow
+
+
+def resolve_loss(pl_module: LightningModule, name: str, loss_fn: Any, loss: Any) -> Any:
+    """The loss_fn the monitor ``name`` evaluates: the one given, else the module's ``loss_fn`` attribute
+    (None with ``loss=``); a module without forward() cannot serve loss_fn(module(inputs), targets)."""
+    if loss is not None:
+        return None
+    if loss_fn is None:
+        candidate = getattr(pl_module, "loss_fn", None)
+        if not callable(candidate):
+            raise MisconfigurationException(
+                f"{name} needs the training loss. Pass {name}(loss_fn=nn.MSELoss()) (any mean-reduced "
+                f"loss_fn(outputs, targets)), or set `self.loss_fn = ...` in {type(pl_module).__name__}.__init__; "
+                "for batches that are not (inputs, targets), pass loss=lambda module, batch: ..."
+            )
+        loss_fn = candidate
+    if type(pl_module).forward is LightningModule.forward:
+        raise MisconfigurationException(
+            f"{name} evaluates loss_fn(module(inputs), targets), but {type(pl_module).__name__} defines no "
+            f"forward(); define forward(inputs), or pass loss=lambda module, batch: ... to {name}."
+        )
+    return loss_fn
+
+
+def check_reference(pl_module: LightningModule, reference: Any, names: Any) -> None:
+    """That ``reference`` fits the module: a flat θ* of θ's length, or a model of the same architecture."""
+    trainable = {
+        n: p for n, p in pl_module.named_parameters() if (n in names if names is not None else p.requires_grad)
+    }
+    if isinstance(reference, Tensor):
+        size = sum(p.numel() for p in trainable.values())
+        if reference.numel() != size:
+            raise MisconfigurationException(
+                f"reference is a tensor of {reference.numel()} entries but θ has {size}; pass the flat "
+                "parameters of a model like the student (torch.cat of its parameters) or the model itself."
+            )
+        return
+    if not isinstance(reference, nn.Module):
+        raise MisconfigurationException(
+            f"reference must be an nn.Module like the student or a flat tensor, got {type(reference).__name__}."
+        )
+    if is_shallow(pl_module):
+        try:
+            shallow_reference(find_shallow(pl_module), reference, torch.float64, torch.device("cpu"))
+        except ValueError as error:
+            raise MisconfigurationException(f"reference= does not fit the model: {error}") from None
+        return
+    theirs = dict(reference.named_parameters())
+    wrong = [n for n, p in trainable.items() if n not in theirs or theirs[n].shape != p.shape]
+    if wrong:
+        raise MisconfigurationException(
+            f"reference= does not fit the model: it lacks parameters of the model's shapes {wrong}; pass a "
+            "model of the same architecture as the LightningModule (same parameter names and shapes)."
+        )
+
+
+def draw_probe_set(trainer: Trainer, name: str, probe_size: int, seed: int) -> list[Any]:
+    """``probe_size`` samples of the training dataset, indexed with a private generator.
+
+    Indexing the dataset (rather than iterating the loader) leaves the sampler and the global random
+    streams alone, and gives every DDP rank the same probe set; the RNG state is restored anyway in
+    case the dataset's ``__getitem__`` draws random numbers (augmentations).
+    """
+    loader = trainer.train_dataloader
+    dataset = getattr(loader, "dataset", None)
+    map_style = hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")
+    if not map_style or isinstance(dataset, torch.utils.data.IterableDataset):
+        found = type(dataset).__name__ if dataset is not None else type(loader).__name__
+        raise MisconfigurationException(
+            f"{name} draws its probe set from the training DataLoader's dataset, which must be map-style "
+            f"(with __len__ and __getitem__); got {found}. Pass {name}(probe_data=(inputs, targets)) or "
+            "a DataLoader of probe batches."
+        )
+    generator = torch.Generator().manual_seed(seed)
+    indices = torch.randperm(len(dataset), generator=generator)[:probe_size].sort().values.tolist()
+    collate = getattr(loader, "collate_fn", None) or torch.utils.data.default_collate
+    with preserved_rng([trainer.lightning_module.device]):
+        # One batch: every extra batch costs the diagnostics a forward call (32 of size 64 made a
+        # light snapshot of the demo network 5 times slower).
+        return [collate([dataset[i] for i in indices])]
+
+
+def process_group(trainer: Trainer) -> Any:
+    """All ranks of a multi-process run (DDP): each then holds a shard of the probe set and takes part in
+    every evaluation (:class:`~torch_landscape.probe.LandscapeProbe`'s ``process_group``); None in one
+    process."""
+    if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.group.WORLD
+    return None
+
+
+def horizon(trainer: Trainer) -> int | None:
+    """The step at which training will end, when Lightning knows it (max_steps or max_epochs × batches)."""
+    try:
+        total = trainer.estimated_stepping_batches
+    except Exception:  # Lightning cannot size some loaders (e.g. iterable datasets without __len__)
+        return None
+    return int(total) if math.isfinite(total) and total > 0 else None
+
+
+def learning_rate(trainer: Trainer) -> float | None:
+    """The step size of plain (momentum-free) SGD, the only optimizer for which gradient descent's
+    stability limit λ_max < 2/lr holds; None otherwise (Adam's or L-BFGS's ``lr`` is no such step)."""
+    if not trainer.optimizers:
+        return None
+    optimizer = trainer.optimizers[0]
+    group = optimizer.param_groups[0]
+    if type(optimizer) is not torch.optim.SGD or group.get("momentum", 0) != 0:
+        return None
+    return float(group["lr"])
