@@ -21,7 +21,7 @@ import contextlib
 import math
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -85,8 +85,10 @@ def as_batches(data: Data, name: str = "data") -> list[Batch]:
     """``data`` (one batch or an iterable of batches) as a list of (inputs, targets) tensor pairs; extra
     items of a batch (sample weights, indices) are dropped. Refuses what is not such data, naming ``name``."""
     check_data(data, name)
-    if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, Tensor) for t in data):
-        return [(data[0], data[1])]
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        inputs, targets = data
+        if isinstance(inputs, Tensor) and isinstance(targets, Tensor):
+            return [(inputs, targets)]
     batches = []
     for index, batch in enumerate(data):
         if not (isinstance(batch, (tuple, list)) and len(batch) >= 2):
@@ -279,7 +281,9 @@ class Objective:
     def loss(self, theta: Tensor) -> Tensor:
         """L(θ) = Σ_b (n_b/n) loss_fn(f_θ(x_b), y_b); differentiable, and pure in θ (with a process group,
         this rank's share: :meth:`loss_and_gradient` sums the shares)."""
-        return sum(self.batch_losses(theta))
+        # Python's sum keeps the summation order and start value the numbers were validated with; its result
+        # is a Tensor, never the start value 0, because __init__ refuses data without batches.
+        return cast(Tensor, sum(self.batch_losses(theta)))
 
     def loss_and_gradient(self, theta: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """(L(θ), ∇L(θ)) at θ (default: the model's current parameters), detached."""

@@ -135,8 +135,8 @@ class SymmetricOperator:
         from scipy.sparse.linalg import LinearOperator as ScipyOperator
 
         def matmat(block: np.ndarray) -> np.ndarray:
-            block = torch.as_tensor(np.asarray(block).reshape(self.shape[0], -1))
-            return self.matmat(block).detach().cpu().to(torch.float64).numpy()
+            columns = torch.as_tensor(np.asarray(block).reshape(self.shape[0], -1))
+            return self.matmat(columns).detach().cpu().to(torch.float64).numpy()
 
         return ScipyOperator(self.shape, matvec=lambda v: matmat(v).ravel(), matmat=matmat, dtype=np.float64)
 

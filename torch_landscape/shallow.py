@@ -462,10 +462,16 @@ def shallow_weights(
     W is m×d, b has m entries, A is q×m, c has q entries; b and c are None where the layer has no bias.
     """
 
-    def clone(tensor: Tensor | None) -> Tensor | None:
-        return None if tensor is None else tensor.detach().to(dtype=dtype or tensor.dtype, copy=True)
+    def clone(tensor: Tensor) -> Tensor:
+        return tensor.detach().to(dtype=dtype or tensor.dtype, copy=True)
 
-    return clone(net.hidden.weight), clone(net.hidden.bias), clone(net.output.weight), clone(net.output.bias)
+    b, c = net.hidden.bias, net.output.bias
+    return (
+        clone(net.hidden.weight),
+        None if b is None else clone(b),
+        clone(net.output.weight),
+        None if c is None else clone(c),
+    )
 
 
 def activation_function(net: ShallowNetwork) -> Callable[[Tensor], Tensor]:
@@ -474,13 +480,18 @@ def activation_function(net: ShallowNetwork) -> Callable[[Tensor], Tensor]:
     Unlike calling the module it runs no hooks and never works in place (``nn.ReLU(inplace=True)``).
     """
     act = net.activation
+    # find_shallow sets the kind from the activation's exact class, so these checks pick the same function as
+    # the kind; they also tell the type checker which module's parameters (slope, beta, ...) are read.
+    if isinstance(act, nn.LeakyReLU):
+        return lambda z: torch.nn.functional.leaky_relu(z, act.negative_slope)
+    if isinstance(act, nn.Softplus):
+        return lambda z: torch.nn.functional.softplus(z, act.beta, act.threshold)
+    if isinstance(act, nn.GELU):
+        return lambda z: torch.nn.functional.gelu(z, approximate=act.approximate)
     functions: dict[str, Callable[[Tensor], Tensor]] = {
         "tanh": torch.tanh,
         "sigmoid": torch.sigmoid,
         "relu": torch.relu,
-        "leaky_relu": lambda z: torch.nn.functional.leaky_relu(z, act.negative_slope),
-        "softplus": lambda z: torch.nn.functional.softplus(z, act.beta, act.threshold),
-        "gelu": lambda z: torch.nn.functional.gelu(z, approximate=act.approximate),
         "silu": torch.nn.functional.silu,
         "identity": lambda z: z,
         "square": lambda z: z * z,
