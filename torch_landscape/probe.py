@@ -207,14 +207,18 @@ class LandscapeProbe:
         # With loss=, the objective's model is the loss around the network (parameters "module.<name>"): no
         # neuron matching, and a reference network is seen under the same prefix.
         self._align = is_shallow(model) and loss is None
-        wrap = loss is not None and isinstance(reference, nn.Module)
-        self._reference = nn.ModuleDict({"module": reference}) if wrap else reference
+        self._reference: nn.Module | Tensor | None = reference
+        if loss is not None and isinstance(reference, nn.Module):
+            self._reference = nn.ModuleDict({"module": reference})
         # Build and evaluate the objective once now: a misfit of model, loss, data, params or reference
         # fails here with its name instead of at every snapshot while training goes on.
         with preserved_rng(self._devices), torch.inference_mode(False):
             try:
+                model_, loss_fn_, batches = self._objective_args[:3]
                 objective = Objective(
-                    *self._objective_args[:3],
+                    model_,
+                    loss_fn_,
+                    batches,
                     params=self._objective_args[3],
                     dtype=self.dtype,
                     process_group=self._group,
@@ -225,7 +229,7 @@ class LandscapeProbe:
                 # The objective's model is loss(model, batch) here: say so rather than "model(inputs)".
                 cause = error.__cause__
                 raise ValueError(f"loss(model, batch) fails on the first batch of data: {cause}") from cause
-            if "one_point" in self.quantities:
+            if "one_point" in self.quantities and self._reference is not None:
                 reference_point(objective, self._reference, self._align)
         self._num_samples = objective.num_samples
         #: P, the length of θ.
@@ -277,7 +281,7 @@ class LandscapeProbe:
         """The quantities asked for, or by default every one that applies; an explicit one that cannot
         apply is an error naming the fix."""
         explicit = quantities is not None
-        chosen = check_quantities(quantities if explicit else QUANTITIES)
+        chosen = check_quantities(quantities if quantities is not None else QUANTITIES)
         if not chosen:
             raise ValueError(f"quantities is empty; choose from {list(QUANTITIES)}.")
         missing = {
@@ -456,6 +460,8 @@ class LandscapeProbe:
                 "bounds (hessian/*_error) say how far each eigenvalue may be, and hessian/converged is 0",
             )
         vectors = spectrum.eigenvectors
+        if vectors is None:  # asked for above; a solver returning none is a bug, not a numerical failure
+            raise TypeError("hessian_eigenvalues returned no eigenvectors although they were asked for.")
         self._vectors = spectrum if point.full else None  # for the slices of this snapshot
         self._warm_top = vectors[:, -1:].clone()
         if spectrum.eigenvalues.numel() > 1:
@@ -493,7 +499,7 @@ class LandscapeProbe:
     def _compute_critical(self, point: _Point) -> dict[str, Any]:
         return {
             "critical": classify_critical_point(
-                point.operator, method=self.method, k=self.k, learning_rate=point.learning_rate
+                point.operator, method=self.settings.method, k=self.k, learning_rate=point.learning_rate
             )
         }
 

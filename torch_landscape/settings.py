@@ -131,11 +131,12 @@ class ProbeSettings:
         Relative accuracy asked of λ_max at light evaluations, |λ̂ − λ| ≤ light_tol·|λ̂|; 0 < light_tol < 1.
     """
 
-    quantities: tuple[str, ...] | None = None
+    # Any iterable of names is accepted and normalised to a tuple in __post_init__.
+    quantities: Iterable[str] | None = None
     loss_star: float | None = None
     k: int = 5
     method: Literal["auto", "dense", "lanczos"] = "auto"
-    params: tuple[str, ...] | None = None
+    params: Sequence[str] | None = None
     dtype: torch.dtype = torch.float64
     on_error: OnError = "warn"
     probe_size: int = 2048

@@ -214,12 +214,12 @@ class LandscapeMonitor(Callback):
             )
         except (TypeError, ValueError) as error:
             raise MisconfigurationException(str(error)) from error
-        chosen = self.settings.quantities
+        chosen = tuple(self.settings.quantities or ())
         outside = [q for q in chosen if q not in self.allowed_quantities]
         if outside or not chosen:
             raise MisconfigurationException(
-                f"{type(self).__name__} computes some of {list(self.allowed_quantities)}, got {list(quantities)}; "
-                "use LandscapeMonitor for everything."
+                f"{type(self).__name__} computes some of {list(self.allowed_quantities)}, got "
+                f"{list(quantities or ())}; use LandscapeMonitor for everything."
             )
         if "one_point" in chosen and reference is None:
             if quantities is not None:
@@ -458,7 +458,7 @@ class LandscapeMonitor(Callback):
             # This step's light quantities are logged already; feeding the trackers again would count it twice.
             only = tuple(q for q in self.quantities if q in FULL_QUANTITIES or q in ("spectrum", "trace"))
             self._evaluate(trainer, full=True, quantities=only, figures=figures)
-        elif figures and self.last_snapshot.full:
+        elif figures and self.last_snapshot is not None and self.last_snapshot.full:
             self._evaluate_figures(trainer)
         verdict = run_verdict(self.history, self.notes)
         for logger in self._tensorboard:
@@ -497,37 +497,46 @@ class LandscapeMonitor(Callback):
         self.notes.append(text)
         rank_zero_info(f"{type(self).__name__}: {text}.")
 
+    @property
+    def _running(self) -> LandscapeProbe:
+        """The probe of the run in progress (built when training starts)."""
+        if self.probe is None:
+            raise RuntimeError(f"{type(self).__name__} evaluates only while training (its probe is built then).")
+        return self.probe
+
     def _evaluate(
         self, trainer: Trainer, full: bool, quantities: tuple[str, ...] | None = None, figures: bool = False
     ) -> None:
         start = time.perf_counter()
         step = trainer.global_step
-        snapshot = self.probe.snapshot(step, full=full, quantities=quantities, learning_rate=learning_rate(trainer))
+        snapshot = self._running.snapshot(step, full=full, quantities=quantities, learning_rate=learning_rate(trainer))
         scalars = snapshot_scalars(snapshot)
-        if quantities is None:
-            self._evaluations += 1
-            self.last_snapshot = snapshot
+        previous = self.last_snapshot
+        if quantities is None or previous is None:
+            self._evaluations += int(quantities is None)
+            current = snapshot
         else:  # completing this step's light snapshot: last_snapshot holds everything known at the step
-            logged = snapshot_scalars(self.last_snapshot)
+            logged = snapshot_scalars(previous)
             scalars = {tag: value for tag, value in scalars.items() if tag not in logged or logged[tag] != value}
-            self.last_snapshot = dataclasses.replace(
-                self.last_snapshot,
+            current = dataclasses.replace(
+                previous,
                 full=True,
                 **{q: getattr(snapshot, q) for q in quantities},
-                errors=self.last_snapshot.errors + snapshot.errors,
+                errors=previous.errors + snapshot.errors,
             )
             self.history.pop()
-        self.history.append(self.last_snapshot)
+        self.last_snapshot = current
+        self.history.append(current)
         self._last_step = step
         if full:
             self._last_full_step = step
         scalars.pop("landscape/monitor/seconds", None)  # logged below with everything this evaluation cost
         self._log_scalars(trainer, scalars, step)
         for logger in self._tensorboard:
-            write_setup(logger.experiment, self.probe.describe(), self._skipped)
-            write_snapshot(logger.experiment, self.last_snapshot)
+            write_setup(logger.experiment, self._running.describe(), self._skipped)
+            write_snapshot(logger.experiment, current)
         if full and self.verbose:
-            rank_zero_info(f"{type(self).__name__} {console_line(self.last_snapshot)}")
+            rank_zero_info(f"{type(self).__name__} {console_line(current)}")
         drawing = self._evaluate_figures(trainer, record=False) if figures or (full and self.figures) else None
         seconds = time.perf_counter() - start
         self._budget.record("full" if full else "light", seconds, figures=drawing)
@@ -544,8 +553,10 @@ class LandscapeMonitor(Callback):
     def _evaluate_figures(self, trainer: Trainer, record: bool = True) -> float:
         """Draw the last snapshot's figures to every TensorBoard logger; returns the seconds it took."""
         start = time.perf_counter()
+        if self.last_snapshot is None:
+            return 0.0
         for logger in self._tensorboard:
-            write_figures(logger.experiment, self.last_snapshot, self.probe.trajectory)
+            write_figures(logger.experiment, self.last_snapshot, self._running.trajectory)
         seconds = time.perf_counter() - start
         if record:
             self._budget.record("full", seconds, figures=seconds)

@@ -81,7 +81,7 @@ def draw_probe_set(trainer: Trainer, name: str, probe_size: int, seed: int) -> l
     loader = trainer.train_dataloader
     dataset = getattr(loader, "dataset", None)
     map_style = hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")
-    if not map_style or isinstance(dataset, torch.utils.data.IterableDataset):
+    if dataset is None or not map_style or isinstance(dataset, torch.utils.data.IterableDataset):
         found = type(dataset).__name__ if dataset is not None else type(loader).__name__
         raise MisconfigurationException(
             f"{name} draws its probe set from the training DataLoader's dataset, which must be map-style "
