@@ -1,4 +1,4 @@
-"""make demo: efficient vs redundant tanh students, watched by LandscapeMonitor (theory.md §6, E4).
+"""make demo: efficient vs redundant tanh students, watched by LandscapeMonitor (docs/theory.md §6, E4).
 
 A teacher f*(x) = Σ_j a_j tanh(w_j·x + b_j) + c with m* = 3 neurons labels n = 500 Gaussian inputs in
 d = 2 (noiseless). Two students are trained on it with Lightning (float64, full-batch L-BFGS), each with a

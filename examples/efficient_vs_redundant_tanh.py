@@ -1,10 +1,10 @@
-"""Efficient vs redundant tanh students (Benning–Dereich; theory.md §6 E4).
+"""Efficient vs redundant tanh students (Benning–Dereich; docs/theory.md §6 E4).
 
 A tanh teacher with m* = 3 hidden neurons (d = 2, biases) labels n = 500 Gaussian inputs. Students of width
 3 (exact) and 4 or 6 (wider) are fitted by full-batch float64 L-BFGS, with noiseless labels and with label
 noise σ = 0.1. Benning–Dereich: efficient minimisers (no neuron can be removed) generically have strongly
 convex neighbourhoods; redundant ones are never isolated, so their Hessian is singular, and the redundancy
-rules explain the null directions (theory.md §4.5).
+rules explain the null directions (docs/theory.md §4.5).
 
 Run:  python examples/efficient_vs_redundant_tanh.py [--quick]      (TensorBoard: runs/efficient_vs_redundant_tanh)
 """
@@ -58,7 +58,7 @@ def fit_student(width, x, y, teacher, *, seed, restarts, max_iter, loss_star, tb
 def main(quick: bool = False, logdir: str | Path = "runs") -> dict:
     report = Report(
         "Efficient vs redundant tanh students (teacher m* = 3, d = 2)",
-        "Benning & Dereich, arXiv:2504.08867 (2025); Sussmann (1992); theory.md §6 E4, §4.5",
+        "Benning & Dereich, arXiv:2504.08867 (2025); Sussmann (1992); docs/theory.md §6 E4, §4.5",
     )
     torch.manual_seed(0)
     d, m_star, n = 2, 3, (100 if quick else 500)

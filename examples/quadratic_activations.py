@@ -3,7 +3,7 @@
 f(x) = Σ_j (w_j·x)² = xᵀWᵀWx (``torch_landscape.Square``, output weights fixed to 1, no biases), Gaussian
 inputs, labels from a planted M* = W_tᵀW_t of rank r. The student has k = 4 ≥ d = 3 neurons and is trained by
 plain gradient descent from a small random init. SJL: with k ≥ d there are no spurious minima, GD reaches
-L = 0. How fast depends on M* (theory.md §2.4): full rank r = d gives a minimum that is Morse–Bott modulo the
+L = 0. How fast depends on M* (docs/theory.md §2.4): full rank r = d gives a minimum that is Morse–Bott modulo the
 O(k) symmetry (PL holds, linear convergence, Łojasiewicz slope 1); rank-deficient r < d gives quartic growth
 in the directions that would add rank (p = 4, θ_Ł = 3/4): PL fails, L ~ t⁻², slope 2θ_Ł = 1.5, η·t·‖∇L‖²/L → 2.
 
@@ -116,7 +116,7 @@ def gd_final_loss(d: int, k: int, n: int, steps: int, lr: float, seed: int) -> f
 def main(quick: bool = False, logdir: str | Path = "runs") -> dict:
     report = Report(
         "Quadratic activations: full-rank vs rank-deficient planted M* (d = 3, k = 4)",
-        "Soltanolkotabi, Javanmard & Lee, IEEE T-IT 2019, arXiv:1707.04926; theory.md §2.4, §6 E7, T6",
+        "Soltanolkotabi, Javanmard & Lee, IEEE T-IT 2019, arXiv:1707.04926; docs/theory.md §2.4, §6 E7, T6",
     )
     d, k, n = 3, 4, (100 if quick else 400)
     steps = 1500 if quick else 20000

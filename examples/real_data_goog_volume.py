@@ -56,7 +56,7 @@ def main(quick: bool = False, logdir: str | Path = "runs") -> dict:
 
     report = Report(
         "Real data: GOOG daily log volume from price range (1046 days, 3 features), tanh width 8",
-        "no paper claim: what the monitors report on data nobody planted (theory.md §1–§4)",
+        "no paper claim: what the monitors report on data nobody planted (docs/theory.md §1–§4)",
     )
     x, y = load()
     if quick:

@@ -1,6 +1,6 @@
 """ReLU students with k vs k + 1 neurons learning a k-neuron ReLU teacher (Safran–Yehudai–Shamir; Xu–Du; E1).
 
-Teacher: k = 2 orthonormal ReLU neurons in d = 3, output weights fixed to 1, no biases (theory.md §0.2).
+Teacher: k = 2 orthonormal ReLU neurons in d = 3, output weights fixed to 1, no biases (docs/theory.md §0.2).
 Students of width k and k + 1 (same conventions) are trained by plain gradient descent (η = 0.05) from a small
 random init (0.1·N(0, I)) on a large Gaussian sample, the empirical stand-in for the population loss.
 Expected: at width k, a nondegenerate minimum (local strong convexity), PL ratio → λ_min, linear rate; at
@@ -14,7 +14,7 @@ embedded in width 5 by a new neuron with output weight 0 and input weight u. The
 D(u) = (2/n) Σ_x r_x relu(u·x) = ∂L/∂a_new vanishes (the other partial derivatives are θ̄'s, or carry the
 factor a_new = 0); u is found on the unit sphere by bisection between a direction with D > 0 and one with
 D < 0. There the (a_new, u) block of the Hessian is [[h, gᵀ], [g, 0]] with g = (2/n) Σ_x r_x 1{u·x > 0} x ≠ 0
-(theory.md §1.6, R-zero): indefinite, so the embedded point is a strict saddle although θ̄ was a minimum.
+(docs/theory.md §1.6, R-zero): indefinite, so the embedded point is a strict saddle although θ̄ was a minimum.
 
 Run:  python examples/relu_mild_overparameterization.py [--quick]
       (TensorBoard: runs/relu_mild_overparameterization)
@@ -171,7 +171,7 @@ def width_escape(report) -> dict:
 def main(quick: bool = False, logdir: str | Path = "runs") -> dict:
     report = Report(
         "Mild over-parameterization: ReLU students of width k = 2 and k + 1 = 3 (d = 3)",
-        "Safran, Yehudai & Shamir, COLT 2021, arXiv:2006.01005; Xu & Du, COLT 2023; theory.md §6 E1, §2.4, §3.4",
+        "Safran, Yehudai & Shamir, COLT 2021, arXiv:2006.01005; Xu & Du, COLT 2023; docs/theory.md §6 E1, §2.4, §3.4",
     )
     k, d = 2, 3
     n = 1000 if quick else 4000

@@ -6,13 +6,13 @@ the global minimum is L = 0). Students of the same width, f(x) = Σ_i a_i relu(w
 from N(0, 1/d) weights; full-batch float64 L-BFGS, then Newton polishing on the dense Hessian, takes each to a
 critical point. Every end point is classified by the library: its Morse index, nullity and the nullity
 modulo the per-neuron rescaling symmetry (a_i, w_i) → (a_i/c, c·w_i), which makes every ReLU critical point
-have at least k null directions (theory.md §1.4). A run ending at L > 0 with index 0 is a spurious local
-minimum. Within one activation region a ReLU critical point with all a_i ≠ 0 has H = GN ⪰ 0 (theory.md §1.6),
+have at least k null directions (docs/theory.md §1.4). A run ending at L > 0 with index 0 is a spurious local
+minimum. Within one activation region a ReLU critical point with all a_i ≠ 0 has H = GN ⪰ 0 (docs/theory.md §1.6),
 so the Hessian verdict is valid only if no data point sits on a kink: the kink margin min |w_i·x|/‖w_i‖ is
 printed, and runs that end on a kink are counted apart (the Hessian is undefined there). The full run also
 counts width k + 1 students (Safran–Shamir: mild over-parameterization makes spurious minima rarer).
 
-Part B (Zhou–Liang's positive result, theory.md T2): one-hidden-layer *linear* networks y = a·(Wx) trained from
+Part B (Zhou–Liang's positive result, docs/theory.md T2): one-hidden-layer *linear* networks y = a·(Wx) trained from
 random inits always reach the least-squares loss; the origin is a strict saddle with Morse index h.
 
 Run:  python examples/relu_spurious_minimum_and_linear_nets.py [--quick]
@@ -292,7 +292,7 @@ def draw_a_spurious_basin(relu: dict, logdir) -> None:
 def main(quick: bool = False, logdir: str | Path = "runs") -> dict:
     report = Report(
         "Spurious minima of ReLU networks (counted over seeds) vs linear networks (none)",
-        "Zhou & Liang, ICLR 2018, arXiv:1710.11205; Safran & Shamir, ICML 2018; theory.md §6 E3, E5, T2",
+        "Zhou & Liang, ICLR 2018, arXiv:1710.11205; Safran & Shamir, ICML 2018; docs/theory.md §6 E3, E5, T2",
     )
     relu = count_relu_minima(report, quick)
     draw_a_spurious_basin(relu, logdir)

@@ -1,6 +1,6 @@
 """A split neuron: a degenerate non-global minimum escaped along a flat, then descending path (Petzka–Sminchisescu).
 
-The case is built, not searched for (theory.md §1.7, §6 E6). A 2-neuron tanh network θ̄ in d = 2 is fixed, and
+The case is built, not searched for (docs/theory.md §1.7, §6 E6). A 2-neuron tanh network θ̄ in d = 2 is fixed, and
 the labels are y = f_θ̄(X) − r with a residual r chosen orthogonal to the columns of the small network's
 Jacobian J (so ∇L(θ̄) = (2/n) Jᵀr = 0: θ̄ is critical by construction) and such that the "inner Hessian"
 
@@ -204,7 +204,7 @@ def draw_the_line(small: nn.Sequential, x, y, tb) -> None:
 def main(quick: bool = False, logdir: str | Path = "runs") -> dict:
     report = Report(
         "Split-neuron escape: a degenerate non-global minimum on a flat line of critical points",
-        "Petzka & Sminchisescu, JMLR 22 (2021), arXiv:1812.06486; Fukumizu–Amari; theory.md §1.7, §6 E6",
+        "Petzka & Sminchisescu, JMLR 22 (2021), arXiv:1812.06486; Fukumizu–Amari; docs/theory.md §1.7, §6 E6",
     )
     loss_fn = nn.MSELoss()
     n = 60

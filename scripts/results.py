@@ -186,7 +186,7 @@ def sys_rows(out: dict) -> list[tuple[str, ...]]:
             all(m > 0 for m in k1["profile_median"]) and 0 < max(k1["profile_frac_bad"]) < 0.5,
             "not resolved: no random direction was bad in this run, while the quick run (n = 1000, 800 GD steps, "
             "farther from the minimum) finds 2–6% bad and min ρ < 0 at r = 4e-4; the proxy samples directions at "
-            "random, and whether it is SYS's notion is [unsure] (theory.md §3.4)",
+            "random, and whether it is SYS's notion is [unsure] (docs/theory.md §3.4)",
         ),
         row(
             "non-global min of k = 4 neurons, embedded at k + 1",

@@ -1,4 +1,4 @@
-"""Neuron alignment of a reference into a model's gauge (theory.md §3.3, T10 alignment cases)."""
+"""Neuron alignment of a reference into a model's gauge (docs/theory.md §3.3, T10 alignment cases)."""
 
 import copy
 import itertools

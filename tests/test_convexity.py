@@ -1,4 +1,4 @@
-"""PL and one-point convexity against closed forms (theory.md §2, §3, T1, T10 estimator units)."""
+"""PL and one-point convexity against closed forms (docs/theory.md §2, §3, T1, T10 estimator units)."""
 
 import copy
 import math

@@ -1,4 +1,4 @@
-"""Critical-point classification against the closed forms of theory.md §5 (T1, T2, T3, T6)."""
+"""Critical-point classification against the closed forms of docs/theory.md §5 (T1, T2, T3, T6)."""
 
 import math
 
@@ -160,7 +160,7 @@ def test_lanczos_path_agrees_with_dense():
     assert point.quotient_eigenvalues.tolist() == pytest.approx([4.5, 2 * (1.5**2 + 5.25 / 1.5**2)], abs=1e-10)
 
 
-# (k, d, r, n, nullity kd − min(n, D_r), orbit dimension kr − r(r+1)/2), theory.md T6.
+# (k, d, r, n, nullity kd − min(n, D_r), orbit dimension kr − r(r+1)/2), docs/theory.md T6.
 QUADRATIC = [(4, 3, 3, 40, 6, 6), (4, 3, 3, 4, 8, 6), (4, 3, 2, 40, 7, 5), (5, 3, 1, 40, 12, 4), (3, 3, 3, 40, 3, 3)]
 
 

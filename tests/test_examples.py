@@ -166,11 +166,11 @@ def test_quadratic_activations(tmp_path):
     k = 4
     # SJL: over-parameterised (k ≥ d), no spurious minima: every init reaches L = 0 (measured ≈ 5e-30).
     assert max(full["init_losses"]) <= 1e-20
-    # Full rank: Morse–Bott modulo O(k) — nullity = orbit dimension k(k−1)/2 = 6 (theory.md T6), PL bounded
+    # Full rank: Morse–Bott modulo O(k) — nullity = orbit dimension k(k−1)/2 = 6 (docs/theory.md T6), PL bounded
     # away from 0 (measured μ_min ≈ 2.3), Łojasiewicz slope 1 (linear rate) and a contraction < 1 per step.
     assert full["kind"] == "min_mod_symmetry" and full["nullity"] == k * (k - 1) // 2 and full["quotient_nullity"] == 0
     assert full["mu_running_min"] > 1.0 and abs(full["slope"] - 1) < 0.1 and full["contraction"] < 0.99
-    # Rank-deficient M*: quartic growth, PL fails — slope 2θ_Ł = 1.5, η·t·‖∇L‖²/L → 2 (theory.md §2.4).
+    # Rank-deficient M*: quartic growth, PL fails — slope 2θ_Ł = 1.5, η·t·‖∇L‖²/L → 2 (docs/theory.md §2.4).
     assert low["mu"] < 0.1 * full["mu_running_min"] and abs(low["slope"] - 1.5) < 0.1
     # Not a Morse–Bott minimum: degenerate, or not yet critical in the Newton-step sense at a polynomial rate
     # (off the minimum set the Hessian may still have small negative eigenvalues, so no index is asserted).
@@ -181,7 +181,7 @@ def test_relu_mild_overparameterization(tmp_path):
     module = load("relu_mild_overparameterization")
     out = module.main(quick=True, logdir=tmp_path)
     k_run, k1_run, embedding = out["width2"], out["width3"], out["embedding"]
-    # k = k*: strongly convex near the global minimum. Population closed form (theory.md E1): λ_min = ½ − 1/π
+    # k = k*: strongly convex near the global minimum. Population closed form (docs/theory.md E1): λ_min = ½ − 1/π
     # ≈ 0.1817; n = 1000 samples move it by O(1/√n) ≈ 3%, so 5%. The PL ratio tends to λ_min (§2.4).
     assert k_run["kind"] == "nondegenerate_min"
     assert k_run["lambda_min"] == pytest.approx(0.5 - 1 / math.pi, rel=0.05)

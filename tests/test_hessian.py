@@ -6,7 +6,7 @@ from helpers import dense_truth, regression_data, shallow
 from torch_landscape import HessianOperator
 from torch_landscape.shallow import structured_diagonal, structured_hessian
 
-# theory.md T1: linear regression on four points, H = (2/n) X̃ᵀX̃ = diag(8, 0.5, 2) at every θ.
+# docs/theory.md T1: linear regression on four points, H = (2/n) X̃ᵀX̃ = diag(8, 0.5, 2) at every θ.
 T1_X = torch.tensor([[2.0, 0.5], [2.0, -0.5], [-2.0, 0.5], [-2.0, -0.5]], dtype=torch.float64)
 T1_Y = torch.tensor([[1.0], [-2.0], [0.5], [3.0]], dtype=torch.float64)
 

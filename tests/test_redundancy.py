@@ -1,4 +1,4 @@
-"""Neuron redundancy (issue 4; theory.md §4, T3, T4, T6).
+"""Neuron redundancy (issue 4; docs/theory.md §4, T3, T4, T6).
 
 Tolerances: merges are verified at tol = 1e-10·(1 + max|f|) (theory §4.4); float64 rounding of the merged
 outputs is ~1e-15, so the tests assert the verified bound itself. Null vectors are exact up to rounding of
@@ -97,7 +97,7 @@ CASES = {  # case: (rule, neurons, expected nullity)
 
 
 def stated_null_vectors(case):
-    """theory.md T4's exact null vectors in θ = [W (12), b (4), a (4), c (1)]."""
+    """docs/theory.md T4's exact null vectors in θ = [W (12), b (4), a (4), c (1)]."""
     P = 21
     u = lambda i: [3 * i, 3 * i + 1, 3 * i + 2, 12 + i]  # noqa: E731
     a, c = lambda i: 16 + i, 20  # noqa: E731

@@ -1,5 +1,5 @@
 """Property: plant a random redundancy of a kind the activation admits into a random shallow network; it is
-found at function level and the merged network reproduces the outputs (theory.md §4.2, §4.4).
+found at function level and the merged network reproduces the outputs (docs/theory.md §4.2, §4.4).
 
 Tolerance: the report's own bound tol·(1 + max|f|) with tol = 1e-10; fresh points (not the probe set) get
 10× that, since the probe set only samples the input space. Weights ~ N(0, 1) and inputs ~ N(0, I) with

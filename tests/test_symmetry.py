@@ -1,4 +1,4 @@
-"""Continuous-symmetry tangents and the quotient basis against closed forms (theory.md §1.4, T2, T6, T10)."""
+"""Continuous-symmetry tangents and the quotient basis against closed forms (docs/theory.md §1.4, T2, T6, T10)."""
 
 import pytest
 import torch
@@ -147,7 +147,7 @@ def test_quadratic_orbit_tangents_are_null_and_have_orbit_dimension(k, d, r):
     objective = Objective(model, nn.MSELoss(), data, dtype=F64)
     hessian, _ = truth(objective)
     basis = quotient_basis(symmetry_tangents(objective).vectors, objective.theta)
-    # dim{SW : S skew} at rank W = r is kr − r(r+1)/2 (theory.md T6).
+    # dim{SW : S skew} at rank W = r is kr − r(r+1)/2 (docs/theory.md T6).
     assert basis.rank == k * r - r * (r + 1) // 2
     generator = torch.Generator().manual_seed(1)
     W = model[0].weight.detach()
@@ -214,7 +214,7 @@ def test_zero_neurons_give_no_tangent():
         model[0].weight[3] = 0.0
         model[0].bias[3] = 0.0
         model[2].weight[0, 3] = 0.0
-    # theory.md §1.4: drop tangents with ‖v‖ ≤ 1e-12·max(‖θ‖, 1), e.g. all-zero neurons.
+    # docs/theory.md §1.4: drop tangents with ‖v‖ ≤ 1e-12·max(‖θ‖, 1), e.g. all-zero neurons.
     assert symmetry_tangents(Objective(model, nn.MSELoss(), data)).count == 3
 
 

@@ -5,7 +5,7 @@ Ground truths: a least-squares problem (H constant, so the distance to the minim
 checked against the pseudo-inverse of the independent jacrev(jacrev) Hessian); two fixtures saved from the
 runs the issue describes (tests/fixtures/make_verdict_fixtures.py): the diverging width-6 tanh student of
 ``efficient_vs_redundant_tanh`` and the demo's seed-5 wider student, whose two output weights ≈ 1.2e-9 make
-each hidden neuron predict d + 1 = 3 null directions (theory.md §4.5, rule A1).
+each hidden neuron predict d + 1 = 3 null directions (docs/theory.md §4.5, rule A1).
 """
 
 import math

@@ -1,4 +1,4 @@
-"""Map a reference network (a teacher, a checkpoint) into a model's gauge (theory.md §3.3).
+"""Map a reference network (a teacher, a checkpoint) into a model's gauge (docs/theory.md §3.3).
 
 A one-hidden-layer network f(x) = Σ_i a_i σ(u_i·x̃) + c (u_i = (w_i, b_i), a_i = A_{:,i} ∈ R^q) computes the
 same function after permuting its neurons and after each neuron map its activation allows:

@@ -1,4 +1,4 @@
-"""Polyak–Łojasiewicz and one-point strong convexity diagnostics (theory.md §2, §3).
+"""Polyak–Łojasiewicz and one-point strong convexity diagnostics (docs/theory.md §2, §3).
 
 The computations live in :mod:`torch_landscape.pl` (the PL ratio along a run) and
 :mod:`torch_landscape.one_point` (one-point strong convexity against an aligned reference); this module

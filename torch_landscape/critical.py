@@ -1,4 +1,4 @@
-"""Classify the current parameters as a critical point of the objective (theory.md §1.2–§1.5).
+"""Classify the current parameters as a critical point of the objective (docs/theory.md §1.2–§1.5).
 
 :func:`classify_critical_point` runs in stages: spectrum (:func:`_spectra`) → tolerances and the Newton-step
 criticality test (:func:`~torch_landscape.newton._tolerances`) → kind → explanation (both in
@@ -32,7 +32,7 @@ from .objective import Data, LossFunction, Objective, as_objective
 from .operators import HessianOperator, QuotientOperator
 from .symmetry import QuotientBasis, quotient_basis, symmetry_tangents
 
-#: ``method="auto"`` classifies from the full spectrum up to this many parameters (theory.md §0.3,
+#: ``method="auto"`` classifies from the full spectrum up to this many parameters (docs/theory.md §0.3,
 #: dense_max_P). It is above eigen.DENSE_THRESHOLD because classification needs the eigenvalues near 0,
 #: where networks have a large cluster that Lanczos resolves slowly: on a trained ReLU network with
 #: P = 1201 (2 loaded cores) the dense path took 5 s and block Lanczos at both ends 50-80 s.
@@ -235,7 +235,7 @@ def classify_critical_point(
         certainly negative = #{λ + max(error bound, rtol_zero·s, atol_zero) < 0}            (every θ)
 
     δ (the Newton step) is exact on the dense path and a MINRES upper bound on the Lanczos path. The kind
-    (theory.md §1.3): "not_critical", "strict_saddle", "nondegenerate_min", "min_mod_symmetry" or "degenerate".
+    (docs/theory.md §1.3): "not_critical", "strict_saddle", "nondegenerate_min", "min_mod_symmetry" or "degenerate".
 
     Parameters
     ----------
@@ -252,7 +252,7 @@ def classify_critical_point(
     learning_rate
         If given, ``edge_of_stability`` = λ_max · lr / 2.
     probe, max_probes, seed
-        At a degenerate point on the dense path, run the profile probes (theory.md §1.5) along at most
+        At a degenerate point on the dense path, run the profile probes (docs/theory.md §1.5) along at most
         ``max_probes`` null directions of H_q, chosen with a generator seeded by ``seed``: evidence, not proof.
     """
     numbers = dict(tol=tol, rtol_grad=rtol_grad, rtol_zero=rtol_zero, atol_zero=atol_zero, length_min=length_min)

@@ -1,4 +1,4 @@
-"""Stages 3 and 4 of :func:`~torch_landscape.critical.classify_critical_point` (theory.md §1.3–§1.5).
+"""Stages 3 and 4 of :func:`~torch_landscape.critical.classify_critical_point` (docs/theory.md §1.3–§1.5).
 
 From the evidence of stages 1–2 (spectra, tolerances, counts): the kind of the point and the sentence that
 justifies it (:func:`_kind`), then the profile probes at a degenerate point and the notes on what the
@@ -22,7 +22,7 @@ from .symmetry import QuotientBasis, SymmetryTangents
 Kind = Literal["not_critical", "strict_saddle", "nondegenerate_min", "min_mod_symmetry", "degenerate"]
 
 #: Largest principal angle (radians) between the numerical null space and the symmetry tangents for the
-#: null space to count as the symmetry orbit's tangent space (theory.md §1.3).
+#: null space to count as the symmetry orbit's tangent space (docs/theory.md §1.3).
 NULL_ALIGNMENT_TOLERANCE = 1e-3
 
 
@@ -91,7 +91,7 @@ def _null_alignment(evidence: _Evidence, nullity: int) -> float:
 
 
 def _kind(evidence: _Evidence) -> tuple[Kind, str, float]:
-    """Stage 3: the kind, the sentence that justifies it, and the null-space alignment (theory.md §1.3)."""
+    """Stage 3: the kind, the sentence that justifies it, and the null-space alignment (docs/theory.md §1.3)."""
     spectra, tolerances, basis, tangents = evidence.spectra, evidence.tolerances, evidence.basis, evidence.tangents
     if not tolerances.critical:
         return "not_critical", _not_critical(evidence), math.nan

@@ -1,4 +1,4 @@
-"""The first-order test of a critical point: the shortest step to a zero gradient up to rounding (theory.md §1.2).
+"""The first-order test of a critical point: the shortest step to a zero gradient up to rounding (docs/theory.md §1.2).
 
 :func:`criticality` is the one home of the test; :func:`~torch_landscape.critical.classify_critical_point` and
 :func:`~torch_landscape.redundancy.redundancy_nullity_check` both use it.
@@ -123,7 +123,7 @@ def _newton_step(
 
 @dataclass(frozen=True)
 class _Tolerances:
-    """Stage 2: the scales and tolerances of theory.md §1.2, and the criticality verdict."""
+    """Stage 2: the scales and tolerances of docs/theory.md §1.2, and the criticality verdict."""
 
     grad_norm: float
     scale: float  # s = max |λ|
@@ -139,7 +139,7 @@ class _Tolerances:
 
 @dataclass(frozen=True)
 class _Constants:
-    """The constants of the criticality test and of the zero band τ (theory.md §1.2), defaults resolved."""
+    """The constants of the criticality test and of the zero band τ (docs/theory.md §1.2), defaults resolved."""
 
     rtol_grad: float
     rtol_zero: float
@@ -154,7 +154,7 @@ def default_rtol_grad(dtype: torch.dtype) -> float:
 
 
 def default_rtol_zero(dtype: torch.dtype) -> float:
-    """The relative zero band of eigenvalues: 1e-8 in float64, 1e-4 in lower precision (theory.md §1.2)."""
+    """The relative zero band of eigenvalues: 1e-8 in float64, 1e-4 in lower precision (docs/theory.md §1.2)."""
     return 1e-8 if dtype == torch.float64 else 1e-4
 
 

@@ -1,4 +1,4 @@
-"""Profile probes along the null directions of a degenerate critical point (theory.md §1.5).
+"""Profile probes along the null directions of a degenerate critical point (docs/theory.md §1.5).
 
 ψ_u(t) = min_{z ⊥ u, z ⊥ span(V)} L(θ + tu + z) − L(θ) tells a flat direction (a set of equal-loss points)
 from higher-order growth and from descent, where straight-line probes cannot: along a curved orbit a

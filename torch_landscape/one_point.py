@@ -1,4 +1,4 @@
-"""One-point strong convexity with respect to a reference point (theory.md §3).
+"""One-point strong convexity with respect to a reference point (docs/theory.md §3).
 
 - :func:`one_point_convexity` — ⟨∇L(θ), θ − θ*⟩ / ‖θ − θ*‖² against a reference aligned to the model.
 - :func:`one_point_convexity_profile` — a proxy for "one-point strongly convex in most directions".
@@ -21,7 +21,7 @@ from .symmetry import quotient_basis, symmetry_tangents
 
 @dataclass(frozen=True)
 class OnePointConvexity:
-    """One-point strong convexity of L at θ with respect to a reference θ* (theory.md §3.1).
+    """One-point strong convexity of L at θ with respect to a reference θ* (docs/theory.md §3.1).
 
     Attributes
     ----------
@@ -108,14 +108,14 @@ def one_point_convexity(
         θ*: a network of the same architecture (possibly with fewer hidden neurons, e.g. the teacher of
         an over-parameterised student) or a flat tensor in θ's layout.
     align
-        Map the reference into the model's gauge first (theory.md §3.3): match hidden neurons and apply
+        Map the reference into the model's gauge first (docs/theory.md §3.3): match hidden neurons and apply
         the activation's symmetries, so that μ measures the distance to the nearest equivalent
         reference. Needs a one-hidden-layer network.
 
     Notes
     -----
     If the minimisers are not isolated, μ against one fixed θ* is 0 along the minimiser set; alignment
-    approximates the projection onto that set (theory.md §3.1).
+    approximates the projection onto that set (docs/theory.md §3.1).
     """
     if reference is None:
         raise TypeError("one_point_convexity needs a reference (a network or a flat tensor).")
@@ -142,7 +142,7 @@ def one_point_convexity(
 
 @dataclass(frozen=True)
 class OnePointProfile:
-    """A *proxy* for "one-point strongly convex in most directions" (theory.md §3.4).
+    """A *proxy* for "one-point strongly convex in most directions" (docs/theory.md §3.4).
 
     Attributes
     ----------
@@ -201,7 +201,7 @@ def one_point_convexity_profile(
 ) -> OnePointProfile:
     """A proxy for "one-point strongly convex in most directions" around a minimiser θ*.
 
-    This is **a proxy**: Safran–Yehudai–Shamir's exact quantifiers could not be checked (theory.md §3.4).
+    This is **a proxy**: Safran–Yehudai–Shamir's exact quantifiers could not be checked (docs/theory.md §3.4).
     For M random unit directions D (Gaussian, from a private generator) and each radius
     r = radii_i · max(‖θ*‖/√P, 1e-3), it computes
 

@@ -1,4 +1,4 @@
-"""Polyak–Łojasiewicz diagnostics (theory.md §2).
+"""Polyak–Łojasiewicz diagnostics (docs/theory.md §2).
 
 - :func:`pl_ratio` — μ = ‖∇L‖² / (2 (L − L*)) on the full objective.
 - :class:`PLTracker` — the same along a run: running and window minima, an estimate of L* when it is
@@ -21,7 +21,7 @@ from .settings import check_loss_star
 
 
 def _rounding_floor(loss: float, initial_loss: float, dtype: torch.dtype) -> float:
-    """floor = max(1e-12·max(1, |L_0|), 10·ε·|L|): below it L − L* is rounding, not signal (theory.md §2.3)."""
+    """floor = max(1e-12·max(1, |L_0|), 10·ε·|L|): below it L − L* is rounding, not signal (docs/theory.md §2.3)."""
     return max(1e-12 * max(1.0, abs(initial_loss)), 10 * torch.finfo(dtype).eps * abs(loss))
 
 
@@ -42,7 +42,7 @@ def pl_ratio(
 ) -> float:
     """The Polyak–Łojasiewicz ratio μ = ‖∇L(θ)‖² / (2 (L(θ) − L*)) of the full objective.
 
-    A function is μ-PL on a set when this ratio is ≥ μ everywhere on it (theory.md §2.1).
+    A function is μ-PL on a set when this ratio is ≥ μ everywhere on it (docs/theory.md §2.1).
 
     Parameters
     ----------
@@ -143,7 +143,7 @@ class PLEstimate:
 
 
 class PLTracker:
-    """PL diagnostics along a training run, from (step, L, ‖∇L‖²) of each evaluation (theory.md §2).
+    """PL diagnostics along a training run, from (step, L, ‖∇L‖²) of each evaluation (docs/theory.md §2).
 
     Feed it the loss and squared gradient norm of a fixed, full probe objective (a minibatch gradient
     overestimates ‖∇L‖² by tr Σ/B). It keeps the whole history, three floats per evaluation, so that

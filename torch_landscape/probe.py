@@ -9,7 +9,7 @@ This is the framework-agnostic core of the Lightning monitors and the plain-loop
             log_snapshot(writer, probe.snapshot(step, full=step % 500 == 0, learning_rate=lr), probe)
 
 (``log_snapshot`` is :func:`torch_landscape.writers.log_snapshot`.) A snapshot evaluates the objective L(θ)
-(the mean loss over the probe data, theory.md §0.2) at the model's current parameters, in float64 on a
+(the mean loss over the probe data, docs/theory.md §0.2) at the model's current parameters, in float64 on a
 copy, through the core functions (one place computes each quantity), and returns a
 :class:`LandscapeSnapshot`. The probe carries what links snapshots: the last eigenvectors
 (warm start of the next eigen-solve), the PL and one-point running state, and the eigenvalue trajectory.
@@ -550,7 +550,7 @@ class LandscapeProbe:
         return out
 
     def describe(self) -> str:
-        """What the snapshots measure and on what, in Markdown (the metadata of theory.md §7)."""
+        """What the snapshots measure and on what, in Markdown (the metadata of docs/theory.md §7)."""
         model, loss_fn, _, _ = self._objective_args
         size, samples = self.num_parameters, self._num_samples
         loss = (

@@ -25,7 +25,7 @@ class Square(nn.Module):
         return z * z
 
 
-# name, activation class (theory.md §4.2): "odd" σ(−z) = κ − σ(z); "linear_odd_part" σ(z) − σ(−z) = αz
+# name, activation class (docs/theory.md §4.2): "odd" σ(−z) = κ − σ(z); "linear_odd_part" σ(z) − σ(−z) = αz
 # (ReLU-type ones also positively homogeneous); "quadratic"; "linear".
 _ACTIVATIONS: dict[type, str] = {
     nn.Tanh: "tanh",

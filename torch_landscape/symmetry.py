@@ -1,7 +1,7 @@
 """Continuous symmetries of a one-hidden-layer network and the quotient of parameter space by them.
 
 A one-parameter family of linear maps G_c with L(G_c θ) = L(θ) gives, with G′ = dG_c/dc at c = 1 and the
-tangent v(θ) = G′θ (theory.md §1.4, Lemma S),
+tangent v(θ) = G′θ (docs/theory.md §1.4, Lemma S),
 
     H(θ) v(θ) = −G′ᵀ ∇L(θ)   at every θ,      ∇L(θ)·v(θ) = 0,
 
@@ -173,7 +173,7 @@ def symmetry_tangents(objective: Objective, theta: Tensor | None = None) -> Symm
 
 
 def _negligible(theta: Tensor) -> float:
-    """1e-12·max(‖θ‖, 1) (theory.md §1.4): a tangent this short is a rounding artefact or a dead neuron."""
+    """1e-12·max(‖θ‖, 1) (docs/theory.md §1.4): a tangent this short is a rounding artefact or a dead neuron."""
     return 1e-12 * max(float(torch.linalg.vector_norm(theta)), 1.0)
 
 
@@ -195,7 +195,7 @@ class QuotientBasis:
     """An orthonormal basis Q_⊥ of span(V)^⊥, applied through r Householder reflectors, never formed.
 
     With Q = [Q_V Q_⊥] the orthogonal matrix of a QR factorisation of an orthonormal basis of span(V),
-    the quotient Hessian is H_q = Q_⊥ᵀ H Q_⊥ (theory.md §1.4); at a critical point
+    the quotient Hessian is H_q = Q_⊥ᵀ H Q_⊥ (docs/theory.md §1.4); at a critical point
     spectrum(H) = spectrum(H_q) ∪ {0}^r exactly.
 
     Attributes

@@ -4,7 +4,7 @@
 while the loss only creeps down means the run is heading to infinity, not to a critical point. In
 one-hidden-layer networks the usual mechanism is a near-duplicate pair of neurons with large, nearly opposite
 output weights, a·(σ(u·x̃ + δ·x̃) − σ(u·x̃)) → a·σ′(u·x̃)(δ·x̃) with a → ∞, δ → 0: a derivative neuron that
-the architecture can only approximate at infinite distance (Fukumizu–Amari; theory.md §1.7).
+the architecture can only approximate at infinite distance (Fukumizu–Amari; docs/theory.md §1.7).
 
 :func:`contradictions` compares the verdicts of one snapshot with each other and returns every pair that
 cannot both be true, with the reason, so that a report flags them instead of printing them side by side.

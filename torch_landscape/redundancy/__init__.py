@@ -1,4 +1,4 @@
-"""Neuron redundancy of one-hidden-layer networks (theory.md §4): rules, scores, merge-and-verify, cross-check.
+"""Neuron redundancy of one-hidden-layer networks (docs/theory.md §4): rules, scores, merge-and-verify, cross-check.
 
 For f(x) = A σ(W x + b) + c with m hidden neurons u_i = (w_i, b_i) and output weights a_i (column i of A),
 θ is *redundant* when a network with fewer neurons has the same realization, on all inputs (function

@@ -1,4 +1,4 @@
-"""Neuron redundancy of every hidden layer of a deep MLP, Linear → σ → … → Linear (theory.md §4).
+"""Neuron redundancy of every hidden layer of a deep MLP, Linear → σ → … → Linear (docs/theory.md §4).
 
 Hidden layer l of f = L_{k} ∘ σ_{k−1} ∘ … ∘ σ_0 ∘ L_0 computes h_l = σ_l(W_l h_{l−1} + b_l), and only
 L_{l+1} reads it: g_{l+1} = W_{l+1} h_l + b_{l+1}. The sub-network h_{l−1} ↦ g_{l+1} is the one-hidden-layer

@@ -1,4 +1,4 @@
-"""The network being merged, its inputs and probe points, and merge-and-verify (theory.md §4.1, §4.4)."""
+"""The network being merged, its inputs and probe points, and merge-and-verify (docs/theory.md §4.1, §4.4)."""
 
 from __future__ import annotations
 

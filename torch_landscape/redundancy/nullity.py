@@ -1,4 +1,4 @@
-"""The Hessian cross-check of theory.md §4.5: predicted vs measured nullity at a critical point."""
+"""The Hessian cross-check of docs/theory.md §4.5: predicted vs measured nullity at a critical point."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ from .search import neuron_redundancy
 
 @dataclass(frozen=True)
 class NullityCheck:
-    """Predicted vs measured Hessian nullity at θ (theory.md §4.5).
+    """Predicted vs measured Hessian nullity at θ (docs/theory.md §4.5).
 
     Attributes
     ----------

@@ -1,5 +1,5 @@
 """Rules that rebuild neurons: rank (linear, quadratic), linear dependence L1, and the ReLU data-level rules
-(theory.md §4.2)."""
+(docs/theory.md §4.2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The results of the redundancy analysis: findings, the report, and the rule names (theory.md §4)."""
+"""The results of the redundancy analysis: findings, the report, and the rule names (docs/theory.md §4)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ class RedundancyFinding:
     neurons : tuple[int, ...]
         The hidden neurons of the original network involved (indices into the hidden layer's rows).
     score : float
-        Its distance-to-redundancy score (theory.md §4.3): scale-invariant, exactly 0 when the rule holds.
+        Its distance-to-redundancy score (docs/theory.md §4.3): scale-invariant, exactly 0 when the rule holds.
     level : str
         "function" (verified on the data and on probe points) or "data" (on the data only).
     verified : bool

@@ -1,4 +1,4 @@
-"""Reduction rules per neuron and per pair, and antipodal groups (theory.md §4.2, §4.3)."""
+"""Reduction rules per neuron and per pair, and antipodal groups (docs/theory.md §4.2, §4.3)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ _SCREEN_SLACK = 1e-6
 
 @dataclass(frozen=True)
 class _Class:
-    """What the activation's algebra allows (theory.md §4.2).
+    """What the activation's algebra allows (docs/theory.md §4.2).
 
     mirror_constant: κ with σ(−z) = κ − σ(z) (class A), so mirrored pairs merge.
     odd_slope: α with σ(z) − σ(−z) = αz (class B), so antipodal groups merge.

@@ -1,4 +1,4 @@
-"""The merge-and-verify search protocol and :func:`neuron_redundancy` (theory.md §4.4)."""
+"""The merge-and-verify search protocol and :func:`neuron_redundancy` (docs/theory.md §4.4)."""
 
 from __future__ import annotations
 
@@ -174,7 +174,7 @@ def neuron_redundancy(
 ) -> RedundancyReport:
     """Find the redundant hidden neurons of a one-hidden-layer network and prove each claim by a merge.
 
-    The rules of theory.md §4.2 for the activation's class (zero output weight, constant neuron, duplicate,
+    The rules of docs/theory.md §4.2 for the activation's class (zero output weight, constant neuron, duplicate,
     mirrored for tanh/sigmoid with σ(−z) = κ − σ(z), positive multiple for ReLU-type, multiple for linear and
     quadratic, antipodal groups for σ(z) − σ(−z) = αz, rank for linear and quadratic; on the data, for ReLU:
     dead, always active, same activation pattern; and the linear-dependence rule L1) are scored (§4.3) and
