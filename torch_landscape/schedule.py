@@ -25,10 +25,10 @@ Tier = Literal["light", "full"]
 #: The least a run's monitoring may spend in all, in seconds: enough for about twenty light and three full
 #: evaluations of a small network, so that a short run still draws curves (the README example: 320 steps,
 #: half a second of training, whole script about 4 s).
-MIN_SECONDS = 0.25
+MIN_SECONDS = 0.3
 
 #: Share of the pacing allowance that light evaluations may use; full evaluations get the rest.
-LIGHT_SHARE = 0.5
+LIGHT_SHARE = 0.6
 
 #: Before a full evaluation has been measured its cost is guessed as this many light ones. Measured: about
 #: 10 on networks of tens of parameters, about 150 at P = 1153 with 2048 probe samples.

@@ -60,8 +60,8 @@ class LandscapeMonitor(Callback):
     without the monitor.
 
     By default the monitor schedules itself so that everything it spends (set-up, evaluations, logging,
-    figures, the closing evaluation) stays within ``max_overhead`` of the wall time, and never below a
-    quarter of a second for the whole run, so that short runs still draw curves
+    figures, the closing evaluation) stays within ``max_overhead`` of the wall time, with at least
+    0.3 s for the whole run, so that short runs still draw curves
     (:class:`~torch_landscape.schedule.OverheadBudget`). Spending is paced over the run; the closing
     evaluation's predicted cost is kept aside from the start. The run starts with an evaluation (full
     where the Hessian is small enough to be cheap) and ends with a full one with figures — scaled down,
