@@ -42,6 +42,10 @@ FIGURES_COST_PRIOR = 0.6
 #: run's projected allowance; otherwise the evaluations come first and figures are drawn if money is left.
 FIGURES_MAX_SHARE = 0.25
 
+#: Likewise the closing full evaluation: reserved only while it is at most this share of the projected
+#: allowance; a full evaluation the whole run cannot pay for would starve the light ones and never happen.
+CLOSING_MAX_SHARE = 0.5
+
 
 @dataclass
 class OverheadBudget:

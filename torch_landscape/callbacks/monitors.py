@@ -9,6 +9,7 @@ to TensorBoard loggers only.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Literal
@@ -25,7 +26,7 @@ from ..eigen import DENSE_THRESHOLD
 from ..objective import LossFunction, check_data
 from ..probe import LandscapeProbe
 from ..probe_data import REDUNDANCY_NEEDS, BatchLoss, preserved_rng, supports_redundancy
-from ..schedule import FIGURES_MAX_SHARE, OverheadBudget
+from ..schedule import CLOSING_MAX_SHARE, FIGURES_MAX_SHARE, OverheadBudget
 from ..settings import FULL_QUANTITIES, LIGHT_TOL, QUANTITIES, OnError, ProbeSettings, check_positive_int
 from ..snapshot import LandscapeSnapshot
 from ..writers import console_line, run_verdict, snapshot_scalars
@@ -43,6 +44,10 @@ def _positive(name: str, value: int | None) -> None:
         except ValueError as error:
             raise MisconfigurationException(f"{error} Pass a positive integer or None.") from None
 
+
+#: The automatic schedule's deciding may take this share of the training time (it decides less often on
+#: very short steps).
+DECIDE_SHARE = 0.002
 
 #: An explicit schedule that spends more than this share of the wall time gets one warning.
 WARN_OVERHEAD = 0.25
@@ -250,6 +255,7 @@ class LandscapeMonitor(Callback):
         self._horizon: int | None = None
         self._budget = OverheadBudget(self.max_overhead)
         self._warned_overhead = False
+        self._stride, self._undecided = 1, 0  # decide every _stride steps (automatic schedule)
         self._skipped: list[str] = []
         #: Every snapshot of this run, light and full, in order (also without a logger).
         self.history: list[LandscapeSnapshot] = []
@@ -386,13 +392,23 @@ class LandscapeMonitor(Callback):
         """Whether full evaluations add anything: the full-only quantities, or both ends of the spectrum."""
         return not FULL_QUANTITIES.isdisjoint(self.quantities) or "spectrum" in self.quantities
 
+    def _fulls_affordable(self, step: int) -> bool:
+        """Whether full evaluations fit this run at all: explicitly scheduled, or at most CLOSING_MAX_SHARE of
+        its projected allowance each."""
+        if not self._has_full():
+            return False
+        whole_run = self._budget.projected(self._training_time(), self._progress(step))
+        return self.full_every is not None or self._budget.predicted("full") <= CLOSING_MAX_SHARE * whole_run
+
     def _closing_cost(self, step: int) -> float:
         """What the closing evaluation is predicted to cost: the reserve the schedule keeps for it. Figures
-        count only when asked for, or when they are a small share of what the whole run may spend."""
-        if not self._has_full():
+        count only when asked for, or when they are a small share of what the whole run may spend; a full
+        evaluation only when the run can pay for it at all (else the run ends with a light one, said so, and
+        the light evaluations get the budget instead of a reserve that would never be spent)."""
+        if not self._fulls_affordable(step):
             return self._budget.predicted("light")
-        figures = self._budget.predicted_figures()
         whole_run = self._budget.projected(self._training_time(), self._progress(step))
+        figures = self._budget.predicted_figures()
         wanted = self._tensorboard and (
             self.figures or (self.figures is None and figures <= FIGURES_MAX_SHARE * whole_run)
         )
@@ -401,13 +417,18 @@ class LandscapeMonitor(Callback):
     def _full_due(self, step: int) -> bool:
         if self.full_every is not None:
             return self._evaluations % self.full_every == 0
-        return self._has_full() and self._budget.due(
+        return self._fulls_affordable(step) and self._budget.due(
             "full", self._training_time(), self._progress(step), self._closing_cost(step)
         )
 
     def _light_due(self, step: int) -> bool:
+        # Without affordable full evaluations the light ones get the whole allowance.
         return self._budget.due(
-            "light", self._training_time(), self._progress(step), self._closing_cost(step), with_full=self._has_full()
+            "light",
+            self._training_time(),
+            self._progress(step),
+            self._closing_cost(step),
+            with_full=self._fulls_affordable(step),
         )
 
     def _skip(self, trainer: Trainer) -> bool:
@@ -441,7 +462,16 @@ class LandscapeMonitor(Callback):
             return
         step = trainer.global_step
         if self.every_n_steps is None and self.every_n_epochs is None:
+            # Deciding costs tens of microseconds: on steps shorter than that, decide every few steps so that
+            # deciding stays below DECIDE_SHARE of the training time (every step under DDP, where the ranks
+            # must meet at each decision).
+            self._undecided += 1
+            if self._undecided < self._stride and self._group is None:
+                return
+            self._undecided, begin = 0, time.perf_counter()
             full = self._decided(trainer, lambda: self._due_now(step))
+            per_step = self._training_time() / max(step, 1)
+            self._stride = max(1, math.ceil((time.perf_counter() - begin) / max(DECIDE_SHARE * per_step, 1e-12)))
             if full is not None:
                 self._evaluate(trainer, full)
         elif self.every_n_steps is not None and step % self.every_n_steps == 0:
