@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
 from torch_landscape import Objective, hessian_eigenvalues, hessian_trace
-from torch_landscape.callbacks import ConvexityMonitor, HessianMonitor, LandscapeMonitor, RedundancyMonitor, monitors
+from torch_landscape.callbacks import ConvexityMonitor, HessianMonitor, LandscapeMonitor, RedundancyMonitor, monitors, pacing
 from torch_landscape.convexity import PLTracker, one_point_convexity
 from torch_landscape.critical import classify_critical_point
 from torch_landscape.probe import LandscapeSnapshot
@@ -432,7 +432,9 @@ def _simulate(monkeypatch, monitor, steps, step_seconds=0.01, light=0.02, full=1
     ``light`` seconds and full ones of ``full`` on a simulated clock, from the initial evaluation to the
     closing one; returns the steps of its light and full evaluations and its final share of the time."""
     clock = [0.0]
-    monkeypatch.setattr(monitors, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    simulated = types.SimpleNamespace(perf_counter=lambda: clock[0])
+    monkeypatch.setattr(monitors, "time", simulated)
+    monkeypatch.setattr(pacing, "time", simulated)
 
     class Probe:
         trajectory = []

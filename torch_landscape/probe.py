@@ -41,6 +41,7 @@ from .probe_data import (  # noqa: F401  (BatchLoss, preserved_rng, ...: public 
     REDUNDANCY_NEEDS,
     BatchLoss,
     BatchLossModel,
+    applicable_quantities,
     is_shallow,
     preserved_rng,
     read_probe_data,
@@ -53,7 +54,7 @@ from .redundancy import (
     neuron_redundancy,
     redundancy_nullity_check,
 )
-from .settings import FULL_QUANTITIES, LIGHT_TOL, QUANTITIES, OnError, ProbeSettings, check_quantities
+from .settings import FULL_QUANTITIES, LIGHT_TOL, OnError, ProbeSettings, check_quantities
 from .shallow import find_shallow, structured_diagonal
 from .slices import landscape_slices
 from .snapshot import LandscapeSnapshot
@@ -197,7 +198,7 @@ class LandscapeProbe:
         self.settings = settings
         self.model = model
         self._group = check_process_group(process_group)
-        self.quantities = self._applicable(settings.quantities, model, reference, self._group is not None)
+        self.quantities = applicable_quantities(settings.quantities, model, reference, self._group is not None)
         self.reference = reference
         self._devices = sorted({p.device for p in parameters}, key=str)
         with torch.inference_mode(False):  # the probe's tensors must serve autograd later
@@ -273,32 +274,6 @@ class LandscapeProbe:
     def on_error(self) -> OnError:
         """ "warn" or "raise": what a failing diagnostic does."""
         return self.settings.on_error
-
-    @staticmethod
-    def _applicable(
-        quantities: Iterable[str] | None, model: nn.Module, reference: Any, distributed: bool = False
-    ) -> tuple[str, ...]:
-        """The quantities asked for, or by default every one that applies; an explicit one that cannot
-        apply is an error naming the fix."""
-        explicit = quantities is not None
-        chosen = check_quantities(quantities if quantities is not None else QUANTITIES)
-        if not chosen:
-            raise ValueError(f"quantities is empty; choose from {list(QUANTITIES)}.")
-        missing = {
-            "one_point": "one_point needs reference= (a model like the student, e.g. the teacher, or a flat θ*)"
-            if reference is None
-            else None,
-            "redundancy": f"redundancy {REDUNDANCY_NEEDS}" if not supports_redundancy(model) else None,
-            "slices": "slices evaluate the loss on this rank's shard alone, not under a process_group"
-            if distributed
-            else None,
-        }
-        for quantity, problem in missing.items():
-            if problem is not None and quantity in chosen:
-                if explicit:
-                    raise ValueError(f"{problem}; leave {quantity!r} out of quantities.")
-                chosen = tuple(q for q in chosen if q != quantity)
-        return chosen
 
     # -- computing ---------------------------------------------------------------------------------------
 

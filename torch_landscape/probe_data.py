@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from .objective import LossFunction, as_batches, check_data
 from .redundancy import is_mlp
-from .settings import ProbeSettings
+from .settings import QUANTITIES, ProbeSettings, check_quantities
 from .shallow import find_shallow
 
 BatchLoss = Callable[[nn.Module, Any], Tensor]
@@ -185,3 +185,29 @@ def shard(batches: list[Any], by_sample: bool, group: Any, device: torch.device)
             shard.append((x[low:high], y[low:high]))
         offset += x.shape[0]
     return shard
+
+
+def applicable_quantities(
+    quantities: Iterable[str] | None, model: nn.Module, reference: Any, distributed: bool = False
+) -> tuple[str, ...]:
+    """The quantities asked for, or by default every one that applies; an explicit one that cannot
+    apply is an error naming the fix."""
+    explicit = quantities is not None
+    chosen = check_quantities(quantities if quantities is not None else QUANTITIES)
+    if not chosen:
+        raise ValueError(f"quantities is empty; choose from {list(QUANTITIES)}.")
+    missing = {
+        "one_point": "one_point needs reference= (a model like the student, e.g. the teacher, or a flat θ*)"
+        if reference is None
+        else None,
+        "redundancy": f"redundancy {REDUNDANCY_NEEDS}" if not supports_redundancy(model) else None,
+        "slices": "slices evaluate the loss on this rank's shard alone, not under a process_group"
+        if distributed
+        else None,
+    }
+    for quantity, problem in missing.items():
+        if problem is not None and quantity in chosen:
+            if explicit:
+                raise ValueError(f"{problem}; leave {quantity!r} out of quantities.")
+            chosen = tuple(q for q in chosen if q != quantity)
+    return chosen
