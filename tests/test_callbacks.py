@@ -20,7 +20,14 @@ from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
 from torch_landscape import Objective, hessian_eigenvalues, hessian_trace
-from torch_landscape.callbacks import ConvexityMonitor, HessianMonitor, LandscapeMonitor, RedundancyMonitor, monitors, pacing
+from torch_landscape.callbacks import (
+    ConvexityMonitor,
+    HessianMonitor,
+    LandscapeMonitor,
+    RedundancyMonitor,
+    monitors,
+    pacing,
+)
 from torch_landscape.convexity import PLTracker, one_point_convexity
 from torch_landscape.critical import classify_critical_point
 from torch_landscape.probe import LandscapeSnapshot
