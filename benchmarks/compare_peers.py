@@ -149,7 +149,7 @@ def build_call(tool: str, quantity: str, setting: str, problem):
 
     if tool == "torch_landscape":
         import torch_landscape as tl
-        from torch_landscape.hessian import HessianOperator
+        from torch_landscape.curvature.operators import HessianOperator
 
         _count_calls(HessianOperator, "matmat", lambda self, vectors: vectors.shape[1])
         method = "dense" if setting == "dense" else "lanczos"

@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from problems import RESULTS, get_problem, reference, setup_threads  # noqa: E402
 
 from torch_landscape import HessianOperator, hessian_eigenvalues  # noqa: E402
-from torch_landscape.operators import SymmetricOperator  # noqa: E402
+from torch_landscape.curvature.operators import SymmetricOperator  # noqa: E402
 
 LOSS = nn.MSELoss()
 PRODUCT_SECONDS = [0.0]

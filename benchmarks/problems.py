@@ -206,8 +206,8 @@ def reference(problem: Problem, need_min: bool = True, log=print) -> dict:
         from scipy.sparse.linalg import LinearOperator, eigsh
 
         from torch_landscape import HessianOperator
-        from torch_landscape.eigen import lanczos_spectrum
-        from torch_landscape.shallow import structured_diagonal
+        from torch_landscape.curvature.eigen import lanczos_spectrum
+        from torch_landscape.curvature.shallow import structured_diagonal
 
         if "top" not in ref:
             op64 = HessianOperator(problem.model, nn.MSELoss(), (problem.x, problem.y), dtype=torch.float64)

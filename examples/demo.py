@@ -47,7 +47,7 @@ from torch_landscape import (
     redundancy_nullity_check,
 )
 from torch_landscape.callbacks import LandscapeMonitor
-from torch_landscape.probe import LandscapeSnapshot
+from torch_landscape.snapshot import LandscapeSnapshot
 from torch_landscape.writers import log_snapshot
 
 try:
@@ -222,10 +222,11 @@ def outcome(
     critical: CriticalPoint | None = None,
     redundancy=None,
 ) -> tuple[SeedOutcome, CriticalPoint, NullityCheck]:
-    """The library's verdict on a trained student (critical point with probes, redundancy, nullity check)."""
+    """The library's verdict on a trained student (critical point with null-direction profiles, redundancy,
+    nullity check)."""
     loss_fn, data = nn.MSELoss(), (x, y)
-    # probe=True: at a degenerate point, also walk the null directions (is the minimum non-isolated?).
-    critical = critical or classify_critical_point(net, loss_fn, data, probe=True)
+    # profiles=True: at a degenerate point, also walk the null directions (is the minimum non-isolated?).
+    critical = critical or classify_critical_point(net, loss_fn, data, profiles=True)
     redundancy = redundancy or neuron_redundancy(net, data, loss_fn=loss_fn)
     nullity = redundancy_nullity_check(net, loss_fn, data, redundancy)
     return (
@@ -263,7 +264,7 @@ def story(o: SeedOutcome) -> tuple[bool, str]:
         return True, (
             f"redundant (width {o.width} -> {o.effective_width}), a non-isolated minimum: nullity "
             f"{o.nullity} = predicted {o.predicted_nullity}"
-            + (f", probes: {o.degenerate_kind}" if o.degenerate_kind else "")
+            + (f", profiles: {o.degenerate_kind}" if o.degenerate_kind else "")
         )
     return False, (
         f"NOT the expected story: {o.kind}, index {o.morse_index}, effective width {o.effective_width} "

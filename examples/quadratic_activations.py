@@ -23,7 +23,8 @@ try:
 except ImportError:  # run as a script: examples/ is on sys.path
     from _common import Report, fmt, parse_quick, writer
 
-from torch_landscape import Square, classify_critical_point
+from torch_landscape import classify_critical_point
+from torch_landscape.curvature import Square
 from torch_landscape.probe import LandscapeProbe
 from torch_landscape.writers import log_snapshot
 
@@ -68,7 +69,7 @@ def run(rank: int, *, d: int, k: int, n: int, steps: int, lr: float, logdir, rep
     final = probe.snapshot(steps, full=True, quantities=["critical"], learning_rate=lr)
     log_snapshot(tb, final, probe)
     tb.close()
-    cp = classify_critical_point(net, loss_fn, (x, y), probe=rank < d)
+    cp = classify_critical_point(net, loss_fn, (x, y), profiles=rank < d)
     pl = valid.pl
     report.line(
         f"final L = {fmt(snap.pl.loss)}; at step {pl.step}, the last evaluation above rounding: L = {fmt(pl.loss)}; "
@@ -80,7 +81,7 @@ def run(rank: int, *, d: int, k: int, n: int, steps: int, lr: float, logdir, rep
     report.line(
         f"classification: {cp.kind} (index {cp.morse_index}, nullity {cp.nullity}, quotient nullity "
         f"{cp.quotient_nullity}, symmetry rank {cp.symmetry_rank})"
-        + (f"; null-direction probes: {probes}" if probes else "")
+        + (f"; null-direction profiles: {probes}" if probes else "")
     )
     return {
         "loss": pl.loss,

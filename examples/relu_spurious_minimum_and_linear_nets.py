@@ -222,14 +222,14 @@ def linear_nets(report, logdir, quick):
         else:
             net = linear_net(seed)
             lbfgs(net, x, y, max_iter=200)
-        cp_i = classify_critical_point(net, loss_fn, (x, y), probe=seed == 0)
+        cp_i = classify_critical_point(net, loss_fn, (x, y), profiles=seed == 0)
         gaps.append(cp_i.loss - loss_star)
         kinds.append(cp_i.kind)
         indices.append(cp_i.morse_index)
         if seed == 0:
             report.line(
                 f"init 0: {cp_i.kind} (index {cp_i.morse_index}, nullity {cp_i.nullity}, quotient nullity "
-                f"{cp_i.quotient_nullity}); with null-direction probes: {cp_i.degenerate_kind}"
+                f"{cp_i.quotient_nullity}); with null-direction profiles: {cp_i.degenerate_kind}"
             )
     report.line(f"L − L* over {inits} random inits: max {max(gaps):.1e}; classifications {sorted(set(kinds))}")
     report.line(

@@ -229,7 +229,7 @@ def main(quick: bool = False, logdir: str | Path = "runs") -> dict:
     line = []
     for step, lam in enumerate(lambdas):
         net = split(small, lam)
-        cp = classify_critical_point(net, loss_fn, (x, y), probe=lam == 0.5)
+        cp = classify_critical_point(net, loss_fn, (x, y), profiles=lam == 0.5)
         dup = neuron_redundancy(net, (x, y)).scores.get("duplicate", float("nan"))
         b_neg, b_zero = inertia(lam * (1 - lam) * B_eigs) if lam != 1.0 else (0, D + 1)
         pred_index, pred_null = small_cp.morse_index + b_neg, b_zero + 1

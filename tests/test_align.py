@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 from helpers import shallow
-from torch_landscape.align import align_reference
 from torch_landscape.convexity import one_point_convexity
-from torch_landscape.shallow import Square
+from torch_landscape.convexity.align import align_reference
+from torch_landscape.curvature.shallow import Square
 
 F64 = torch.float64
 # Alignment of an exactly transformed teacher only applies symmetries and a Hungarian matching to it:

@@ -29,9 +29,9 @@ from torch_landscape.callbacks import (
     pacing,
 )
 from torch_landscape.convexity import PLTracker, one_point_convexity
-from torch_landscape.critical import classify_critical_point
-from torch_landscape.probe import LandscapeSnapshot
+from torch_landscape.critical.classify import classify_critical_point
 from torch_landscape.redundancy import neuron_redundancy
+from torch_landscape.snapshot import LandscapeSnapshot
 
 TRAINER = dict(
     accelerator="cpu",

@@ -8,7 +8,7 @@ from torch import nn
 
 from helpers import shallow
 from test_symmetry import quadratic_student
-from torch_landscape.critical import classify_critical_point
+from torch_landscape.critical.classify import classify_critical_point
 
 F64 = torch.float64
 MSE = nn.MSELoss()
@@ -173,26 +173,26 @@ def test_t6_quadratic_nullities(k, d, r, n, nullity, orbit):
     assert not point.ambiguous
     assert point.kind == ("min_mod_symmetry" if nullity == orbit else "degenerate")
     if point.kind == "degenerate":
-        assert "probes not run" in point.reason
+        assert "profiles not run" in point.reason
 
 
-def test_t6_profile_probe_finds_quartic_growth():
+def test_t6_null_profile_finds_quartic_growth():
     """r < d: the null directions outside the orbit grow like t⁴ (theory T6: slope 4.0 ± 0.1)."""
     model, data = quadratic_student(4, 3, 2, 40)
-    point = classify_critical_point(model, MSE, data, probe=True)
+    point = classify_critical_point(model, MSE, data, profiles=True)
     assert point.degenerate_kind == "degenerate_min_higher_order"
-    assert len(point.probes) == 2
-    for probe in point.probes:
-        assert probe.verdict == "higher_order" and probe.order == pytest.approx(4.0, abs=0.1)
+    assert len(point.profiles) == 2
+    for profile in point.profiles:
+        assert profile.verdict == "higher_order" and profile.order == pytest.approx(4.0, abs=0.1)
 
 
 @pytest.mark.slow
-def test_t6_profile_probe_flat_under_interpolation():
+def test_t6_null_profile_flat_under_interpolation():
     """n < D_r: the extra null directions are tangent to the interpolating set (theory T6)."""
     model, data = quadratic_student(4, 3, 3, 4)
-    point = classify_critical_point(model, MSE, data, probe=True)
+    point = classify_critical_point(model, MSE, data, profiles=True)
     assert point.degenerate_kind == "nonisolated_min"
-    assert all(probe.verdict == "flat" for probe in point.probes)
+    assert all(profile.verdict == "flat" for profile in point.profiles)
 
 
 def test_classification_leaves_model_and_global_rng_alone():
@@ -200,7 +200,7 @@ def test_classification_leaves_model_and_global_rng_alone():
     model.train()
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     state = torch.random.get_rng_state()
-    classify_critical_point(model, MSE, data, probe=True)
+    classify_critical_point(model, MSE, data, profiles=True)
     assert torch.equal(torch.random.get_rng_state(), state)
     assert model.training and all(p.grad is None for p in model.parameters())
     assert all(torch.equal(p, before[name]) for name, p in model.named_parameters())

@@ -8,7 +8,7 @@ from helpers import dense_truth, regression_data, shallow, train
 from test_hessian import T1_X, T1_Y, t1_model
 from test_operators import planted
 from torch_landscape import HessianOperator, hessian_eigenvalues
-from torch_landscape.eigen import lanczos_spectrum
+from torch_landscape.curvature.eigen import lanczos_spectrum
 
 
 def test_linear_regression_eigenvalues_are_exact():

@@ -71,7 +71,7 @@ def test_slq_density_is_close_to_the_exact_spectrum(trained):
 
 def test_block_quadrature_is_gaussian_on_a_planted_spectrum():
     from test_operators import planted
-    from torch_landscape.estimators import _block_quadrature
+    from torch_landscape.curvature.estimators import _block_quadrature
 
     values = torch.cat([torch.tensor([4.0, 3.0, -1.5]), torch.linspace(-0.5, 1.0, 117)]).double()
     operator = planted(values, seed=4)

@@ -4,7 +4,7 @@ from torch import nn
 
 from helpers import dense_truth, regression_data, shallow
 from torch_landscape import HessianOperator
-from torch_landscape.shallow import structured_diagonal, structured_hessian
+from torch_landscape.curvature.shallow import structured_diagonal, structured_hessian
 
 # docs/theory.md T1: linear regression on four points, H = (2/n) X̃ᵀX̃ = diag(8, 0.5, 2) at every θ.
 T1_X = torch.tensor([[2.0, 0.5], [2.0, -0.5], [-2.0, 0.5], [-2.0, -0.5]], dtype=torch.float64)
@@ -119,7 +119,7 @@ def test_non_finite_hvp_and_too_large_dense_are_named(monkeypatch):
         operator @ vector
     with pytest.raises(ValueError, match="shape"):
         operator.matvec(torch.zeros(3, dtype=torch.float64))
-    monkeypatch.setattr("torch_landscape.operators.available_memory", lambda device: 1000)
+    monkeypatch.setattr("torch_landscape.curvature.operators.available_memory", lambda device: 1000)
     with pytest.raises(MemoryError, match="KiB.*lanczos"):
         operator.to_dense()
 

@@ -9,15 +9,15 @@ from torch import nn
 
 from helpers import dense_truth, regression_data, shallow
 from torch_landscape import HessianOperator
-from torch_landscape.eigen import lanczos_spectrum
-from torch_landscape.operators import (
+from torch_landscape.curvature.eigen import lanczos_spectrum
+from torch_landscape.curvature.operators import (
     AutogradHessian,
     LinearOperator,
     MatrixOperator,
     QuotientOperator,
     StructuredHessian,
 )
-from torch_landscape.symmetry import quotient_basis
+from torch_landscape.curvature.symmetry import quotient_basis
 
 
 def planted(values: torch.Tensor, seed: int = 0) -> MatrixOperator:

@@ -12,7 +12,7 @@ from torch import nn
 from helpers import dense_truth, regression_data, shallow, train
 from torch_landscape import Objective, hessian_eigenvalues, hessian_trace, spectral_density
 from torch_landscape.convexity import PLTracker, one_point_convexity
-from torch_landscape.critical import classify_critical_point
+from torch_landscape.critical.classify import classify_critical_point
 from torch_landscape.probe import FULL_QUANTITIES, LandscapeProbe
 from torch_landscape.redundancy import neuron_redundancy
 from torch_landscape.writers import snapshot_report, snapshot_scalars
@@ -209,7 +209,7 @@ def test_full_snapshot_assembles_and_decomposes_the_hessian_once(setting, monkey
     """Spectrum, trace, density and the critical-point test of one full snapshot share one assembly
     and one P × P eigendecomposition."""
     model, teacher, data = setting
-    import torch_landscape.operators as hessian_module
+    import torch_landscape.curvature.operators as hessian_module
 
     assemblies, decompositions = [], []
     assemble, decompose = hessian_module.structured_hessian, torch.linalg.eigh

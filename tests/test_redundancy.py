@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from helpers import dense_truth
+from torch_landscape.curvature.shallow import Square
 from torch_landscape.redundancy import neuron_redundancy, redundancy_nullity_check
-from torch_landscape.shallow import Square
 
 D, N = 3, 200
 

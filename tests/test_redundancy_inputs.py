@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from torch_landscape import classify_critical_point, neuron_redundancy, redundancy_nullity_check
-from torch_landscape.hessian import HessianOperator
+from torch_landscape.curvature.operators import HessianOperator
 from torch_landscape.objective import Objective
 from torch_landscape.verdicts import divergence_verdict
 
@@ -75,7 +75,7 @@ def test_float32_planted_multiple_is_verified_at_the_float32_tolerance():
         ("probe", "yes", TypeError),
         ("k", True, ValueError),
         ("k", 0, ValueError),
-        ("max_probes", -1, ValueError),
+        ("max_profiles", -1, ValueError),
         ("method", "exact", ValueError),
         ("tol", math.nan, ValueError),
         ("rtol_grad", -1.0, ValueError),

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from torch_landscape.curvature.shallow import Square
 from torch_landscape.redundancy import neuron_redundancy
-from torch_landscape.shallow import Square
 
 ACTIVATIONS = {
     "tanh": nn.Tanh,

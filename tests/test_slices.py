@@ -18,8 +18,6 @@ from torch_landscape import (
     HessianOperator,
     Objective,
     eigenvector_direction,
-    grid_cost,
-    grid_size,
     hessian_eigenvalues,
     landscape_slices,
     loss_slice,
@@ -27,6 +25,7 @@ from torch_landscape import (
     random_direction,
     reference_direction,
 )
+from torch_landscape.slices import grid_cost, grid_size
 from torch_landscape.writers.figures import slice_1d_figure, slice_2d_figure
 
 EPS = torch.finfo(torch.float64).eps

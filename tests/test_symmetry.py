@@ -6,9 +6,9 @@ from torch import nn
 from torch.func import jacrev
 
 from helpers import shallow
+from torch_landscape.curvature.shallow import Square
+from torch_landscape.curvature.symmetry import quotient_basis, symmetry_tangents
 from torch_landscape.objective import Objective
-from torch_landscape.shallow import Square
-from torch_landscape.symmetry import quotient_basis, symmetry_tangents
 
 F64 = torch.float64
 

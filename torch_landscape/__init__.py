@@ -1,27 +1,42 @@
 """torch_landscape: watch the optimization landscape while you train.
 
 Hessian spectra with error bounds, convexity checks (PL, one-point strong convexity, critical-point
-classification) and neuron redundancy, for any PyTorch model and loss; Lightning callbacks in
-``torch_landscape.callbacks``.
+classification) and neuron redundancy, for any PyTorch model and loss. The monitoring session
+(:mod:`torch_landscape.monitoring`) runs them on a budget from any training loop; the Lightning callbacks in
+``torch_landscape.callbacks`` are its adapters. The stages live in subpackages: :mod:`.curvature`,
+:mod:`.critical`, :mod:`.convexity`, :mod:`.redundancy`, :mod:`.slices`, :mod:`.verdicts`.
 """
 
-from .align import Alignment, align_reference
 from .convexity import (
+    Alignment,
     OnePointConvexity,
     OnePointProfile,
     PLEstimate,
     PLTracker,
     aitken_extrapolation,
+    align_reference,
     one_point_convexity,
     one_point_convexity_profile,
     pl_ratio,
 )
-from .critical import CriticalPoint, ProbeResult, classify_critical_point
-from .eigen import Spectrum, hessian_eigenvalues
-from .estimators import SpectralDensity, TraceEstimate, hessian_trace, spectral_density
+from .critical import CriticalPoint, NullProfile, classify_critical_point
+from .curvature import (
+    HessianOperator,
+    QuotientBasis,
+    ShallowNetwork,
+    SpectralDensity,
+    Spectrum,
+    SymmetryTangents,
+    TraceEstimate,
+    find_shallow,
+    hessian_eigenvalues,
+    hessian_trace,
+    quotient_basis,
+    spectral_density,
+    symmetry_tangents,
+)
 from .objective import Objective
-from .operators import HessianOperator
-from .probe import LandscapeProbe, LandscapeSnapshot
+from .probe import LandscapeProbe
 from .redundancy import (
     MLPRedundancy,
     NullityCheck,
@@ -32,77 +47,81 @@ from .redundancy import (
     neuron_redundancy,
     redundancy_nullity_check,
 )
-from .shallow import ShallowNetwork, Square, find_shallow
+from .settings import ProbeSettings
 from .slices import (
     Direction,
     LandscapeSlices,
     LossSlice,
     eigenvector_direction,
-    grid_cost,
-    grid_size,
     landscape_slices,
     loss_slice,
     null_direction,
     random_direction,
     reference_direction,
 )
-from .symmetry import QuotientBasis, SymmetryTangents, quotient_basis, symmetry_tangents
+from .snapshot import LandscapeSnapshot
 from .verdicts import Contradiction, Divergence, DivergingPair, contradictions, divergence_verdict
 
 __all__ = [
-    "aitken_extrapolation",
-    "align_reference",
-    "Alignment",
-    "classify_critical_point",
-    "Contradiction",
-    "contradictions",
-    "CriticalPoint",
-    "Direction",
-    "Divergence",
-    "divergence_verdict",
-    "DivergingPair",
-    "eigenvector_direction",
-    "find_shallow",
-    "grid_cost",
-    "grid_size",
-    "hessian_eigenvalues",
-    "hessian_trace",
-    "HessianOperator",
-    "landscape_slices",
-    "LandscapeProbe",
-    "LandscapeSlices",
-    "LandscapeSnapshot",
-    "loss_slice",
-    "LossSlice",
-    "mlp_redundancy",
-    "MLPRedundancy",
-    "neuron_redundancy",
-    "null_direction",
-    "NullityCheck",
+    # The objective
     "Objective",
-    "one_point_convexity",
-    "one_point_convexity_profile",
-    "OnePointConvexity",
-    "OnePointProfile",
-    "OutputChange",
-    "pl_ratio",
+    # Curvature
+    "HessianOperator",
+    "Spectrum",
+    "hessian_eigenvalues",
+    "TraceEstimate",
+    "hessian_trace",
+    "SpectralDensity",
+    "spectral_density",
+    "ShallowNetwork",
+    "find_shallow",
+    "SymmetryTangents",
+    "symmetry_tangents",
+    "QuotientBasis",
+    "quotient_basis",
+    # Critical points
+    "CriticalPoint",
+    "NullProfile",
+    "classify_critical_point",
+    # Convexity
     "PLEstimate",
     "PLTracker",
-    "ProbeResult",
-    "quotient_basis",
-    "QuotientBasis",
-    "random_direction",
-    "redundancy_nullity_check",
-    "RedundancyFinding",
+    "pl_ratio",
+    "aitken_extrapolation",
+    "OnePointConvexity",
+    "OnePointProfile",
+    "one_point_convexity",
+    "one_point_convexity_profile",
+    "Alignment",
+    "align_reference",
+    # Neuron redundancy
     "RedundancyReport",
+    "RedundancyFinding",
+    "OutputChange",
+    "MLPRedundancy",
+    "NullityCheck",
+    "neuron_redundancy",
+    "mlp_redundancy",
+    "redundancy_nullity_check",
+    # Loss slices
+    "Direction",
+    "LossSlice",
+    "LandscapeSlices",
+    "loss_slice",
+    "landscape_slices",
+    "eigenvector_direction",
+    "null_direction",
+    "random_direction",
     "reference_direction",
-    "ShallowNetwork",
-    "spectral_density",
-    "SpectralDensity",
-    "Spectrum",
-    "Square",
-    "symmetry_tangents",
-    "SymmetryTangents",
-    "TraceEstimate",
+    # Verdicts
+    "Divergence",
+    "DivergingPair",
+    "divergence_verdict",
+    "Contradiction",
+    "contradictions",
+    # Snapshots
+    "ProbeSettings",
+    "LandscapeProbe",
+    "LandscapeSnapshot",
 ]
 __version__ = "0.1.0"

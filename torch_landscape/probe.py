@@ -31,12 +31,14 @@ import torch
 from torch import Tensor, nn
 
 from .convexity import PLTracker, one_point_convexity, reference_point
-from .critical import DENSE_MAX_PARAMETERS, classify_critical_point
-from .eigen import DENSE_THRESHOLD, Spectrum, hessian_eigenvalues
-from .estimators import TraceEstimate, hessian_trace, spectral_density
-from .newton import certainly_negative, default_rtol_zero, gradient_rounding
+from .critical.classify import classify_critical_point
+from .critical.newton import certainly_negative, default_rtol_zero, gradient_rounding
+from .curvature.eigen import Spectrum, hessian_eigenvalues
+from .curvature.estimators import TraceEstimate, hessian_trace, spectral_density
+from .curvature.operators import HessianOperator
+from .curvature.policy import Purpose, uses_dense
+from .curvature.shallow import find_shallow, structured_diagonal
 from .objective import Data, LossFunction, Objective, check_finite, check_process_group
-from .operators import HessianOperator
 from .probe_data import (  # noqa: F401  (BatchLoss, preserved_rng, ...: public here since the first release)
     REDUNDANCY_NEEDS,
     BatchLoss,
@@ -55,7 +57,6 @@ from .redundancy import (
     redundancy_nullity_check,
 )
 from .settings import FULL_QUANTITIES, LIGHT_TOL, OnError, ProbeSettings, check_quantities
-from .shallow import find_shallow, structured_diagonal
 from .slices import landscape_slices
 from .snapshot import LandscapeSnapshot
 from .verdicts import contradictions, divergence_verdict
@@ -64,10 +65,6 @@ from .verdicts import contradictions, divergence_verdict
 #: solvers and linear algebra (RuntimeError, torch's LinAlgError), memory, and values outside a
 #: computation's domain (ValueError).
 NUMERICAL_FAILURES = (ArithmeticError, RuntimeError, ValueError, MemoryError, np.linalg.LinAlgError)
-
-#: Up to this many parameters a light snapshot assembles the Hessian and takes its whole spectrum (λ_min
-#: too, exactly): a symmetric eigendecomposition of 256 × 256 costs about as much as a few products.
-LIGHT_DENSE_THRESHOLD = 256
 
 #: The least a full snapshot's loss slices may cost, in gradients (about 60 grid points; more when the
 #: spectrum itself took more products, so that the pictures never dominate a full snapshot).
@@ -118,7 +115,7 @@ class LandscapeProbe:
         Relative residual tolerance of λ_max at light snapshots (default :data:`LIGHT_TOL`); full
         snapshots solve both ends to the eigen-solver's default tolerance (1e-6).
     method
-        Eigen-solver: "auto" (exact dense below ``eigen.DENSE_THRESHOLD`` parameters, else Lanczos),
+        Eigen-solver: "auto" (exact dense up to a size, :mod:`~torch_landscape.curvature.policy`, else Lanczos),
         "dense" or "lanczos".
     params
         Names of the parameters that make up θ (default: all trainable).
@@ -305,7 +302,8 @@ class LandscapeProbe:
             the curvature cheap: λ_max with its error bound, warm-started from the previous top
             eigenvector at ``light_tol`` (a few Hessian-vector products), and the trace where it is exact
             and cheap (closed form for one-hidden-layer networks). Up to
-            :data:`LIGHT_DENSE_THRESHOLD` parameters the light spectrum is dense and exact, with λ_min.
+            :data:`~torch_landscape.curvature.policy.LIGHT_DENSE_THRESHOLD` parameters the light spectrum is
+            dense and exact, with λ_min.
         quantities
             Compute only these of the probe's quantities (default: all of them).
         learning_rate
@@ -382,13 +380,9 @@ class LandscapeProbe:
 
     def _dense(self, point: _Point) -> bool:
         """Whether this snapshot's spectrum comes from the assembled Hessian (exact, every eigenvalue)."""
-        size = point.objective.num_parameters
-        if self.method != "auto":
-            return self.method == "dense"
-        if not point.full:
-            return size <= LIGHT_DENSE_THRESHOLD
         # The critical-point test decomposes H densely up to its own threshold: share that decomposition.
-        return size <= (DENSE_MAX_PARAMETERS if "critical" in self.quantities else DENSE_THRESHOLD)
+        purpose: Purpose = "light" if not point.full else "critical" if "critical" in self.quantities else "spectrum"
+        return uses_dense(point.objective.num_parameters, purpose, self.method)
 
     def _compute_pl(self, point: _Point) -> dict[str, Any]:
         self._pl.learning_rate = point.learning_rate

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .curvature.shallow import find_shallow
 from .objective import LossFunction, as_batches, check_data
 from .redundancy import is_mlp
 from .settings import QUANTITIES, ProbeSettings, check_quantities
-from .shallow import find_shallow
 
 BatchLoss = Callable[[nn.Module, Any], Tensor]
 

@@ -24,10 +24,10 @@ from torch.func import vmap
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from .eigen import Spectrum, hessian_eigenvalues
+from .convexity.one_point import reference_point
+from .curvature.eigen import Spectrum, hessian_eigenvalues
+from .curvature.operators import HessianOperator, available_memory
 from .objective import Objective
-from .one_point import reference_point
-from .operators import HessianOperator, available_memory
 
 Source = Objective | HessianOperator
 Grid = Tensor | Sequence[float] | tuple[Tensor | Sequence[float], Tensor | Sequence[float]]
@@ -158,9 +158,9 @@ def eigenvector_direction(
 ) -> Direction:
     """The top (``which="largest"``) or bottom Hessian eigenvector, with its eigenvalue and error bound.
 
-    ``source`` is a :class:`~torch_landscape.eigen.Spectrum` computed with ``return_eigenvectors=True``
-    (its largest or smallest computed pair), or a :class:`~torch_landscape.hessian.HessianOperator`, for
-    which that one pair is computed (:func:`~torch_landscape.eigen.hessian_eigenvalues`, k = 1).
+    ``source`` is a :class:`~torch_landscape.curvature.eigen.Spectrum` computed with ``return_eigenvectors=True``
+    (its largest or smallest computed pair), or a :class:`~torch_landscape.curvature.operators.HessianOperator`, for
+    which that one pair is computed (:func:`~torch_landscape.curvature.eigen.hessian_eigenvalues`, k = 1).
     """
     if which not in ("largest", "smallest"):
         raise ValueError(f"which must be 'largest' or 'smallest', got {which!r}.")
@@ -351,7 +351,7 @@ def loss_slice(
     ----------
     source
         The objective L (an :class:`~torch_landscape.objective.Objective`, or a
-        :class:`~torch_landscape.hessian.HessianOperator`, whose cached loss and gradient are reused).
+        :class:`~torch_landscape.curvature.operators.HessianOperator`, whose cached loss and gradient are reused).
     directions
         u, or (u, v): :class:`Direction` s or flat tensors of length P (used as given, not normalised).
     grid

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .critical import CriticalPoint
-from .eigen import Spectrum
-from .estimators import SpectralDensity, TraceEstimate
-from .one_point import OnePointConvexity
-from .pl import PLEstimate
+from .convexity.one_point import OnePointConvexity
+from .convexity.pl import PLEstimate
+from .critical.classify import CriticalPoint
+from .curvature.eigen import Spectrum
+from .curvature.estimators import SpectralDensity, TraceEstimate
 from .redundancy import MLPRedundancy, NullityCheck, RedundancyReport
 from .slices import LandscapeSlices
 from .verdicts import Contradiction, Divergence
@@ -51,7 +51,7 @@ class LandscapeSnapshot:
     spectrum_ends : str
         "both" or "largest": which ends of the spectrum ``spectrum`` holds.
     negative_count : int or None
-        Eigenvalues certainly below 0 (:func:`~torch_landscape.critical.certainly_negative`): all of them
+        Eigenvalues certainly below 0 (:func:`~torch_landscape.critical.classify.certainly_negative`): all of them
         on the dense path, a lower bound (among the k smallest) on the matrix-free one; None where the
         smallest end was not computed. Unlike the Morse index it means the same away from a critical point.
     trace : TraceEstimate or None

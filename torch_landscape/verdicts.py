@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .critical import CriticalPoint
+from .critical.classify import CriticalPoint
+from .curvature.shallow import find_shallow, shallow_weights
 from .redundancy import NullityCheck, RedundancyReport
-from .shallow import find_shallow, shallow_weights
 
 #: Activations with σ(−z) = κ − σ(z), for which a mirrored pair u_j ≈ −u_i also cancels (a_i ≈ a_j).
 _MIRRORED = ("tanh", "sigmoid")

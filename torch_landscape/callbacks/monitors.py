@@ -22,11 +22,11 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.utilities.rank_zero import rank_zero_info
 from torch import Tensor, nn
 
-from ..eigen import DENSE_THRESHOLD
+from ..curvature.policy import uses_dense
+from ..monitoring.budget import OverheadBudget
 from ..objective import LossFunction, check_data
 from ..probe import LandscapeProbe
 from ..probe_data import REDUNDANCY_NEEDS, BatchLoss, preserved_rng, supports_redundancy
-from ..schedule import OverheadBudget
 from ..settings import FULL_QUANTITIES, LIGHT_TOL, QUANTITIES, OnError, ProbeSettings, check_positive_int
 from ..snapshot import LandscapeSnapshot
 from ..writers import console_line, run_verdict, snapshot_scalars
@@ -65,7 +65,7 @@ class LandscapeMonitor(Pacing, Callback):
     By default the monitor schedules itself so that everything it spends (set-up, evaluations, logging,
     figures, the closing evaluation) stays within ``max_overhead`` of the wall time, with at least
     0.3 s for the whole run, so that short runs still draw curves
-    (:class:`~torch_landscape.schedule.OverheadBudget`). Spending is paced over the run; the closing
+    (:class:`~torch_landscape.monitoring.budget.OverheadBudget`). Spending is paced over the run; the closing
     evaluation's predicted cost is kept aside from the start. The run starts with an evaluation (full
     where the Hessian is small enough to be cheap) and ends with a full one with figures — scaled down,
     and said so in ``notes`` and the console, when the budget cannot pay for it. ``every_n_steps``,
@@ -375,7 +375,7 @@ class LandscapeMonitor(Pacing, Callback):
         self._budget.record("setup", time.perf_counter() - start)
         if self._last_step is None:  # a fresh run: the landscape at initialisation
             # Full where it is cheap (the whole spectrum is dense): the schedule then knows its cost.
-            cheap = self.probe.num_parameters <= DENSE_THRESHOLD and self._has_full()
+            cheap = uses_dense(self.probe.num_parameters, "light", self.settings.method) and self._has_full()
             self._evaluate(trainer, full=self.full_every is not None or cheap)
 
     def on_train_batch_end(

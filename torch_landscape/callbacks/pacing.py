@@ -2,7 +2,7 @@
 
 The monitor holds the state (``_budget``, ``_started``, ``_horizon``, ``_evaluations``, the schedule
 arguments, ``_tensorboard``, ``_group``, ``notes``); these methods decide from it, through
-:class:`~torch_landscape.schedule.OverheadBudget`, whether a light or a full evaluation is due, what the
+:class:`~torch_landscape.monitoring.budget.OverheadBudget`, whether a light or a full evaluation is due, what the
 closing evaluation can be, and when an explicit schedule costs too much.
 """
 
@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 from pytorch_lightning import Trainer
 from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
-from ..schedule import CLOSING_MAX_SHARE, FIGURES_MAX_SHARE
+from ..monitoring.budget import CLOSING_MAX_SHARE, FIGURES_MAX_SHARE
 from ..settings import FULL_QUANTITIES
 
 if TYPE_CHECKING:
-    from ..schedule import OverheadBudget
+    from ..monitoring.budget import OverheadBudget
 
 #: An explicit schedule that spends more than this share of the wall time gets one warning.
 WARN_OVERHEAD = 0.25

@@ -12,9 +12,9 @@ from pytorch_lightning import LightningModule, Trainer
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from torch import Tensor, nn
 
-from ..align import shallow_reference
+from ..convexity.align import shallow_reference
+from ..curvature.shallow import find_shallow
 from ..probe_data import is_shallow, preserved_rng
-from ..shallow import find_shallow
 
 
 def resolve_loss(pl_module: LightningModule, name: str, loss_fn: Any, loss: Any) -> Any:

@@ -24,7 +24,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..shallow import _ACTIVATIONS, SUPPORTED, ShallowNetwork, activation_function, find_shallow, shallow_weights
+from ..curvature.shallow import (
+    _ACTIVATIONS,
+    SUPPORTED,
+    ShallowNetwork,
+    activation_function,
+    find_shallow,
+    shallow_weights,
+)
 from .network import _inputs, _probe_points
 from .report import DATA, FUNCTION, OutputChange, RedundancyFinding, RedundancyReport
 from .search import neuron_redundancy

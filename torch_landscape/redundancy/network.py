@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..shallow import ShallowNetwork
+from ..curvature.shallow import ShallowNetwork
 
 #: Elements per block of neuron activations held at once (64 MiB in float64).
 _BLOCK = 1 << 23

@@ -10,11 +10,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..newton import criticality
+from ..critical.newton import criticality
+from ..curvature.operators import HessianOperator
+from ..curvature.shallow import ShallowNetwork, activation_derivatives, activation_function, find_shallow
+from ..curvature.symmetry import symmetry_tangents
 from ..objective import LossFunction, Objective
-from ..operators import HessianOperator
-from ..shallow import ShallowNetwork, activation_derivatives, activation_function, find_shallow
-from ..symmetry import symmetry_tangents
 from .deep import MLPRedundancy, find_mlp, is_mlp
 from .network import _probe_points
 from .report import (
@@ -160,14 +160,14 @@ def redundancy_nullity_check(
     - dead neuron: all of (a_i, u_i); neurons linear on the data with slopes s_i (and c):
       {Σ s_i(Δa_i ⊗ u_i + a_i ⊗ Δu_i) + Δc ⊗ e_b = 0}, and the same without c for a shared pattern,
       if g_i = 0;
-    - the continuous-symmetry tangents (:func:`~torch_landscape.symmetry.symmetry_tangents`).
+    - the continuous-symmetry tangents (:func:`~torch_landscape.curvature.symmetry.symmetry_tangents`).
 
     The rank of these vectors (SVD, rtol 1e-10) is compared with #{|λ| ≤ rtol·max|λ|} of the dense float64
     Hessian. ``model`` may be a ``HessianOperator`` (``loss_fn`` and ``data`` are then taken from it): its
     cached Hessian and eigendecomposition are reused, nothing is assembled again. ``report`` defaults to
     ``neuron_redundancy(model, data)``; its verified and near-redundant findings (:attr:`RedundancyFinding.near`)
     that hold between original neurons are used, the near ones named as such. θ is critical by the Newton-step
-    test of :func:`~torch_landscape.newton.criticality`.
+    test of :func:`~torch_landscape.critical.newton.criticality`.
     """
     if isinstance(model, HessianOperator):
         operator = model

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from ..shallow import ShallowNetwork, resized_copy
+from ..curvature.shallow import ShallowNetwork, resized_copy
 
 FUNCTION, DATA = "function", "data"
 

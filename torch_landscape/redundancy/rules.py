@@ -10,7 +10,7 @@ from functools import partial
 import torch
 from torch import Tensor
 
-from ..shallow import ShallowNetwork
+from ..curvature.shallow import ShallowNetwork
 from .network import _BLOCK, _Merge, _Network, _Verifier
 from .report import ANTIPODAL, CONSTANT, DEAD, DUPLICATE, MIRRORED, MULTIPLE, POSITIVE_MULTIPLE, ZERO, _unit_rows
 

@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..curvature.shallow import ShallowNetwork, activation_function, find_shallow, resized_copy, shallow_weights
 from ..objective import LossFunction, Objective
-from ..shallow import ShallowNetwork, activation_function, find_shallow, resized_copy, shallow_weights
 from .network import _inputs, _Merge, _Network, _probe_points, _Verifier
 from .reductions import (
     _dead_candidates,
@@ -185,7 +185,7 @@ def neuron_redundancy(
     Parameters
     ----------
     model
-        A one-hidden-layer network (see :func:`~torch_landscape.shallow.find_shallow`). Never modified.
+        A one-hidden-layer network (see :func:`~torch_landscape.curvature.shallow.find_shallow`). Never modified.
     data
         Inputs X, a batch (X, y), or an iterable of batches; None for function-level rules only.
     loss_fn
@@ -203,7 +203,7 @@ def neuron_redundancy(
     near_rtol
         A merge that fails ``tol`` is reported as near-redundant when its fit change (Δ² + 2Δr)/s² (see
         :attr:`RedundancyFinding.fit_change`) is at most this: default 1e-8 for float64 parameters, 1e-4
-        otherwise, the relative zero band of :func:`~torch_landscape.critical.classify_critical_point`, so
+        otherwise, the relative zero band of :func:`~torch_landscape.critical.classify.classify_critical_point`, so
         that what the Hessian test cannot tell from a redundancy is reported as one (not as a claim).
     layers
         (hidden, activation, output) module names, for models the automatic search does not understand.

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from ..estimators import SpectralDensity
+from ..curvature.estimators import SpectralDensity
 from ..redundancy import MLPRedundancy, RedundancyReport
 from ..slices import REFERENCE_NAME, LossSlice
 

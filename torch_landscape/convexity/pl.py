@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .objective import Data, LossFunction, Objective, as_objective
-from .settings import check_loss_star
+from ..objective import Data, LossFunction, Objective, as_objective
+from ..settings import check_loss_star
 
 
 def _rounding_floor(loss: float, initial_loss: float, dtype: torch.dtype) -> float:

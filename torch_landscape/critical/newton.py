@@ -1,6 +1,6 @@
 """The first-order test of a critical point: the shortest step to a zero gradient up to rounding (docs/theory.md §1.2).
 
-:func:`criticality` is the one home of the test; :func:`~torch_landscape.critical.classify_critical_point` and
+:func:`criticality` is the one home of the test; :func:`~torch_landscape.critical.classify.classify_critical_point` and
 :func:`~torch_landscape.redundancy.redundancy_nullity_check` both use it.
 """
 
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .eigen import _rounding
-from .operators import HessianOperator
+from ..curvature.eigen import _rounding
+from ..curvature.operators import HessianOperator
 
 #: MINRES steps for the Newton step ‖H⁺∇L‖ on the Lanczos path (one Hessian-vector product each); the dense
 #: path computes it exactly from the eigendecomposition.

@@ -10,10 +10,11 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from .eigen import DENSE_THRESHOLD, KrylovBasis, _orthonormalize
-from .objective import Data, LossFunction, Objective
+from ..objective import Data, LossFunction, Objective
+from ..settings import check_positive_int
+from .eigen import KrylovBasis, _orthonormalize
 from .operators import HessianOperator
-from .settings import check_positive_int
+from .policy import DENSE_THRESHOLD
 from .shallow import structured_diagonal
 
 TraceMethod = Literal["auto", "exact", "dense", "hutchpp"]
@@ -70,7 +71,7 @@ def hessian_trace(
     """tr H, the trace of the Hessian of the objective.
 
     ``"exact"``: the closed-form diagonal of a one-hidden-layer network (about one forward pass,
-    :func:`~torch_landscape.shallow.structured_diagonal`). ``"dense"``: the trace of the assembled
+    :func:`~torch_landscape.curvature.shallow.structured_diagonal`). ``"dense"``: the trace of the assembled
     Hessian. ``"hutchpp"``: Hutch++ (Meyer et al. 2021) with ``num_hvp`` products — a third sketch
     Q = orth(H S), the exact tr(QᵀHQ), and Hutchinson on (I − QQᵀ)H(I − QQᵀ) with Rademacher vectors:
 
@@ -180,7 +181,7 @@ def spectral_density(
 
     ``"dense"``: the exact eigenvalues with weights 1/P. ``"slq"``: stochastic Lanczos quadrature
     (Golub–Meurant; Ghorbani et al. 2019) in its block form, on the solvers' own Krylov basis
-    (:class:`~torch_landscape.eigen.KrylovBasis`): the ``num_probes`` Gaussian probes, orthonormalised
+    (:class:`~torch_landscape.curvature.eigen.KrylovBasis`): the ``num_probes`` Gaussian probes, orthonormalised
     to V (a uniformly random b-dimensional subspace, b = ``num_probes``), start a block Krylov space of
     ``num_steps`` blocks. With T = QᵀHQ = S diag(θ) Sᵀ,
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from .objective import Objective
+from ..objective import Objective
 from .shallow import ShallowNetwork, shallow_parameters
 
 #: A family of tangents with more entries (generators × parameters) is not built; the classification

@@ -1,8 +1,8 @@
 """Classify the current parameters as a critical point of the objective (docs/theory.md §1.2–§1.5).
 
 :func:`classify_critical_point` runs in stages: spectrum (:func:`_spectra`) → tolerances and the Newton-step
-criticality test (:func:`~torch_landscape.newton._tolerances`) → kind → explanation (both in
-:mod:`torch_landscape.critical_kind`).
+criticality test (:func:`~torch_landscape.critical.newton._tolerances`) → kind → explanation (both in
+:mod:`torch_landscape.critical.kind`).
 """
 
 from __future__ import annotations
@@ -15,9 +15,13 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from .critical_kind import NULL_ALIGNMENT_TOLERANCE as NULL_ALIGNMENT_TOLERANCE
-from .critical_kind import Kind, _ambiguous, _counts, _Evidence, _explain, _kind
-from .eigen import lanczos_spectrum
+from ..curvature.eigen import lanczos_spectrum
+from ..curvature.operators import HessianOperator, QuotientOperator
+from ..curvature.policy import CRITICAL_DENSE_THRESHOLD
+from ..curvature.symmetry import QuotientBasis, quotient_basis, symmetry_tangents
+from ..objective import Data, LossFunction, Objective, as_objective
+from .kind import NULL_ALIGNMENT_TOLERANCE as NULL_ALIGNMENT_TOLERANCE
+from .kind import Kind, _ambiguous, _counts, _Evidence, _explain, _kind
 from .newton import (
     _Constants,
     _dense_bounds,
@@ -27,16 +31,7 @@ from .newton import (
     default_rtol_grad,
     default_rtol_zero,
 )
-from .null_probes import ProbeResult
-from .objective import Data, LossFunction, Objective, as_objective
-from .operators import HessianOperator, QuotientOperator
-from .symmetry import QuotientBasis, quotient_basis, symmetry_tangents
-
-#: ``method="auto"`` classifies from the full spectrum up to this many parameters (docs/theory.md §0.3,
-#: dense_max_P). It is above eigen.DENSE_THRESHOLD because classification needs the eigenvalues near 0,
-#: where networks have a large cluster that Lanczos resolves slowly: on a trained ReLU network with
-#: P = 1201 (2 loaded cores) the dense path took 5 s and block Lanczos at both ends 50-80 s.
-DENSE_MAX_PARAMETERS = 2000
+from .null_profiles import NullProfile
 
 
 @dataclass(frozen=True)
@@ -98,9 +93,9 @@ class CriticalPoint:
     edge_of_stability : float or None
         λ_max·lr/2 when a learning rate was given: gradient descent is stable near θ only if it is < 1.
     degenerate_kind : str or None
-        With probes: "degenerate_saddle", "nonisolated_min", "degenerate_min_higher_order" or "inconclusive".
-    probes : tuple[ProbeResult, ...]
-        The profile probes run (empty unless ``probe=True`` and the point is degenerate).
+        With profiles: "degenerate_saddle", "nonisolated_min", "degenerate_min_higher_order" or "inconclusive".
+    profiles : tuple[NullProfile, ...]
+        The null-direction profiles run (empty unless ``profiles=True`` and the point is degenerate).
     eigenvalues, quotient_eigenvalues : Tensor
         Ascending, float64, CPU: all of them (dense) or the computed ends (Lanczos).
     error_bounds : Tensor
@@ -138,7 +133,7 @@ class CriticalPoint:
     negative_tol: float = 0.0
     edge_of_stability: float | None = None
     degenerate_kind: str | None = None
-    probes: tuple[ProbeResult, ...] = ()
+    profiles: tuple[NullProfile, ...] = ()
 
     def __str__(self) -> str:
         kind = self.kind if self.degenerate_kind is None else f"{self.kind} ({self.degenerate_kind})"
@@ -209,7 +204,7 @@ def classify_critical_point(
     params: Sequence[str] | None = None,
     dtype: torch.dtype = torch.float64,
     method: Literal["auto", "dense", "lanczos"] = "auto",
-    dense_threshold: int = DENSE_MAX_PARAMETERS,
+    dense_threshold: int = CRITICAL_DENSE_THRESHOLD,
     k: int = 10,
     tol: float = 1e-9,
     rtol_grad: float | None = None,
@@ -219,8 +214,8 @@ def classify_critical_point(
     length_min: float = 1e-3,
     symmetries: bool = True,
     learning_rate: float | None = None,
-    probe: bool = False,
-    max_probes: int = 8,
+    profiles: bool = False,
+    max_profiles: int = 8,
     seed: int = 0,
 ) -> CriticalPoint:
     """Classify θ by a Newton-step criticality test and the spectra of H and of the quotient Hessian (§1.2–§1.5).
@@ -248,15 +243,15 @@ def classify_critical_point(
     rtol_grad, rtol_zero, atol_zero, c_grad, length_min
         The constants above; rtol_grad and rtol_zero default to 1e-6 and 1e-8 in float64, 1e-3 and 1e-4 below.
     symmetries
-        Use the known continuous symmetries (:mod:`torch_landscape.symmetry`) for the quotient.
+        Use the known continuous symmetries (:mod:`torch_landscape.curvature.symmetry`) for the quotient.
     learning_rate
         If given, ``edge_of_stability`` = λ_max · lr / 2.
-    probe, max_probes, seed
-        At a degenerate point on the dense path, run the profile probes (docs/theory.md §1.5) along at most
-        ``max_probes`` null directions of H_q, chosen with a generator seeded by ``seed``: evidence, not proof.
+    profiles, max_profiles, seed
+        At a degenerate point on the dense path, run the null-direction profiles (docs/theory.md §1.5) along at most
+        ``max_profiles`` null directions of H_q, chosen with a generator seeded by ``seed``: evidence, not proof.
     """
     numbers = dict(tol=tol, rtol_grad=rtol_grad, rtol_zero=rtol_zero, atol_zero=atol_zero, length_min=length_min)
-    _check_arguments(method, k, probe, max_probes, **numbers, learning_rate=learning_rate)
+    _check_arguments(method, k, profiles, max_profiles, **numbers, learning_rate=learning_rate)
     if isinstance(model, HessianOperator):  # reuse its loss, gradient, dense matrix and decomposition
         operator = model
     else:
@@ -269,8 +264,8 @@ def classify_critical_point(
     k = min(k, objective.num_parameters)
     evidence = _evidence(operator, constants, symmetries, dense, k, tol, seed)
     kind, text, null_alignment = _kind(evidence)
-    probes, degenerate_kind, reason = _explain(kind, text, evidence, operator, k, probe, max_probes, seed)
-    return _critical_point(operator, evidence, kind, reason, null_alignment, probes, degenerate_kind, learning_rate)
+    found, degenerate_kind, reason = _explain(kind, text, evidence, operator, k, profiles, max_profiles, seed)
+    return _critical_point(operator, evidence, kind, reason, null_alignment, found, degenerate_kind, learning_rate)
 
 
 def _evidence(
@@ -295,11 +290,11 @@ def _critical_point(
     kind: Kind,
     reason: str,
     null_alignment: float,
-    probes: tuple[ProbeResult, ...],
+    profiles: tuple[NullProfile, ...],
     degenerate_kind: str | None,
     learning_rate: float | None,
 ) -> CriticalPoint:
-    """The result: the evidence, the verdict and the probes in the fields of :class:`CriticalPoint`."""
+    """The result: the evidence, the verdict and the profiles in the fields of :class:`CriticalPoint`."""
     spectra, tolerances, counts, basis, tangents = (
         evidence.spectra,
         evidence.tolerances,
@@ -338,22 +333,22 @@ def _critical_point(
         negative_tol=tolerances.band,
         edge_of_stability=float(values[-1]) * learning_rate / 2 if learning_rate is not None else None,
         degenerate_kind=degenerate_kind,
-        probes=probes,
+        profiles=profiles,
         eigenvalues=values.detach().cpu().double(),
         quotient_eigenvalues=quotient_values.detach().cpu().double(),
         error_bounds=spectra.bounds.detach().cpu().double(),
     )
 
 
-def _check_arguments(method: str, k: int, probe: bool, max_probes: int, **numbers: float | None) -> None:
+def _check_arguments(method: str, k: int, profiles: bool, max_profiles: int, **numbers: float | None) -> None:
     """The library's own errors for arguments that would otherwise fail deep inside, or be silently misread."""
     if method not in ("auto", "dense", "lanczos"):
         raise ValueError(f"method must be 'auto', 'dense' or 'lanczos', got {method!r}.")
-    for name, value in (("k", k), ("max_probes", max_probes)):
+    for name, value in (("k", k), ("max_profiles", max_profiles)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}.")
-    if not isinstance(probe, bool):
-        raise TypeError(f"probe must be True or False, got {probe!r}.")
+    if not isinstance(profiles, bool):
+        raise TypeError(f"profiles must be True or False, got {profiles!r}.")
     for name, number in numbers.items():
         if number is None:
             continue

@@ -1,9 +1,9 @@
-"""Profile probes along the null directions of a degenerate critical point (docs/theory.md §1.5).
+"""Profiles along the null directions of a degenerate critical point (docs/theory.md §1.5).
 
 ψ_u(t) = min_{z ⊥ u, z ⊥ span(V)} L(θ + tu + z) − L(θ) tells a flat direction (a set of equal-loss points)
 from higher-order growth and from descent, where straight-line probes cannot: along a curved orbit a
 straight line leaves the orbit at O(t²) and sees quartic growth. Used by
-:func:`~torch_landscape.critical.classify_critical_point` with ``probe=True``.
+:func:`~torch_landscape.critical.classify.classify_critical_point` with ``profiles=True``.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .objective import Objective
-from .symmetry import QuotientBasis
+from ..curvature.symmetry import QuotientBasis
+from ..objective import Objective
 
 
 @dataclass(frozen=True)
-class ProbeResult:
-    """A profile probe ψ_u(t) = min_{z ⊥ u, z ⊥ span(V)} L(θ + tu + z) − L(θ) along one null direction u.
+class NullProfile:
+    """A null-direction profile ψ_u(t) = min_{z ⊥ u, z ⊥ span(V)} L(θ + tu + z) − L(θ) along one null direction u.
 
     Attributes
     ----------
@@ -43,7 +43,7 @@ class ProbeResult:
     solver_gradient: float
 
 
-def profile_probe(
+def null_profile(
     objective: Objective,
     basis: QuotientBasis,
     quotient_vectors: Tensor,
@@ -51,7 +51,7 @@ def profile_probe(
     loss: float,
     scale: float,
     length: float,
-) -> ProbeResult:
+) -> NullProfile:
     """ψ_u(t) for u = Q_⊥ y (y the ``column``-th eigenvector of H_q), t = t0, t0/2, t0/4, t0/8, t0 = 0.1·ℓ̄.
 
     The minimisation over z ⊥ u, z ⊥ span(V) runs in the coordinates z = t·Z w, Z = Q_⊥ [the other
@@ -84,7 +84,7 @@ def profile_probe(
         verdict = "higher_order"
     else:
         verdict = "inconclusive"
-    return ProbeResult(verdict, order, tuple(radii), tuple(values), residual)
+    return NullProfile(verdict, order, tuple(radii), tuple(values), residual)
 
 
 def _profile_value(
@@ -121,26 +121,27 @@ def _profile_value(
     return float(final.detach()) * denominator
 
 
-def summarise_probes(probes: tuple[ProbeResult, ...]) -> tuple[str, str]:
-    verdicts = [p.verdict for p in probes]
+def summarise_profiles(profiles: tuple[NullProfile, ...]) -> tuple[str, str]:
+    verdicts = [p.verdict for p in profiles]
     tally = ", ".join(
         f"{verdicts.count(v)} {v}" for v in ("descent", "flat", "higher_order", "inconclusive") if v in verdicts
     )
     if "descent" in verdicts:
         return (
             "degenerate_saddle",
-            f"profile probes ({tally}): the loss decreases along a null direction, a degenerate saddle",
+            f"null-direction profiles ({tally}): the loss decreases along a null direction, a degenerate saddle",
         )
     if all(v == "flat" for v in verdicts):
         return (
             "nonisolated_min",
-            f"profile probes ({tally}): every null direction is flat, a non-isolated minimum (evidence, not proof)",
+            f"null-direction profiles ({tally}): every null direction is flat, a non-isolated minimum "
+            "(evidence, not proof)",
         )
-    orders = [p.order for p in probes if p.verdict == "higher_order"]
+    orders = [p.order for p in profiles if p.verdict == "higher_order"]
     if orders:
         p = max(orders)
         return "degenerate_min_higher_order", (
-            f"profile probes ({tally}): growth of order p = {p:.2f} along a null direction, a degenerate minimum where "
-            f"PL fails locally (Lojasiewicz exponent 1 - 1/p = {1 - 1 / p:.2f}; evidence, not proof)"
+            f"null-direction profiles ({tally}): growth of order p = {p:.2f} along a null direction, a degenerate "
+            f"minimum where PL fails locally (Lojasiewicz exponent 1 - 1/p = {1 - 1 / p:.2f}; evidence, not proof)"
         )
-    return "inconclusive", f"profile probes ({tally}) are inconclusive"
+    return "inconclusive", f"null-direction profiles ({tally}) are inconclusive"

@@ -11,16 +11,12 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from .objective import Data, LossFunction, Objective
+from ..objective import Data, LossFunction, Objective
 from .operators import HessianOperator, LinearOperator
+from .policy import DENSE_THRESHOLD
 
 Which = Literal["largest", "smallest", "both"]
 Method = Literal["auto", "dense", "lanczos"]
-
-#: ``method="auto"`` assembles the exact Hessian up to this many parameters. Measured on 2 CPU cores
-#: (benchmarks/hessian_engine.py): at P ≈ 1000 assembly plus eigh takes about as long as a matrix-free
-#: solve for k = 5 at both ends, and below it the dense path is both faster and exact.
-DENSE_THRESHOLD = 1024
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ Members here:
 * :class:`HessianOperator` — H = ∇²L(θ) of an objective. Constructing one picks the cheapest kind for the
   model and size (:func:`hessian_operator_class`): :class:`AutogradHessian` (reverse-over-reverse through
   a gradient graph built once) or :class:`StructuredHessian` (one-hidden-layer networks, whose exact
-  Hessian and products come from the structure, :mod:`torch_landscape.shallow`);
+  Hessian and products come from the structure, :mod:`torch_landscape.curvature.shallow`);
 * :class:`QuotientOperator` — Bᵀ H B for an orthonormal basis B of a subspace (the Hessian on the
   complement of the symmetry directions).
 """
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .objective import Data, LossFunction, Objective, as_objective, check_finite, describe_size
+from ..objective import Data, LossFunction, Objective, as_objective, check_finite, describe_size
 from .shallow import shallow_layers, structured_hessian, structured_products
 
 #: Above this many parameters a one-hidden-layer network's products go through the kept gradient graph.
@@ -171,7 +171,7 @@ class QuotientOperator(SymmetricOperator):
     """H_q = Bᵀ H B on R^{P−r}, for an orthonormal basis B of the complement of r directions.
 
     ``basis`` provides ``size`` (P), ``rank`` (r), ``extend`` (x ↦ B x) and ``restrict`` (y ↦ Bᵀ y), as
-    :class:`~torch_landscape.symmetry.QuotientBasis` does.
+    :class:`~torch_landscape.curvature.symmetry.QuotientBasis` does.
     """
 
     def __init__(self, operator: LinearOperator, basis: Any) -> None:
@@ -288,7 +288,7 @@ class AutogradHessian(HessianOperator):
 class StructuredHessian(HessianOperator):
     """The Hessian of a one-hidden-layer network's objective (Linear → activation → Linear).
 
-    The dense matrix is assembled from the structure (:func:`~torch_landscape.shallow.structured_hessian`),
+    The dense matrix is assembled from the structure (:func:`~torch_landscape.curvature.shallow.structured_hessian`),
     far cheaper than P products; products come from the structure up to ``STRUCTURED_PRODUCT_LIMIT``
     parameters and through the kept gradient graph above, where that is cheaper.
     """

@@ -1,10 +1,8 @@
-"""Polyak–Łojasiewicz and one-point strong convexity diagnostics (docs/theory.md §2, §3).
+"""Convexity along a run (docs/theory.md §2, §3): the Polyak–Łojasiewicz ratio and L* (:mod:`.pl`),
+one-point strong convexity toward a reference (:mod:`.one_point`) aligned under the network's symmetries
+(:mod:`.align`)."""
 
-The computations live in :mod:`torch_landscape.pl` (the PL ratio along a run) and
-:mod:`torch_landscape.one_point` (one-point strong convexity against an aligned reference); this module
-keeps the names importable from one place.
-"""
-
+from .align import Alignment, align_reference
 from .one_point import (
     OnePointConvexity,
     OnePointProfile,
@@ -15,11 +13,13 @@ from .one_point import (
 from .pl import PLEstimate, PLTracker, aitken_extrapolation, pl_ratio
 
 __all__ = [
+    "Alignment",
     "OnePointConvexity",
     "OnePointProfile",
     "PLEstimate",
     "PLTracker",
     "aitken_extrapolation",
+    "align_reference",
     "one_point_convexity",
     "one_point_convexity_profile",
     "pl_ratio",

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .objective import Objective
+from ..objective import Objective
 
 
 class Square(nn.Module):

@@ -26,7 +26,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
-from .shallow import ShallowNetwork, find_shallow
+from ..curvature.shallow import ShallowNetwork, find_shallow
 
 _FLIP = {"tanh": "odd", "identity": "odd", "sigmoid": "sigmoid", "square": "even"}
 _DEGREE = {"relu": 1, "leaky_relu": 1, "identity": 1, "square": 2}
@@ -373,7 +373,7 @@ def align_reference(
     Parameters
     ----------
     model, reference
-        One-hidden-layer networks (see :func:`~torch_landscape.shallow.find_shallow`).
+        One-hidden-layer networks (see :func:`~torch_landscape.curvature.shallow.find_shallow`).
     trainable
         Names of the model's parameters that are free (default: those with ``requires_grad``); the
         symmetries that would change a frozen tensor are not used.

@@ -1,7 +1,7 @@
-"""Stages 3 and 4 of :func:`~torch_landscape.critical.classify_critical_point` (docs/theory.md §1.3–§1.5).
+"""Stages 3 and 4 of :func:`~torch_landscape.critical.classify.classify_critical_point` (docs/theory.md §1.3–§1.5).
 
 From the evidence of stages 1–2 (spectra, tolerances, counts): the kind of the point and the sentence that
-justifies it (:func:`_kind`), then the profile probes at a degenerate point and the notes on what the
+justifies it (:func:`_kind`), then the null-direction profiles at a degenerate point and the notes on what the
 counts mean (:func:`_explain`).
 """
 
@@ -14,10 +14,10 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from ..curvature.operators import HessianOperator
+from ..curvature.symmetry import QuotientBasis, SymmetryTangents
 from .newton import _Spectra, _Tolerances, certainly_negative
-from .null_probes import ProbeResult, profile_probe, summarise_probes
-from .operators import HessianOperator
-from .symmetry import QuotientBasis, SymmetryTangents
+from .null_profiles import NullProfile, null_profile, summarise_profiles
 
 Kind = Literal["not_critical", "strict_saddle", "nondegenerate_min", "min_mod_symmetry", "degenerate"]
 
@@ -151,20 +151,20 @@ def _explain(
     evidence: _Evidence,
     operator: HessianOperator,
     k: int,
-    probe: bool,
-    max_probes: int,
+    run_profiles: bool,
+    max_profiles: int,
     seed: int,
-) -> tuple[tuple[ProbeResult, ...], str | None, str]:
-    """Stage 4: the profile probes at a degenerate point, and the reason: the kind's sentence (with the probes'
-    summary) followed by the notes on what the counts mean.
+) -> tuple[tuple[NullProfile, ...], str | None, str]:
+    """Stage 4: the null-direction profiles at a degenerate point, and the reason: the kind's sentence (with
+    the profiles' summary) followed by the notes on what the counts mean.
 
-    Returns (probes, degenerate kind, reason)."""
+    Returns (profiles, degenerate kind, reason)."""
     spectra, counts, basis, tangents = evidence.spectra, evidence.counts, evidence.basis, evidence.tangents
     notes: list[str] = []
-    probes: tuple[ProbeResult, ...] = ()
+    profiles: tuple[NullProfile, ...] = ()
     degenerate_kind = None
     if kind == "degenerate":
-        probes, degenerate_kind, note = _probes(evidence, operator, probe, max_probes, seed)
+        profiles, degenerate_kind, note = _profiles(evidence, operator, run_profiles, max_profiles, seed)
         if degenerate_kind is not None:
             text += f"; {note}"
         else:
@@ -185,26 +185,26 @@ def _explain(
         )
     if tangents is not None and tangents.note and not basis.rank and kind != "nondegenerate_min":
         notes.append(f"symmetries: {tangents.note}")
-    return probes, degenerate_kind, "; ".join([text, *notes]) + "."
+    return profiles, degenerate_kind, "; ".join([text, *notes]) + "."
 
 
-def _probes(
-    evidence: _Evidence, operator: HessianOperator, probe: bool, max_probes: int, seed: int
-) -> tuple[tuple[ProbeResult, ...], str | None, str]:
-    """The profile probes along the null directions of H_q (dense path, ``probe``), their verdict and summary."""
+def _profiles(
+    evidence: _Evidence, operator: HessianOperator, profiles: bool, max_profiles: int, seed: int
+) -> tuple[tuple[NullProfile, ...], str | None, str]:
+    """The profiles along the null directions of H_q (dense path, ``profiles``), their verdict and summary."""
     spectra, tolerances, vectors = evidence.spectra, evidence.tolerances, evidence.spectra.quotient_vectors
     null = torch.nonzero(spectra.quotient_values.abs() <= tolerances.tau).flatten().tolist()
-    if not probe:
-        return (), None, "null-direction probes not run (probe=True runs them)"
+    if not profiles:
+        return (), None, "null-direction profiles not run (profiles=True runs them)"
     if vectors is None or not null:  # eigenvectors: the dense path only
-        return (), None, "the null-direction probes need the dense path and a null direction of H_q; not run"
-    if len(null) > max_probes:
+        return (), None, "the null-direction profiles need the dense path and a null direction of H_q; not run"
+    if len(null) > max_profiles:
         generator = torch.Generator().manual_seed(seed)
-        null = [null[i] for i in torch.randperm(len(null), generator=generator)[:max_probes].tolist()]
+        null = [null[i] for i in torch.randperm(len(null), generator=generator)[:max_profiles].tolist()]
     loss = float(operator.loss)
-    probes = tuple(
-        profile_probe(operator.objective, evidence.basis, vectors, i, loss, tolerances.scale, tolerances.length)
+    found = tuple(
+        null_profile(operator.objective, evidence.basis, vectors, i, loss, tolerances.scale, tolerances.length)
         for i in null
     )
-    degenerate_kind, summary = summarise_probes(probes)
-    return probes, degenerate_kind, summary
+    degenerate_kind, summary = summarise_profiles(found)
+    return found, degenerate_kind, summary

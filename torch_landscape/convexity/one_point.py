@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from ..curvature.shallow import shallow_parameters
+from ..curvature.symmetry import quotient_basis, symmetry_tangents
+from ..objective import Data, LossFunction, Objective, as_objective
 from .align import Alignment, align_parameters, shallow_reference
-from .objective import Data, LossFunction, Objective, as_objective
-from .shallow import shallow_parameters
-from .symmetry import quotient_basis, symmetry_tangents
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def reference_point(
     objective: Objective, reference: nn.Module | Tensor, align: bool = True
 ) -> tuple[Tensor, Alignment | None]:
     """θ* in θ's flat layout: ``reference`` (a model of the same architecture or a flat tensor), aligned
-    to the model's gauge with :func:`~torch_landscape.align.align_parameters` when ``align`` is true."""
+    to the model's gauge with :func:`~torch_landscape.convexity.align.align_parameters` when ``align`` is true."""
     size = objective.num_parameters
     if isinstance(reference, Tensor):
         flat = reference.detach().to(device=objective.device, dtype=objective.dtype).reshape(-1)

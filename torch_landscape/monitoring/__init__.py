@@ -1,0 +1,5 @@
+"""Monitoring without a framework: the overhead budget."""
+
+from .budget import OverheadBudget
+
+__all__ = ["OverheadBudget"]
