@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from torch_landscape.writers import log_snapshot
+from torch_landscape.writers import TensorBoardSink
 
 DEFAULT_RUNS = Path("runs")
 #: The default loss: one stateless instance shared by every call.
@@ -249,11 +249,11 @@ def replay(probe, model: nn.Module, states, tb, *, learning_rate: float | None =
     The probe reads the model's current parameters, so loading a stored state and calling ``snapshot`` is
     the same as snapshotting during training. Returns the last (full) snapshot.
     """
-    final = copy_state(model)
+    final, sink = copy_state(model), TensorBoardSink(tb)
     for step, state in states:
         model.load_state_dict(state)
-        log_snapshot(tb, probe.snapshot(step, full=False, learning_rate=learning_rate), probe)
+        sink.log(probe.snapshot(step, full=False, learning_rate=learning_rate), probe)
     model.load_state_dict(final)
     snap = probe.snapshot(states[-1][0] + 1, full=True, learning_rate=learning_rate)
-    log_snapshot(tb, snap, probe)
+    sink.log(snap, probe)
     return snap

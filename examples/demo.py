@@ -48,7 +48,7 @@ from torch_landscape import (
 )
 from torch_landscape.callbacks import LandscapeMonitor
 from torch_landscape.snapshot import LandscapeSnapshot
-from torch_landscape.writers import log_snapshot
+from torch_landscape.writers import TensorBoardSink
 
 try:
     from examples._common import lbfgs, newton_polish
@@ -209,7 +209,7 @@ def polish(
     step = monitor.last_snapshot.step + 1
     snapshot = monitor.probe.snapshot(step, full=True)
     with SummaryWriter(str(log_dir)) as writer:
-        log_snapshot(writer, snapshot, monitor.probe)
+        TensorBoardSink(writer).log(snapshot, monitor.probe)
     return snapshot
 
 

@@ -26,7 +26,7 @@ except ImportError:  # run as a script: examples/ is on sys.path
 from torch_landscape import classify_critical_point
 from torch_landscape.curvature import Square
 from torch_landscape.probe import LandscapeProbe
-from torch_landscape.writers import log_snapshot
+from torch_landscape.writers import TensorBoardSink
 
 NAME = "quadratic_activations"
 
@@ -49,6 +49,7 @@ def run(rank: int, *, d: int, k: int, n: int, steps: int, lr: float, logdir, rep
     loss_fn = nn.MSELoss()
     probe = LandscapeProbe(net, loss_fn, (x, y), loss_star=0.0, k=3, quantities=["pl"])
     tb = writer(logdir, f"{NAME}/rank{rank}")
+    sink = TensorBoardSink(tb)
     optimizer = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=lr)
     # Evaluate on a log-spaced grid of steps: the polynomial regime needs long horizons, the PL tracker's
     # contraction and η·t ratio work with any spacing.
@@ -57,7 +58,7 @@ def run(rank: int, *, d: int, k: int, n: int, steps: int, lr: float, logdir, rep
     for step in range(steps + 1):
         if step in grid:
             snap = probe.snapshot(step, learning_rate=lr)
-            log_snapshot(tb, snap, probe)
+            sink.log(snap, probe)
             if math.isfinite(snap.pl.mu) and math.isfinite(snap.pl.contraction):
                 valid = snap  # the last evaluation above the rounding floor (full rank reaches L ≈ 1e-30)
         if step == steps:
@@ -67,7 +68,7 @@ def run(rank: int, *, d: int, k: int, n: int, steps: int, lr: float, logdir, rep
         loss.backward()
         optimizer.step()
     final = probe.snapshot(steps, full=True, quantities=["critical"], learning_rate=lr)
-    log_snapshot(tb, final, probe)
+    sink.log(final, probe)
     tb.close()
     cp = classify_critical_point(net, loss_fn, (x, y), profiles=rank < d)
     pl = valid.pl

@@ -45,7 +45,7 @@ from torch_landscape import (
     one_point_convexity_profile,
 )
 from torch_landscape.probe import LandscapeProbe
-from torch_landscape.writers import log_snapshot
+from torch_landscape.writers import TensorBoardSink
 
 NAME = "relu_mild_overparameterization"
 
@@ -67,13 +67,14 @@ def train(width, teacher, x, y, *, steps, lr, logdir, tag):
     loss_fn = nn.MSELoss()
     probe = LandscapeProbe(net, loss_fn, (x, y), loss_star=0.0, k=3, quantities=["pl"])
     tb = writer(logdir, f"{NAME}/{tag}")
+    sink = TensorBoardSink(tb)
     optimizer = torch.optim.SGD([net[0].weight], lr=lr)
     grid = sorted({int(v) for v in torch.logspace(0, math.log10(steps), 30).tolist()} | {steps})
     snap = None
     for step in range(steps + 1):
         if step in grid:
             snap = probe.snapshot(step, learning_rate=lr)
-            log_snapshot(tb, snap, probe)
+            sink.log(snap, probe)
         if step == steps:
             break
         optimizer.zero_grad()

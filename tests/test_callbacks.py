@@ -4,8 +4,6 @@ parameters; training is bit-identical with and without them; resume; bad configu
 import copy
 import csv
 import random
-import types
-import warnings
 
 import numpy as np
 import pytest
@@ -26,12 +24,10 @@ from torch_landscape.callbacks import (
     LandscapeMonitor,
     RedundancyMonitor,
     monitors,
-    pacing,
 )
 from torch_landscape.convexity import PLTracker, one_point_convexity
 from torch_landscape.critical.classify import classify_critical_point
 from torch_landscape.redundancy import neuron_redundancy
-from torch_landscape.snapshot import LandscapeSnapshot
 
 TRAINER = dict(
     accelerator="cpu",
@@ -434,80 +430,6 @@ def test_a_failing_diagnostic_is_warned_about_once_and_training_goes_on(tmp_path
         trainer.fit(Student(), DataLoader(TensorDataset(x, y), batch_size=16))
 
 
-def _simulate(monkeypatch, monitor, steps, step_seconds=0.01, light=0.02, full=1.0, known_length=True):
-    """Drive ``monitor`` through ``steps`` training steps of ``step_seconds`` with light snapshots of
-    ``light`` seconds and full ones of ``full`` on a simulated clock, from the initial evaluation to the
-    closing one; returns the steps of its light and full evaluations and its final share of the time."""
-    clock = [0.0]
-    simulated = types.SimpleNamespace(perf_counter=lambda: clock[0])
-    monkeypatch.setattr(monitors, "time", simulated)
-    monkeypatch.setattr(pacing, "time", simulated)
-
-    class Probe:
-        trajectory = []
-
-        def snapshot(self, step, full, quantities, learning_rate):
-            seconds = full_cost if full else light
-            clock[0] += seconds
-            return LandscapeSnapshot(step, 1, 0.0, 0.0, seconds, full=full)
-
-    full_cost = full
-    monitor.probe, monitor._started, monitor.quantities = Probe(), 0.0, ("pl", "spectrum", "critical")
-    monitor._horizon = steps if known_length else None
-    trainer = types.SimpleNamespace(
-        global_step=0, is_global_zero=True, loggers=[], callback_metrics={}, optimizers=[], callbacks=[monitor]
-    )
-    monitor._evaluate(trainer, full=True)  # the initial evaluation
-    for step in range(1, steps + 1):
-        clock[0] += step_seconds(step) if callable(step_seconds) else step_seconds
-        trainer.global_step = step
-        monitor.on_train_batch_end(trainer, None, None, None, 0)
-    monitor.on_train_end(trainer, None)
-    full_steps = [s.step for s in monitor.history if s.full]
-    light_steps = [s.step for s in monitor.history if not s.full]
-    return light_steps, full_steps, monitor._budget.share(monitor._training_time())
-
-
-def test_automatic_schedule_spends_its_share_evenly_and_keeps_the_closing_evaluation(monkeypatch):
-    light_steps, full_steps, share = _simulate(monkeypatch, LandscapeMonitor(max_overhead=0.05), 20000)  # 200 s
-    # 5% of the wall time is 10.5 s: 1 s reserved for the closing full evaluation, the rest shared 60/40
-    # between light and full (the initial full evaluation counts against the full share): ~285 light
-    # evaluations of 0.02 s, and ~2 more full ones of 1 s. Whole evaluations leave a little unspent.
-    assert 0.045 <= share <= 0.0505
-    assert full_steps[0] == 0 and full_steps[-1] == 20000 and 4 <= len(full_steps) <= 7
-    assert 260 <= len(light_steps) <= 300
-    gaps = np.diff(light_steps)
-    assert gaps.max() <= 2.5 * gaps.mean()  # paced over the run, not spent in a burst
-    assert np.diff(full_steps).min() >= 2000
-
-
-def test_a_short_run_still_draws_curves(monkeypatch):
-    """A 320-step run of 2 ms steps trains for 0.64 s, 5% of which pays for almost nothing; the floor of
-    MIN_SECONDS over the run gives the curves their points."""
-    light_steps, full_steps, _ = _simulate(
-        monkeypatch, LandscapeMonitor(), 320, step_seconds=0.002, light=0.004, full=0.03
-    )
-    assert len(light_steps) + len(full_steps) >= 20 and len(full_steps) >= 3
-    assert full_steps[-1] == 320
-
-
-def test_a_stall_in_training_does_not_fire_a_burst_of_evaluations(monkeypatch):
-    """A 5-second stall (a checkpoint, a validation loop) at step 2500 earns allowance for ~5 evaluations;
-    they are not spent on the steps right after it."""
-    light_steps, full_steps, share = _simulate(
-        monkeypatch, LandscapeMonitor(), 5000, step_seconds=lambda step: 5.0 if step == 2500 else 0.01
-    )
-    evaluations = sorted(light_steps + full_steps)
-    assert min(np.diff(evaluations)) >= 10 and share <= 0.05
-
-
-def test_an_unknown_length_paces_by_time_alone(monkeypatch):
-    light_steps, full_steps, share = _simulate(
-        monkeypatch, LandscapeMonitor(max_overhead=0.1), 5000, known_length=False
-    )
-    assert share <= 0.1 + 0.01 and full_steps[-1] == 5000 and len(light_steps) >= 20
-
-
 class Pairs(torch.utils.data.Dataset):
     """Batches that are dicts, not (inputs, targets)."""
 
@@ -563,20 +485,6 @@ def test_the_end_of_training_completes_a_light_last_step_without_repeating_it(tm
     final = monitor.last_snapshot
     assert final.step == 4 and final.full and final.critical is not None and final.pl.step == 4
     assert [s.step for s in monitor.history] == [0, 2, 4]
-
-
-def test_a_costly_explicit_schedule_is_warned_about_once(monkeypatch):
-    with pytest.warns(UserWarning, match="LandscapeMonitor has spent .* of the training time") as caught:
-        light_steps, full_steps, share = _simulate(monkeypatch, LandscapeMonitor(every_n_steps=10, full_every=5), 500)
-    assert len(caught) == 1 and "Light evaluations every" in str(caught[0].message)
-    assert len(light_steps) + len(full_steps) == 51 and full_steps[:3] == [0, 50, 100] and full_steps[-1] == 500
-    assert share > 0.25
-
-
-def test_the_automatic_schedule_never_warns_about_its_cost(monkeypatch):
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        _simulate(monkeypatch, LandscapeMonitor(), 500, step_seconds=0.001, light=0.05, full=2.0)
 
 
 class TwoHidden(Student):

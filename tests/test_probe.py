@@ -187,7 +187,7 @@ def test_light_lanczos_lambda_max_is_warm_started_and_bounded():
 def test_an_unconverged_solve_is_warned_about_once_and_flagged(monkeypatch):
     """Cut the eigen-solver short: the snapshot still reports a bound that holds, says converged = 0, and
     warns once (training goes on)."""
-    import torch_landscape.probe as probe_module
+    import torch_landscape.evaluation as probe_module
 
     data = regression_data(128, 6)
     model = train(shallow(6, 40, nn.Tanh()), data, steps=40)  # P = 321: the light path is Lanczos

@@ -15,7 +15,13 @@ from torch.utils.tensorboard import SummaryWriter
 from helpers import regression_data, shallow, train
 from torch_landscape.probe import LandscapeProbe
 from torch_landscape.redundancy import neuron_redundancy
-from torch_landscape.writers import custom_scalars_layout, log_snapshot, run_verdict, snapshot_report, snapshot_scalars
+from torch_landscape.writers import (
+    TensorBoardSink,
+    custom_scalars_layout,
+    run_verdict,
+    snapshot_report,
+    snapshot_scalars,
+)
 from torch_landscape.writers.figures import marked_neurons, similarity_figure
 from torch_landscape.writers.tensorboard import CHARTS
 
@@ -48,8 +54,9 @@ def test_plain_loop_log_writes_what_tensorboard_reads_back(setting, tmp_path):
     probe = LandscapeProbe(model, LOSS, data, reference=teacher)
     writer = SummaryWriter(tmp_path)
     snapshots = [probe.snapshot(step, full=step == 4, learning_rate=0.1) for step in (0, 4)]
+    sink = TensorBoardSink(writer)
     for snapshot in snapshots:
-        log_snapshot(writer, snapshot, probe)
+        sink.log(snapshot, probe)
     writer.close()
     events = read(tmp_path)
     tags = events.Tags()
@@ -78,8 +85,9 @@ def test_the_layout_holds_exactly_the_charts_the_logged_tags_fill(setting, tmp_p
     model, teacher, data = setting
     probe = LandscapeProbe(model, LOSS, data, reference=teacher, loss_star=0.0)
     writer = SummaryWriter(tmp_path)
-    log_snapshot(writer, probe.snapshot(0, full=False), figures=False)
-    log_snapshot(writer, probe.snapshot(1, learning_rate=0.1), figures=False)
+    sink = TensorBoardSink(writer)
+    sink.log(probe.snapshot(0, full=False), figures=False)
+    sink.log(probe.snapshot(1, learning_rate=0.1), figures=False)
     writer.close()
     events = read(tmp_path)
     logged = set(events.Tags()["scalars"])

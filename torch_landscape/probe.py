@@ -18,69 +18,38 @@ Nothing here changes the model, its ``.grad``, its train/eval mode or any random
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import math
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .convexity import PLTracker, one_point_convexity, reference_point
-from .critical.classify import classify_critical_point
-from .critical.newton import certainly_negative, default_rtol_zero, gradient_rounding
-from .curvature.eigen import Spectrum, hessian_eigenvalues
-from .curvature.estimators import TraceEstimate, hessian_trace, spectral_density
-from .curvature.operators import HessianOperator
-from .curvature.policy import Purpose, uses_dense
-from .curvature.shallow import find_shallow, structured_diagonal
-from .objective import Data, LossFunction, Objective, check_finite, check_process_group
-from .probe_data import (  # noqa: F401  (BatchLoss, preserved_rng, ...: public here since the first release)
-    REDUNDANCY_NEEDS,
+from .convexity import PLTracker, reference_point
+from .curvature.shallow import find_shallow
+from .evaluation import COMPUTATIONS, Context, Point, RunningState, point_at, verdict_values
+from .objective import Data, LossFunction, Objective, check_process_group
+from .probe_data import (
     BatchLoss,
     BatchLossModel,
+    ProbeData,
     applicable_quantities,
     is_shallow,
     preserved_rng,
     read_probe_data,
-    supports_redundancy,
 )
-from .redundancy import (
-    find_mlp,
-    is_mlp,
-    mlp_redundancy,
-    neuron_redundancy,
-    redundancy_nullity_check,
-)
-from .settings import FULL_QUANTITIES, LIGHT_TOL, OnError, ProbeSettings, check_quantities
-from .slices import landscape_slices
-from .snapshot import LandscapeSnapshot
-from .verdicts import contradictions, divergence_verdict
+from .quantities import FULL_QUANTITIES, check_quantities, completing
+from .redundancy import find_mlp, is_mlp
+from .settings import LIGHT_TOL, OnError, ProbeSettings
+from .snapshot import LandscapeSnapshot, completed
 
 #: The failures a diagnostic may survive with ``on_error="warn"``: non-finite values (FloatingPointError),
 #: solvers and linear algebra (RuntimeError, torch's LinAlgError), memory, and values outside a
 #: computation's domain (ValueError).
 NUMERICAL_FAILURES = (ArithmeticError, RuntimeError, ValueError, MemoryError, np.linalg.LinAlgError)
-
-#: The least a full snapshot's loss slices may cost, in gradients (about 60 grid points; more when the
-#: spectrum itself took more products, so that the pictures never dominate a full snapshot).
-SLICE_BUDGET = 40.0
-
-
-class _Point(NamedTuple):
-    """The objective at the current parameters, shared by every quantity of one snapshot."""
-
-    objective: Objective
-    operator: HessianOperator
-    loss: float
-    gradient: Tensor
-    step: int
-    learning_rate: float | None
-    full: bool
 
 
 class LandscapeProbe:
@@ -164,83 +133,67 @@ class LandscapeProbe:
         settings: ProbeSettings | None = None,
         process_group: Any = None,
     ) -> None:
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
-        if (loss_fn is None) == (loss is None):
-            raise ValueError("pass exactly one of loss_fn (loss_fn(outputs, targets)) and loss (loss(model, batch)).")
-        for name, value in (("loss_fn", loss_fn), ("loss", loss)):
-            if value is not None and not callable(value):
-                raise TypeError(f"{name} must be callable, got {type(value).__name__}.")
-        if data is None:
-            raise ValueError("pass the probe data: a batch (inputs, targets) or an iterable of batches.")
-        options = (quantities, loss_star, k, light_tol, method, params, dtype, on_error)
+        _check_callables(model, loss_fn, loss, data)
+        given = ProbeSettings(
+            quantities=quantities,
+            loss_star=loss_star,
+            k=k,
+            light_tol=light_tol,
+            method=method,
+            params=params,
+            dtype=dtype,
+            on_error=on_error,
+        )
         if settings is None:
-            settings = ProbeSettings(
-                quantities=quantities,
-                loss_star=loss_star,
-                k=k,
-                light_tol=light_tol,
-                method=method,
-                params=params,
-                dtype=dtype,
-                on_error=on_error,
-            )
+            settings = given
         elif not isinstance(settings, ProbeSettings):
             raise TypeError(f"settings must be a ProbeSettings, got {type(settings).__name__}.")
-        elif options != (None, None, 5, LIGHT_TOL, "auto", None, torch.float64, "warn"):
+        elif given != ProbeSettings():
             raise ValueError("pass either settings= or the options quantities … on_error, not both.")
-        parameters = list(model.parameters())
-        if not parameters:
-            raise ValueError("the model has no parameters; there is no landscape to probe.")
         self.settings = settings
         self.model = model
+        self.reference = reference
         self._group = check_process_group(process_group)
         self.quantities = applicable_quantities(settings.quantities, model, reference, self._group is not None)
-        self.reference = reference
-        self._devices = sorted({p.device for p in parameters}, key=str)
+        self._devices = sorted({p.device for p in model.parameters()}, key=str)
         with torch.inference_mode(False):  # the probe's tensors must serve autograd later
-            self._objective_args, self._inputs = read_probe_data(
-                model, loss_fn, loss, data, settings, self._devices, self._group
-            )
+            self._data: ProbeData = read_probe_data(model, loss_fn, loss, data, settings, self._devices, self._group)
         # With loss=, the objective's model is the loss around the network (parameters "module.<name>"): no
         # neuron matching, and a reference network is seen under the same prefix.
-        self._align = is_shallow(model) and loss is None
-        self._reference: nn.Module | Tensor | None = reference
-        if loss is not None and isinstance(reference, nn.Module):
-            self._reference = nn.ModuleDict({"module": reference})
-        # Build and evaluate the objective once now: a misfit of model, loss, data, params or reference
-        # fails here with its name instead of at every snapshot while training goes on.
+        shallow = is_shallow(model)
+        seen = nn.ModuleDict({"module": reference}) if loss is not None and isinstance(reference, nn.Module) else None
+        self._context = Context(
+            settings=settings,
+            quantities=self.quantities,
+            model=model,
+            shallow=shallow,
+            reference=seen if seen is not None else reference,
+            align=shallow and loss is None,
+            inputs=self._data.inputs,
+            distributed=self._group is not None,
+        )
+        objective = self._checked_objective(loss is not None)
+        self._num_samples = objective.num_samples
+        #: P, the length of θ.
+        self.num_parameters = objective.num_parameters
+        self._state = RunningState(PLTracker(settings.loss_star, dtype=settings.dtype))
+        self._warned: set[tuple[str, str]] = set()
+
+    def _checked_objective(self, custom_loss: bool) -> Objective:
+        """Build and evaluate the objective once: a misfit of model, loss, data, params or reference fails
+        here with its name instead of at every snapshot while training goes on."""
         with preserved_rng(self._devices), torch.inference_mode(False):
             try:
-                model_, loss_fn_, batches = self._objective_args[:3]
-                objective = Objective(
-                    model_,
-                    loss_fn_,
-                    batches,
-                    params=self._objective_args[3],
-                    dtype=self.dtype,
-                    process_group=self._group,
-                )
+                objective = self._data.objective(self.dtype, self._group, check=True)
             except ValueError as error:
-                if loss is None or not isinstance(error.__cause__, RuntimeError):
+                if not custom_loss or not isinstance(error.__cause__, RuntimeError):
                     raise
                 # The objective's model is loss(model, batch) here: say so rather than "model(inputs)".
                 cause = error.__cause__
                 raise ValueError(f"loss(model, batch) fails on the first batch of data: {cause}") from cause
-            if "one_point" in self.quantities and self._reference is not None:
-                reference_point(objective, self._reference, self._align)
-        self._num_samples = objective.num_samples
-        #: P, the length of θ.
-        self.num_parameters = objective.num_parameters
-        self._pl = PLTracker(settings.loss_star, dtype=settings.dtype)
-        self._one_point_min = math.inf
-        self._assignment: tuple[int, ...] | None = None
-        self._warm_start: Tensor | None = None  # for both ends: the sum of the last eigenvectors
-        self._warm_top: Tensor | None = None  # for λ_max alone: the last top eigenvector
-        self._vectors: Spectrum | None = None  # this full snapshot's spectrum with its eigenvectors
-        self._trajectory: list[tuple[int, float, float]] = []
-        self._path: list[tuple[int, float, float]] = []  # (step, L, ‖θ‖) of every snapshot
-        self._warned: set[tuple[str, str]] = set()
+            if "one_point" in self.quantities and self._context.reference is not None:
+                reference_point(objective, self._context.reference, self._context.align)
+        return objective
 
     @property
     def process_group(self) -> Any:
@@ -264,13 +217,18 @@ class LandscapeProbe:
 
     @property
     def light_tol(self) -> float:
-        """The relative tolerance of λ_max at light snapshots."""
+        """The relative accuracy of λ_max at light snapshots (its error bound ≤ light_tol·|λ_max|)."""
         return self.settings.light_tol
 
     @property
     def on_error(self) -> OnError:
         """ "warn" or "raise": what a failing diagnostic does."""
         return self.settings.on_error
+
+    @property
+    def num_samples(self) -> int:
+        """n, the number of probe samples (over all ranks)."""
+        return self._num_samples
 
     # -- computing ---------------------------------------------------------------------------------------
 
@@ -279,8 +237,7 @@ class LandscapeProbe:
 
         Model, loss and data were checked at construction; a non-finite loss at the current parameters is
         the caller's to catch (:func:`~torch_landscape.objective.check_finite`)."""
-        model, loss_fn, data, params = self._objective_args
-        return Objective(model, loss_fn, data, params=params, dtype=self.dtype, check=False, process_group=self._group)
+        return self._data.objective(self.dtype, self._group)
 
     def snapshot(
         self,
@@ -298,18 +255,19 @@ class LandscapeProbe:
             The training step, recorded in the snapshot and the running state.
         full
             A full snapshot computes every quantity: both ends of the spectrum to full tolerance, trace,
-            density, critical point, redundancy. A light one skips :data:`FULL_QUANTITIES` and keeps
-            the curvature cheap: λ_max with its error bound, warm-started from the previous top
-            eigenvector at ``light_tol`` (a few Hessian-vector products), and the trace where it is exact
-            and cheap (closed form for one-hidden-layer networks). Up to
-            :data:`~torch_landscape.curvature.policy.LIGHT_DENSE_THRESHOLD` parameters the light spectrum is
-            dense and exact, with λ_min.
+            density, critical point, redundancy. A light one skips the table's full-tier quantities
+            (:data:`~torch_landscape.quantities.FULL_QUANTITIES`) and keeps the curvature cheap: λ_max with
+            its error bound, warm-started from the previous top eigenvector at ``light_tol`` (a few
+            Hessian-vector products), and the trace where it is exact and cheap (closed form for
+            one-hidden-layer networks). Up to :data:`~torch_landscape.curvature.policy.LIGHT_DENSE_THRESHOLD`
+            parameters the light spectrum is dense and exact, with λ_min.
         quantities
             Compute only these of the probe's quantities (default: all of them).
         learning_rate
             The optimiser's learning rate, for the edge of stability (λ_max·lr/2 against 1) and the
             PL tracker's η·t ratio.
         """
+        _check_step(step)
         start = time.perf_counter()
         chosen = self.quantities if quantities is None else check_quantities(quantities)
         wanted = [q for q in chosen if q in self.quantities and (full or q not in FULL_QUANTITIES)]
@@ -320,18 +278,17 @@ class LandscapeProbe:
         # (Not on one CPU thread for small problems: switching torch's thread count back and forth made the
         # training steps between snapshots five times slower.)
         with preserved_rng(self._devices), torch.inference_mode(False), torch.enable_grad():
-            point = self._guarded("loss", step, errors, lambda: self._point(step, learning_rate, full))
+            point = self._guarded("loss", step, errors, lambda: point_at(self.objective(), step, learning_rate, full))
             if point is not None:
                 loss, grad_norm = point.loss, float(torch.linalg.vector_norm(point.gradient))
                 size = point.objective.num_parameters
-                for quantity in wanted:
-                    if quantity != "slices":
-                        compute = getattr(self, f"_compute_{quantity}")
-                        results.update(self._guarded(quantity, step, errors, functools.partial(compute, point)) or {})
-                results.update(self._guarded("verdicts", step, errors, lambda: self._verdicts(point, results)) or {})
+                for name in [q for q in wanted if q != "slices"]:
+                    results.update(self._computed(name, point, errors, results))
+                results.update(self._computed("verdicts", point, errors, results))
                 if "slices" in wanted:  # last: along the eigenvectors and null directions found before
-                    results.update(self._guarded("slices", step, errors, lambda: self._slices(point, results)) or {})
+                    results.update(self._computed("slices", point, errors, results))
                 num_hvp = point.operator.num_hvp
+        self._warn_if_unconverged(step, results.get("spectrum"))
         return LandscapeSnapshot(
             step=step,
             full=full,
@@ -343,6 +300,21 @@ class LandscapeProbe:
             learning_rate=learning_rate,
             errors=tuple(errors),
             **results,
+        )
+
+    def complete(self, light: LandscapeSnapshot) -> LandscapeSnapshot:
+        """``light`` completed by a full evaluation at the same parameters and step: the full-tier quantities
+        and the refined ones (both ends of the spectrum, the trace) are computed; the quantities with running
+        state (PL, one-point) keep their light values, so no tracker sees the step twice."""
+        part = self.snapshot(
+            light.step, full=True, quantities=completing(self.quantities), learning_rate=light.learning_rate
+        )
+        return completed(light, part, completing(self.quantities))
+
+    def _computed(self, name: str, point: Point, errors: list[str], results: dict[str, Any]) -> dict[str, Any]:
+        compute = verdict_values if name == "verdicts" else COMPUTATIONS[name]
+        return (
+            self._guarded(name, point.step, errors, lambda: compute(point, self._context, self._state, results)) or {}
         )
 
     def _guarded(self, quantity: str, step: int, errors: list[str], compute: Callable[[], Any]) -> Any:
@@ -364,177 +336,34 @@ class LandscapeProbe:
             )
             return None
 
+    def _warn_if_unconverged(self, step: int, spectrum: Any) -> None:
+        if spectrum is not None and not spectrum.converged:
+            self._warn_once(
+                ("spectrum", "not converged"),
+                f"the eigen-solver stopped before its tolerance at step {step} ({spectrum}); the logged error "
+                "bounds (hessian/*_error) say how far each eigenvalue may be, and hessian/converged is 0",
+            )
+
     def _warn_once(self, kind: tuple[str, str], message: str) -> None:
         if kind not in self._warned:
             self._warned.add(kind)
             warnings.warn(f"torch_landscape: {message}.", RuntimeWarning, stacklevel=4)
 
-    def _point(self, step: int, learning_rate: float | None, full: bool) -> _Point:
-        objective = self.objective()
-        # One operator per snapshot: the loss, gradient, dense Hessian and eigendecomposition it caches
-        # serve every quantity.
-        operator = HessianOperator(objective)
-        loss = check_finite(operator.loss.reshape(1), "the probe loss")
-        gradient = check_finite(operator.gradient, "the gradient of the probe loss")
-        return _Point(objective, operator, float(loss), gradient, step, learning_rate, full)
-
-    def _dense(self, point: _Point) -> bool:
-        """Whether this snapshot's spectrum comes from the assembled Hessian (exact, every eigenvalue)."""
-        # The critical-point test decomposes H densely up to its own threshold: share that decomposition.
-        purpose: Purpose = "light" if not point.full else "critical" if "critical" in self.quantities else "spectrum"
-        return uses_dense(point.objective.num_parameters, purpose, self.method)
-
-    def _compute_pl(self, point: _Point) -> dict[str, Any]:
-        self._pl.learning_rate = point.learning_rate
-        return {"pl": self._pl.update(point.step, point.loss, float(point.gradient @ point.gradient))}
-
-    def _compute_one_point(self, point: _Point) -> dict[str, Any]:
-        result = one_point_convexity(point.objective, reference=self._reference, align=self._align)
-        if not math.isnan(result.value):
-            self._one_point_min = min(self._one_point_min, result.value)
-        changes = None
-        if result.assignment is not None and self._assignment is not None:
-            changes = sum(a != b for a, b in zip(result.assignment, self._assignment, strict=False))
-        self._assignment = result.assignment
-        running = self._one_point_min if math.isfinite(self._one_point_min) else math.nan
-        return {"one_point": result, "one_point_running_min": running, "assignment_changes": changes}
-
-    def _compute_spectrum(self, point: _Point) -> dict[str, Any]:
-        k = min(self.k, point.objective.num_parameters)
-        dense = self._dense(point)
-        if dense or point.full:
-            spectrum = hessian_eigenvalues(
-                point.operator,
-                k=k,
-                which="both",
-                method="dense" if dense else "lanczos",
-                warm_start=self._warm_start,
-                return_eigenvectors=True,
-            )
-        else:  # λ_max alone, from where the last one was
-            spectrum = hessian_eigenvalues(
-                point.operator,
-                k=1,
-                which="largest",
-                method="lanczos",
-                tol=self.light_tol,
-                warm_start=self._warm_top,
-                return_eigenvectors=True,
-            )
-        check_finite(spectrum.eigenvalues, "the Hessian eigenvalues")
-        if not spectrum.converged:
-            self._warn_once(
-                ("spectrum", "not converged"),
-                f"the eigen-solver stopped before its tolerance at step {point.step} ({spectrum}); the logged error "
-                "bounds (hessian/*_error) say how far each eigenvalue may be, and hessian/converged is 0",
-            )
-        vectors = spectrum.eigenvectors
-        if vectors is None:  # asked for above; a solver returning none is a bug, not a numerical failure
-            raise TypeError("hessian_eigenvalues returned no eigenvectors although they were asked for.")
-        self._vectors = spectrum if point.full else None  # for the slices of this snapshot
-        self._warm_top = vectors[:, -1:].clone()
-        if spectrum.eigenvalues.numel() > 1:
-            # The next solve of both ends starts from one vector, the sum of these eigenvectors: it has a
-            # component along every wanted one and keeps the Krylov block size at 1. Measured on the demo
-            # network 10 to 200 SGD steps apart: as many products as a random start (±10%); the whole
-            # block as the start block took twice as many.
-            combined = vectors.sum(dim=1, keepdim=True)
-            self._warm_start = combined / torch.linalg.vector_norm(combined)
-        ends = "both" if dense or point.full else "largest"
-        smallest = spectrum.lambda_min if ends == "both" else math.nan
-        self._trajectory.append((point.step, smallest, spectrum.lambda_max))
-        negative = None
-        if ends == "both":  # dense: every eigenvalue, each to within the dense path's rounding bound
-            values = point.operator.eigh()[0] if dense else spectrum.eigenvalues
-            bounds = torch.full_like(values, float(spectrum.error_bounds.max())) if dense else spectrum.error_bounds
-            band = default_rtol_zero(self.dtype) * float(values.abs().max())
-            negative = certainly_negative(values, bounds.to(values), band)
-        return {
-            "spectrum": dataclasses.replace(spectrum, eigenvectors=None),
-            "spectrum_ends": ends,
-            "negative_count": negative,
-        }
-
-    def _compute_trace(self, point: _Point) -> dict[str, Any]:
-        if point.full or self._dense(point):
-            return {"trace": hessian_trace(point.operator)}
-        # Light: only where it is exact in about one forward pass (Hutch++ would cost ~100 products).
-        exact = structured_diagonal(point.objective)
-        return {} if exact is None else {"trace": TraceEstimate(float(exact.sum()), 0.0, 0, "exact")}
-
-    def _compute_density(self, point: _Point) -> dict[str, Any]:
-        return {"density": spectral_density(point.operator)}
-
-    def _compute_critical(self, point: _Point) -> dict[str, Any]:
-        return {
-            "critical": classify_critical_point(
-                point.operator, method=self.settings.method, k=self.k, learning_rate=point.learning_rate
-            )
-        }
-
-    def _compute_redundancy(self, point: _Point) -> dict[str, Any]:
-        analyse = neuron_redundancy if is_shallow(self.model) else mlp_redundancy
-        return {"redundancy": analyse(self.model, self._inputs)}
-
-    def _slices(self, point: _Point, results: dict[str, Any]) -> dict[str, Any]:
-        """The loss along this snapshot's extreme eigenvectors, a predicted null direction (the nullity
-        cross-check's, where there is one) and toward the reference, within a budget of about the
-        spectrum's own cost (at least SLICE_BUDGET gradients)."""
-        nullity = results.get("nullity")
-        null = nullity.predicted_vectors[:, 0] if nullity is not None and nullity.predicted_nullity else None
-        spectrum = self._vectors if self._vectors is not None and self._vectors.eigenvectors is not None else None
-        budget = max(SLICE_BUDGET, float(spectrum.num_hvp) if spectrum is not None else 0.0)
-        reference = self._reference if "one_point" in self.quantities else None
-        slices = landscape_slices(
-            point.operator, spectrum, reference=reference, null_vector=null, align=self._align, budget=budget
-        )
-        return {"slices": slices.without_vectors()}
-
-    def _verdicts(self, point: _Point, results: dict[str, Any]) -> dict[str, Any]:
-        """Escape to infinity from the (step, L, ‖θ‖) path of every snapshot; at full snapshots the
-        nullity cross-check (dense path) and the contradictions between the verdicts."""
-        norm = float(torch.linalg.vector_norm(point.objective.theta))
-        self._path.append((point.step, point.loss, norm))
-        divergence = divergence_verdict(self._path, self.model if point.full and self._align else None)
-        out: dict[str, Any] = {"divergence": divergence}
-        one_point, spectrum = results.get("one_point"), results.get("spectrum")
-        if one_point is not None and spectrum is not None and one_point.distance > 0:
-            # Within its rounding (the gradient's, over the distance) the ratio says nothing: θ is at the reference.
-            scale = float(spectrum.eigenvalues.abs().max())
-            noise = gradient_rounding(point.objective.num_parameters, self.dtype, scale, norm, point.loss)
-            if noise / one_point.distance >= abs(one_point.value):
-                out["one_point"] = dataclasses.replace(one_point, value=math.nan, cosine=math.nan)
-        critical, redundancy = results.get("critical"), results.get("redundancy")
-        if not point.full:
-            return out
-        if (
-            critical is not None
-            and redundancy is not None
-            and critical.method == "dense"
-            and self._inputs
-            and self._group is None
-        ):  # the check reads the objective's samples: this rank's shard only
-            out["nullity"] = redundancy_nullity_check(point.operator, report=redundancy)
-        out["contradictions"] = tuple(contradictions(critical, redundancy, out.get("nullity"), divergence))
-        return out
-
     def describe(self) -> str:
         """What the snapshots measure and on what, in Markdown (the metadata of docs/theory.md §7)."""
-        model, loss_fn, _, _ = self._objective_args
         size, samples = self.num_parameters, self._num_samples
-        loss = (
-            "loss(model, batch) (custom)" if isinstance(model, BatchLossModel) else f"{loss_fn!r} (mean over samples)"
-        )
-        if is_shallow(self.model):
+        custom = isinstance(self._data.model, BatchLossModel)
+        loss = "loss(model, batch) (custom)" if custom else f"{self._data.loss_fn!r} (mean over samples)"
+        if self._context.shallow:
             kind = find_shallow(self.model).kind
         elif is_mlp(self.model):
             layers = find_mlp(self.model)
             kind = f"{layers[0].kind}, an MLP of {len(layers)} hidden layers"
         else:
             kind = "not a one-hidden-layer network or an MLP (no neuron redundancy)"
-        star = self._pl.known_loss_star
+        star = self._state.pl.known_loss_star
         reference = "none" if self.reference is None else type(self.reference).__name__
-        reference += ", neuron-aligned" if self.reference is not None and self._align else ""
+        reference += ", neuron-aligned" if self.reference is not None and self._context.align else ""
         return "\n".join(
             [
                 f"- model: {type(self.model).__name__}, {size} parameters in theta; activation: {kind}",
@@ -552,28 +381,35 @@ class LandscapeProbe:
     def trajectory(self) -> list[tuple[int, float, float]]:
         """(step, λ_min, λ_max) of every snapshot that computed the spectrum; λ_min is NaN where a light
         snapshot computed λ_max alone."""
-        return list(self._trajectory)
+        return list(self._state.trajectory)
 
     def state_dict(self) -> dict[str, Any]:
         """What links snapshots: warm start, eigenvalue trajectory, PL and one-point running state."""
-        return {
-            "warm_start": None if self._warm_start is None else self._warm_start.detach().cpu(),
-            "warm_top": None if self._warm_top is None else self._warm_top.detach().cpu(),
-            "trajectory": list(self._trajectory),
-            "path": list(self._path),
-            "pl": self._pl.state_dict(),
-            "one_point_min": self._one_point_min,
-            "assignment": self._assignment,
-        }
+        return self._state.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`; the next snapshot continues as if never interrupted."""
         device = next(iter(self.model.parameters())).device
-        warm, top = state["warm_start"], state.get("warm_top")
-        self._warm_start = None if warm is None else warm.to(device=device, dtype=self.dtype)
-        self._warm_top = None if top is None else top.to(device=device, dtype=self.dtype)
-        self._trajectory = [(int(step), float(low), float(high)) for step, low, high in state["trajectory"]]
-        self._path = [(int(step), float(loss), float(norm)) for step, loss, norm in state.get("path", [])]
-        self._pl.load_state_dict(state["pl"])
-        self._one_point_min = state["one_point_min"]
-        self._assignment = state["assignment"]
+        self._state.load_state_dict(state, device, self.dtype)
+
+
+def _check_callables(model: Any, loss_fn: Any, loss: Any, data: Any) -> None:
+    """The probe's required arguments, each refused with its fix."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
+    if (loss_fn is None) == (loss is None):
+        raise ValueError("pass exactly one of loss_fn (loss_fn(outputs, targets)) and loss (loss(model, batch)).")
+    for name, value in (("loss_fn", loss_fn), ("loss", loss)):
+        if value is not None and not callable(value):
+            raise TypeError(f"{name} must be callable, got {type(value).__name__}.")
+    if data is None:
+        raise ValueError("pass the probe data: a batch (inputs, targets) or an iterable of batches.")
+    if not any(True for _ in model.parameters()):
+        raise ValueError("the model has no parameters; there is no landscape to probe.")
+
+
+def _check_step(step: Any) -> None:
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
+        raise TypeError(f"step must be an integer (the training step), got {step!r} ({type(step).__name__}).")
+    if step < 0:
+        raise ValueError(f"step must be a non-negative integer (the training step), got {step}.")

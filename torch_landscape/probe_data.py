@@ -11,6 +11,7 @@ import contextlib
 import math
 import random
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,9 +19,10 @@ import torch
 from torch import Tensor, nn
 
 from .curvature.shallow import find_shallow
-from .objective import LossFunction, as_batches, check_data
+from .objective import LossFunction, Objective, as_batches, check_data
+from .quantities import QUANTITIES, check_quantities, quantity
 from .redundancy import is_mlp
-from .settings import QUANTITIES, ProbeSettings, check_quantities
+from .settings import ProbeSettings
 
 BatchLoss = Callable[[nn.Module, Any], Tensor]
 
@@ -119,6 +121,44 @@ def _same_on_every_rank(values: list[float], group: Any, device: torch.device) -
     return bool(torch.equal(spread[: len(values)], -spread[len(values) :]))
 
 
+@dataclass(frozen=True)
+class ProbeData:
+    """The probe set as the objective reads it, read and cast once.
+
+    Attributes
+    ----------
+    model : nn.Module
+        The network, or with ``loss=`` the loss around it (:class:`BatchLossModel`).
+    loss_fn : callable
+        The mean-reduced loss, or :meth:`BatchLossModel.passthrough`.
+    batches : list
+        This rank's batches as the objective takes them: (inputs, targets) pairs, or with ``loss=`` the
+        index pairs of :class:`BatchLossModel`.
+    params : tuple of str or None
+        The parameters that make up θ, as the objective's model names them.
+    inputs : list of (Tensor, Tensor) or None
+        Every (inputs, targets) batch of the probe set, for neuron redundancy (None with ``loss=``).
+    """
+
+    model: nn.Module
+    loss_fn: LossFunction
+    batches: list[Any]
+    params: tuple[str, ...] | None
+    inputs: list[tuple[Tensor, Tensor]] | None
+
+    def objective(self, dtype: torch.dtype, process_group: Any = None, check: bool = False) -> Objective:
+        """The objective at the model's current parameters (``check``: evaluated and checked once)."""
+        return Objective(
+            self.model,
+            self.loss_fn,
+            self.batches,
+            params=self.params,
+            dtype=dtype,
+            check=check,
+            process_group=process_group,
+        )
+
+
 def read_probe_data(
     model: nn.Module,
     loss_fn: LossFunction | None,
@@ -127,17 +167,20 @@ def read_probe_data(
     settings: ProbeSettings,
     devices: Sequence[torch.device],
     group: Any,
-) -> tuple[tuple[Any, ...], list[tuple[Tensor, Tensor]] | None]:
-    """The objective's (model, loss_fn, batches, params) and the (inputs, targets) batches (None with
-    ``loss=``). Read once, under preserved RNG state (iterating a shuffling loader draws random
-    numbers), and cast once: every snapshot sees the same samples in the diagnostics' dtype."""
+) -> ProbeData:
+    """The probe data, read once under preserved RNG state (iterating a shuffling loader draws random
+    numbers) and cast once: every snapshot sees the same samples in the diagnostics' dtype."""
     dtype, params, device = settings.dtype, settings.params, devices[0]
-    check_data(data)
+    if loss is not None:
+        check_data(data)  # as_batches checks it otherwise
     with preserved_rng(devices):
         batches = list(data) if loss is not None else as_batches(data)
     if loss is None:
+        if loss_fn is None:
+            raise ValueError("pass loss_fn (loss_fn(outputs, targets)) or loss (loss(model, batch)).")
         batches = [tuple(_cast_batch(batch, device, dtype)) for batch in batches]
-        return (model, loss_fn, shard(batches, True, group, device), params), batches
+        names = tuple(params) if params is not None else None
+        return ProbeData(model, loss_fn, shard(batches, True, group, device), names, batches)
     batches = shard([_cast_batch(batch, device, dtype) for batch in batches], False, group, device)
     sizes = [_batch_size(batch) for batch in batches]
     if not batches or not all(sizes):
@@ -146,8 +189,8 @@ def read_probe_data(
         (torch.full((size,), float(index), device=device), torch.zeros(size, device=device))
         for index, size in enumerate(sizes)
     ]
-    names = [f"module.{name}" for name in params] if params is not None else None
-    return (BatchLossModel(model, loss, batches), BatchLossModel.passthrough, indices, names), None
+    names = tuple(f"module.{name}" for name in params) if params is not None else None
+    return ProbeData(BatchLossModel(model, loss, batches), BatchLossModel.passthrough, indices, names, None)
 
 
 def shard(batches: list[Any], by_sample: bool, group: Any, device: torch.device) -> list[Any]:
@@ -190,24 +233,27 @@ def shard(batches: list[Any], by_sample: bool, group: Any, device: torch.device)
 def applicable_quantities(
     quantities: Iterable[str] | None, model: nn.Module, reference: Any, distributed: bool = False
 ) -> tuple[str, ...]:
-    """The quantities asked for, or by default every one that applies; an explicit one that cannot
-    apply is an error naming the fix."""
+    """The quantities asked for, or by default every one that applies (the table's ``needs``); an explicit
+    one that cannot apply is an error naming the fix."""
     explicit = quantities is not None
     chosen = check_quantities(quantities if quantities is not None else QUANTITIES)
     if not chosen:
         raise ValueError(f"quantities is empty; choose from {list(QUANTITIES)}.")
-    missing = {
-        "one_point": "one_point needs reference= (a model like the student, e.g. the teacher, or a flat θ*)"
+    problems = {
+        "reference": "needs reference= (a model like the student, e.g. the teacher, or a flat θ*)"
         if reference is None
         else None,
-        "redundancy": f"redundancy {REDUNDANCY_NEEDS}" if not supports_redundancy(model) else None,
-        "slices": "slices evaluate the loss on this rank's shard alone, not under a process_group"
+        "neurons": REDUNDANCY_NEEDS if not supports_redundancy(model) else None,
+        "one_process": "evaluates the loss on this rank's shard alone, not under a process_group"
         if distributed
         else None,
     }
-    for quantity, problem in missing.items():
-        if problem is not None and quantity in chosen:
-            if explicit:
-                raise ValueError(f"{problem}; leave {quantity!r} out of quantities.")
-            chosen = tuple(q for q in chosen if q != quantity)
+    for name in chosen:
+        needs = quantity(name).needs
+        problem = problems.get(needs) if needs is not None else None
+        if problem is None:
+            continue
+        if explicit:
+            raise ValueError(f"{name} {problem}; leave {name!r} out of quantities.")
+        chosen = tuple(q for q in chosen if q != name)
     return chosen

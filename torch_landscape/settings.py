@@ -15,43 +15,16 @@ from typing import Literal
 
 import torch
 
-#: What a probe can compute, and what each is.
-QUANTITIES: dict[str, str] = {
-    "pl": "the Polyak-Lojasiewicz ratio |grad L|^2 / (2 (L - L*)) with running minima and the L* estimate",
-    "one_point": "one-point convexity <grad L, theta - theta*> / |theta - theta*|^2 toward reference=",
-    "spectrum": "the k largest and k smallest Hessian eigenvalues with error bounds",
-    "trace": "the trace of the Hessian",
-    "density": "the spectral density of the Hessian (histogram and figure)",
-    "critical": "the critical-point classification: kind, Morse index, nullity",
-    "redundancy": "neuron redundancy of a one-hidden-layer network (rules, scores, verified merges)",
-    "slices": "the loss along the top and bottom Hessian eigenvectors, a null direction and toward the reference",
-}
+from .quantities import check_quantities
 
-#: The quantities of a *full* snapshot only. A light snapshot computes the others cheaply: the loss,
-#: gradient, PL and one-point values, λ_max warm-started at the light tolerance, and the trace where it is
-#: exact and cheap (see :meth:`torch_landscape.probe.LandscapeProbe.snapshot`).
-FULL_QUANTITIES = frozenset({"density", "critical", "redundancy", "slices"})
-
-#: The default relative residual tolerance of λ_max at light snapshots (‖Hv − λv‖ ≤ tol·|λ|): three digits
-#: draw the sharpness curve, and a warm start from the previous eigenvector reaches them in a few products.
+#: The default relative accuracy of λ_max at light evaluations: its error bound is at most light_tol·|λ_max|.
+#: Three digits draw the sharpness curve, and a warm start from the previous eigenvector reaches them in a few
+#: products.
 LIGHT_TOL = 1e-3
 
 METHODS = ("auto", "dense", "lanczos")
 ON_ERROR = ("warn", "raise")
 OnError = Literal["warn", "raise"]
-
-
-def check_quantities(quantities: Iterable[str]) -> tuple[str, ...]:
-    """Validate quantity names; returns them as a tuple in :data:`QUANTITIES` order."""
-    if isinstance(quantities, str):
-        quantities = (quantities,)
-    if not isinstance(quantities, Iterable):
-        raise TypeError(f"quantities must be a list of names from {list(QUANTITIES)}, got {type(quantities).__name__}.")
-    chosen = set(quantities)
-    unknown = sorted(map(repr, chosen - QUANTITIES.keys()))
-    if unknown:
-        raise ValueError(f"unknown quantities [{', '.join(unknown)}]; choose from {list(QUANTITIES)}.")
-    return tuple(name for name in QUANTITIES if name in chosen)
 
 
 def check_positive_int(name: str, value: object) -> int:
@@ -112,7 +85,7 @@ class ProbeSettings:
     Attributes
     ----------
     quantities : tuple of str or None
-        Names from :data:`QUANTITIES` in that order; None means every quantity that applies.
+        Names from :data:`~torch_landscape.quantities.QUANTITIES` in table order; None: every one that applies.
     loss_star : float or None
         L*, the infimum of the loss, if known; None: estimated online.
     k : int
@@ -128,7 +101,8 @@ class ProbeSettings:
     probe_size, seed : int
         Size of the probe set a monitor draws from the training data, and the seed of that draw.
     light_tol : float
-        Relative accuracy asked of λ_max at light evaluations, |λ̂ − λ| ≤ light_tol·|λ̂|; 0 < light_tol < 1.
+        Relative accuracy of λ_max at light evaluations: the eigen-solver stops when λ_max's error bound
+        (|λ̂ − λ| ≤ bound) is at most light_tol·|λ̂|; 0 < light_tol < 1.
     """
 
     # Any iterable of names is accepted and normalised to a tuple in __post_init__.

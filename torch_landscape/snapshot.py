@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .convexity.one_point import OnePointConvexity
@@ -10,6 +12,7 @@ from .convexity.pl import PLEstimate
 from .critical.classify import CriticalPoint
 from .curvature.eigen import Spectrum
 from .curvature.estimators import SpectralDensity, TraceEstimate
+from .quantities import VERDICT_FIELDS, fields_of
 from .redundancy import MLPRedundancy, NullityCheck, RedundancyReport
 from .slices import LandscapeSlices
 from .verdicts import Contradiction, Divergence
@@ -99,3 +102,20 @@ class LandscapeSnapshot:
     contradictions: tuple[Contradiction, ...] = ()
     slices: LandscapeSlices | None = None
     errors: tuple[str, ...] = ()
+
+
+def completed(light: LandscapeSnapshot, full: LandscapeSnapshot, quantities: Iterable[str]) -> LandscapeSnapshot:
+    """``light`` completed by ``full``, a full evaluation of ``quantities`` at the same step: every field those
+    quantities own (:func:`~torch_landscape.quantities.fields_of`) and the verdicts come from ``full``; the
+    other fields keep their light values; time, products and errors add up."""
+    if light.step != full.step:
+        raise ValueError(f"a snapshot of step {full.step} cannot complete one of step {light.step}.")
+    taken = fields_of(quantities) + VERDICT_FIELDS
+    return dataclasses.replace(
+        light,
+        full=True,
+        seconds=light.seconds + full.seconds,
+        num_hvp=light.num_hvp + full.num_hvp,
+        errors=light.errors + full.errors,
+        **{name: getattr(full, name) for name in taken},
+    )

@@ -1,6 +1,6 @@
 """What the monitors read from Lightning: the loss and the reference the module offers, the probe set drawn
-from the training data, the run's length and process group, and the step size of plain SGD. Each check
-raises ``MisconfigurationException`` naming the argument and the fix."""
+from the training data, the run's length, process group and optimizer. Each check raises
+:class:`~.namespaces.LandscapeConfigError` naming the argument and the fix."""
 
 from __future__ import annotations
 
@@ -8,16 +8,15 @@ import math
 from typing import Any
 
 import torch
-from pytorch_lightning import LightningModule, Trainer
-from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from torch import Tensor, nn
 
 from ..convexity.align import shallow_reference
 from ..curvature.shallow import find_shallow
 from ..probe_data import is_shallow, preserved_rng
+from .namespaces import LandscapeConfigError
 
 
-def resolve_loss(pl_module: LightningModule, name: str, loss_fn: Any, loss: Any) -> Any:
+def resolve_loss(pl_module: Any, name: str, loss_fn: Any, loss: Any) -> Any:
     """The loss_fn the monitor ``name`` evaluates: the one given, else the module's ``loss_fn`` attribute
     (None with ``loss=``); a module without forward() cannot serve loss_fn(module(inputs), targets)."""
     if loss is not None:
@@ -25,21 +24,21 @@ def resolve_loss(pl_module: LightningModule, name: str, loss_fn: Any, loss: Any)
     if loss_fn is None:
         candidate = getattr(pl_module, "loss_fn", None)
         if not callable(candidate):
-            raise MisconfigurationException(
+            raise LandscapeConfigError(
                 f"{name} needs the training loss. Pass {name}(loss_fn=nn.MSELoss()) (any mean-reduced "
                 f"loss_fn(outputs, targets)), or set `self.loss_fn = ...` in {type(pl_module).__name__}.__init__; "
                 "for batches that are not (inputs, targets), pass loss=lambda module, batch: ..."
             )
         loss_fn = candidate
-    if type(pl_module).forward is LightningModule.forward:
-        raise MisconfigurationException(
+    if type(pl_module).forward.__qualname__ == "LightningModule.forward":  # either namespace's
+        raise LandscapeConfigError(
             f"{name} evaluates loss_fn(module(inputs), targets), but {type(pl_module).__name__} defines no "
             f"forward(); define forward(inputs), or pass loss=lambda module, batch: ... to {name}."
         )
     return loss_fn
 
 
-def check_reference(pl_module: LightningModule, reference: Any, names: Any) -> None:
+def check_reference(pl_module: Any, reference: Any, names: Any) -> None:
     """That ``reference`` fits the module: a flat θ* of θ's length, or a model of the same architecture."""
     trainable = {
         n: p for n, p in pl_module.named_parameters() if (n in names if names is not None else p.requires_grad)
@@ -47,31 +46,31 @@ def check_reference(pl_module: LightningModule, reference: Any, names: Any) -> N
     if isinstance(reference, Tensor):
         size = sum(p.numel() for p in trainable.values())
         if reference.numel() != size:
-            raise MisconfigurationException(
+            raise LandscapeConfigError(
                 f"reference is a tensor of {reference.numel()} entries but θ has {size}; pass the flat "
                 "parameters of a model like the student (torch.cat of its parameters) or the model itself."
             )
         return
     if not isinstance(reference, nn.Module):
-        raise MisconfigurationException(
+        raise LandscapeConfigError(
             f"reference must be an nn.Module like the student or a flat tensor, got {type(reference).__name__}."
         )
     if is_shallow(pl_module):
         try:
             shallow_reference(find_shallow(pl_module), reference, torch.float64, torch.device("cpu"))
         except ValueError as error:
-            raise MisconfigurationException(f"reference= does not fit the model: {error}") from None
+            raise LandscapeConfigError(f"reference= does not fit the model: {error}") from None
         return
     theirs = dict(reference.named_parameters())
     wrong = [n for n, p in trainable.items() if n not in theirs or theirs[n].shape != p.shape]
     if wrong:
-        raise MisconfigurationException(
+        raise LandscapeConfigError(
             f"reference= does not fit the model: it lacks parameters of the model's shapes {wrong}; pass a "
             "model of the same architecture as the LightningModule (same parameter names and shapes)."
         )
 
 
-def draw_probe_set(trainer: Trainer, name: str, probe_size: int, seed: int) -> list[Any]:
+def draw_probe_set(trainer: Any, name: str, probe_size: int, seed: int) -> list[Any]:
     """``probe_size`` samples of the training dataset, indexed with a private generator.
 
     Indexing the dataset (rather than iterating the loader) leaves the sampler and the global random
@@ -83,7 +82,7 @@ def draw_probe_set(trainer: Trainer, name: str, probe_size: int, seed: int) -> l
     map_style = hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")
     if dataset is None or not map_style or isinstance(dataset, torch.utils.data.IterableDataset):
         found = type(dataset).__name__ if dataset is not None else type(loader).__name__
-        raise MisconfigurationException(
+        raise LandscapeConfigError(
             f"{name} draws its probe set from the training DataLoader's dataset, which must be map-style "
             f"(with __len__ and __getitem__); got {found}. Pass {name}(probe_data=(inputs, targets)) or "
             "a DataLoader of probe batches."
@@ -97,16 +96,20 @@ def draw_probe_set(trainer: Trainer, name: str, probe_size: int, seed: int) -> l
         return [collate([dataset[i] for i in indices])]
 
 
-def process_group(trainer: Trainer) -> Any:
+def process_group(trainer: Any) -> Any:
     """All ranks of a multi-process run (DDP): each then holds a shard of the probe set and takes part in
     every evaluation (:class:`~torch_landscape.probe.LandscapeProbe`'s ``process_group``); None in one
     process."""
-    if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+    if (
+        getattr(trainer, "world_size", 1) > 1
+        and torch.distributed.is_available()
+        and torch.distributed.is_initialized()
+    ):
         return torch.distributed.group.WORLD
     return None
 
 
-def horizon(trainer: Trainer) -> int | None:
+def horizon(trainer: Any) -> int | None:
     """The step at which training will end, when Lightning knows it (max_steps or max_epochs × batches)."""
     try:
         total = trainer.estimated_stepping_batches
@@ -115,13 +118,8 @@ def horizon(trainer: Trainer) -> int | None:
     return int(total) if math.isfinite(total) and total > 0 else None
 
 
-def learning_rate(trainer: Trainer) -> float | None:
-    """The step size of plain (momentum-free) SGD, the only optimizer for which gradient descent's
-    stability limit λ_max < 2/lr holds; None otherwise (Adam's or L-BFGS's ``lr`` is no such step)."""
-    if not trainer.optimizers:
-        return None
-    optimizer = trainer.optimizers[0]
-    group = optimizer.param_groups[0]
-    if type(optimizer) is not torch.optim.SGD or group.get("momentum", 0) != 0:
-        return None
-    return float(group["lr"])
+def optimizer(trainer: Any) -> torch.optim.Optimizer | None:
+    """The optimizer that steps the model: the only one configured, else None (which one sets the step size
+    is then ambiguous)."""
+    optimizers = trainer.optimizers
+    return optimizers[0] if len(optimizers) == 1 else None

@@ -78,6 +78,13 @@ class OverheadBudget:
     cost: dict[str, float | None] = field(default_factory=lambda: {"light": None, "full": None, "figures": None})
     forfeited: dict[str, float] = field(default_factory=lambda: {"light": 0.0, "full": 0.0})
 
+    def __post_init__(self) -> None:
+        o = self.max_overhead
+        if isinstance(o, bool) or not isinstance(o, (int, float)) or not 0 < o < 1:
+            raise ValueError(f"max_overhead must be a fraction in (0, 1) such as 0.05, got {o!r}.")
+        if not self.min_seconds >= 0 or not 0 < self.light_share <= 1:
+            raise ValueError("min_seconds must be >= 0 and light_share in (0, 1].")
+
     @property
     def total_spent(self) -> float:
         """Seconds spent so far on everything."""

@@ -1,19 +1,21 @@
 """Writers: snapshots turned into what people read — TensorBoard tags, the custom-scalars layout,
-histograms, figures, the Markdown report and the console verdict. The core never imports this package."""
+histograms, figures, the Markdown report and the console. :class:`TensorBoardSink` and :class:`ConsoleSink`
+are the sinks of a :class:`~torch_landscape.monitoring.MonitoringSession`. The core never imports this package."""
 
-from .report import console_line, run_verdict, snapshot_report
-from .tags import snapshot_scalars
-from .tensorboard import custom_scalars_layout, log_snapshot, write_figures, write_scalars, write_setup, write_snapshot
+from ..monitoring.verdict import run_verdict
+from .report import ConsoleSink, console_line, snapshot_report
+from .tags import scalars_to_log, snapshot_scalars
+from .tensorboard import TensorBoardSink, custom_scalars_layout, write_figures, write_snapshot
 
 __all__ = [
+    "ConsoleSink",
+    "TensorBoardSink",
     "console_line",
     "custom_scalars_layout",
-    "log_snapshot",
     "run_verdict",
+    "scalars_to_log",
     "snapshot_report",
     "snapshot_scalars",
     "write_figures",
-    "write_scalars",
-    "write_setup",
     "write_snapshot",
 ]

@@ -11,7 +11,12 @@ import math
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..probe import LandscapeSnapshot
+    from ..monitoring.sinks import EvaluationCost
+    from ..snapshot import LandscapeSnapshot
+
+#: TensorBoard stores scalars in float32: a larger value would read back as inf. Such a value is left out;
+#: its ``*_log10`` companion (loss, gradient norm) still says how large it was.
+FLOAT32_MAX = 3.4028234663852886e38
 
 PROBE, HESSIAN, CONVEXITY, REDUNDANCY, MONITOR = (
     "landscape/probe/",
@@ -149,3 +154,24 @@ def _redundancy(snapshot: LandscapeSnapshot) -> dict[str, float]:
     if report.effective_width_on_data is not None:
         out[REDUNDANCY + "effective_width_on_data"] = float(report.effective_width_on_data)
     return out
+
+
+def finite(scalars: dict[str, float]) -> dict[str, float]:
+    """The scalars worth logging: finite and representable in float32 (a NaN would be drawn as a marker
+    that looks like data; 1e40 would be stored as inf)."""
+    return {tag: value for tag, value in scalars.items() if math.isfinite(value) and abs(value) <= FLOAT32_MAX}
+
+
+def scalars_to_log(
+    snapshot: LandscapeSnapshot, previous: LandscapeSnapshot | None = None, cost: EvaluationCost | None = None
+) -> dict[str, float]:
+    """What to log for an evaluation: the snapshot's scalars, without those already logged at this step with
+    the same value (``previous``: the light snapshot it completes), with the evaluation's ``cost``."""
+    scalars = snapshot_scalars(snapshot)
+    if previous is not None:
+        logged = snapshot_scalars(previous)
+        scalars = {tag: value for tag, value in scalars.items() if tag not in logged or logged[tag] != value}
+    if cost is not None:
+        scalars[MONITOR + "seconds"] = cost.seconds
+        scalars[MONITOR + "overhead"] = cost.overhead
+    return finite(scalars)

@@ -1,7 +1,8 @@
 """Snapshots to TensorBoard: scalars, the custom-scalars layout, the spectrum histogram, text and figures.
 
-Every function takes a ``torch.utils.tensorboard.SummaryWriter`` (Lightning's ``TensorBoardLogger.experiment``
-is one). Nothing here imports Lightning; matplotlib only when figures are drawn.
+:class:`TensorBoardSink` wraps a ``torch.utils.tensorboard.SummaryWriter`` (Lightning's
+``TensorBoardLogger.experiment`` is one) and holds what it has written. Nothing here imports Lightning;
+matplotlib only when figures are drawn.
 
 The custom-scalars layout is built from the tags a writer has actually received, and written again when a
 new chart becomes fillable: TensorBoard shows the latest layout of a run, so no chart stays empty. Charts
@@ -10,16 +11,18 @@ are grouped by question, overview first; each holds quantities of one scale.
 
 from __future__ import annotations
 
+import math
 import re
-import weakref
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..monitoring.sinks import EvaluationCost, Sink
 from .report import snapshot_report
-from .tags import CONVEXITY, HESSIAN, MONITOR, PROBE, REDUNDANCY, snapshot_scalars
+from .tags import CONVEXITY, HESSIAN, MONITOR, PROBE, REDUNDANCY, scalars_to_log
 
 if TYPE_CHECKING:
-    from ..probe import LandscapeProbe, LandscapeSnapshot
+    from ..probe import LandscapeProbe
+    from ..snapshot import LandscapeSnapshot
 
 _H, _C, _R = HESSIAN, CONVEXITY, REDUNDANCY
 OVERVIEW, CURVATURE, CRITICAL = "landscape 0: overview", "landscape 1: curvature", "landscape 2: critical point"
@@ -215,11 +218,7 @@ READING = (
     "blends neighbouring evaluations (a count of 6 and 0 reads 3.3).",
 )
 
-# Per writer: the tags it has received, and the charts of the layout it holds.
-_TAGS: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
-_CHARTS_WRITTEN: weakref.WeakKeyDictionary[Any, tuple[Any, ...]] = weakref.WeakKeyDictionary()
 _MARGIN_VALUES = {series[0] for _, _, kind, charts in CHARTS if kind == "Margin" for series in charts}
-_SETUP: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def custom_scalars_layout(tags: Iterable[str]) -> Any:
@@ -280,46 +279,6 @@ def _write_layout(writer: Any, layout: Any) -> None:
     writer._get_file_writer().add_summary(summary)
 
 
-def update_layout(writer: Any, tags: Iterable[str]) -> bool:
-    """Record that ``writer`` received ``tags``; write the layout again if a new chart can be filled."""
-    seen = _TAGS.setdefault(writer, set())
-    seen.update(tags)
-    charts = (_fillable(seen), frozenset(seen & _MARGIN_VALUES))
-    if _CHARTS_WRITTEN.get(writer) == charts:
-        return False
-    _write_layout(writer, custom_scalars_layout(seen))
-    _CHARTS_WRITTEN[writer] = charts
-    return True
-
-
-def write_setup(writer: Any, description: str, skipped: Sequence[str] = ()) -> bool:
-    """Once per writer: the text ``landscape/setup``: what is measured and on what, what this run skips,
-    and how to read the charts. True if written."""
-    if writer in _SETUP:
-        return False
-    parts = [description]
-    if skipped:
-        parts.append("Not logged here:\n\n" + "\n".join(f"- {item}" for item in skipped))
-    parts.append("How to read the charts:\n\n" + "\n".join(f"- {text}" for text in READING))
-    writer.add_text("landscape/setup", "\n\n".join(parts), 0)
-    _SETUP.add(writer)
-    return True
-
-
-def write_scalars(writer: Any, scalars: dict[str, float], step: int) -> None:
-    """``add_scalar`` for every finite value (a NaN would be drawn as a marker that looks like data), and
-    the layout brought up to date."""
-    scalars = finite(scalars)
-    for tag, value in scalars.items():
-        writer.add_scalar(tag, value, step)
-    update_layout(writer, scalars)
-
-
-def finite(scalars: dict[str, float]) -> dict[str, float]:
-    """The scalars worth logging: finite values only."""
-    return {tag: value for tag, value in scalars.items() if value == value and abs(value) != float("inf")}
-
-
 def write_spectrum_histogram(writer: Any, snapshot: LandscapeSnapshot) -> None:
     """The spectral density as histogram ``landscape/hessian/spectrum``, in eigenvalue counts (expected
     counts for a stochastic Lanczos quadrature)."""
@@ -339,6 +298,15 @@ def write_spectrum_histogram(writer: Any, snapshot: LandscapeSnapshot) -> None:
         bucket_counts=fractions * size,
         global_step=snapshot.step,
     )
+
+
+def setup_text(description: str, skipped: Sequence[str] = ()) -> str:
+    """The text ``landscape/setup``: what is measured and on what, what this run skips, how to read the charts."""
+    parts = [description] if description else []
+    if skipped:
+        parts.append("Not logged here:\n\n" + "\n".join(f"- {item}" for item in skipped))
+    parts.append("How to read the charts:\n\n" + "\n".join(f"- {text}" for text in READING))
+    return "\n\n".join(parts)
 
 
 def write_snapshot(writer: Any, snapshot: LandscapeSnapshot) -> None:
@@ -373,15 +341,60 @@ def write_figures(writer: Any, snapshot: LandscapeSnapshot, trajectory: Sequence
         writer.add_image(f"landscape/figures/{name}", plots.to_image(figure), step, dataformats="HWC")
 
 
-def log_snapshot(
-    writer: Any, snapshot: LandscapeSnapshot, probe: LandscapeProbe | None = None, *, figures: bool = True
-) -> None:
-    """The plain-loop API: write a snapshot to a ``SummaryWriter`` at ``snapshot.step`` — scalars (and the
-    layout), the spectrum histogram, the text report at full snapshots, the setup text once (with
-    ``probe.describe()``) and, with ``figures``, the figures of full snapshots (the eigenvalue
-    trajectories from ``probe.trajectory``)."""
-    write_setup(writer, probe.describe() if probe is not None else "")
-    write_scalars(writer, snapshot_scalars(snapshot), snapshot.step)
-    write_snapshot(writer, snapshot)
-    if figures and snapshot.full:
-        write_figures(writer, snapshot, probe.trajectory if probe is not None else ())
+class TensorBoardSink(Sink):
+    """A monitoring session's results in a ``SummaryWriter``: scalars and the custom-scalars layout grown
+    with them, the spectrum histogram, the text report, the setup text, the verdict and the figures.
+
+    Parameters
+    ----------
+    writer
+        A ``torch.utils.tensorboard.SummaryWriter`` (or Lightning's ``TensorBoardLogger.experiment``).
+    """
+
+    draws_figures = True
+
+    def __init__(self, writer: Any) -> None:
+        self.writer = writer
+        self._tags: set[str] = set()
+        self._charts: tuple[Any, ...] | None = None
+        self._started = False
+
+    def start(self, description: str, skipped: Sequence[str]) -> None:
+        if not self._started:
+            self.writer.add_text("landscape/setup", setup_text(description, skipped), 0)
+            self._started = True
+
+    def write(
+        self, snapshot: LandscapeSnapshot, previous: LandscapeSnapshot | None = None, cost: EvaluationCost | None = None
+    ) -> None:
+        self.scalars(scalars_to_log(snapshot, previous, cost), snapshot.step)
+        write_snapshot(self.writer, snapshot)
+
+    def scalars(self, scalars: dict[str, float], step: int) -> None:
+        """``add_scalar`` for each value (finite ones, see :func:`~.tags.finite`), and the layout brought up to date."""
+        for tag, value in scalars.items():
+            self.writer.add_scalar(tag, value, step)
+        self._update_layout(scalars)
+
+    def draw(self, snapshot: LandscapeSnapshot, trajectory: Sequence[tuple[int, float, float]]) -> None:
+        write_figures(self.writer, snapshot, trajectory)
+
+    def close(self, verdict: str, step: int) -> None:
+        self.writer.add_text("landscape/verdict", verdict, step)
+        self.writer.flush()
+
+    def log(self, snapshot: LandscapeSnapshot, probe: LandscapeProbe | None = None, *, figures: bool = True) -> None:
+        """A snapshot taken by hand (outside a session): the setup text once (``probe.describe()``), scalars,
+        histogram and text, and with ``figures`` the figures of full snapshots (trajectories from ``probe``)."""
+        self.start(probe.describe() if probe is not None else "", ())
+        self.write(snapshot, None, EvaluationCost(snapshot.seconds, math.nan))
+        if figures and snapshot.full:
+            self.draw(snapshot, probe.trajectory if probe is not None else ())
+
+    def _update_layout(self, tags: Iterable[str]) -> None:
+        """Write the layout again when the tags received so far fill a new chart (TensorBoard shows the last)."""
+        self._tags.update(tags)
+        charts = (_fillable(self._tags), frozenset(self._tags & _MARGIN_VALUES))
+        if charts != self._charts:
+            _write_layout(self.writer, custom_scalars_layout(self._tags))
+            self._charts = charts

@@ -1,0 +1,298 @@
+"""When a monitoring session evaluates: by the overhead budget or a fixed schedule, what the closing
+evaluation can be, and when an explicit schedule costs too much. No framework, and an injectable clock.
+
+:class:`Pacer` keeps the clock and the :class:`~torch_landscape.monitoring.budget.OverheadBudget`. The
+session asks :meth:`Pacer.decide` after each training step (and :meth:`Pacer.decide_epoch` after each epoch)
+for "light", "full" or None, :meth:`Pacer.closing_plan` at the end, and tells :meth:`Pacer.record` what each
+evaluation cost. Training time is the wall time since :meth:`Pacer.start` less everything the monitor spent.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..settings import check_positive_int
+from .budget import CLOSING_MAX_SHARE, FIGURES_MAX_SHARE, OverheadBudget
+
+Decision = Literal["light", "full"]
+
+#: An explicit schedule that spends more than this share of the wall time gets one warning.
+WARN_OVERHEAD = 0.25
+
+#: The automatic schedule's deciding may take this share of the training time (it decides only every few
+#: steps when steps are very short).
+DECIDE_SHARE = 0.002
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A fixed schedule; the fields left None are decided by the budget.
+
+    Attributes
+    ----------
+    every_n_steps, every_n_epochs : int or None
+        Evaluate every this many steps, or at the end of every this many epochs. Neither: light
+        evaluations are paced by the budget.
+    full_every : int or None
+        Make every this-many-th evaluation, counting from the first, a full one (and the closing one);
+        None: full evaluations are paced by the budget.
+    """
+
+    every_n_steps: int | None = None
+    every_n_epochs: int | None = None
+    full_every: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("every_n_steps", "every_n_epochs", "full_every"):
+            value = getattr(self, name)
+            if value is not None:
+                check_positive_int(name, value)
+
+    @property
+    def by_budget(self) -> bool:
+        """Whether light evaluations are paced by the budget (no steps or epochs given)."""
+        return self.every_n_steps is None and self.every_n_epochs is None
+
+    @property
+    def automatic(self) -> bool:
+        """Whether nothing is fixed: every evaluation is paced by the budget."""
+        return self.by_budget and self.full_every is None
+
+
+class Pacer:
+    """The schedule of one run: what is due after each step, and the closing evaluation.
+
+    Parameters
+    ----------
+    max_overhead
+        The share of the wall time the monitor may take, in (0, 1).
+    schedule
+        What is fixed instead of paced by the budget.
+    full_available
+        Whether full evaluations add anything (:func:`~torch_landscape.quantities.completing`).
+    figures
+        None: figures at the end if the budget allows; True: at every full evaluation; False: never.
+    can_draw
+        Whether anything can show figures (a TensorBoard sink).
+    distributed
+        Decide at every step (the ranks must meet at each decision).
+    clock
+        Seconds, monotonic (``time.perf_counter``; tests pass their own).
+
+    Attributes
+    ----------
+    budget : OverheadBudget
+    notes : list of str
+        What the schedule scaled down, and why.
+    """
+
+    def __init__(
+        self,
+        max_overhead: float = 0.05,
+        schedule: Schedule | None = None,
+        *,
+        full_available: bool = True,
+        figures: bool | None = None,
+        can_draw: bool = False,
+        distributed: bool = False,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.budget = OverheadBudget(max_overhead)
+        self.schedule = schedule if schedule is not None else Schedule()
+        self.full_available, self.figures, self.can_draw = full_available, figures, can_draw
+        self.distributed = distributed
+        self.clock = clock
+        self.horizon: int | None = None
+        self.evaluations = 0
+        self.last_step: int | None = None
+        self.last_full_step: int | None = None
+        self.notes: list[str] = []
+        self._started: float | None = None
+        self._stride, self._undecided = 1, 0
+        self._warned = False
+
+    # -- time --------------------------------------------------------------------------------------------
+
+    def start(self, horizon: int | None = None) -> None:
+        """Start the clock; ``horizon`` is the step at which training ends, if known."""
+        self._started, self.horizon = self.clock(), horizon
+
+    def training_time(self) -> float:
+        """Wall time since :meth:`start` less what the monitor spent."""
+        if self._started is None:
+            return 0.0
+        return self.clock() - self._started - self.budget.total_spent
+
+    def share(self, pending: float = 0.0) -> float:
+        """The monitor's share of the wall time, counting ``pending`` seconds not yet recorded."""
+        spent = self.budget.total_spent + pending
+        return spent / max(self.training_time() + spent, 1e-12)
+
+    def record(
+        self, decision: Decision, step: int, seconds: float, figures: float | None = None, completes: bool = False
+    ) -> None:
+        """Count an evaluation at ``step`` of ``seconds`` (``figures`` of them drawing); ``completes``: it
+        completed the light evaluation of the same step, not a new one."""
+        self.budget.record(decision, seconds, figures=figures)
+        self.evaluations += int(not completes)
+        self.last_step = step
+        if decision == "full":
+            self.last_full_step = step
+
+    def record_overhead(self, seconds: float) -> None:
+        """Count time spent on anything but an evaluation (set-up, deciding, drawing after the fact)."""
+        self.budget.record("setup", seconds)
+
+    # -- deciding ----------------------------------------------------------------------------------------
+
+    def initial(self, cheap: bool) -> Decision:
+        """The evaluation at the start of a run: full where explicitly scheduled or ``cheap``."""
+        return "full" if self.full_available and (self.schedule.full_every is not None or cheap) else "light"
+
+    def decide(self, step: int) -> Decision | None:
+        """What is due after training step ``step``: "light", "full" or None."""
+        if self._closing_step(step) or step == self.last_step:
+            return None
+        schedule = self.schedule
+        if not schedule.by_budget:
+            if schedule.every_n_steps is None or step % schedule.every_n_steps:
+                return None
+            return self._tier(self._full_due(step))
+        # Deciding costs tens of microseconds: on steps shorter than that, decide every few steps so that
+        # deciding stays below DECIDE_SHARE of the training time (every step when distributed).
+        self._undecided += 1
+        if self._undecided < self._stride and not self.distributed:
+            return None
+        self._undecided, begin = 0, self.clock()
+        full = self._full_due(step)
+        due = self._tier(full) if full or self._light_due(step) else None
+        per_step = self.training_time() / max(step, 1)
+        self._stride = max(1, math.ceil((self.clock() - begin) / max(DECIDE_SHARE * per_step, 1e-12)))
+        return due
+
+    def decide_epoch(self, epoch: int, step: int) -> Decision | None:
+        """What is due at the end of epoch ``epoch`` (counted from 0) with ``every_n_epochs``."""
+        every = self.schedule.every_n_epochs
+        if every is None or (epoch + 1) % every or self._closing_step(step) or step == self.last_step:
+            return None
+        return self._tier(self._full_due(step))
+
+    def closing_plan(self) -> tuple[bool, bool]:
+        """Whether the closing evaluation is full and draws figures: what was promised, scaled down (and
+        said so in :attr:`notes`) where the budget cannot pay for it."""
+        if not self.full_available:
+            return False, False
+        budget, training, explicit = self.budget, self.training_time(), self.schedule.full_every is not None
+        full = explicit or budget.affords(budget.predicted("full"), training)
+        if not full:
+            self.note(
+                f"the closing full evaluation was skipped: it would cost about {budget.predicted('full'):.2g} s, "
+                f"beyond the budget (max_overhead={budget.max_overhead}); pass full_every= or a larger max_overhead"
+            )
+        if not self.can_draw or self.figures is False:
+            return full, False
+        # An explicit full schedule (full_every) has opted out of the budget, figures included.
+        figures = full and (
+            bool(self.figures)
+            or explicit
+            or budget.affords(budget.predicted("full") + budget.predicted_figures(), training)
+        )
+        if full and not figures:
+            self.note(
+                f"figures were not drawn: they would cost about {budget.predicted_figures():.2g} s beyond the "
+                f"budget (max_overhead={budget.max_overhead}); pass figures=True to draw them at every full evaluation"
+            )
+        return full, figures
+
+    def draws_at_full(self) -> bool:
+        """Whether every full evaluation draws figures (``figures=True``)."""
+        return bool(self.figures) and self.can_draw
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def costly_warning(self, step: int) -> str | None:
+        """Once, when an explicit schedule has spent more than WARN_OVERHEAD of the wall time (the automatic
+        one keeps to its budget by construction): the warning, with the interval that would fit."""
+        share, schedule = self.share(), self.schedule
+        if schedule.automatic or self._warned or share <= WARN_OVERHEAD or self.evaluations < 3:
+            return None
+        self._warned = True
+        suggestion = self.budget.every_n_steps_for(step, self.training_time())
+        return (
+            f"has spent {share:.0%} of the training time so far (every_n_steps={schedule.every_n_steps}, "
+            f"every_n_epochs={schedule.every_n_epochs}, full_every={schedule.full_every}). Light evaluations every "
+            f"{suggestion} steps would keep it near max_overhead={self.budget.max_overhead}; or leave every_n_steps, "
+            "every_n_epochs and full_every at None for the automatic schedule."
+        )
+
+    @staticmethod
+    def _tier(full: bool) -> Decision:
+        return "full" if full else "light"
+
+    def _closing_step(self, step: int) -> bool:
+        # The last step belongs to the closing evaluation.
+        return self.horizon is not None and step >= self.horizon
+
+    def _progress(self, step: int) -> float | None:
+        return step / self.horizon if self.horizon else None
+
+    def _fulls_affordable(self, step: int) -> bool:
+        """Whether full evaluations fit this run at all: explicitly scheduled, or at most CLOSING_MAX_SHARE of
+        its projected allowance each."""
+        if not self.full_available:
+            return False
+        whole_run = self.budget.projected(self.training_time(), self._progress(step))
+        return self.schedule.full_every is not None or self.budget.predicted("full") <= CLOSING_MAX_SHARE * whole_run
+
+    def _closing_cost(self, step: int) -> float:
+        """The reserve kept for the closing evaluation. Figures count only when asked for, or when they are a
+        small share of what the whole run may spend; a full evaluation only when the run can pay for it at all
+        (else the run ends with a light one, said so, and the light evaluations get the budget instead)."""
+        budget = self.budget
+        if not self._fulls_affordable(step):
+            return budget.predicted("light")
+        whole_run = budget.projected(self.training_time(), self._progress(step))
+        figures = budget.predicted_figures()
+        wanted = self.can_draw and (
+            bool(self.figures) or (self.figures is None and figures <= FIGURES_MAX_SHARE * whole_run)
+        )
+        return budget.predicted("full") + (figures if wanted else 0.0)
+
+    def _full_due(self, step: int) -> bool:
+        if self.schedule.full_every is not None:
+            return self.full_available and self.evaluations % self.schedule.full_every == 0
+        return self._fulls_affordable(step) and self.budget.due(
+            "full", self.training_time(), self._progress(step), self._closing_cost(step)
+        )
+
+    def _light_due(self, step: int) -> bool:
+        # Without affordable full evaluations the light ones get the whole allowance.
+        return self.budget.due(
+            "light",
+            self.training_time(),
+            self._progress(step),
+            self._closing_cost(step),
+            with_full=self._fulls_affordable(step),
+        )
+
+    # -- persistence -------------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "evaluations": self.evaluations,
+            "last_step": self.last_step,
+            "last_full_step": self.last_full_step,
+            "costs": dict(self.budget.cost),
+            "notes": list(self.notes),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.evaluations = state["evaluations"]
+        self.last_step, self.last_full_step = state["last_step"], state["last_full_step"]
+        self.budget.cost.update(state.get("costs", {}))
+        self.notes = list(state.get("notes", []))
