@@ -18,6 +18,7 @@ all ranks, :meth:`Objective.loss` is this rank's share Σ_{b on this rank} (n_b/
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -82,25 +83,36 @@ def check_data(data: Any, name: str = "data") -> None:
 
 
 def as_batches(data: Data, name: str = "data") -> list[Batch]:
-    """``data`` (one batch or an iterable of batches) as a list of (inputs, targets) tensor pairs; extra
-    items of a batch (sample weights, indices) are dropped. Refuses what is not such data, naming ``name``."""
+    """``data`` (one batch or an iterable of batches) as a list of (inputs, targets) tensor pairs. Refuses what
+    is not such data, naming ``name`` and the fix: batches of other structures (dicts, or a third item such as
+    sample weights, which ``loss_fn(outputs, targets)`` would silently ignore) need ``loss(model, batch)``."""
     check_data(data, name)
+    custom = "pass loss=lambda model, batch: ... that computes the loss from the whole batch"
     if isinstance(data, (tuple, list)) and len(data) == 2:
         inputs, targets = data
         if isinstance(inputs, Tensor) and isinstance(targets, Tensor):
             return [(inputs, targets)]
     batches = []
     for index, batch in enumerate(data):
+        if isinstance(batch, dict):
+            raise TypeError(
+                f"batch {index} of {name} is a dict (keys {sorted(map(str, batch))}), not (inputs, targets); {custom}."
+            )
         if not (isinstance(batch, (tuple, list)) and len(batch) >= 2):
             size = f" of {len(batch)} element(s)" if isinstance(batch, (tuple, list)) else ""
             raise TypeError(
                 f"batch {index} of {name} is {_describe(batch)}{size}; every batch must be (inputs, targets) "
-                "(a DataLoader over TensorDataset(inputs, targets) yields such batches)."
+                f"(a DataLoader over TensorDataset(inputs, targets) yields such batches), or {custom}."
+            )
+        if len(batch) > 2:
+            raise TypeError(
+                f"batch {index} of {name} has {len(batch)} items; loss_fn(outputs, targets) would ignore all but the "
+                f"first two (sample weights?): {custom}, or pass (inputs, targets) batches."
             )
         if not all(isinstance(t, Tensor) for t in batch[:2]):
             raise TypeError(
                 f"batch {index} of {name} holds {_describe(batch[0])} and {_describe(batch[1])}; inputs and targets "
-                "must be torch tensors (convert with torch.as_tensor)."
+                f"must be torch tensors (convert with torch.as_tensor), or {custom}."
             )
         batches.append((batch[0], batch[1]))
     return batches
@@ -109,6 +121,17 @@ def as_batches(data: Data, name: str = "data") -> list[Batch]:
 def _default_dtype(dtype: torch.dtype) -> torch.dtype:
     """The parameters' dtype, widened to float32 if narrower: eigh and the error bounds need at least that."""
     return torch.float32 if torch.finfo(dtype).bits < 32 else dtype
+
+
+def _loss_in(loss_fn: LossFunction, device: torch.device, dtype: torch.dtype) -> LossFunction:
+    """A loss module with floating tensors of its own (``CrossEntropyLoss(weight=...)``, ``pos_weight``) as a
+    copy in the objective's dtype and device: the objective computes in float64 while training may not."""
+    if not isinstance(loss_fn, nn.Module):
+        return loss_fn
+    tensors = [*loss_fn.parameters(), *loss_fn.buffers()]
+    if all(t.dtype == dtype and t.device == device for t in tensors if t.is_floating_point()):
+        return loss_fn
+    return copy.deepcopy(loss_fn).to(device=device, dtype=dtype)
 
 
 def _cast(tensor: Tensor, device: torch.device, dtype: torch.dtype | None) -> Tensor:
@@ -197,9 +220,9 @@ class Objective:
 
         first = named[names[0]]
         self.model = model
-        self.loss_fn = loss_fn
         self.device = first.device
         self.dtype = dtype if dtype is not None else _default_dtype(first.dtype)
+        self.loss_fn = _loss_in(loss_fn, self.device, self.dtype)
         self.names = names
         self.shapes = [named[name].shape for name in names]
         self.numels = [named[name].numel() for name in names]

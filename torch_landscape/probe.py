@@ -37,6 +37,7 @@ from .probe_data import (
     BatchLossModel,
     ProbeData,
     applicable_quantities,
+    check_batch_mean,
     is_shallow,
     preserved_rng,
     read_probe_data,
@@ -191,6 +192,8 @@ class LandscapeProbe:
                 # The objective's model is loss(model, batch) here: say so rather than "model(inputs)".
                 cause = error.__cause__
                 raise ValueError(f"loss(model, batch) fails on the first batch of data: {cause}") from cause
+            if custom_loss:
+                check_batch_mean(self._data, self.dtype)
             if "one_point" in self.quantities and self._context.reference is not None:
                 reference_point(objective, self._context.reference, self._context.align)
         return objective

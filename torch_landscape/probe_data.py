@@ -92,6 +92,113 @@ class BatchLossModel(nn.Module):
         return outputs
 
 
+class TrainingStepLoss:
+    """``loss(module, batch)`` from the module's own training step: ``module.training_step(batch, 0)``, read at
+    ``"loss"`` when it returns a dict — the objective is then exactly the loss the module trains on (an inline
+    ``F.cross_entropy``, a ``self.criterion``, sample weights in the batch). The module's ``log`` and
+    ``log_dict`` do nothing during the call, so its logged metrics never see the probe's evaluations.
+
+    Parameters
+    ----------
+    method
+        The name of the step method (a LightningModule's ``training_step``).
+    """
+
+    def __init__(self, method: str = "training_step") -> None:
+        self.method = method
+
+    def __call__(self, module: nn.Module, batch: Any) -> Tensor:
+        silenced = {name: module.__dict__.get(name) for name in ("log", "log_dict")}
+        for name in silenced:
+            object.__setattr__(module, name, _silent)
+        try:
+            out = getattr(module, self.method)(batch, 0)
+        finally:
+            for name, own in silenced.items():
+                if own is None:
+                    module.__dict__.pop(name, None)
+                else:
+                    object.__setattr__(module, name, own)
+        if isinstance(out, dict):
+            out = out.get("loss")
+        if not isinstance(out, Tensor):
+            raise ValueError(
+                f"{type(module).__name__}.{self.method} returned {type(out).__name__}, not the loss tensor (or a "
+                "dict with 'loss'); pass the monitor loss=lambda module, batch: ... that computes it."
+            )
+        return out
+
+    def __repr__(self) -> str:
+        return f"the module's own {self.method}"
+
+
+def _silent(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+def check_batch_mean(data: ProbeData, dtype: torch.dtype) -> None:
+    """Refuse a ``loss(model, batch)`` that sums over the samples instead of averaging them.
+
+    The first batch is split in halves of h and n − h samples. For a mean, L(batch) = (h L(first) + (n − h)
+    L(rest)) / n — which is what the objective of the two halves computes, batches weighted by size; for a sum,
+    L(batch) = L(first) + L(rest). A loss that fits the second identity and not the first is refused; one whose
+    batches cannot be split by samples, or that fits neither (a batch-coupled loss), is left alone.
+    """
+    if not isinstance(data.model, BatchLossModel):
+        return
+    module, loss, batch = data.model.module, data.model.loss, data.model.batches[0]
+    n = _batch_size(batch)
+    if n < 2:
+        return
+    h = n // 2
+    device = data.batches[0][0].device
+    values = []
+    for parts in ([batch], [_rows(batch, 0, h), _rows(batch, h, n)], [_rows(batch, 0, h)], [_rows(batch, h, n)]):
+        model, indices = _indexed(module, loss, parts, device)
+        try:
+            objective = Objective(
+                model, BatchLossModel.passthrough, indices, params=data.params, dtype=dtype, check=False
+            )
+            with torch.no_grad():
+                values.append(float(objective.loss(objective.theta)))
+        except (RuntimeError, ValueError, TypeError, IndexError, KeyError):
+            return  # the loss cannot be evaluated on part of a batch: nothing to compare
+    whole, mean, first, rest = values
+    tolerance = 10 * math.sqrt(torch.finfo(dtype).eps) * (abs(whole) + abs(first) + abs(rest))
+    if abs(whole - first - rest) <= tolerance < abs(whole - mean):
+        raise ValueError(
+            f"the loss sums over samples (on the first batch: L = {whole:.6g} = L(first {h}) + L(other {n - h}) = "
+            f"{first:.6g} + {rest:.6g}); the objective is the mean over samples: reduce with a mean, or pass "
+            "loss=lambda module, batch: ... (or loss_fn=) with a mean-reduced loss."
+        )
+
+
+def _indexed(
+    module: nn.Module, loss: BatchLoss, batches: list[Any], device: torch.device
+) -> tuple[BatchLossModel, list]:
+    """``loss`` over ``batches`` as the objective takes it: the model, and per batch (index, 0) pairs of its size."""
+    sizes = [_batch_size(batch) for batch in batches]
+    if not batches or not all(sizes):
+        raise ValueError("with loss=, data must be a non-empty iterable of batches, each holding a tensor of samples.")
+    indices = [
+        (torch.full((size,), float(index), device=device), torch.zeros(size, device=device))
+        for index, size in enumerate(sizes)
+    ]
+    return BatchLossModel(module, loss, batches), indices
+
+
+def _rows(batch: Any, start: int, stop: int) -> Any:
+    """Samples start:stop of every tensor in ``batch`` that holds one row per sample."""
+    n = _batch_size(batch)
+    if isinstance(batch, Tensor):
+        return batch[start:stop] if batch.ndim and batch.shape[0] == n else batch
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_rows(item, start, stop) for item in batch)
+    if isinstance(batch, dict):
+        return {key: _rows(value, start, stop) for key, value in batch.items()}
+    return batch
+
+
 def _cast_batch(batch: Any, device: torch.device, dtype: torch.dtype) -> Any:
     if isinstance(batch, Tensor):
         return batch.detach().to(device=device, dtype=dtype if batch.is_floating_point() else None)
@@ -174,7 +281,12 @@ def read_probe_data(
     if loss is not None:
         check_data(data)  # as_batches checks it otherwise
     with preserved_rng(devices):
-        batches = list(data) if loss is not None else as_batches(data)
+        if loss is None:
+            batches = as_batches(data)
+        elif isinstance(data, tuple) and all(isinstance(item, Tensor) for item in data):
+            batches = [data]  # one batch of tensors, as (inputs, targets) is for loss_fn
+        else:
+            batches = list(data)
     if loss is None:
         if loss_fn is None:
             raise ValueError("pass loss_fn (loss_fn(outputs, targets)) or loss (loss(model, batch)).")
@@ -182,15 +294,9 @@ def read_probe_data(
         names = tuple(params) if params is not None else None
         return ProbeData(model, loss_fn, shard(batches, True, group, device), names, batches)
     batches = shard([_cast_batch(batch, device, dtype) for batch in batches], False, group, device)
-    sizes = [_batch_size(batch) for batch in batches]
-    if not batches or not all(sizes):
-        raise ValueError("with loss=, data must be a non-empty iterable of batches, each holding a tensor of samples.")
-    indices = [
-        (torch.full((size,), float(index), device=device), torch.zeros(size, device=device))
-        for index, size in enumerate(sizes)
-    ]
+    wrapped, indices = _indexed(model, loss, batches, device)
     names = tuple(f"module.{name}" for name in params) if params is not None else None
-    return ProbeData(BatchLossModel(model, loss, batches), BatchLossModel.passthrough, indices, names, None)
+    return ProbeData(wrapped, BatchLossModel.passthrough, indices, names, None)
 
 
 def shard(batches: list[Any], by_sample: bool, group: Any, device: torch.device) -> list[Any]:

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
-from ..monitoring import MonitoringSession, Schedule, Sink
+from ..monitoring import Ledger, MonitoringSession, Schedule, Sink
 from ..monitoring.sinks import EvaluationCost
 from ..objective import LossFunction, check_data
 from ..probe import LandscapeProbe
-from ..probe_data import REDUNDANCY_NEEDS, BatchLoss, preserved_rng, supports_redundancy
+from ..probe_data import REDUNDANCY_NEEDS, BatchLoss, TrainingStepLoss, preserved_rng, supports_redundancy
 from ..quantities import family
 from ..settings import LIGHT_TOL, OnError, ProbeSettings
 from ..snapshot import LandscapeSnapshot
@@ -31,24 +32,31 @@ from .trainer import check_reference, draw_probe_set, horizon, optimizer, proces
 __all__ = ["ConvexityMonitor", "HessianMonitor", "LandscapeMonitor", "RedundancyMonitor"]
 
 
+def _renamed(scalars: dict[str, float], name: str | None) -> dict[str, float]:
+    """A named monitor's tags in a shared logger: ``landscape/<name>/...``."""
+    if name is None:
+        return scalars
+    return {tag.replace("landscape/", f"landscape/{name}/", 1): value for tag, value in scalars.items()}
+
+
 class _LoggerSink(Sink):
     """Scalars to a Lightning logger that is not TensorBoard (CSV, MLflow, W&B, …), one row per evaluation."""
 
-    def __init__(self, logger: Any) -> None:
-        self.logger = logger
+    def __init__(self, logger: Any, name: str | None) -> None:
+        self.logger, self.name = logger, name
 
     def write(self, snapshot: LandscapeSnapshot, previous: LandscapeSnapshot | None, cost: EvaluationCost) -> None:
-        self.logger.log_metrics(scalars_to_log(snapshot, previous, cost), step=snapshot.step)
+        self.logger.log_metrics(_renamed(scalars_to_log(snapshot, previous, cost), self.name), step=snapshot.step)
 
 
 class _CallbackMetrics(Sink):
     """Scalars into ``trainer.callback_metrics``, where ModelCheckpoint and EarlyStopping can read them."""
 
-    def __init__(self, trainer: Any) -> None:
-        self.trainer = trainer
+    def __init__(self, trainer: Any, name: str | None) -> None:
+        self.trainer, self.name = trainer, name
 
     def write(self, snapshot: LandscapeSnapshot, previous: LandscapeSnapshot | None, cost: EvaluationCost) -> None:
-        scalars = scalars_to_log(snapshot, previous, cost)
+        scalars = _renamed(scalars_to_log(snapshot, previous, cost), self.name)
         self.trainer.callback_metrics.update({tag: torch.tensor(value) for tag, value in scalars.items()})
 
 
@@ -90,9 +98,12 @@ class LandscapeMonitor(*CALLBACK_BASES):  # type: ignore[misc]
     quantities
         Names from :data:`torch_landscape.quantities.QUANTITIES` (default: all that apply).
     loss_fn
-        Mean-reduced ``loss_fn(outputs, targets)``; default the LightningModule's ``loss_fn`` attribute.
+        Mean-reduced ``loss_fn(outputs, targets)``, evaluated as ``loss_fn(module(inputs), targets)``; default
+        the LightningModule's ``loss_fn`` attribute.
     loss
-        Instead, ``loss(module, batch) -> scalar`` for batches that are not ``(inputs, targets)``.
+        Instead, ``loss(module, batch) -> scalar``, a mean over the batch. With neither (and no ``loss_fn``
+        attribute), the objective is the module's own ``training_step`` (its ``self.log`` silenced, in eval
+        mode, a returned dict read at "loss"): inline losses, criteria and weighted batches work as written.
     probe_data
         The probe set: ``(inputs, targets)`` tensors or an iterable of batches. Default: ``probe_size``
         samples of the training dataset drawn once with a private generator seeded by ``seed``.
@@ -120,6 +131,10 @@ class LandscapeMonitor(*CALLBACK_BASES):  # type: ignore[misc]
         Print one line per full evaluation and the run's verdict (rank zero, Lightning's info log).
     on_error
         "warn": a failing diagnostic is skipped and warned about once; "raise": it stops training.
+    name
+        Tells monitors of one trainer apart (e.g. ``"heldout"`` for a second monitor on held-out data): it
+        enters the checkpoint key, TensorBoard gets a run of its own under the logger's directory (so both
+        appear in the same charts), and other loggers get the tags ``landscape/<name>/...``.
 
     Raises
     ------
@@ -162,8 +177,11 @@ class LandscapeMonitor(*CALLBACK_BASES):  # type: ignore[misc]
         figures: bool | None = None,
         verbose: bool = True,
         on_error: OnError = "warn",
+        name: str | None = None,
     ) -> None:
         with _as_config_error():
+            if name is not None and (not isinstance(name, str) or not name.isidentifier()):
+                raise ValueError(f"name must be a short identifier such as 'heldout', got {name!r}.")
             self.schedule = Schedule(every_n_steps, every_n_epochs, full_every)
             if isinstance(max_overhead, bool) or not isinstance(max_overhead, (int, float)):
                 raise ValueError(f"max_overhead must be a fraction in (0, 1), got {max_overhead!r}.")
@@ -188,16 +206,22 @@ class LandscapeMonitor(*CALLBACK_BASES):  # type: ignore[misc]
         self.max_overhead = float(max_overhead)
         self._explicit_quantities = quantities is not None
         # From the arguments, before set-up narrows the quantities: the key must match across a resume.
+        self.name = name
+        named = {"name": name} if name is not None else {}  # unnamed: the key of earlier releases' checkpoints
         self._state_key = self._generate_state_key(
-            every_n_steps=every_n_steps, every_n_epochs=every_n_epochs, quantities=self.quantities
+            every_n_steps=every_n_steps, every_n_epochs=every_n_epochs, quantities=self.quantities, **named
         )
         self.figures, self.verbose = figures, bool(verbose)
         self.reference = reference
-        self._loss_fn, self._loss, self._probe_data = loss_fn, loss, probe_data
+        self._given_loss_fn, self._given_loss, self._probe_data = loss_fn, loss, probe_data
+        self._loss_fn, self._loss = loss_fn, loss  # what the objective evaluates, resolved at set-up
         self.session: MonitoringSession | None = None
         self._probe: LandscapeProbe | None = None  # built at set-up from probe_data, used when training starts
         self._pending_state: dict[str, Any] | None = None
         self._skipped: list[str] = []
+        self._writers: list[Any] = []  # SummaryWriters of a named monitor's own runs, closed at the end
+        #: The histories of earlier fits with this monitor (each fit starts afresh).
+        self.previous_histories: list[list[LandscapeSnapshot]] = []
 
     def _chosen(self, quantities: Iterable[str] | None, reference: Any) -> tuple[str, ...]:
         chosen = tuple(self.settings.quantities or ())
@@ -258,7 +282,7 @@ class LandscapeMonitor(*CALLBACK_BASES):  # type: ignore[misc]
                 f"{[type(logger).__name__ for logger in trainer.loggers]}); add logger=TensorBoardLogger(...) or "
                 "pass figures=False."
             )
-        self._loss_fn = resolve_loss(pl_module, name, self._loss_fn, self._loss)
+        self._loss_fn, self._loss = resolve_loss(pl_module, name, self._given_loss_fn, self._given_loss)
         if "one_point" in self.quantities:
             check_reference(pl_module, self.reference, self.settings.params)
         self._skipped = []
@@ -281,6 +305,12 @@ class LandscapeMonitor(*CALLBACK_BASES):  # type: ignore[misc]
         if isinstance(self._probe_data, Iterator):  # a one-shot iterator would be empty when training starts
             with preserved_rng([pl_module.device]):
                 self._probe_data = list(self._probe_data)
+        if self.session is not None:  # fit called again: this fit's history starts afresh, said once
+            self.previous_histories.append(self.session.history)
+            console(trainer)(
+                f"{name}: a new fit starts a new history (the previous fit's {len(self.session.history)} snapshots "
+                f"are in monitor.previous_histories[{len(self.previous_histories) - 1}])."
+            )
         self.session = None
         # Given probe data are checked now, with the model, loss and reference, by building the probe.
         self._probe = self._make_probe(trainer, pl_module, self._probe_data) if self._probe_data is not None else None
@@ -305,8 +335,10 @@ class LandscapeMonitor(*CALLBACK_BASES):  # type: ignore[misc]
             optimizer=optimizer(trainer),
             skipped=self._skipped,
             agree=_agreement(trainer) if probe.process_group is not None else None,
-            name=type(self).__name__,
+            ledger=_shared_ledger(trainer),
+            name=self._label(),
         )
+        self._log_settings(trainer, probe)
         for item in self._skipped:
             console(trainer)(f"{type(self).__name__} does not log {item}.")
         if self._pending_state is not None:
@@ -315,6 +347,11 @@ class LandscapeMonitor(*CALLBACK_BASES):  # type: ignore[misc]
         self.session.start(trainer.global_step)
 
     def _make_probe(self, trainer: Any, pl_module: Any, data: Any) -> LandscapeProbe:
+        loss_fn, loss = self._loss_fn, self._loss
+        if loss is None and self._given_loss_fn is None and not _pairs(data, pl_module):
+            # The module's loss_fn attribute cannot see a third item (sample weights) or a dict: its own
+            # training step can.
+            loss_fn, loss = None, TrainingStepLoss()
         group = process_group(trainer)
         quantities = self.quantities
         if group is not None and "slices" in quantities:
@@ -325,25 +362,56 @@ class LandscapeMonitor(*CALLBACK_BASES):  # type: ignore[misc]
         with _as_config_error(type(self).__name__):
             return LandscapeProbe(
                 pl_module,
-                self._loss_fn if self._loss is None else None,
+                loss_fn if loss is None else None,
                 data,
-                loss=self._loss,
+                loss=loss,
                 reference=self.reference,
                 settings=dataclasses.replace(self.settings, quantities=quantities),
                 process_group=group,
             )
 
+    def _label(self) -> str:
+        return type(self).__name__ if self.name is None else f"{type(self).__name__}[{self.name}]"
+
     def _sinks(self, trainer: Any) -> list[Sink]:
         if not trainer.is_global_zero:
             return []  # rank zero logs; under DDP the others only take part in the evaluations
-        sinks: list[Sink] = [_CallbackMetrics(trainer)]
+        sinks: list[Sink] = [_CallbackMetrics(trainer, self.name)]
         for logger in trainer.loggers:
-            sinks.append(
-                _tensorboard_sink(trainer, logger.experiment) if is_tensorboard(logger) else _LoggerSink(logger)
-            )
+            if not is_tensorboard(logger):
+                sinks.append(_LoggerSink(logger, self.name))
+            elif self.name is None:
+                sinks.append(_tensorboard_sink(trainer, logger.experiment))
+            else:  # a run of its own beside the logger's, so that TensorBoard draws both in the same charts
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._writers.append(SummaryWriter(os.path.join(logger.log_dir, self.name)))
+                sinks.append(TensorBoardSink(self._writers[-1]))
         if self.verbose:
-            sinks.append(ConsoleSink(console(trainer), type(self).__name__))
+            sinks.append(ConsoleSink(console(trainer), self._label()))
         return sinks
+
+    def _log_settings(self, trainer: Any, probe: LandscapeProbe) -> None:
+        """The monitor's settings as hyperparameters of every logger (TensorBoard's HParams, hparams.yaml)."""
+        if not trainer.is_global_zero:
+            return
+        prefix = "landscape" if self.name is None else f"landscape/{self.name}"
+        settings = {
+            "quantities": ",".join(probe.quantities),
+            "max_overhead": self.max_overhead,
+            "every_n_steps": self.schedule.every_n_steps,
+            "every_n_epochs": self.schedule.every_n_epochs,
+            "full_every": self.schedule.full_every,
+            "probe_samples": probe.num_samples,
+            "parameters": probe.num_parameters,
+            "k": self.settings.k,
+            "light_tol": self.settings.light_tol,
+            "method": self.settings.method,
+            "dtype": str(self.settings.dtype).replace("torch.", ""),
+            "loss_star": self.settings.loss_star,
+        }
+        for logger in trainer.loggers:
+            logger.log_hyperparams({f"{prefix}/{key}": value for key, value in settings.items()})
 
     # -- hooks -------------------------------------------------------------------------------------------
 
@@ -358,6 +426,9 @@ class LandscapeMonitor(*CALLBACK_BASES):  # type: ignore[misc]
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         if self.session is not None:
             self.session.close(trainer.global_step)
+        for writer in self._writers:
+            writer.close()
+        self._writers = []
 
     # -- persistence -------------------------------------------------------------------------------------
 
@@ -417,6 +488,15 @@ def _check_loss_arguments(loss_fn: Any, loss: Any, figures: Any, reference: Any)
         )
 
 
+def _pairs(data: Any, pl_module: Any) -> bool:
+    """Whether the probe data are (inputs, targets) tensor pairs (judged by the first batch)."""
+    if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, Tensor) for t in data):
+        return True
+    with preserved_rng([pl_module.device]):
+        first = next(iter(data), None)
+    return isinstance(first, (tuple, list)) and len(first) == 2 and all(isinstance(t, Tensor) for t in first)
+
+
 def _devices(module: nn.Module) -> set[torch.device]:
     return {p.device for p in module.parameters()}
 
@@ -431,6 +511,16 @@ def _tensorboard_sink(trainer: Any, writer: Any) -> TensorBoardSink:
                 if isinstance(sink, TensorBoardSink) and sink.writer is writer:
                     return sink
     return TensorBoardSink(writer)
+
+
+def _shared_ledger(trainer: Any) -> Ledger:
+    """The ledger of the other monitors of ``trainer``, or a new one: each then logs the share of the wall time
+    all of them spent (one ``landscape/monitor/overhead``, not one per monitor that overwrite each other)."""
+    for callback in trainer.callbacks:
+        session = getattr(callback, "session", None)
+        if isinstance(callback, LandscapeMonitor) and session is not None:
+            return session.pacer.ledger
+    return Ledger()
 
 
 def _agreement(trainer: Any) -> Any:

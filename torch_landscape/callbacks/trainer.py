@@ -12,30 +12,38 @@ from torch import Tensor, nn
 
 from ..convexity.align import shallow_reference
 from ..curvature.shallow import find_shallow
-from ..probe_data import is_shallow, preserved_rng
+from ..probe_data import TrainingStepLoss, is_shallow, preserved_rng
 from .namespaces import LandscapeConfigError
 
 
-def resolve_loss(pl_module: Any, name: str, loss_fn: Any, loss: Any) -> Any:
-    """The loss_fn the monitor ``name`` evaluates: the one given, else the module's ``loss_fn`` attribute
-    (None with ``loss=``); a module without forward() cannot serve loss_fn(module(inputs), targets)."""
+def resolve_loss(pl_module: Any, name: str, loss_fn: Any, loss: Any) -> tuple[Any, Any]:
+    """(loss_fn, loss) for the monitor ``name``: what was given; else the module's ``loss_fn`` attribute
+    (evaluated as loss_fn(module(inputs), targets)); else the module's own ``training_step``
+    (:class:`~torch_landscape.probe_data.TrainingStepLoss`), which a module with manual optimisation cannot
+    lend: its training step steps the optimizers."""
     if loss is not None:
-        return None
-    if loss_fn is None:
-        candidate = getattr(pl_module, "loss_fn", None)
-        if not callable(candidate):
-            raise LandscapeConfigError(
-                f"{name} needs the training loss. Pass {name}(loss_fn=nn.MSELoss()) (any mean-reduced "
-                f"loss_fn(outputs, targets)), or set `self.loss_fn = ...` in {type(pl_module).__name__}.__init__; "
-                "for batches that are not (inputs, targets), pass loss=lambda module, batch: ..."
-            )
-        loss_fn = candidate
-    if type(pl_module).forward.__qualname__ == "LightningModule.forward":  # either namespace's
+        return None, loss
+    candidate = loss_fn if loss_fn is not None else getattr(pl_module, "loss_fn", None)
+    has_forward = type(pl_module).forward.__qualname__ != "LightningModule.forward"  # either namespace's
+    if loss_fn is not None and not has_forward:
         raise LandscapeConfigError(
             f"{name} evaluates loss_fn(module(inputs), targets), but {type(pl_module).__name__} defines no "
             f"forward(); define forward(inputs), or pass loss=lambda module, batch: ... to {name}."
         )
-    return loss_fn
+    if callable(candidate) and has_forward:
+        return candidate, None
+    if not getattr(pl_module, "automatic_optimization", True):
+        raise LandscapeConfigError(
+            f"{name} cannot evaluate {type(pl_module).__name__}.training_step as the objective: it uses manual "
+            f"optimisation, so its training step steps the optimizers. Pass {name}(loss_fn=nn.MSELoss()) (any "
+            "mean-reduced loss_fn(outputs, targets)) or loss=lambda module, batch: ... (a mean over the batch)."
+        )
+    if type(pl_module).training_step.__qualname__ == "LightningModule.training_step":
+        raise LandscapeConfigError(
+            f"{name} needs the training loss, and {type(pl_module).__name__} defines no training_step: pass "
+            f"{name}(loss_fn=...) or loss=lambda module, batch: ..."
+        )
+    return None, TrainingStepLoss()
 
 
 def check_reference(pl_module: Any, reference: Any, names: Any) -> None:

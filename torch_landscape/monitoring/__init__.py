@@ -4,9 +4,18 @@ history and verdict (:mod:`.verdict`), and reports to :class:`Sink` objects (Ten
 :mod:`torch_landscape.writers`)."""
 
 from .budget import OverheadBudget
-from .pacer import Pacer, Schedule
+from .pacer import Ledger, Pacer, Schedule
 from .session import MonitoringSession
 from .sinks import EvaluationCost, Sink
 from .verdict import run_verdict
 
-__all__ = ["EvaluationCost", "MonitoringSession", "OverheadBudget", "Pacer", "Schedule", "Sink", "run_verdict"]
+__all__ = [
+    "EvaluationCost",
+    "Ledger",
+    "MonitoringSession",
+    "OverheadBudget",
+    "Pacer",
+    "Schedule",
+    "Sink",
+    "run_verdict",
+]

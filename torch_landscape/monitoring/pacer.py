@@ -63,6 +63,23 @@ class Schedule:
         return self.by_budget and self.full_every is None
 
 
+class Ledger:
+    """The pacers of one training run: what all its monitors spent, for one overhead figure."""
+
+    def __init__(self) -> None:
+        self.pacers: list[Pacer] = []
+
+    def spent(self) -> float:
+        return sum(pacer.budget.total_spent for pacer in self.pacers)
+
+    def share(self, now: float, pending: float = 0.0) -> float:
+        """(s + pending) / wall time since the first start: the monitors' share of the run."""
+        starts = [pacer.started for pacer in self.pacers if pacer.started is not None]
+        if not starts:
+            return 0.0
+        return (self.spent() + pending) / max(now - min(starts), 1e-12)
+
+
 class Pacer:
     """The schedule of one run: what is due after each step, and the closing evaluation.
 
@@ -82,6 +99,9 @@ class Pacer:
         Decide at every step (the ranks must meet at each decision).
     clock
         Seconds, monotonic (``time.perf_counter``; tests pass their own).
+    ledger
+        Shared with the other pacers of one training run (several monitors on one trainer): training time and
+        the overhead share then count what all of them spent.
 
     Attributes
     ----------
@@ -100,8 +120,11 @@ class Pacer:
         can_draw: bool = False,
         distributed: bool = False,
         clock: Callable[[], float] = time.perf_counter,
+        ledger: Ledger | None = None,
     ) -> None:
         self.budget = OverheadBudget(max_overhead)
+        self.ledger = ledger if ledger is not None else Ledger()
+        self.ledger.pacers.append(self)
         self.schedule = schedule if schedule is not None else Schedule()
         self.full_available, self.figures, self.can_draw = full_available, figures, can_draw
         self.distributed = distributed
@@ -121,16 +144,20 @@ class Pacer:
         """Start the clock; ``horizon`` is the step at which training ends, if known."""
         self._started, self.horizon = self.clock(), horizon
 
+    @property
+    def started(self) -> float | None:
+        """When :meth:`start` was called (by :attr:`clock`), or None."""
+        return self._started
+
     def training_time(self) -> float:
-        """Wall time since :meth:`start` less what the monitor spent."""
+        """Wall time since :meth:`start` less what the monitors of this run spent."""
         if self._started is None:
             return 0.0
-        return self.clock() - self._started - self.budget.total_spent
+        return self.clock() - self._started - self.ledger.spent()
 
     def share(self, pending: float = 0.0) -> float:
-        """The monitor's share of the wall time, counting ``pending`` seconds not yet recorded."""
-        spent = self.budget.total_spent + pending
-        return spent / max(self.training_time() + spent, 1e-12)
+        """The monitors' share of the run's wall time, counting ``pending`` seconds not yet recorded."""
+        return self.ledger.share(self.clock(), pending)
 
     def record(
         self, decision: Decision, step: int, seconds: float, figures: float | None = None, completes: bool = False

@@ -29,7 +29,7 @@ from ..curvature.policy import uses_dense
 from ..probe import LandscapeProbe
 from ..quantities import completing
 from ..snapshot import LandscapeSnapshot
-from .pacer import Decision, Pacer, Schedule
+from .pacer import Decision, Ledger, Pacer, Schedule
 from .sinks import EvaluationCost, Sink
 from .verdict import run_verdict
 
@@ -75,6 +75,9 @@ class MonitoringSession:
         ranks take part in the same evaluations; None in one process.
     clock
         Seconds, monotonic; tests pass a simulated one.
+    ledger
+        Shared by the sessions of one training run (several monitors on one trainer), so that each logs the
+        share of the wall time all of them spent.
     name
         How warnings and notes name the monitor.
 
@@ -102,6 +105,7 @@ class MonitoringSession:
         skipped: Sequence[str] = (),
         agree: Callable[[Callable[[], Any]], Any] | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        ledger: Ledger | None = None,
         name: str = "MonitoringSession",
     ) -> None:
         if not callable(getattr(probe, "snapshot", None)):
@@ -122,6 +126,7 @@ class MonitoringSession:
             can_draw=any(sink.draws_figures for sink in self.sinks),
             distributed=agree is not None,
             clock=clock,
+            ledger=ledger,
         )
         self.name = name
         self._total_steps = total_steps
