@@ -220,13 +220,6 @@ def test_training_is_bit_identical_with_and_without_the_monitor(tmp_path):
     assert torch.equal(inputs, x[chosen].double())
 
 
-class NoLoss(Student):
-    loss_fn = None
-
-    def training_step(self, batch, batch_idx):
-        return nn.functional.mse_loss(self(batch[0]), batch[1])
-
-
 class NoForward(pl.LightningModule):
     def __init__(self):
         super().__init__()
@@ -286,8 +279,7 @@ def test_a_specialised_monitor_refuses_the_others_quantities():
     "case, message",
     [
         ("figures without tensorboard", "needs a TensorBoardLogger"),
-        ("no loss", "needs the training loss. Pass LandscapeMonitor\\(loss_fn=nn.MSELoss\\(\\)\\)"),
-        ("no forward", "defines no forward"),
+        ("loss_fn without forward", "defines no forward"),
         ("reference of another architecture", "does not fit the model: the reference has another architecture"),
         ("reference tensor of the wrong size", "θ has 21"),
         ("redundancy of a deep network", "redundancy needs a one-hidden-layer network"),
@@ -300,10 +292,8 @@ def test_bad_configuration_fails_before_training_with_the_fix(tmp_path, case, me
     data = DataLoader(TensorDataset(x, y), batch_size=16)
     if case == "figures without tensorboard":
         options = dict(figures=True)
-    elif case == "no loss":
-        module = NoLoss()
-    elif case == "no forward":
-        module = NoForward()
+    elif case == "loss_fn without forward":
+        module, options = NoForward(), dict(loss_fn=nn.MSELoss())
     elif case == "reference of another architecture":
         options = dict(reference=nn.Sequential(nn.Linear(5, 2), nn.Tanh(), nn.Linear(2, 1)))
     elif case == "reference tensor of the wrong size":
@@ -341,11 +331,11 @@ def test_scalars_reach_a_csv_logger_without_tensorboard(tmp_path):
     assert "landscape/hessian/lambda_max" in trainer.callback_metrics
 
 
-def _resumable_run(tmp_path, version, max_epochs, teacher, data, checkpoint=None):
+def _resumable_run(tmp_path, version, max_epochs, teacher, data, checkpoint=None, every_n_steps=3):
     x, y = data
     pl.seed_everything(0)
     monitor = LandscapeMonitor(
-        every_n_steps=3,
+        every_n_steps=every_n_steps,
         full_every=2,
         reference=teacher,
         probe_data=(x[:48], y[:48]),
@@ -363,6 +353,32 @@ def _resumable_run(tmp_path, version, max_epochs, teacher, data, checkpoint=None
     )
     trainer.fit(Student(), DataLoader(TensorDataset(x, y), batch_size=16), ckpt_path=checkpoint)
     return trainer
+
+
+def test_a_checkpoint_at_a_fits_last_step_resumes_as_if_uninterrupted(tmp_path):
+    """The fit's last step is an evaluation step of the schedule (12 = 3 × 4): its evaluation is made before the
+    checkpoint is saved (the closing one completes it), so the resumed run logs what an uninterrupted one does."""
+    teacher, x, y = teacher_and_data(64)  # 4 steps per epoch
+    whole = _resumable_run(tmp_path / "whole", "whole", 4, teacher, (x, y), every_n_steps=4)
+    first = _resumable_run(tmp_path / "split", "first", 3, teacher, (x, y), every_n_steps=4)
+    resumed = _resumable_run(
+        tmp_path / "split",
+        "second",
+        4,
+        teacher,
+        (x, y),
+        checkpoint=tmp_path / "split" / "checkpoints" / "epoch=2-step=12.ckpt",
+        every_n_steps=4,
+    )
+    a, b = events(whole.logger.log_dir), events(resumed.logger.log_dir)
+    for tag in a.Tags()["scalars"]:
+        if tag.startswith("landscape/monitor"):
+            continue
+        later = {step: value for step, value in scalars(a, tag).items() if step > 12}
+        assert scalars(b, tag) == pytest.approx(later, rel=0, abs=0, nan_ok=True), tag
+    assert sorted(scalars(b, "landscape/hessian/lambda_min")) == [16]  # the full evaluation at 16 is there
+    early = events(first.logger.log_dir)
+    assert sorted(scalars(early, "landscape/convexity/pl_ratio_running_min")) == [4, 8, 12]
 
 
 def test_a_resumed_run_logs_what_an_uninterrupted_one_does(tmp_path):

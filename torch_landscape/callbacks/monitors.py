@@ -392,7 +392,7 @@ class LandscapeMonitor(*CALLBACK_BASES):  # type: ignore[misc]
         return sinks
 
     def _log_settings(self, trainer: Any, probe: LandscapeProbe) -> None:
-        """The monitor's settings as hyperparameters of every logger (TensorBoard's HParams, hparams.yaml)."""
+        """The monitor's settings as hyperparameters of every logger (``hparams.yaml``, MLflow params, W&B config)."""
         if not trainer.is_global_zero:
             return
         prefix = "landscape" if self.name is None else f"landscape/{self.name}"
@@ -410,8 +410,10 @@ class LandscapeMonitor(*CALLBACK_BASES):  # type: ignore[misc]
             "dtype": str(self.settings.dtype).replace("torch.", ""),
             "loss_star": self.settings.loss_star,
         }
+        params = {f"{prefix}/{key}": value for key, value in settings.items()}
         for logger in trainer.loggers:
-            logger.log_hyperparams({f"{prefix}/{key}": value for key, value in settings.items()})
+            # TensorBoard: into hparams.yaml only; with no metrics it writes no "hp_metric" = -1 chart.
+            logger.log_hyperparams(params, metrics={}) if is_tensorboard(logger) else logger.log_hyperparams(params)
 
     # -- hooks -------------------------------------------------------------------------------------------
 

@@ -182,7 +182,7 @@ class Pacer:
 
     def decide(self, step: int) -> Decision | None:
         """What is due after training step ``step``: "light", "full" or None."""
-        if self._closing_step(step) or step == self.last_step:
+        if step == self.last_step:
             return None
         schedule = self.schedule
         if not schedule.by_budget:
@@ -204,7 +204,7 @@ class Pacer:
     def decide_epoch(self, epoch: int, step: int) -> Decision | None:
         """What is due at the end of epoch ``epoch`` (counted from 0) with ``every_n_epochs``."""
         every = self.schedule.every_n_epochs
-        if every is None or (epoch + 1) % every or self._closing_step(step) or step == self.last_step:
+        if every is None or (epoch + 1) % every or step == self.last_step:
             return None
         return self._tier(self._full_due(step))
 
@@ -260,10 +260,6 @@ class Pacer:
     @staticmethod
     def _tier(full: bool) -> Decision:
         return "full" if full else "light"
-
-    def _closing_step(self, step: int) -> bool:
-        # The last step belongs to the closing evaluation.
-        return self.horizon is not None and step >= self.horizon
 
     def _progress(self, step: int) -> float | None:
         return step / self.horizon if self.horizon else None
