@@ -3,6 +3,7 @@ criterion attribute, a returned dict, weighted batches, a small-batch Adam class
 arguments evaluates the module's own training step; its values are checked against dense float64 truth."""
 
 import importlib
+import math
 
 import pytest
 import torch
@@ -340,3 +341,40 @@ def test_a_csv_logger_gets_one_row_per_evaluation(tmp_path):
         rows = [row for row in csv.DictReader(handle) if row.get("landscape/probe/loss")]
     assert [int(row["step"]) for row in rows] == [0, 2, 4]
     assert all(row["landscape/monitor/overhead"] for row in rows)  # the cost is in the same row
+
+
+def test_a_run_that_blows_up_is_said_to_have_diverged(tmp_path, caplog):
+    """SGD far past its stability threshold: the loss overflows to inf/nan. The console says when λ_max·lr/2
+    passes 1 and when the loss stops being finite; the verdict says "diverged at step N" with the last finite
+    values, and claims no rate from the earlier, finite evaluations."""
+    L = namespace("lightning.pytorch")
+
+    class Unstable(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 1))
+
+        def forward(self, x):
+            return self.net(x)
+
+        def training_step(self, batch, batch_idx):
+            return F.mse_loss(self(batch[0]), batch[1])
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=20.0)
+
+    generator = torch.Generator().manual_seed(0)
+    x = 3 * torch.randn(64, 3, generator=generator)
+    y = 5 * torch.randn(64, 1, generator=generator)
+    monitor = LandscapeMonitor(every_n_steps=1, full_every=10, probe_data=(x, y), loss_star=0.0)
+    trainer = trainer_for(L, tmp_path, [monitor], steps=30)
+    with caplog.at_level("INFO"):
+        trainer.fit(Unstable(), DataLoader(TensorDataset(x, y), batch_size=64))
+    losses = [s.loss for s in monitor.history]
+    first_bad = next(i for i, loss in enumerate(losses) if not math.isfinite(loss))
+    verdict = monitor.session.verdict
+    assert verdict.startswith(f"diverged at step {monitor.history[first_bad].step}")
+    assert "converging" not in verdict and f"step {monitor.history[first_bad - 1].step}" in verdict
+    assert "> 1 at step 0: gradient descent is unstable" in caplog.text and "training diverged" in caplog.text
+    events = [text for _, text in monitor.session.events]
+    assert any("training diverged" in text for text in events)

@@ -31,7 +31,7 @@ from ..quantities import completing
 from ..snapshot import LandscapeSnapshot
 from .pacer import Decision, Ledger, Pacer, Schedule
 from .sinks import EvaluationCost, Sink
-from .verdict import run_verdict
+from .verdict import events, run_verdict
 
 T = TypeVar("T")
 
@@ -133,6 +133,8 @@ class MonitoringSession:
         self._agree = agree
         self._started = False
         self.history: list[LandscapeSnapshot] = []
+        #: (step, text) of what happened: divergence, the stability threshold crossed.
+        self.events: list[tuple[int, str]] = []
         self.last_snapshot: LandscapeSnapshot | None = None
 
     @property
@@ -216,6 +218,10 @@ class MonitoringSession:
             previous = None
             rate = sgd_step_size(self.optimizer)
             snapshot = self.probe.snapshot(step, full=decision == "full", learning_rate=rate)
+        for text in events(self.history[-1] if self.history else None, snapshot):
+            self.events.append((step, text))
+            for sink in self.sinks:
+                sink.event(step, text)
         self.history.append(snapshot)
         self.last_snapshot = snapshot
         seconds = self.pacer.clock() - begin

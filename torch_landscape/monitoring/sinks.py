@@ -49,5 +49,9 @@ class Sink:
     def note(self, text: str) -> None:
         """Something the schedule scaled down, or a warning worth showing once."""
 
+    def event(self, step: int, text: str) -> None:
+        """Something that happened at ``step`` and should be heard of at once (divergence, the stability
+        threshold crossed)."""
+
     def close(self, verdict: str, step: int) -> None:
         """The end of the run, with its verdict in words."""

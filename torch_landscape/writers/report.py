@@ -108,5 +108,8 @@ class ConsoleSink(Sink):
     def note(self, text: str) -> None:
         self.emit(f"{self.name}: {text}.")
 
+    def event(self, step: int, text: str) -> None:
+        self.emit(f"{self.name}: {text}.")
+
     def close(self, verdict: str, step: int) -> None:
         self.emit(f"{self.name}: {verdict}")

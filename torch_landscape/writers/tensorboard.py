@@ -379,6 +379,9 @@ class TensorBoardSink(Sink):
     def draw(self, snapshot: LandscapeSnapshot, trajectory: Sequence[tuple[int, float, float]]) -> None:
         write_figures(self.writer, snapshot, trajectory)
 
+    def event(self, step: int, text: str) -> None:
+        self.writer.add_text("landscape/events", text, step)
+
     def close(self, verdict: str, step: int) -> None:
         self.writer.add_text("landscape/verdict", verdict, step)
         self.writer.flush()
