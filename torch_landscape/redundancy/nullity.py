@@ -116,7 +116,9 @@ class _Coordinates:
         trainable = index >= 0
         index, matrix = index[trainable], matrix[:, trainable]
         if matrix.numel() and float(matrix.abs().max()) > 0:
-            _, values, right = torch.linalg.svd(matrix, full_matrices=True)
+            # Only the right singular vectors matter: the thin SVD of n × k data (n ≫ k) keeps every one of
+            # them with an n × k left factor; a full one would build n × n.
+            _, values, right = torch.linalg.svd(matrix, full_matrices=matrix.shape[0] < matrix.shape[1])
             basis = right[int((values > rtol * values[0]).sum()) :].T
         else:
             basis = torch.eye(len(index), dtype=matrix.dtype, device=matrix.device)
