@@ -1,10 +1,16 @@
-"""No silent wrong number, no crash (issue 22, item 4): large probe sets stay linear in n.
+"""No silent wrong number, no crash (issue 22, items 4 and 10): large probe sets stay linear in n, and the
+nullity cross-check works in float32.
 
 Tolerances are stated where they are used."""
 
+import warnings
+
+import pytest
 import torch
 from torch import nn
 
+from helpers import dense_truth
+from torch_landscape import LandscapeProbe
 from torch_landscape.redundancy import redundancy_nullity_check
 
 
@@ -18,6 +24,68 @@ def network(W, b, A, c) -> nn.Sequential:
         for parameter, value in zip(model.parameters(), (W, b, A, c), strict=True):
             parameter.copy_(value)
     return model
+
+
+# A tanh teacher with 3 neurons in 3-D and, at zero loss, a student with a fourth neuron planted redundantly.
+W_T, B_T, A_T, C_T = gaussian(3, 3, seed=0), gaussian(3, seed=1), gaussian(1, 3, seed=2), gaussian(1, seed=3)
+X = gaussian(200, 3, seed=4)
+Y = network(W_T, B_T, A_T, C_T)(X).detach()
+
+
+def planted(case: str) -> nn.Sequential:
+    W, b, A = torch.cat([W_T, W_T[:1]]), torch.cat([B_T, B_T[:1]]), torch.cat([A_T, A_T[:, :1]], dim=1)
+    if case == "duplicate":  # neuron 3 = neuron 0, the output weight split 0.3 / 0.7
+        A[0, 0], A[0, 3] = 0.3 * A_T[0, 0], 0.7 * A_T[0, 0]
+    else:  # "zero": a fourth neuron anywhere, with output weight 0
+        W[3], b[3], A[0, 3] = gaussian(3, seed=5), 0.4, 0.0
+    return network(W, b, A, C_T)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Item 10: the nullity cross-check in float32
+
+
+@pytest.mark.parametrize("case", ["duplicate", "zero"])
+def test_float32_nullity_cross_check_counts_the_float64_null_space_without_a_warning(case):
+    model = planted(case)
+    truth = torch.linalg.eigvalsh(dense_truth(model, nn.MSELoss(), (X, Y))).abs()
+    scale = float(truth.max())
+    nullity = int((truth <= 1e-9 * scale).sum())
+    # The ground truth is unambiguous: its zero eigenvalues are rounding (< 1e-14 relative), the others
+    # above 1e-5 relative, so any band in between counts the same.
+    assert float(truth.sort().values[nullity]) > 1e-5 * scale and nullity == (5 if case == "duplicate" else 4)
+    probe = LandscapeProbe(
+        model, nn.MSELoss(), (X, Y), quantities=["critical", "redundancy"], method="dense", dtype=torch.float32
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # before the fix: "verdicts failed … needs a float64 HessianOperator"
+        snapshot = probe.snapshot(0)
+    assert snapshot.errors == ()
+    check = snapshot.nullity
+    assert check.critical and not check.inconsistent
+    assert check.measured_nullity == check.predicted_nullity == nullity and check.unexplained_nullity == 0
+    # float32's zero band: 10·√P·ε = 10·√21·1.2e-7 ≈ 5.5e-6 relative (P = 21), above float32 rounding of the
+    # dense eigenvalues (~√P·ε) and below the smallest nonzero one (1e-5 relative, asserted above).
+    assert check.threshold == pytest.approx(10 * 21**0.5 * torch.finfo(torch.float32).eps * scale, rel=1e-3)
+    # The float32 null vectors are null for the float64 Hessian up to float32 rounding.
+    hessian = dense_truth(model, nn.MSELoss(), (X, Y))
+    assert float(torch.linalg.vector_norm(hessian @ check.predicted_vectors.double(), dim=0).max()) <= 1e-5 * scale
+
+
+def test_float32_probe_of_a_deep_mlp_runs_the_cross_check_without_a_warning():
+    """The per-layer check draws probe points for hidden layers behind others; in float32 they were float64."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 1))
+    x = torch.randn(200, 3)
+    data = (x, torch.sin(x[:, :1]))
+    probe = LandscapeProbe(model, nn.MSELoss(), data, quantities=["critical", "redundancy"], dtype=torch.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        snapshot = probe.snapshot(0)
+    assert snapshot.errors == () and snapshot.nullity is not None
+    scale = float(snapshot.nullity.eigenvalues.abs().max())
+    band = 10 * 49**0.5 * torch.finfo(torch.float32).eps * scale  # P = 20 + 24 + 5
+    assert snapshot.nullity.threshold == pytest.approx(band, rel=1e-6)
 
 
 # ----------------------------------------------------------------------------------------------------------
