@@ -1,5 +1,5 @@
-"""No silent wrong number, no crash (issue 22, items 4 and 10): large probe sets stay linear in n, and the
-nullity cross-check works in float32.
+"""No silent wrong number, no crash (issue 22, items 4, 10 and 11): large probe sets stay linear in n, the
+nullity cross-check works in float32, and a bad sample is named.
 
 Tolerances are stated where they are used."""
 
@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from helpers import dense_truth
-from torch_landscape import LandscapeProbe
+from torch_landscape import LandscapeProbe, Objective
+from torch_landscape.loss_checks import NonFiniteDataError
 from torch_landscape.redundancy import redundancy_nullity_check
 
 
@@ -115,3 +116,42 @@ def test_nullity_check_on_20k_samples_builds_no_n_by_n_factor(monkeypatch):
     assert largest["svd"][0] == n  # the kernel of the n-row feature matrix was taken …
     assert max(entries for _, entries in largest.values()) <= n * 10  # … without an n × n factor (k ≤ 4 here)
     assert check.critical and check.measured_nullity == check.predicted_nullity == 0  # an irreducible teacher
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Item 11: a non-finite loss at construction names its cause
+
+
+def test_a_bad_sample_is_named_with_its_batch_and_index():
+    model = planted("duplicate")
+    x = X.clone()
+    x[150, 2] = float("nan")
+    with pytest.raises(NonFiniteDataError, match=r"sample 50 of batch 1 of data: its input holds nan") as caught:
+        Objective(model, nn.MSELoss(), [(x[:100], Y[:100]), (x[100:], Y[100:])])
+    assert (caught.value.batch, caught.value.sample) == (1, 50)
+    # Finite inputs whose output overflows in the loss: found by bisection of the loss.
+    x = X.clone()
+    x[123] = 1e200
+    with pytest.raises(NonFiniteDataError, match=r"sample 123 of batch 0 .* but its loss is not"):
+        Objective(nn.Sequential(nn.Linear(3, 1)).double(), nn.MSELoss(), (x, Y))
+
+
+def test_non_finite_parameters_are_a_diverged_model_not_bad_data():
+    model = planted("duplicate")
+    with torch.no_grad():
+        model[2].bias.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match=r"\['2\.bias'\] hold NaN or inf: the model has diverged"):
+        Objective(model, nn.MSELoss(), (X, Y))
+
+
+def test_a_batch_loss_that_is_not_finite_names_the_batch():
+    """With loss(model, batch) the samples are the loss's business: the batch is named, no sample."""
+    batches = [(X[:120], Y[:120]), (X[120:], Y[120:])]
+
+    def loss(model, batch):
+        value = nn.functional.mse_loss(model(batch[0]), batch[1])
+        return value / 0.0 if len(batch[0]) == 80 else value
+
+    with pytest.raises(NonFiniteDataError, match=r"the loss is nan on batch 1 of data .* no single sample") as caught:
+        LandscapeProbe(planted("zero"), loss=loss, data=batches)
+    assert caught.value.sample is None
