@@ -67,10 +67,26 @@ def relative_squares(outputs, targets):
     return ((outputs - targets) ** 2 / targets.abs()).mean()
 
 
+def noisy_loss(outputs, targets):
+    return nn.functional.mse_loss(outputs, targets) * (1 + 0.1 * torch.rand(()))
+
+
 def with_entry(tensor, row, column, value):
     tensor = tensor.clone()
     tensor[row, column] = value
     return tensor
+
+
+class ForcedDropout(nn.Module):
+    """Dropout that ignores eval mode: F.dropout without training=self.training."""
+
+    def forward(self, x):
+        return nn.functional.dropout(x, 0.5)
+
+
+def forced_dropout() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(3, 4), nn.Tanh(), ForcedDropout(), nn.Linear(4, 1)).double()
 
 
 X_NAN, Y_INF = with_entry(X, 7, 1, math.nan), with_entry(Y, 4, 0, math.inf)
@@ -188,6 +204,19 @@ CORE = [
         lambda: Objective(net(), relative_squares, (X, with_entry(Y, 9, 0, 0.0))),
         ValueError,
         r"sample 9 of batch 0 of data: its input, target and model output are finite, but its loss is not",
+    ),
+    (
+        "forced dropout",
+        lambda: Objective(forced_dropout(), MSE, (X, Y)),
+        ValueError,
+        r"not a function of θ.*module '2' draws random numbers in eval mode.*training=self\.training",
+    ),
+    ("random loss", lambda: Objective(net(), noisy_loss, (X, Y)), ValueError, r"loss_fn draws random numbers"),
+    (
+        "random loss, eigenvalues",
+        lambda: hessian_eigenvalues(net(), noisy_loss, (X, Y)),
+        ValueError,
+        r"not a function of θ.*loss_fn draws random numbers",
     ),
     (
         "model not a module",
@@ -319,6 +348,7 @@ PROBE = [
         ValueError,
         r"sample 7 of batch 0 of data: its input holds nan",
     ),
+    ("probe forced dropout", lambda: probe(model=forced_dropout()), ValueError, r"module '2' draws random numbers"),
     ("probe reference size", lambda: probe(reference=torch.zeros(7)), ValueError, r"the 21 entries of θ, got 7"),
     (
         "probe reference string",
@@ -442,6 +472,11 @@ SETUP = [
         r"x\.float\(\)",
     ),
     ("setup NaN input", lambda: set_up(LandscapeMonitor(probe_data=(X_NAN.float(), YF))), r"sample 7 of batch 0"),
+    (
+        "setup forced dropout",
+        lambda: set_up(HessianMonitor(probe_data=(XF, YF)), Student(forced_dropout().float())),
+        r"module 'net\.2' draws random numbers",
+    ),
     (
         "setup one-tuple batches",
         lambda: set_up(HessianMonitor(probe_data=[(XF,)])),

@@ -1,10 +1,13 @@
-"""No silent wrong number, no crash (issue 22, items 4, 10 and 11): large probe sets stay linear in n, the
-nullity cross-check works in float32, and a bad sample is named.
+"""No silent wrong number, no crash (issue 22, items 4, 6, 10 and 11): large probe sets stay linear in n,
+objectives that are not functions of θ are refused with their cause, a bad sample is named, and the
+nullity cross-check works in float32.
 
 Tolerances are stated where they are used."""
 
+import random
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -12,6 +15,7 @@ from torch import nn
 from helpers import dense_truth
 from torch_landscape import LandscapeProbe, Objective
 from torch_landscape.loss_checks import NonFiniteDataError
+from torch_landscape.objective import check_deterministic, preserved_rng
 from torch_landscape.redundancy import redundancy_nullity_check
 
 
@@ -116,6 +120,81 @@ def test_nullity_check_on_20k_samples_builds_no_n_by_n_factor(monkeypatch):
     assert largest["svd"][0] == n  # the kernel of the n-row feature matrix was taken …
     assert max(entries for _, entries in largest.values()) <= n * 10  # … without an n × n factor (k ≤ 4 here)
     assert check.critical and check.measured_nullity == check.predicted_nullity == 0  # an irreducible teacher
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Item 6: objectives that are not functions of θ
+
+
+def rng_states():
+    return torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()
+
+
+def same_states(before, after):
+    return torch.equal(before[0], after[0]) and np.array_equal(before[1], after[1]) and before[2] == after[2]
+
+
+class NoisyLayer(nn.Module):
+    def forward(self, x):
+        return x + 1e-3 * torch.randn_like(x)
+
+
+class Dropped(nn.Module):
+    """F.dropout in the model's own forward, without training=self.training."""
+
+    def __init__(self):
+        super().__init__()
+        self.hidden, self.output = nn.Linear(3, 6), nn.Linear(6, 1)
+
+    def forward(self, x):
+        return self.output(nn.functional.dropout(torch.tanh(self.hidden(x)), 0.1))
+
+
+def nested_noise() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Sequential(nn.Linear(3, 6), nn.Tanh(), NoisyLayer()), nn.Linear(6, 1)).double()
+
+
+def plain() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(3, 6), nn.Tanh(), nn.Linear(6, 1)).double()
+
+
+@pytest.mark.parametrize(
+    "make, loss_fn, cause",
+    [
+        (nested_noise, nn.MSELoss(), r"module '0\.2' draws random numbers in eval mode"),
+        (lambda: Dropped().double(), nn.MSELoss(), r"the model's forward itself .* draws random numbers"),
+        (plain, lambda o, t: nn.functional.mse_loss(o + torch.rand_like(o), t), r"loss_fn draws random numbers"),
+    ],
+    ids=["noise layer", "F.dropout in forward", "random loss"],
+)
+def test_a_random_objective_is_refused_with_its_cause_and_the_random_streams_kept(make, loss_fn, cause):
+    model = make()
+    before = rng_states()
+    with pytest.raises(ValueError, match=r"not a function of θ: the loss evaluated twice .*" + cause):
+        Objective(model, loss_fn, (X, Y))
+    assert same_states(before, rng_states())
+    objective = Objective(model, loss_fn, (X, Y), check=False)  # the check alone, as the monitors will call it
+    with pytest.raises(ValueError, match=cause):
+        check_deterministic(objective)
+    assert same_states(before, rng_states())
+
+
+def test_dropout_that_follows_eval_mode_is_accepted_and_evaluated_deterministically():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 6), nn.Tanh(), nn.Dropout(0.5), nn.Linear(6, 1)).double().train()
+    objective = Objective(model, nn.MSELoss(), (X, Y))
+    check_deterministic(objective)
+    with torch.no_grad():
+        expected = nn.functional.mse_loss(model.eval()(X), Y)
+    assert float(objective.loss(objective.theta)) == float(expected)  # the same kernels: the same bits
+
+
+def test_preserved_rng_keeps_its_old_import():
+    from torch_landscape.probe_data import preserved_rng as old
+
+    assert old is preserved_rng
 
 
 # ----------------------------------------------------------------------------------------------------------

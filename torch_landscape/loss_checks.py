@@ -1,7 +1,8 @@
 """The checks an :class:`~torch_landscape.objective.Objective` makes of its loss when it is built.
 
 The loss must be a scalar mean over samples that does not broadcast outputs against targets; where it is not
-finite, :func:`non_finite_sample` finds the sample to blame. Each refusal names the argument and the fix.
+finite, :func:`non_finite_sample` finds the sample to blame, and where it is not a function of θ,
+:func:`random_module` the module that draws random numbers. Each refusal names the argument and the fix.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 LossFunction = Callable[[Tensor, Tensor], Tensor]
 
@@ -146,4 +147,65 @@ def non_finite_data_error(
         f"{fix}.",
         batch,
         sample,
+    )
+
+
+def _snapshot(value: Any) -> Any:
+    """A copy of a module's inputs or output: a later in-place operation must not change what was seen."""
+    if isinstance(value, Tensor):
+        return value.detach().clone()
+    if isinstance(value, (tuple, list)):
+        return [_snapshot(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _snapshot(item) for key, item in value.items()}
+    return None
+
+
+def _same(first: Any, second: Any) -> bool:
+    if isinstance(first, Tensor) and isinstance(second, Tensor):
+        return first.shape == second.shape and bool(torch.equal(first, second))
+    if isinstance(first, list) and isinstance(second, list):
+        return len(first) == len(second) and all(_same(a, b) for a, b in zip(first, second, strict=True))
+    if isinstance(first, dict) and isinstance(second, dict):
+        return first.keys() == second.keys() and all(_same(first[key], second[key]) for key in first)
+    return first is None and second is None
+
+
+def random_module(model: nn.Module, forward: Callable[[], Any]) -> str | None:
+    """The name of the module that draws random numbers in ``forward()``: over two runs, the first module (in
+    the order their forward passes end, innermost first) whose output differs while its inputs agree; ""
+    for ``model`` itself. None where every module agrees: the randomness is not in the model.
+
+    Call it under preserved random streams: it runs ``forward`` twice.
+    """
+    names = {module: name for name, module in model.named_modules()}
+    runs: list[list[tuple[str, Any, Any]]] = [[], []]
+    for record in runs:
+
+        def hook(module: nn.Module, inputs: Any, output: Any, record: list = record) -> None:
+            record.append((names[module], _snapshot(inputs), _snapshot(output)))
+
+        handles = [module.register_forward_hook(hook) for module in names]
+        try:
+            forward()
+        finally:
+            for handle in handles:
+                handle.remove()
+    for (name, inputs, output), (_, other_inputs, other_output) in zip(*runs, strict=False):
+        if _same(inputs, other_inputs) and not _same(output, other_output):
+            return name
+    return None
+
+
+def randomness_cause(model: nn.Module, forward: Callable[[], Any]) -> str:
+    """Why two runs of ``forward()`` (the model on one batch) and the loss differ, and the fix, for a message:
+    the module that draws random numbers (:func:`random_module`), or the loss when the model's outputs agree."""
+    name = random_module(model, forward)
+    if name is None:
+        return "the model's outputs agree, so loss_fn draws random numbers: make the loss deterministic"
+    where = "the model's forward itself (with loss=, loss(model, batch))" if name == "" else f"module {name!r}"
+    return (
+        f"{where} draws random numbers in eval mode (its output differs for the same input): e.g. dropout forced "
+        "on (nn.Dropout called with training=True, or F.dropout(x, p) without training=self.training) or added "
+        "noise; make it deterministic in eval mode"
     )
