@@ -15,7 +15,7 @@ from torch import nn
 from helpers import dense_truth
 from torch_landscape import LandscapeProbe, Objective
 from torch_landscape.loss_checks import NonFiniteDataError
-from torch_landscape.objective import check_deterministic, preserved_rng
+from torch_landscape.objective import check_deterministic, preserved_rng, subsample_batches
 from torch_landscape.redundancy import redundancy_nullity_check
 
 
@@ -234,3 +234,69 @@ def test_a_batch_loss_that_is_not_finite_names_the_batch():
     with pytest.raises(NonFiniteDataError, match=r"the loss is nan on batch 1 of data .* no single sample") as caught:
         LandscapeProbe(planted("zero"), loss=loss, data=batches)
     assert caught.value.sample is None
+
+
+# ----------------------------------------------------------------------------------------------------------
+# subsample_batches: the core of the monitors' cap on a probe set
+
+
+def batches(n=30, sizes=(7, 13, 10)):
+    x, y = gaussian(n, 2, seed=11), gaussian(n, 1, seed=12)
+    bounds = np.cumsum((0, *sizes))
+    return x, y, [(x[a:b], y[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def test_subsample_keeps_real_samples_in_order_deterministically_without_touching_global_rng():
+    x, y, data = batches()
+    before = rng_states()
+    subset = subsample_batches(data, 12, seed=3)
+    assert same_states(before, rng_states())
+    again = subsample_batches(data, 12, seed=3)
+    assert len(again) == len(subset)
+    assert all(torch.equal(a, c) and torch.equal(b, d) for (a, b), (c, d) in zip(subset, again, strict=True))
+    kept_x = torch.cat([part for part, _ in subset])
+    assert len(kept_x) == 12 and sum(len(part) for _, part in subset) == 12
+    # Every kept (input, target) pair is a sample of the data, in the data's order.
+    rows = [int(torch.nonzero((x == row).all(dim=1))[0]) for row in kept_x]
+    assert rows == sorted(rows) and len(set(rows)) == 12
+    assert torch.equal(torch.cat([part for _, part in subset]), y[rows])
+    other = torch.cat([part for part, _ in subsample_batches(data, 12, seed=4)])
+    assert not torch.equal(kept_x, other)  # another seed, another subset (the chance of a repeat is 1/C(30, 12))
+
+
+def test_subsample_objective_is_the_mean_over_the_kept_samples():
+    x, y, data = batches()
+    model = network(gaussian(3, 2, seed=13), gaussian(3, seed=14), gaussian(1, 3, seed=15), gaussian(1, seed=16))
+    subset = subsample_batches(data, 11, seed=0)
+    objective = Objective(model, nn.MSELoss(), subset)
+    kept_x, kept_y = torch.cat([a for a, _ in subset]), torch.cat([b for _, b in subset])
+    with torch.no_grad():
+        direct = ((model(kept_x) - kept_y) ** 2).mean()  # the closed form: one mean over the 11 samples
+    # The same float64 terms summed in another grouping: equal to rounding, ~1e-16 relative.
+    with torch.no_grad():
+        assert float(objective.loss(objective.theta)) == pytest.approx(float(direct), rel=1e-12)
+
+
+def test_subsample_draws_every_sample_equally_often():
+    """Over 2000 seeds each of 20 samples is kept with probability 5/20; the frequencies' standard deviation
+    is √(0.25·0.75/2000) ≈ 0.0097, so 0.045 is 4.6 of them (a false failure about once in 10⁵ per sample)."""
+    x, y = gaussian(20, 1, seed=17), gaussian(20, 1, seed=18)
+    counts = torch.zeros(20)
+    for seed in range(2000):
+        for kept, _ in subsample_batches((x, y), 5, seed=seed):
+            counts += (x == kept.T).any(dim=1).double()
+    assert ((counts / 2000 - 0.25).abs() <= 0.045).all()
+
+
+def test_subsample_returns_small_data_as_is_and_refuses_bad_arguments():
+    _, _, data = batches()
+    for kept in (subsample_batches(data, 30), subsample_batches(data, 10**9)):
+        assert len(kept) == len(data) and all(a is c and b is d for (a, b), (c, d) in zip(kept, data, strict=True))
+    with pytest.raises(ValueError, match="max_samples must be a positive integer"):
+        subsample_batches(data, 0)
+    with pytest.raises(ValueError, match="max_samples must be a positive integer"):
+        subsample_batches(data, 2.5)
+    with pytest.raises(TypeError, match="seed must be an integer"):
+        subsample_batches(data, 5, seed="a")
+    with pytest.raises(TypeError, match="probe_data must be a batch"):
+        subsample_batches(torch.zeros(3), 5, name="probe_data")

@@ -131,6 +131,35 @@ def as_batches(data: Data, name: str = "data") -> list[Batch]:
     return batches
 
 
+def subsample_batches(data: Data, max_samples: int, seed: int = 0, name: str = "data") -> list[Batch]:
+    """At most ``max_samples`` samples of ``data``, drawn uniformly without replacement, in their batches.
+
+    The kept samples stay in their batches and their order; batches left empty are dropped. The objective on
+    the result, Σ_b (n′_b/n′)·loss_fn(f_θ(x′_b), y′_b), is then the mean over the n′ kept samples (for a
+    per-sample mean loss), an unbiased estimate of the mean over all n. The indices come from
+    ``torch.randperm`` with a private generator seeded with ``seed``: the same data and seed give the same
+    subset, and no global random stream moves. With n ≤ ``max_samples`` every batch is returned as it is.
+    """
+    if isinstance(max_samples, bool) or not isinstance(max_samples, int) or max_samples < 1:
+        raise ValueError(f"max_samples must be a positive integer (samples to keep), got {max_samples!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an integer, got {type(seed).__name__}.")
+    batches = as_batches(data, name)
+    sizes = [len(x) for x, _ in batches]
+    total = sum(sizes)
+    if total <= max_samples:
+        return batches
+    generator = torch.Generator().manual_seed(seed)
+    kept = torch.randperm(total, generator=generator)[:max_samples].sort().values
+    bounds = torch.tensor([0, *np.cumsum(sizes).tolist()])
+    subset = []
+    for (x, y), start, stop in zip(batches, bounds[:-1], bounds[1:], strict=True):
+        rows = kept[(kept >= start) & (kept < stop)] - start
+        if len(rows):
+            subset.append((x[rows.to(x.device)], y[rows.to(y.device)]))
+    return subset
+
+
 def _default_dtype(dtype: torch.dtype) -> torch.dtype:
     """The parameters' dtype, widened to float32 if narrower: eigh and the error bounds need at least that."""
     return torch.float32 if torch.finfo(dtype).bits < 32 else dtype
