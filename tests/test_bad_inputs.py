@@ -62,6 +62,36 @@ def mean_squares(outputs, targets):
     return ((outputs - targets) ** 2).mean()
 
 
+def relative_squares(outputs, targets):
+    """Not finite where a target is 0."""
+    return ((outputs - targets) ** 2 / targets.abs()).mean()
+
+
+def noisy_loss(outputs, targets):
+    return nn.functional.mse_loss(outputs, targets) * (1 + 0.1 * torch.rand(()))
+
+
+def with_entry(tensor, row, column, value):
+    tensor = tensor.clone()
+    tensor[row, column] = value
+    return tensor
+
+
+class ForcedDropout(nn.Module):
+    """Dropout that ignores eval mode: F.dropout without training=self.training."""
+
+    def forward(self, x):
+        return nn.functional.dropout(x, 0.5)
+
+
+def forced_dropout() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(3, 4), nn.Tanh(), ForcedDropout(), nn.Linear(4, 1)).double()
+
+
+X_NAN, Y_INF = with_entry(X, 7, 1, math.nan), with_entry(Y, 4, 0, math.inf)
+
+
 # (id, call, exception, pattern the message must match: it names the argument or the fix)
 CORE = [
     (
@@ -157,6 +187,37 @@ CORE = [
         r"model\(inputs\) fails on batch 0 of data",
     ),
     ("loss_fn not callable", lambda: Objective(net(), "mse", (X, Y)), TypeError, r"loss_fn must be callable"),
+    (
+        "one NaN input",
+        lambda: Objective(net(), MSE, [(X[:5], Y[:5]), (X_NAN[5:], Y[5:])]),
+        ValueError,
+        r"sample 2 of batch 1 of data: its input holds nan .*clean the data.*probe_data= for the monitors",
+    ),
+    (
+        "one inf target",
+        lambda: Objective(net(), MSE, (X, Y_INF)),
+        ValueError,
+        r"sample 4 of batch 0 .*target holds inf",
+    ),
+    (
+        "one sample's loss inf",
+        lambda: Objective(net(), relative_squares, (X, with_entry(Y, 9, 0, 0.0))),
+        ValueError,
+        r"sample 9 of batch 0 of data: its input, target and model output are finite, but its loss is not",
+    ),
+    (
+        "forced dropout",
+        lambda: Objective(forced_dropout(), MSE, (X, Y)),
+        ValueError,
+        r"not a function of θ.*module '2' draws random numbers in eval mode.*training=self\.training",
+    ),
+    ("random loss", lambda: Objective(net(), noisy_loss, (X, Y)), ValueError, r"loss_fn draws random numbers"),
+    (
+        "random loss, eigenvalues",
+        lambda: hessian_eigenvalues(net(), noisy_loss, (X, Y)),
+        ValueError,
+        r"not a function of θ.*loss_fn draws random numbers",
+    ),
     (
         "model not a module",
         lambda: Objective(lambda x: x, MSE, (X, Y)),
@@ -281,6 +342,13 @@ PROBE = [
     ),
     ("probe broadcast", lambda: probe(loss_fn=mean_squares, data=(X, Y[:, 0])), ValueError, r"broadcast to \(12, 12\)"),
     ("probe sum loss", lambda: probe(loss_fn=summed), ValueError, r"sums over samples"),
+    (
+        "probe NaN input",
+        lambda: probe(data=(X_NAN, Y)),
+        ValueError,
+        r"sample 7 of batch 0 of data: its input holds nan",
+    ),
+    ("probe forced dropout", lambda: probe(model=forced_dropout()), ValueError, r"module '2' draws random numbers"),
     ("probe reference size", lambda: probe(reference=torch.zeros(7)), ValueError, r"the 21 entries of θ, got 7"),
     (
         "probe reference string",
@@ -403,6 +471,12 @@ SETUP = [
         lambda: set_up(HessianMonitor(probe_data=(XF.long(), YF), dtype=torch.float32)),
         r"x\.float\(\)",
     ),
+    ("setup NaN input", lambda: set_up(LandscapeMonitor(probe_data=(X_NAN.float(), YF))), r"sample 7 of batch 0"),
+    (
+        "setup forced dropout",
+        lambda: set_up(HessianMonitor(probe_data=(XF, YF)), Student(forced_dropout().float())),
+        r"module 'net\.2' draws random numbers",
+    ),
     (
         "setup one-tuple batches",
         lambda: set_up(HessianMonitor(probe_data=[(XF,)])),
@@ -470,6 +544,24 @@ def test_a_trainer_stops_at_setup_before_training_starts(tmp_path):
     with pytest.raises(MisconfigurationException, match=r"broadcast to \(12, 12\)"):
         trainer.fit(Student(), DataLoader(TensorDataset(XF, YF), batch_size=6))
     assert reached.hooks == [] and trainer.global_step == 0
+
+
+def test_one_nan_sample_of_the_training_data_is_named_before_step_0(tmp_path):
+    """Issue 22, item 11: the probe set is drawn from the training data (all 12 samples, in order: fewer
+    than probe_size), so the sample's index in it is its index in the dataset."""
+    monitor = LandscapeMonitor()
+    trainer = pl.Trainer(
+        max_steps=2,
+        logger=CSVLogger(tmp_path),
+        callbacks=[monitor],
+        accelerator="cpu",
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
+    with pytest.raises(MisconfigurationException, match=r"sample 7 of batch 0 of data: its input holds nan"):
+        trainer.fit(Student(), DataLoader(TensorDataset(X_NAN.float(), YF), batch_size=6))
+    assert trainer.global_step == 0
 
 
 MEAN_LOSSES = [

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import math
-import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import random
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, cast
 
 import numpy as np
@@ -29,11 +30,18 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from .loss_checks import (
+    LossFunction,
+    check_broadcast,
+    check_mean_reduced,
+    loss_value,
+    non_finite_data_error,
+    randomness_cause,
+)
 from .settings import check_dtype, check_params
 
 Batch = tuple[Tensor, Tensor]
 Data = Batch | Iterable[Batch]
-LossFunction = Callable[[Tensor, Tensor], Tensor]
 
 
 @contextlib.contextmanager
@@ -50,6 +58,23 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
     finally:
         for module, training in flags:
             module.training = training
+
+
+@contextlib.contextmanager
+def preserved_rng(devices: Sequence[torch.device]) -> Iterator[None]:
+    """Restore torch (CPU and CUDA), NumPy and Python random states on exit.
+
+    The core functions use private generators, but a user's model or loss callable may draw random
+    numbers; training must see the same stream with and without diagnostics.
+    """
+    cuda = [device for device in devices if device.type == "cuda"]
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=cuda, enabled=True):
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
 
 
 def _describe(value: Any) -> str:
@@ -116,6 +141,35 @@ def as_batches(data: Data, name: str = "data") -> list[Batch]:
             )
         batches.append((batch[0], batch[1]))
     return batches
+
+
+def subsample_batches(data: Data, max_samples: int, seed: int = 0, name: str = "data") -> list[Batch]:
+    """At most ``max_samples`` samples of ``data``, drawn uniformly without replacement, in their batches.
+
+    The kept samples stay in their batches and their order; batches left empty are dropped. The objective on
+    the result, Σ_b (n′_b/n′)·loss_fn(f_θ(x′_b), y′_b), is then the mean over the n′ kept samples (for a
+    per-sample mean loss), an unbiased estimate of the mean over all n. The indices come from
+    ``torch.randperm`` with a private generator seeded with ``seed``: the same data and seed give the same
+    subset, and no global random stream moves. With n ≤ ``max_samples`` every batch is returned as it is.
+    """
+    if isinstance(max_samples, bool) or not isinstance(max_samples, int) or max_samples < 1:
+        raise ValueError(f"max_samples must be a positive integer (samples to keep), got {max_samples!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an integer, got {type(seed).__name__}.")
+    batches = as_batches(data, name)
+    sizes = [len(x) for x, _ in batches]
+    total = sum(sizes)
+    if total <= max_samples:
+        return batches
+    generator = torch.Generator().manual_seed(seed)
+    kept = torch.randperm(total, generator=generator)[:max_samples].sort().values
+    bounds = torch.tensor([0, *np.cumsum(sizes).tolist()])
+    subset = []
+    for (x, y), start, stop in zip(batches, bounds[:-1], bounds[1:], strict=True):
+        rows = kept[(kept >= start) & (kept < stop)] - start
+        if len(rows):
+            subset.append((x[rows.to(x.device)], y[rows.to(y.device)]))
+    return subset
 
 
 def _default_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -254,10 +308,11 @@ class Objective:
             self.num_samples = int(self.all_reduce(torch.tensor(self.num_samples, device=self.device)))
         self.data_name = data_name
         self.weights = [size / self.num_samples for size in sizes]
-        if check and self.process_group is None:
-            self._check_loss()
-        elif check:
-            self._check_loss_on_every_rank()
+        with preserved_rng([self.device]):  # a model or loss that draws random numbers is refused, not run
+            if check and self.process_group is None:
+                self._check_loss()
+            elif check:
+                self._check_loss_on_every_rank()
 
     @property
     def num_parameters(self) -> int:
@@ -324,14 +379,26 @@ class Objective:
         return total[0], total[1:]
 
     def raise_non_finite(self) -> None:
-        """Raise a FloatingPointError naming the first batch whose loss is not finite at θ, if any."""
+        """Refuse a loss that is not finite at θ, naming the cause: a FloatingPointError naming the parameters
+        or buffers that are not finite (a diverged model), else a ValueError
+        (:class:`~torch_landscape.loss_checks.NonFiniteDataError`) naming the first such batch and in it the
+        sample to blame (:func:`~torch_landscape.loss_checks.non_finite_sample`)."""
         with torch.no_grad():
             for index, loss in enumerate(self.batch_losses(self.theta)):
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"the loss is {loss.item()} on batch {index} at the current parameters; the diagnostics "
-                        "need a finite loss (check the data and the model for NaN/inf, or a diverged run)."
-                    )
+                    raise self._non_finite(index, loss.item())
+
+    def _non_finite(self, index: int, loss: float) -> Exception:
+        tensors = {**self.constants, **self.unflatten(self.theta)}
+        diverged = [name for name, value in tensors.items() if value.is_floating_point() and not value.isfinite().all()]
+        if diverged:
+            return FloatingPointError(
+                f"the loss is {loss} on batch {index} of {self.data_name} because {diverged} hold NaN or inf: the "
+                "model has diverged (or was loaded so); the diagnostics need a finite loss."
+            )
+        x, y = self.batches[index]
+        name = self.data_name if self.process_group is None else f"this rank's shard of {self.data_name}"
+        return non_finite_data_error(self.loss_fn, x, y, self.outputs(self.theta, x), index, name, loss)
 
     def _check_loss_on_every_rank(self) -> None:
         """:meth:`_check_loss` on each rank's shard; a failure on one rank fails all of them (the others
@@ -366,7 +433,7 @@ class Objective:
                     f"model(inputs) fails on {where} (inputs of shape {tuple(x.shape)}, {x.dtype}): {error}; the "
                     f"inputs of {self.data_name} must be what the model takes."
                 ) from error
-            value = _loss_value(self.loss_fn, outputs, y, where)
+            value = loss_value(self.loss_fn, outputs, y, where)
         if not isinstance(value, Tensor) or value.numel() != 1:
             shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
             raise ValueError(
@@ -376,10 +443,38 @@ class Objective:
         # Structured outputs are the loss's business; a 0-d output is a per-batch loss passed through
         # (LandscapeProbe's loss=).
         if isinstance(outputs, Tensor) and outputs.ndim >= 1:
-            _check_broadcast(outputs, y)
-            _check_mean_reduced(self.loss_fn, outputs, y, value)
+            check_broadcast(outputs, y)
+            check_mean_reduced(self.loss_fn, outputs, y, value)
         # θ is fixed for the life of the objective, so one forward pass here catches every non-finite loss.
         self.raise_non_finite()
+        check_deterministic(self)
+
+
+def check_deterministic(objective: Objective) -> None:
+    """Refuse an objective that is not a function of θ: L evaluated twice at the same θ must agree.
+
+    Both evaluations run under :func:`preserved_rng` (the random streams end as they began) one after the
+    other (a model or loss that draws random numbers draws different ones each time). Each batch's term must
+    agree within |ℓ_b − ℓ′_b| ≤ 10·√ε·max(|ℓ_b|, |ℓ′_b|): the same kernels in the same order give the same
+    bits, and a reordered floating-point sum (atomics on a GPU) moves a sum of n_b terms of one sign by at most
+    n_b·ε relative, below the bound up to 10/√ε samples per batch (7·10⁸ in float64, 3·10⁴ in float32);
+    dropout or a random loss moves it by the dropped or added terms, orders of magnitude more. The refusal
+    names the module that draws random numbers (:func:`~torch_landscape.loss_checks.randomness_cause`), or the loss.
+    """
+    with preserved_rng([objective.device]), torch.no_grad():
+        first, second = ([loss.item() for loss in objective.batch_losses(objective.theta)] for _ in range(2))
+    bound = 10 * math.sqrt(torch.finfo(objective.dtype).eps)
+    for index, (one, other) in enumerate(zip(first, second, strict=True)):
+        if abs(one - other) > bound * max(abs(one), abs(other)):
+            forward = functools.partial(objective.outputs, objective.theta, objective.batches[index][0])
+            with preserved_rng([objective.device]), torch.no_grad():
+                cause = randomness_cause(objective.model, forward)
+            raise ValueError(
+                f"the objective is not a function of θ: the loss evaluated twice at the same parameters gave "
+                f"{math.fsum(first):.6g} and {math.fsum(second):.6g} (batch {index} of {objective.data_name}: "
+                f"{one:.6g} vs {other:.6g}, beyond rounding); {cause}. Every diagnostic needs the same L at the "
+                "same θ."
+            )
 
 
 def check_process_group(group: Any) -> Any:
@@ -398,72 +493,6 @@ def check_process_group(group: Any) -> Any:
             f"got {type(group).__name__}."
         )
     return group
-
-
-def _loss_value(loss_fn: LossFunction, outputs: Tensor, targets: Tensor, where: str) -> Any:
-    with warnings.catch_warnings():
-        # MSELoss silently broadcasts (n, 1) outputs against (n,) targets into an (n, n) loss.
-        warnings.filterwarnings("error", message=".*target size.*")
-        try:
-            return loss_fn(outputs, targets)
-        except UserWarning as warning:
-            raise ValueError(
-                f"the loss broadcasts outputs against targets ({warning}); reshape the targets to the outputs' shape."
-            ) from None
-        except RuntimeError as error:
-            if isinstance(error, torch.OutOfMemoryError):
-                raise
-            hint = " (a regression loss needs floating targets: y.float())" if not targets.is_floating_point() else ""
-            raise ValueError(
-                f"loss_fn(outputs, targets) fails on {where} (outputs {tuple(outputs.shape)} {outputs.dtype}, targets "
-                f"{tuple(targets.shape)} {targets.dtype}): {error}{hint}."
-            ) from error
-
-
-def _check_broadcast(outputs: Tensor, targets: Tensor) -> None:
-    """Refuse floating targets that broadcast with the outputs into a larger shape than either, the (n, 1)
-    against (n,) trap that makes ((o - t) ** 2).mean() an n×n average. Integer (class) targets are left
-    alone: their shape legitimately differs from the logits'."""
-    if not targets.is_floating_point() or outputs.shape == targets.shape:
-        return
-    try:
-        shape = torch.broadcast_shapes(outputs.shape, targets.shape)
-    except RuntimeError:
-        return  # not broadcastable: the loss itself decides what the shapes mean
-    if shape not in (outputs.shape, targets.shape):
-        raise ValueError(
-            f"the model's outputs {tuple(outputs.shape)} and the targets {tuple(targets.shape)} broadcast to "
-            f"{tuple(shape)} in an elementwise loss; reshape the targets to the outputs' shape (e.g. y.view(-1, 1))."
-        )
-
-
-def _check_mean_reduced(loss_fn: LossFunction, outputs: Tensor, targets: Tensor, value: Tensor) -> None:
-    """Refuse a sum-reduced loss: L is the mean over samples, and a sum scales every number by n.
-
-    For a per-sample mean, L(batch) = (h L(first h) + (n − h) L(rest)) / n; for a sum, L(batch) = L(first h)
-    + L(rest). A loss that fits the second identity and not the first is refused; one that fits neither (a
-    weighted or batch-coupled loss) is left alone.
-    """
-    if getattr(loss_fn, "reduction", "mean") == "sum":
-        raise ValueError(f"loss_fn {loss_fn!r} sums over samples; the objective is a mean: use reduction='mean'.")
-    n = outputs.shape[0]
-    if n < 2 or targets.ndim == 0 or targets.shape[0] != n:
-        return
-    h = n // 2
-    try:
-        first, rest = float(loss_fn(outputs[:h], targets[:h])), float(loss_fn(outputs[h:], targets[h:]))
-    except (RuntimeError, ValueError, TypeError, IndexError):
-        return  # the loss cannot be split by samples: nothing to compare
-    whole = float(value)
-    # Rounding of three loss evaluations; the two identities differ by a factor ~n/2 unless all are ~0.
-    tolerance = 10 * math.sqrt(torch.finfo(value.dtype).eps) * (abs(whole) + abs(first) + abs(rest))
-    as_sum, as_mean = abs(whole - first - rest), abs(whole - (h * first + (n - h) * rest) / n)
-    if as_sum <= tolerance < as_mean:
-        raise ValueError(
-            f"loss_fn sums over samples (on the first batch: L = {whole:.6g} = L(first {h}) + L(other {n - h}) = "
-            f"{first:.6g} + {rest:.6g}); the objective is the mean over samples: use a mean-reduced loss "
-            "(reduction='mean', or .mean() in place of .sum())."
-        )
 
 
 def check_finite(tensor: Tensor, what: str) -> Tensor:

@@ -7,19 +7,16 @@ Reading never disturbs training: a shuffling loader draws random numbers, so eve
 
 from __future__ import annotations
 
-import contextlib
 import math
-import random
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from .curvature.shallow import find_shallow
-from .objective import LossFunction, Objective, as_batches, check_data
+from .objective import LossFunction, Objective, as_batches, check_data, preserved_rng
 from .quantities import QUANTITIES, check_quantities, quantity
 from .redundancy import is_mlp
 from .settings import ProbeSettings
@@ -46,23 +43,6 @@ REDUNDANCY_NEEDS = (
 def supports_redundancy(model: nn.Module) -> bool:
     """Whether neuron redundancy applies: a one-hidden-layer network, or an ``nn.Sequential`` MLP."""
     return is_shallow(model) or is_mlp(model)
-
-
-@contextlib.contextmanager
-def preserved_rng(devices: Sequence[torch.device]) -> Iterator[None]:
-    """Restore torch (CPU and CUDA), NumPy and Python random states on exit.
-
-    The core functions use private generators, but a user's model or loss callable may draw random
-    numbers; training must see the same stream with and without diagnostics.
-    """
-    cuda = [device for device in devices if device.type == "cuda"]
-    python_state, numpy_state = random.getstate(), np.random.get_state()
-    with torch.random.fork_rng(devices=cuda, enabled=True):
-        try:
-            yield
-        finally:
-            random.setstate(python_state)
-            np.random.set_state(numpy_state)
 
 
 class BatchLossModel(nn.Module):

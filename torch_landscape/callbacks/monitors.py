@@ -348,7 +348,7 @@ class LandscapeMonitor(*CALLBACK_BASES):  # type: ignore[misc]
 
     def _make_probe(self, trainer: Any, pl_module: Any, data: Any) -> LandscapeProbe:
         loss_fn, loss = self._loss_fn, self._loss
-        if loss is None and self._given_loss_fn is None and not _pairs(data, pl_module):
+        if loss is None and self._given_loss_fn is None and _beyond_pairs(data, pl_module):
             # The module's loss_fn attribute cannot see a third item (sample weights) or a dict: its own
             # training step can.
             loss_fn, loss = None, TrainingStepLoss()
@@ -490,13 +490,15 @@ def _check_loss_arguments(loss_fn: Any, loss: Any, figures: Any, reference: Any)
         )
 
 
-def _pairs(data: Any, pl_module: Any) -> bool:
-    """Whether the probe data are (inputs, targets) tensor pairs (judged by the first batch)."""
-    if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, Tensor) for t in data):
-        return True
-    with preserved_rng([pl_module.device]):
-        first = next(iter(data), None)
-    return isinstance(first, (tuple, list)) and len(first) == 2 and all(isinstance(t, Tensor) for t in first)
+def _beyond_pairs(data: Any, pl_module: Any) -> bool:
+    """Whether the probe batches hold more than (inputs, targets): a dict, or a third item such as sample
+    weights (judged by the first batch)."""
+    if isinstance(data, tuple) and all(isinstance(item, Tensor) for item in data):
+        first = data
+    else:
+        with preserved_rng([pl_module.device]):
+            first = next(iter(data), None)
+    return isinstance(first, dict) or (isinstance(first, (tuple, list)) and len(first) > 2)
 
 
 def _devices(module: nn.Module) -> set[torch.device]:

@@ -78,12 +78,13 @@ def _probe_points(
     noise = torch.randn(count, d, generator=generator, dtype=torch.float64)
     if inputs is None:
         return noise.to(device)
-    centred = inputs.cpu() - inputs.cpu().mean(dim=0)
+    inputs = inputs.cpu().double()  # a hidden layer's inputs in the objective's dtype (float32) included
+    centred = inputs - inputs.mean(dim=0)
     covariance = centred.T @ centred / max(inputs.shape[0] - 1, 1)
     values, vectors = torch.linalg.eigh(covariance)
     floor = 1e-2 * float(values.clamp_min(0).mean())
     values = values.clamp_min(floor if floor > 0 else 1.0)
-    return (inputs.cpu().mean(dim=0) + (noise * values.sqrt()) @ vectors.T).to(device)
+    return (inputs.mean(dim=0) + (noise * values.sqrt()) @ vectors.T).to(device)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ class NullityCheck:
     predicted_nullity : int
         Rank of the stacked null vectors that the redundancies and continuous symmetries predict.
     measured_nullity : int
-        #{|λ| ≤ threshold} for the dense float64 Hessian.
+        #{|λ| ≤ threshold} for the dense Hessian (in the operator's dtype).
     unexplained_nullity : int
         max(measured − predicted, 0): interpolation, higher-order degeneracy, or an undetected redundancy.
     inconsistent : bool
@@ -54,11 +54,12 @@ class NullityCheck:
     message : str
         What the numbers mean.
     critical : bool
-        ‖∇L‖ ≤ 1e-6·max|λ|·max(‖θ‖/√P, 1e-3) (§1.2); the prediction holds only at critical points.
+        The Newton-step test of §1.2 (relative step 1e-6 in float64, 1e-3 below); the prediction holds only at
+        critical points.
     gradient_norm, threshold : float
         ‖∇L‖, and rtol·max|λ|, the zero band.
     eigenvalues : Tensor
-        All Hessian eigenvalues, ascending (float64, CPU).
+        All Hessian eigenvalues, ascending (CPU).
     predicted_vectors : Tensor
         (P, predicted_nullity) orthonormal basis of the predicted null space, in θ's flat layout.
     sources : tuple[str, ...]
@@ -93,7 +94,8 @@ class NullityCheck:
 class _Coordinates:
     """Positions in flat θ of a shallow network's W, b, A, c; −1 where a tensor is frozen or absent."""
 
-    def __init__(self, objective: Objective, net: ShallowNetwork, m: int, d: int, q: int) -> None:
+    def __init__(self, objective: Objective, net: ShallowNetwork, m: int, d: int, q: int, rtol: float) -> None:
+        self.rtol = rtol
         offsets, start = {}, 0
         for name, numel in zip(objective.names, objective.numels, strict=True):
             offsets[name] = start
@@ -111,12 +113,16 @@ class _Coordinates:
         self.a = block("output", "weight", (q, m))
         self.c = block("output", "bias", (q,))
 
-    def kernel(self, index: Tensor, matrix: Tensor, rtol: float = 1e-10) -> Tensor:
-        """Embedded basis of {v : matrix·v = 0} over the coordinates ``index`` that are in θ (P × k)."""
+    def kernel(self, index: Tensor, matrix: Tensor, rtol: float | None = None) -> Tensor:
+        """Embedded basis of {v : matrix·v = 0} over the coordinates ``index`` that are in θ (P × k): the right
+        singular vectors of singular values ≤ rtol·σ_max (default: the rank tolerance of the check)."""
+        rtol = self.rtol if rtol is None else rtol
         trainable = index >= 0
         index, matrix = index[trainable], matrix[:, trainable]
         if matrix.numel() and float(matrix.abs().max()) > 0:
-            _, values, right = torch.linalg.svd(matrix, full_matrices=True)
+            # Only the right singular vectors matter: the thin SVD of n × k data (n ≫ k) keeps every one of
+            # them with an n × k left factor; a full one would build n × n.
+            _, values, right = torch.linalg.svd(matrix, full_matrices=matrix.shape[0] < matrix.shape[1])
             basis = right[int((values > rtol * values[0]).sum()) :].T
         else:
             basis = torch.eye(len(index), dtype=matrix.dtype, device=matrix.device)
@@ -142,7 +148,7 @@ def redundancy_nullity_check(
     data: Any = None,
     report: RedundancyReport | None = None,
     *,
-    rtol: float = 1e-9,
+    rtol: float | None = None,
     layers: tuple[str, str, str] | None = None,
 ) -> NullityCheck:
     """Compare the Hessian nullity with the nullity the redundancies and symmetries predict (§4.5).
@@ -162,25 +168,22 @@ def redundancy_nullity_check(
       if g_i = 0;
     - the continuous-symmetry tangents (:func:`~torch_landscape.curvature.symmetry.symmetry_tangents`).
 
-    The rank of these vectors (SVD, rtol 1e-10) is compared with #{|λ| ≤ rtol·max|λ|} of the dense float64
-    Hessian. ``model`` may be a ``HessianOperator`` (``loss_fn`` and ``data`` are then taken from it): its
-    cached Hessian and eigendecomposition are reused, nothing is assembled again. ``report`` defaults to
-    ``neuron_redundancy(model, data)``; its verified and near-redundant findings (:attr:`RedundancyFinding.near`)
-    that hold between original neurons are used, the near ones named as such. θ is critical by the Newton-step
-    test of :func:`~torch_landscape.critical.newton.criticality`.
+    The rank of these vectors (SVD, relative tolerance rtol/10) is compared with #{|λ| ≤ rtol·max|λ|} of the
+    dense Hessian, in the operator's dtype; ``rtol`` defaults to :func:`default_nullity_rtol` (1e-9 in
+    float64, 10·√P·ε in float32). ``model`` may be a ``HessianOperator`` (``loss_fn`` and ``data`` are then
+    taken from it): its cached Hessian and eigendecomposition are reused, nothing is assembled again.
+    ``report`` defaults to ``neuron_redundancy(model, data)``; its verified and near-redundant findings
+    (:attr:`RedundancyFinding.near`) that hold between original neurons are used, the near ones named as
+    such. θ is critical by the Newton-step test of :func:`~torch_landscape.critical.newton.criticality`.
     """
     if isinstance(model, HessianOperator):
         operator = model
-        if operator.dtype != torch.float64:
-            raise ValueError(
-                f"redundancy_nullity_check needs a float64 HessianOperator, got {operator.dtype}: "
-                "build it with dtype=torch.float64."
-            )
     else:
         if loss_fn is None or data is None:
             raise TypeError("redundancy_nullity_check needs loss_fn and data (or a HessianOperator as model).")
         operator = HessianOperator(Objective(model, loss_fn, data, dtype=torch.float64))
     objective = operator.objective
+    rtol = rtol if rtol is not None else default_nullity_rtol(operator.dtype, objective.num_parameters)
     eigenvalues, _ = operator.eigh()
     scale = float(eigenvalues.abs().max()) if len(eigenvalues) else 0.0
     threshold = rtol * scale
@@ -198,7 +201,7 @@ def redundancy_nullity_check(
     tangents = symmetry_tangents(objective)
     if tangents.count:
         families.append((tangents.family, tangents.vectors))
-    basis = _orthonormal_span(torch.cat([vectors for _, vectors in families], dim=1))
+    basis = _orthonormal_span(torch.cat([vectors for _, vectors in families], dim=1), rtol / 10)
     predicted = basis.shape[1]
     hessian = operator.to_dense()
     residual = float(torch.linalg.vector_norm(hessian @ basis, dim=0).max() / scale) if predicted and scale else 0.0
@@ -218,6 +221,16 @@ def redundancy_nullity_check(
         sources=tuple(f"{name}: {vectors.shape[1]}" for name, vectors in families),
         max_residual=residual,
     )
+
+
+def default_nullity_rtol(dtype: torch.dtype, size: int) -> float:
+    """The relative zero band of the cross-check, max(1e-9, 10·√P·ε) (docs/theory.md §4.5).
+
+    1e-9 in float64. In float32 the eigenvalues of the dense Hessian carry rounding of ~√P·ε·max|λ| (a
+    backward-stable eigh of a matrix whose entries are rounded to ε), so a band of 1e-9 would count none of the
+    zero eigenvalues and call every predicted direction inconsistent; ten times that rounding counts them.
+    """
+    return max(1e-9, 10 * math.sqrt(size) * torch.finfo(dtype).eps)
 
 
 def _deep(model: nn.Module) -> bool:
@@ -255,7 +268,9 @@ def _mlp_families(
         probes = (
             None
             if layer == 0
-            else _probe_points(None, inputs[layer], 4096, layer, inputs[layer].shape[1], inputs[layer].device)
+            else _probe_points(None, inputs[layer], 4096, layer, inputs[layer].shape[1], inputs[layer].device).to(
+                inputs[layer].dtype
+            )
         )
         families += _predicted_families(
             objective,
@@ -308,14 +323,14 @@ def _layer_terms(objective: Objective, nets: list, parameters: dict[str, Tensor]
     return [torch.cat(parts) for parts in inputs], [torch.cat(parts) for parts in gradients]
 
 
-def _orthonormal_span(stacked: Tensor) -> Tensor:
-    """An orthonormal basis of the span of the nonzero columns (SVD of the normalised columns, rtol 1e-10)."""
+def _orthonormal_span(stacked: Tensor, rtol: float) -> Tensor:
+    """An orthonormal basis of the span of the nonzero columns (SVD of the normalised columns)."""
     stacked = stacked[:, torch.linalg.vector_norm(stacked, dim=0) > 0]
     stacked = stacked / torch.linalg.vector_norm(stacked, dim=0).clamp_min(1e-300)
     if not stacked.shape[1]:
         return stacked
     left, values, _ = torch.linalg.svd(stacked, full_matrices=False)
-    return left[:, values > 1e-10 * values[0]]
+    return left[:, values > rtol * values[0]]
 
 
 def _nullity_message(critical: bool, measured: int, predicted: int, gradient_norm: float, residual: float) -> str:
@@ -362,7 +377,7 @@ def _predicted_families(
     m, d = W.shape
     q = A.shape[0]
     U = torch.cat([W, (b if b is not None else W.new_zeros(m))[:, None]], dim=1)
-    where = _Coordinates(objective, net, m, d, q)
+    where = _Coordinates(objective, net, m, d, q, rtol / 10)
     x_tilde = torch.cat([x, x.new_ones(x.shape[0], 1)], dim=1)
     sigma = activation_function(net)
     phi, first, second = activation_derivatives(sigma, x_tilde @ U.T)
