@@ -497,7 +497,7 @@ def _beyond_pairs(data: Any, pl_module: Any) -> bool:
         first = data
     else:
         with preserved_rng([pl_module.device]):
-            first = next(iter(data), None)
+            first = next(iter(data), ())
     return isinstance(first, dict) or (isinstance(first, (tuple, list)) and len(first) > 2)
 
 

@@ -18,6 +18,7 @@ directly::
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -225,7 +226,8 @@ class MonitoringSession:
         self.history.append(snapshot)
         self.last_snapshot = snapshot
         seconds = self.pacer.clock() - begin
-        cost = EvaluationCost(seconds, self.pacer.share(pending=seconds))
+        limit = self.pacer.budget.max_overhead if self.pacer.schedule.automatic else math.nan
+        cost = EvaluationCost(seconds, self.pacer.share(pending=seconds), limit)
         for sink in self.sinks:
             sink.write(snapshot, previous, cost)
         drawing = None

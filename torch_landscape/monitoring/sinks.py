@@ -8,6 +8,7 @@ do-nothing default, so a sink implements only what it shows.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,11 +24,14 @@ class EvaluationCost:
     seconds : float
         Wall time of the evaluation, writing included up to the moment it is reported.
     overhead : float
-        The monitor's share of the run's wall time so far, this evaluation included.
+        The monitors' share of the run's wall time so far, this evaluation included.
+    limit : float
+        The share they may take (``max_overhead``); NaN for a fixed schedule.
     """
 
     seconds: float
     overhead: float
+    limit: float = math.nan
 
 
 class Sink:

@@ -75,6 +75,7 @@ def _spectrum(snapshot: LandscapeSnapshot) -> dict[str, float]:
         if snapshot.learning_rate:
             out[HESSIAN + "eos_threshold"] = 2.0 / snapshot.learning_rate
             out[HESSIAN + "eos_ratio"] = lambda_max * snapshot.learning_rate / 2.0
+            out[HESSIAN + "eos_limit"] = 1.0  # the reference line of eos_ratio's chart
     if snapshot.trace is not None:
         out[HESSIAN + "trace"] = snapshot.trace.value
         out[HESSIAN + "trace_error"] = snapshot.trace.standard_error
@@ -110,6 +111,8 @@ def _convexity(snapshot: LandscapeSnapshot) -> dict[str, float]:
         out.update(
             {
                 CONVEXITY + "pl_ratio": pl.mu,
+                CONVEXITY + "pl_ratio_log10": log10(pl.mu),
+                CONVEXITY + "loss_gap_log10": log10(pl.loss - pl.loss_star),
                 CONVEXITY + "pl_ratio_running_min": pl.mu_running_min,
                 CONVEXITY + "pl_ratio_window_min": pl.mu_window_min,
                 CONVEXITY + "loss_star": pl.loss_star,
@@ -121,7 +124,9 @@ def _convexity(snapshot: LandscapeSnapshot) -> dict[str, float]:
         )
         if pl.mu_sensitivity is not None:
             # μ with L̂* lowered by one more margin: far from pl_ratio means μ is not resolved.
-            out[CONVEXITY + "pl_ratio_lower_loss_star"] = pl.mu_sensitivity[1]
+            low = pl.mu_sensitivity[1]
+            out[CONVEXITY + "pl_ratio_lower_loss_star"] = low
+            out[CONVEXITY + "pl_resolution"] = low / pl.mu if pl.mu > 0 else math.nan
     one_point = snapshot.one_point
     if one_point is not None:
         at_reference = math.isnan(one_point.value)  # 0/0 at a rounding-level distance: "at the reference"
@@ -174,4 +179,5 @@ def scalars_to_log(
     if cost is not None:
         scalars[MONITOR + "seconds"] = cost.seconds
         scalars[MONITOR + "overhead"] = cost.overhead
+        scalars[MONITOR + "max_overhead"] = cost.limit
     return finite(scalars)

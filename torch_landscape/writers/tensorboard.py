@@ -12,7 +12,6 @@ are grouped by question, overview first; each holds quantities of one scale.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -32,237 +31,197 @@ Series = tuple[str, str, str]
 
 
 def _band(tag: str) -> Series:
-    """A margin-chart series: the value with its error band (value ∓ bound, logged by :mod:`.tags`)."""
+    """A series drawn with its error band (value ∓ bound, logged by :mod:`.tags`)."""
     return (tag, tag + "_lower", tag + "_upper")
 
 
-def _raw(tag: str) -> Series:
-    """A margin-chart series without a band. TensorBoard smooths line charts (default 0.6, which turns
-    counts into fractions) but never margin charts: counts and eigenvalues are drawn as these."""
+def _line(tag: str) -> Series:
+    """A series without a band."""
     return (tag, tag, tag)
 
 
-#: (category, chart title saying how to read it, kind, series): "Multiline" charts take tags, "Margin"
-#: charts (value, lower, upper) series. Each chart holds quantities of one scale.
-CHARTS: tuple[tuple[str, str, str, tuple[Any, ...]], ...] = (
-    (OVERVIEW, "probe loss L, log10", "Margin", (_raw(PROBE + "loss_log10"),)),
+#: (category, chart title saying how to read it, series). Every chart is a custom-scalars *margin* chart,
+#: which TensorBoard never smooths (its line charts would blend a count of 6 and 0 into 3.3); each holds one
+#: quantity, so that one colour per run never leaves two series to tell apart. The series after the first are
+#: reference lines (2/lr, zero, the width, 1, the budget). A chart appears once its first series has taken two
+#: different values; what stays constant is said in the text ``landscape/not_charted`` instead.
+CHARTS: tuple[tuple[str, str, tuple[Series, ...]], ...] = (
+    (OVERVIEW, "probe loss L, log10", (_line(PROBE + "loss_log10"),)),
     (
         OVERVIEW,
-        "gradient norm |grad L|, log10: very negative = close to a critical point",
-        "Margin",
-        (_raw(PROBE + "grad_norm_log10"),),
+        "gradient norm |grad L|, log10: lower = closer to a critical point",
+        (_line(PROBE + "grad_norm_log10"),),
     ),
     (
         OVERVIEW,
-        "sharpness lambda_max (band: its error bound) and 2/lr: gradient descent is unstable where lambda_max > 2/lr",
-        "Margin",
-        (_band(_H + "lambda_max"), _raw(_H + "eos_threshold")),
+        "sharpness lambda_max (band: its error bound) against 2/lr: above the line, gradient descent at this lr "
+        "is unstable",
+        (_band(_H + "lambda_max"), _line(_H + "eos_threshold")),
     ),
     (
         OVERVIEW,
-        "lambda_min (band: its error bound) and the zero line: below 0 is a direction of descent, not a minimum",
-        "Margin",
-        (_band(_H + "lambda_min"), _raw(_H + "zero")),
+        "lambda_min (band: its error bound) against zero: below zero is a direction of descent, not a minimum",
+        (_band(_H + "lambda_min"), _line(_H + "zero")),
     ),
     (
         OVERVIEW,
-        "effective width vs width: below the width, some neurons are redundant",
-        "Margin",
-        (_raw(_R + "effective_width"), _raw(_R + "width")),
+        "effective width against the width: below it, some neurons are redundant",
+        (_line(_R + "effective_width"), _line(_R + "width")),
     ),
     (
         CURVATURE,
-        "edge of stability lambda_max * lr / 2: above 1, gradient descent is unstable",
-        "Multiline",
-        (_H + "eos_ratio",),
+        "edge of stability lambda_max * lr / 2 against 1: above 1, gradient descent at this lr is unstable",
+        (_line(_H + "eos_ratio"), _line(_H + "eos_limit")),
     ),
-    (CURVATURE, "trace of the Hessian: the sum of all curvatures", "Multiline", (_H + "trace",)),
+    (CURVATURE, "trace of the Hessian: the sum of all curvatures", (_line(_H + "trace"),)),
     (
         CURVATURE,
-        "condition number, log10: lambda_max over lambda_min (where H is certainly positive definite), "
-        "_eff over the smallest positive eigenvalue",
-        "Multiline",
-        (_H + "cond_log10", _H + "cond_eff_log10"),
+        "condition number lambda_max / lambda_min, log10 (where H is certainly positive definite)",
+        (_line(_H + "cond_log10"),),
     ),
     (
         CURVATURE,
-        "error bounds of lambda_max and lambda_min: how far each may be from the true eigenvalue",
-        "Multiline",
-        (_H + "lambda_max_error", _H + "lambda_min_error"),
+        "effective condition number: lambda_max over the smallest positive eigenvalue, log10",
+        (_line(_H + "cond_eff_log10"),),
     ),
     (
         CURVATURE,
         "eigen-solver converged to its tolerance (1) or stopped at its budget (0)",
-        "Margin",
-        (_raw(_H + "converged"),),
+        (_line(_H + "converged"),),
     ),
-    (CURVATURE, "Hessian-vector products per evaluation", "Multiline", (_H + "num_hvp",)),
+    (CURVATURE, "Hessian-vector products per evaluation", (_line(_H + "num_hvp"),)),
     (
         CRITICAL,
         "certainly negative eigenvalues (lambda + bound < 0): directions of descent, at any point",
-        "Margin",
-        (_raw(_H + "negative_count"),),
+        (_line(_H + "negative_count"),),
     ),
     (
         CRITICAL,
-        "at a critical point? (1 = |grad L| is negligible at the curvature's scale)",
-        "Margin",
-        (_raw(_H + "critical"),),
+        "at a critical point (1) or not (0): |grad L| negligible at the curvature's scale",
+        (_line(_H + "critical"),),
     ),
+    (CRITICAL, "Morse index at critical points: directions of descent", (_line(_H + "morse_index"),)),
+    (CRITICAL, "nullity at critical points: flat directions", (_line(_H + "nullity"),)),
     (
         CRITICAL,
-        "Morse index and nullity, at critical points only (quotient: flat directions the symmetries do not explain)",
-        "Margin",
-        (_raw(_H + "morse_index"), _raw(_H + "nullity"), _raw(_H + "quotient_nullity")),
+        "quotient nullity: flat directions that the network's symmetries do not explain",
+        (_line(_H + "quotient_nullity"),),
     ),
     (
         CRITICAL,
         "Newton step to a critical point over the parameter scale, log10: critical below -6 (float64)",
-        "Multiline",
-        (_H + "newton_ratio_log10",),
+        (_line(_H + "newton_ratio_log10"),),
     ),
     (
         CRITICAL,
         "diverging (1): |theta| grows while L creeps down, no critical point at finite distance",
-        "Margin",
-        (_raw(_H + "diverging"),),
+        (_line(_H + "diverging"),),
     ),
     (
         CRITICAL,
         "verdicts that contradict each other (the text report says which and why)",
-        "Margin",
-        (_raw(_H + "contradictions"),),
-    ),
-    (
-        CRITICAL,
-        "symmetry leak: curvature along the symmetry tangents (0 in exact arithmetic)",
-        "Multiline",
-        (_H + "sym_leak",),
+        (_line(_H + "contradictions"),),
     ),
     (
         CONVEX,
-        "PL ratio |grad L|^2 / 2(L - L*): bounded away from 0 = linear convergence; falling toward 0, PL fails",
-        "Multiline",
-        (_C + "pl_ratio", _C + "pl_ratio_running_min", _C + "pl_ratio_window_min"),
+        "PL ratio |grad L|^2 / 2(L - L*), log10: bounded below = linear convergence; falling without bound, PL fails",
+        (_line(_C + "pl_ratio_log10"),),
     ),
     (
         CONVEX,
-        "PL ratio at L* and at L* lowered by one more margin: far apart, the ratio is not resolved",
-        "Multiline",
-        (_C + "pl_ratio", _C + "pl_ratio_lower_loss_star"),
+        "PL ratio resolution: the ratio with L* lowered by one margin over the ratio (near 1 = resolved)",
+        (_line(_C + "pl_resolution"),),
     ),
     (
         CONVEX,
-        "probe loss, the L* estimate behind the PL ratio, and Aitken's extrapolation of L*",
-        "Multiline",
-        (PROBE + "loss", _C + "loss_star", _C + "loss_star_aitken"),
+        "gap to L*, log10: L - L* (L* given, or the running minimum less a margin)",
+        (_line(_C + "loss_gap_log10"),),
     ),
     (
         CONVEX,
-        "per-step contraction (L_t - L*)/(L_t-1 - L*): below 1 is linear convergence",
-        "Multiline",
-        (_C + "contraction",),
+        "per-step contraction of the gap (L_t - L*)/(L_t-1 - L*): below 1 = linear convergence",
+        (_line(_C + "contraction"),),
     ),
     (
         CONVEX,
         "Lojasiewicz slope of log|grad L|^2 against log(L - L*): 1 under PL, above 1 at a degenerate minimum",
-        "Multiline",
-        (_C + "lojasiewicz_slope",),
+        (_line(_C + "lojasiewicz_slope"),),
     ),
     (
         CONVEX,
-        "one-point convexity <grad L, theta - theta*> / |theta - theta*|^2: above 0 the gradient points "
-        "toward the reference",
-        "Multiline",
-        (_C + "one_point", _C + "one_point_running_min"),
+        "one-point convexity <grad L, theta - theta*> / |theta - theta*|^2: above 0, -grad L points toward the "
+        "reference",
+        (_line(_C + "one_point"),),
     ),
-    (CONVEX, "cosine between -grad L and the direction to the reference", "Multiline", (_C + "one_point_cosine",)),
-    (CONVEX, "distance to the (neuron-aligned) reference, log10", "Multiline", (_C + "distance_to_reference_log10",)),
+    (CONVEX, "cosine between -grad L and the direction to the reference", (_line(_C + "one_point_cosine"),)),
+    (CONVEX, "distance to the (neuron-aligned) reference, log10", (_line(_C + "distance_to_reference_log10"),)),
     (
         CONVEX,
         "neurons matched to another reference neuron than at the previous evaluation",
-        "Margin",
-        (_raw(_C + "assignment_changes"),),
+        (_line(_C + "assignment_changes"),),
     ),
     (
         REDUNDANT,
-        "effective width (on all inputs, and on the data only) vs width",
-        "Margin",
-        (_raw(_R + "effective_width"), _raw(_R + "effective_width_on_data"), _raw(_R + "width")),
+        "effective width on the data only (data-level merges too) against the width",
+        (_line(_R + "effective_width_on_data"), _line(_R + "width")),
     ),
     (
         REDUNDANT,
         "distance to the nearest redundant network, log10 (very negative = redundant)",
-        "Multiline",
-        (_R + "score_log10",),
+        (_line(_R + "score_log10"),),
     ),
-    (REDUNDANT, "verified merges (each removes a neuron)", "Margin", (_raw(_R + "claims"),)),
-    (COST, "seconds per evaluation", "Multiline", (MONITOR + "seconds",)),
-    (COST, "share of the wall time spent monitoring", "Multiline", (MONITOR + "overhead",)),
+    (REDUNDANT, "verified merges (each removes a neuron)", (_line(_R + "claims"),)),
+    (COST, "seconds per evaluation", (_line(MONITOR + "seconds"),)),
+    (
+        COST,
+        "share of the wall time spent monitoring, against max_overhead",
+        (_line(MONITOR + "overhead"), _line(MONITOR + "max_overhead")),
+    ),
 )
 
 READING = (
     "**Overview first** (Custom Scalars tab): loss and gradient norm in log10, the sharpness lambda_max against "
-    "2/lr (plain SGD only), lambda_min against the zero line, and the effective width.",
-    "**lambda_max** is logged at every evaluation with its error bound (margin chart: value +- bound); "
-    "**lambda_min** where it is computed (every evaluation on small networks, full ones otherwise). A lambda_min "
-    "whose band excludes 0 has a certain sign; **negative_count** counts eigenvalues certainly below 0.",
-    "**morse_index** and **nullity** are logged only at critical points (critical = 1), where they mean "
-    "descent and flat directions; the text report names the kind: not_critical, strict_saddle, "
-    "nondegenerate_min, min_mod_symmetry or degenerate.",
-    "The **PL ratio** bounded away from 0 means linear convergence; **one_point** > 0 means -grad L points "
-    "toward the reference. **effective_width** below the width means redundant neurons; **score** is the "
-    "distance to the nearest redundant network.",
-    "Eigenvalues and counts (index, nullity, widths, claims) are drawn as margin charts in the Custom "
-    "Scalars tab, which TensorBoard never smooths. In the Scalars tab set smoothing to 0: its default 0.6 "
-    "blends neighbouring evaluations (a count of 6 and 0 reads 3.3).",
+    "2/lr (plain SGD), lambda_min against zero, and the effective width against the width.",
+    "**lambda_max** is logged at every evaluation with its error bound (the band); **lambda_min** where it is "
+    "computed (every evaluation on small networks, full ones otherwise). A lambda_min whose band excludes 0 has a "
+    "certain sign; **negative_count** counts eigenvalues certainly below 0.",
+    "**morse_index** and **nullity** are logged only at critical points (critical = 1), where they mean descent "
+    "and flat directions; the text report names the kind: not_critical, strict_saddle, nondegenerate_min, "
+    "min_mod_symmetry or degenerate.",
+    "The **PL ratio** bounded away from 0 means linear convergence, when it is resolved (resolution near 1). "
+    "**one_point** > 0 means -grad L points toward the reference. **effective_width** below the width means "
+    "redundant neurons; **score** is the distance to the nearest redundant network.",
+    "A chart appears once its quantity has changed; quantities that stayed the same are listed in the text "
+    "**landscape/not_charted**. Charts are never smoothed. TensorBoard's *Ignore outliers in chart scaling* "
+    "(left panel, on by default) can cut off the first or last point of a sparse curve: untick it to see them.",
+    "Your own metrics (train_loss, …) are in the Scalars and Time Series tabs, beside the landscape/ group.",
 )
 
-_MARGIN_VALUES = {series[0] for _, _, kind, charts in CHARTS if kind == "Margin" for series in charts}
 
-
-def custom_scalars_layout(tags: Iterable[str]) -> Any:
-    """The custom-scalars layout (a ``layout_pb2.Layout``) of the charts that ``tags`` fill.
-
-    A Multiline chart appears when any of its tags was logged and lists them all as anchored regexes (so
-    that runs with other tags get the identical chart: TensorBoard merges the layouts of all runs and would
-    show differing charts of one title twice); a Margin chart when its first series was logged, with the
-    series that were (exact tags)."""
+def custom_scalars_layout(chartable: Iterable[str], logged: Iterable[str] | None = None) -> Any:
+    """The custom-scalars layout (a ``layout_pb2.Layout``) of the charts whose first series is in ``chartable``,
+    each with those of its series that were ``logged`` (default: the chartable tags), in the order of
+    :data:`CHARTS`."""
     from tensorboard.plugins.custom_scalar import layout_pb2
 
-    tags = set(tags)
+    chartable = set(chartable)
+    logged = chartable if logged is None else set(logged) | chartable
     categories: dict[str, list[Any]] = {}
-    for index in _fillable(tags):
-        category, title, kind, series = CHARTS[index]
-        if kind == "Multiline":
-            content = {"multiline": layout_pb2.MultilineChartContent(tag=[re.escape(tag) + "$" for tag in series])}
-        else:
-            content = {
-                "margin": layout_pb2.MarginChartContent(
-                    series=[
-                        layout_pb2.MarginChartContent.Series(value=value, lower=lower, upper=upper)
-                        for value, lower, upper in series
-                        if value in tags
-                    ]
-                )
-            }
-        categories.setdefault(category, []).append(layout_pb2.Chart(title=title, **content))
-    # TensorBoard draws a category's line charts first, then its margin charts in reverse order: list them
-    # so that they appear in the order of CHARTS.
-    ordered = {
-        title: [c for c in charts if c.HasField("multiline")] + [c for c in charts if c.HasField("margin")][::-1]
-        for title, charts in categories.items()
-    }
+    for category, title, series in CHARTS:
+        if series[0][0] not in chartable:
+            continue
+        content = layout_pb2.MarginChartContent(
+            series=[
+                layout_pb2.MarginChartContent.Series(value=value, lower=lower, upper=upper)
+                for value, lower, upper in series
+                if {value, lower, upper} <= logged
+            ]
+        )
+        categories.setdefault(category, []).append(layout_pb2.Chart(title=title, margin=content))
+    # TensorBoard draws a category's margin charts in reverse order: list them reversed so that they appear in
+    # the order of CHARTS.
     return layout_pb2.Layout(
-        category=[layout_pb2.Category(title=title, chart=charts) for title, charts in ordered.items()]
-    )
-
-
-def _fillable(tags: set[str]) -> tuple[int, ...]:
-    return tuple(
-        index
-        for index, (_, _, kind, series) in enumerate(CHARTS)
-        if (series[0][0] in tags if kind == "Margin" else not tags.isdisjoint(series))
+        category=[layout_pb2.Category(title=title, chart=charts[::-1]) for title, charts in categories.items()]
     )
 
 
@@ -343,7 +302,11 @@ def write_figures(writer: Any, snapshot: LandscapeSnapshot, trajectory: Sequence
 
 class TensorBoardSink(Sink):
     """A monitoring session's results in a ``SummaryWriter``: scalars and the custom-scalars layout grown
-    with them, the spectrum histogram, the text report, the setup text, the verdict and the figures.
+    with them, the spectrum histogram, the text report, the setup text, events, the verdict and the figures.
+
+    It keeps, per tag, the first value and whether it has changed: a chart appears in the layout once its
+    quantity has taken two different values (the layout is written again then; TensorBoard shows the last one
+    a run wrote), and at the end of the run the text ``landscape/not_charted`` lists what stayed constant.
 
     Parameters
     ----------
@@ -355,9 +318,12 @@ class TensorBoardSink(Sink):
 
     def __init__(self, writer: Any) -> None:
         self.writer = writer
-        self._tags: set[str] = set()
+        self._first: dict[str, float] = {}  # the first value of every tag written
+        self._counts: dict[str, int] = {}
+        self._varying: set[str] = set()
         self._charts: tuple[Any, ...] | None = None
         self._started = False
+        self._drew = False
 
     def start(self, description: str, skipped: Sequence[str]) -> None:
         if not self._started:
@@ -371,20 +337,38 @@ class TensorBoardSink(Sink):
         write_snapshot(self.writer, snapshot)
 
     def scalars(self, scalars: dict[str, float], step: int) -> None:
-        """``add_scalar`` for each value (finite ones, see :func:`~.tags.finite`), and the layout brought up to date."""
+        """``add_scalar`` for each value, and the layout brought up to date."""
         for tag, value in scalars.items():
             self.writer.add_scalar(tag, value, step)
-        self._update_layout(scalars)
+            first = self._first.setdefault(tag, value)
+            self._counts[tag] = self._counts.get(tag, 0) + 1
+            if value != first:
+                self._varying.add(tag)
+        self._update_layout()
 
     def draw(self, snapshot: LandscapeSnapshot, trajectory: Sequence[tuple[int, float, float]]) -> None:
         write_figures(self.writer, snapshot, trajectory)
+        self._drew = True
 
     def event(self, step: int, text: str) -> None:
         self.writer.add_text("landscape/events", text, step)
 
     def close(self, verdict: str, step: int) -> None:
         self.writer.add_text("landscape/verdict", verdict, step)
+        constant = self.not_charted()
+        if constant:
+            lines = [f"- {title}: **{value:.6g}** at all {count} evaluations" for title, value, count in constant]
+            text = "These stayed the same over the run, so they have no chart:\n\n" + "\n".join(lines)
+            self.writer.add_text("landscape/not_charted", text, step)
         self.writer.flush()
+
+    def not_charted(self) -> list[tuple[str, float, int]]:
+        """(chart title, value, evaluations) of every chart whose quantity was logged but never changed."""
+        return [
+            (title, self._first[series[0][0]], self._counts[series[0][0]])
+            for _, title, series in CHARTS
+            if series[0][0] in self._first and series[0][0] not in self._varying
+        ]
 
     def log(self, snapshot: LandscapeSnapshot, probe: LandscapeProbe | None = None, *, figures: bool = True) -> None:
         """A snapshot taken by hand (outside a session): the setup text once (``probe.describe()``), scalars,
@@ -394,10 +378,11 @@ class TensorBoardSink(Sink):
         if figures and snapshot.full:
             self.draw(snapshot, probe.trajectory if probe is not None else ())
 
-    def _update_layout(self, tags: Iterable[str]) -> None:
-        """Write the layout again when the tags received so far fill a new chart (TensorBoard shows the last)."""
-        self._tags.update(tags)
-        charts = (_fillable(self._tags), frozenset(self._tags & _MARGIN_VALUES))
-        if charts != self._charts:
-            _write_layout(self.writer, custom_scalars_layout(self._tags))
-            self._charts = charts
+    def _update_layout(self) -> None:
+        """Write the layout again when a new chart, or a new series of one, can be drawn."""
+        chartable = {series[0][0] for _, _, series in CHARTS if series[0][0] in self._varying}
+        drawn = {tag for _, _, series in CHARTS if series[0][0] in chartable for s in series for tag in s}
+        key = (frozenset(chartable), frozenset(drawn & self._first.keys()))
+        if key != self._charts:
+            _write_layout(self.writer, custom_scalars_layout(chartable, self._first))
+            self._charts = key
