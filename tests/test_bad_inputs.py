@@ -322,6 +322,7 @@ def probe(**options):
 PROBE = [
     ("probe loss_star string", lambda: probe(loss_star="0"), TypeError, r"loss_star must be a number"),
     ("probe loss_star inf", lambda: probe(loss_star=math.inf), ValueError, r"loss_star must be finite"),
+    ("probe loss_star above the loss", lambda: probe(loss_star=1e6), ValueError, r"loss_star=1000000.0 is above the"),
     ("probe dtype string", lambda: probe(dtype="float64"), TypeError, r"dtype must be a torch\.dtype"),
     ("probe dtype integer", lambda: probe(dtype=torch.int64), ValueError, r"dtype must be a floating dtype"),
     ("probe k bool", lambda: probe(k=True), ValueError, r"k must be a positive integer, got True"),
@@ -406,6 +407,11 @@ MONITOR = [
         r"probe_data holds numpy arrays",
     ),
     ("monitor seed", lambda: LandscapeMonitor(seed="a"), r"seed must be an integer, got 'a'"),
+    (
+        "monitor probe_size too large",  # issue #22.4: a lazy dataset of 10**7 samples would be collated whole
+        lambda: LandscapeMonitor(probe_size=10**7),
+        r"probe_size=10000000 is more samples .* at most 65536: pass probe_size<=65536, or probe_data=",
+    ),
     ("monitor loss_star", lambda: LandscapeMonitor(loss_star="0"), r"loss_star must be a number"),
     ("monitor dtype string", lambda: LandscapeMonitor(dtype="float64"), r"dtype must be a torch\.dtype"),
     ("monitor dtype integer", lambda: LandscapeMonitor(dtype=torch.int64), r"dtype must be a floating dtype"),

@@ -194,6 +194,16 @@ class LandscapeProbe:
                 raise ValueError(f"loss(model, batch) fails on the first batch of data: {cause}") from cause
             if custom_loss:
                 check_batch_mean(self._data, self.dtype)
+            star = self.settings.loss_star
+            if star is not None:
+                with torch.no_grad():
+                    loss = float(objective.loss(objective.theta))
+                if star > loss + 1e3 * torch.finfo(self.dtype).eps * max(abs(loss), 1.0):
+                    raise ValueError(
+                        f"loss_star={star} is above the probe loss {loss:.17g} at the current parameters; L* is the "
+                        "infimum of the loss, so it is at most every value: pass the true infimum (0.0 for a noiseless "
+                        "teacher) or loss_star=None to estimate it."
+                    )
             if "one_point" in self.quantities and self._context.reference is not None:
                 reference_point(objective, self._context.reference, self._context.align)
         return objective

@@ -22,6 +22,10 @@ from .quantities import check_quantities
 #: products.
 LIGHT_TOL = 1e-3
 
+#: The most samples a probe set drawn from the training data may hold: every Hessian-vector product reads
+#: them all, and collating them must fit in memory (a lazy dataset of 10⁷ samples would be read whole).
+MAX_PROBE_SIZE = 1 << 16
+
 METHODS = ("auto", "dense", "lanczos")
 ON_ERROR = ("warn", "raise")
 OnError = Literal["warn", "raise"]
@@ -99,7 +103,8 @@ class ProbeSettings:
     on_error : str
         "warn" (skip a failing diagnostic, warn once) or "raise".
     probe_size, seed : int
-        Size of the probe set a monitor draws from the training data, and the seed of that draw.
+        Size of the probe set a monitor draws from the training data (at most MAX_PROBE_SIZE), and the seed
+        of that draw.
     light_tol : float
         Relative accuracy of λ_max at light evaluations: the eigen-solver stops when λ_max's error bound
         (|λ̂ − λ| ≤ bound) is at most light_tol·|λ̂|; 0 < light_tol < 1.
@@ -128,6 +133,12 @@ class ProbeSettings:
         check_dtype(self.dtype)
         _check_choice("on_error", self.on_error, ON_ERROR)
         check_positive_int("probe_size", self.probe_size)
+        if self.probe_size > MAX_PROBE_SIZE:
+            raise ValueError(
+                f"probe_size={self.probe_size} is more samples than an evaluation can afford to read (every product "
+                f"costs a pass over them); at most {MAX_PROBE_SIZE}: pass probe_size<={MAX_PROBE_SIZE}, or probe_data= "
+                "with the samples to probe."
+            )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise TypeError(f"seed must be an integer, got {self.seed!r} ({type(self.seed).__name__}).")
         light_tol = self.light_tol
