@@ -379,6 +379,9 @@ def test_a_checkpoint_at_a_fits_last_step_resumes_as_if_uninterrupted(tmp_path):
     assert sorted(scalars(b, "landscape/hessian/lambda_min")) == [16]  # the full evaluation at 16 is there
     early = events(first.logger.log_dir)
     assert sorted(scalars(early, "landscape/convexity/pl_ratio_running_min")) == [4, 8, 12]
+    (monitor,) = [c for c in resumed.callbacks if isinstance(c, LandscapeMonitor)]
+    (reference,) = [c for c in whole.callbacks if isinstance(c, LandscapeMonitor)]
+    assert [s.step for s in monitor.history] == [s.step for s in reference.history] == [0, 4, 8, 12, 16]
 
 
 def test_a_resumed_run_logs_what_an_uninterrupted_one_does(tmp_path):

@@ -30,6 +30,7 @@ from ..curvature.policy import uses_dense
 from ..probe import LandscapeProbe
 from ..quantities import completing
 from ..snapshot import LandscapeSnapshot
+from ..snapshot_state import snapshot_from_state, snapshot_to_state
 from .pacer import Decision, Ledger, Pacer, Schedule
 from .sinks import EvaluationCost, Sink
 from .verdict import events, run_verdict
@@ -256,10 +257,16 @@ class MonitoringSession:
     # -- persistence -------------------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """What a resumed run needs: the schedule's counts and costs, and the probe's running state."""
-        return {"pacer": self.pacer.state_dict(), "probe": self.probe.state_dict()}
+        """What a resumed run needs: the schedule's counts and costs, the probe's running state, the history."""
+        history = [snapshot_to_state(snapshot) for snapshot in self.history]
+        events = [[step, text] for step, text in self.events]
+        state = {"pacer": self.pacer.state_dict(), "probe": self.probe.state_dict(), "history": history}
+        return state | {"events": events}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` (before :meth:`start`): the run continues as if never interrupted."""
         self.pacer.load_state_dict(state["pacer"])
         self.probe.load_state_dict(state["probe"])
+        self.history = [snapshot_from_state(snapshot) for snapshot in state.get("history", [])]
+        self.last_snapshot = self.history[-1] if self.history else None
+        self.events = [(int(step), str(text)) for step, text in state.get("events", [])]

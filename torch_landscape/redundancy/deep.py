@@ -117,7 +117,7 @@ class MLPRedundancy:
     max_output_change: OutputChange
     tolerance: OutputChange
     tol: float
-    _merged: nn.Module = field(repr=False, compare=False)
+    _merged: nn.Module | None = field(repr=False, compare=False)
 
     @property
     def kind(self) -> str:
@@ -194,6 +194,11 @@ class MLPRedundancy:
             raise ValueError(
                 f"level must be {FUNCTION!r} for a deep MLP, got {level!r}; a layer's data-level "
                 "merges are in layers[l].merged_model('data')."
+            )
+        if self._merged is None:
+            raise RuntimeError(
+                "this report was restored from a checkpoint, which stores no model; call mlp_redundancy on the model "
+                "for merged_model()."
             )
         return copy.deepcopy(self._merged)
 

@@ -157,7 +157,7 @@ class RedundancyReport:
     tol: float = 1e-10
     near_rtol: float = 1e-8
     # Required, keyword-only: they follow the defaulted fields and every report is built with them.
-    _model: nn.Module = field(repr=False, compare=False, kw_only=True)
+    _model: nn.Module | None = field(repr=False, compare=False, kw_only=True)
     _net: ShallowNetwork = field(repr=False, compare=False, kw_only=True)
     _merged: dict[str, tuple] = field(repr=False, compare=False, kw_only=True)
     _standardized: Tensor = field(repr=False, compare=False, kw_only=True)
@@ -190,6 +190,11 @@ class RedundancyReport:
         if level not in self._merged:
             raise ValueError(
                 f"level must be one of {sorted(self._merged)} (data-level merges need data), got {level!r}."
+            )
+        if self._model is None:
+            raise RuntimeError(
+                "this report was restored from a checkpoint, which stores no model; call neuron_redundancy on the "
+                "model for merged_model()."
             )
         W, b, A, c = self._merged[level]
         merged = resized_copy(self._model, self._net, W, b, A, c)
