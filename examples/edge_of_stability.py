@@ -32,7 +32,7 @@ except ImportError:  # run as a script: examples/ is on sys.path
     from _common import MSE, Report, fmt
 
 from torch_landscape.curvature import HessianOperator
-from torch_landscape.stability import stability_reading, stability_setup
+from torch_landscape.stability import stability_reading
 
 FIGURE = Path(__file__).resolve().parents[1] / "docs" / "edge_of_stability.png"
 
@@ -67,7 +67,7 @@ def train(make: Callable[..., torch.optim.Optimizer], steps: int, every: int, re
             reading = stability_reading(optimizer, operator, warm_start=warm)
             warm = reading.eigenvector if reading.eigenvector is not None else warm
             if step == 0:
-                report.line(stability_setup(optimizer, operator.objective).describe())
+                report.line(reading.setup.describe())
             if reading.status == "ok":  # Adam has no preconditioner before its first step
                 threshold = reading.setup.threshold
                 loss = float(operator.loss)  # free: the solve built the gradient graph
