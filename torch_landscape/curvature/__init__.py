@@ -5,6 +5,7 @@ directions flat (docs/theory.md §1, §6)."""
 from .eigen import Spectrum, hessian_eigenvalues
 from .estimators import SpectralDensity, TraceEstimate, hessian_trace, spectral_density
 from .operators import HessianOperator, LinearOperator, MatrixOperator, QuotientOperator
+from .preconditioned import PreconditionedOperator
 from .shallow import ShallowNetwork, Square, find_shallow
 from .symmetry import QuotientBasis, SymmetryTangents, quotient_basis, symmetry_tangents
 
@@ -12,6 +13,7 @@ __all__ = [
     "HessianOperator",
     "LinearOperator",
     "MatrixOperator",
+    "PreconditionedOperator",
     "QuotientBasis",
     "QuotientOperator",
     "ShallowNetwork",
