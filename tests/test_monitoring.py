@@ -41,7 +41,7 @@ class CostlyProbe:
     def describe(self) -> str:
         return "a simulated probe"
 
-    def snapshot(self, step, full, learning_rate=None, quantities=None):
+    def snapshot(self, step, full, optimizer=None, quantities=None):
         seconds = self.full if full else self.light
         self.clock.now += seconds
         return LandscapeSnapshot(step, 1, 0.0, 0.0, seconds, full=full)

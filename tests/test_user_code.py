@@ -13,8 +13,10 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from helpers import dense_truth
+from torch_landscape import HessianOperator
 from torch_landscape.callbacks import HessianMonitor, LandscapeMonitor
 from torch_landscape.callbacks.namespaces import LandscapeConfigError
+from torch_landscape.stability import stability_reading
 
 NAMESPACES = ["pytorch_lightning", "lightning.pytorch"]
 
@@ -98,6 +100,12 @@ def test_a_module_with_an_inline_loss_is_monitored_with_no_arguments(tmp_path, n
     # The module's self.log never saw the probe's evaluations: train_loss holds the training batches' losses.
     logged = scalars(trainer.logger.log_dir, "train_loss")
     assert len(logged) == 12 and all(abs(value - final.loss) > 1e-9 for value in logged.values())
+    # Adam's stability ratio at every evaluation after its first step: λ_max(P⁻¹H) over 38/lr (β1 = 0.9), as
+    # the core computes it from the optimizer's state at the final parameters.
+    reading = stability_reading(trainer.optimizers[0], HessianOperator(monitor.probe.objective()))
+    assert final.stability.status == "ok" and final.stability.setup.threshold == pytest.approx(38 / 0.01)
+    assert final.stability.ratio == pytest.approx(reading.ratio, abs=2 * final.stability.ratio_error + 1e-12)
+    assert sorted(scalars(trainer.logger.log_dir, "landscape/stability/ratio")) == [4, 8, 12]
 
 
 def weighted_module(L):
@@ -375,6 +383,6 @@ def test_a_run_that_blows_up_is_said_to_have_diverged(tmp_path, caplog):
     verdict = monitor.session.verdict
     assert verdict.startswith(f"diverged at step {monitor.history[first_bad].step}")
     assert "converging" not in verdict and f"step {monitor.history[first_bad - 1].step}" in verdict
-    assert "> 1 at step 0: gradient descent is unstable" in caplog.text and "training diverged" in caplog.text
+    assert "> 1 at step 0: the optimizer is unstable" in caplog.text and "training diverged" in caplog.text
     events = [text for _, text in monitor.session.events]
     assert any("training diverged" in text for text in events)

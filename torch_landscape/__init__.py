@@ -22,6 +22,7 @@ from .convexity import (
 from .critical import CriticalPoint, NullProfile, classify_critical_point
 from .curvature import (
     HessianOperator,
+    PreconditionedOperator,
     QuotientBasis,
     ShallowNetwork,
     SpectralDensity,
@@ -60,6 +61,15 @@ from .slices import (
     reference_direction,
 )
 from .snapshot import LandscapeSnapshot
+from .snapshot_state import snapshot_from_state, snapshot_to_state
+from .stability import (
+    StabilityReading,
+    StabilitySetup,
+    StabilityThreshold,
+    preconditioned_sharpness,
+    stability_reading,
+    stability_setup,
+)
 from .verdicts import Contradiction, Divergence, DivergingPair, contradictions, divergence_verdict
 
 __all__ = [
@@ -79,6 +89,14 @@ __all__ = [
     "symmetry_tangents",
     "QuotientBasis",
     "quotient_basis",
+    "PreconditionedOperator",
+    # The edge of stability of the optimizer in use
+    "StabilitySetup",
+    "StabilityThreshold",
+    "StabilityReading",
+    "stability_setup",
+    "stability_reading",
+    "preconditioned_sharpness",
     # Critical points
     "CriticalPoint",
     "NullProfile",
@@ -123,5 +141,7 @@ __all__ = [
     "ProbeSettings",
     "LandscapeProbe",
     "LandscapeSnapshot",
+    "snapshot_to_state",
+    "snapshot_from_state",
 ]
 __version__ = "0.1.0"

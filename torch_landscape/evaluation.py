@@ -30,6 +30,7 @@ from .objective import Objective, check_finite
 from .redundancy import mlp_redundancy, neuron_redundancy, redundancy_nullity_check
 from .settings import ProbeSettings
 from .slices import landscape_slices
+from .stability import stability_reading
 from .verdicts import contradictions, divergence_verdict
 
 #: The least a full snapshot's loss slices may cost, in gradients (about 60 grid points; more when the
@@ -47,16 +48,23 @@ class Point(NamedTuple):
     step: int
     learning_rate: float | None
     full: bool
+    optimizer: torch.optim.Optimizer | None = None
 
 
-def point_at(objective: Objective, step: int, learning_rate: float | None, full: bool) -> Point:
+def point_at(
+    objective: Objective,
+    step: int,
+    learning_rate: float | None,
+    full: bool,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> Point:
     """The :class:`Point` of ``objective`` at its θ; a non-finite loss or gradient raises FloatingPointError."""
     # One operator per snapshot: the loss, gradient, dense Hessian and eigendecomposition it caches serve
     # every quantity.
     operator = HessianOperator(objective)
     loss = check_finite(operator.loss.reshape(1), "the probe loss")
     gradient = check_finite(operator.gradient, "the gradient of the probe loss")
-    return Point(objective, operator, float(loss), gradient, step, learning_rate, full)
+    return Point(objective, operator, float(loss), gradient, step, learning_rate, full, optimizer)
 
 
 @dataclass(frozen=True)
@@ -91,6 +99,7 @@ class RunningState:
     assignment: tuple[int, ...] | None = None
     warm_start: Tensor | None = None  # for both ends: the sum of the last eigenvectors
     warm_top: Tensor | None = None  # for λ_max alone: the last top eigenvector
+    warm_stability: Tensor | None = None  # for the optimizer's sharpness: its last top eigenvector
     vectors: Spectrum | None = None  # this full snapshot's spectrum with its eigenvectors (for the slices)
     trajectory: list[tuple[int, float, float]] = field(default_factory=list)
     path: list[tuple[int, float, float]] = field(default_factory=list)
@@ -99,6 +108,7 @@ class RunningState:
         return {
             "warm_start": None if self.warm_start is None else self.warm_start.detach().cpu(),
             "warm_top": None if self.warm_top is None else self.warm_top.detach().cpu(),
+            "warm_stability": None if self.warm_stability is None else self.warm_stability.detach().cpu(),
             "trajectory": list(self.trajectory),
             "path": list(self.path),
             "pl": self.pl.state_dict(),
@@ -107,9 +117,10 @@ class RunningState:
         }
 
     def load_state_dict(self, state: dict[str, Any], device: torch.device, dtype: torch.dtype) -> None:
-        warm, top = state["warm_start"], state.get("warm_top")
+        warm, top, stable = state["warm_start"], state.get("warm_top"), state.get("warm_stability")
         self.warm_start = None if warm is None else warm.to(device=device, dtype=dtype)
         self.warm_top = None if top is None else top.to(device=device, dtype=dtype)
+        self.warm_stability = None if stable is None else stable.to(device=device, dtype=dtype)
         self.trajectory = [(int(step), float(low), float(high)) for step, low, high in state["trajectory"]]
         self.path = [(int(step), float(loss), float(norm)) for step, loss, norm in state.get("path", [])]
         self.pl.load_state_dict(state["pl"])
@@ -198,6 +209,27 @@ def spectrum_values(point: Point, context: Context, state: RunningState, results
     }
 
 
+def stability_values(point: Point, context: Context, state: RunningState, results: dict[str, Any]) -> dict[str, Any]:
+    """The optimizer's stability ratio from this evaluation's λ_max (plain SGD: no products of its own) or a
+    warm-started solve of the preconditioned sharpness (adaptive methods)."""
+    if point.optimizer is None:
+        return {}
+    spectrum = results.get("spectrum")
+    reading = stability_reading(
+        point.optimizer,
+        point.operator,
+        spectrum=spectrum,
+        warm_start=state.warm_stability,
+        tol=context.settings.light_tol,
+        method=context.settings.method,
+    )
+    if reading.eigenvector is not None:
+        state.warm_stability = reading.eigenvector
+    # The snapshot keeps the numbers, not the P-long preconditioner or eigenvector.
+    setup = dataclasses.replace(reading.setup, diagonal=None, shift=None)
+    return {"stability": dataclasses.replace(reading, setup=setup, eigenvector=None)}
+
+
 def trace_values(point: Point, context: Context, state: RunningState, results: dict[str, Any]) -> dict[str, Any]:
     if point.full or dense_here(point, context):
         return {"trace": hessian_trace(point.operator)}
@@ -268,6 +300,7 @@ COMPUTATIONS: dict[str, Computation] = {
     "pl": pl_values,
     "one_point": one_point_values,
     "spectrum": spectrum_values,
+    "stability": stability_values,
     "trace": trace_values,
     "density": density_values,
     "critical": critical_values,

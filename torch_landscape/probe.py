@@ -46,6 +46,7 @@ from .quantities import FULL_QUANTITIES, check_quantities, completing
 from .redundancy import find_mlp, is_mlp
 from .settings import LIGHT_TOL, OnError, ProbeSettings
 from .snapshot import LandscapeSnapshot, completed
+from .stability import gradient_descent_step
 
 #: The failures a diagnostic may survive with ``on_error="warn"``: non-finite values (FloatingPointError),
 #: solvers and linear algebra (RuntimeError, torch's LinAlgError), memory, and values outside a
@@ -259,6 +260,7 @@ class LandscapeProbe:
         full: bool = True,
         quantities: Iterable[str] | None = None,
         learning_rate: float | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
     ) -> LandscapeSnapshot:
         """Compute the diagnostics at the model's current parameters.
 
@@ -277,8 +279,11 @@ class LandscapeProbe:
         quantities
             Compute only these of the probe's quantities (default: all of them).
         learning_rate
-            The optimiser's learning rate, for the edge of stability (λ_max·lr/2 against 1) and the
-            PL tracker's η·t ratio.
+            The step size of plain gradient descent, for the edge of stability (λ_max·lr/2 against 1) and the
+            PL tracker's η·t ratio; default: read from ``optimizer`` when it is plain SGD.
+        optimizer
+            The optimizer training the model (read, never written): its stability ratio, the sharpness it sees
+            over its threshold (:func:`~torch_landscape.stability.stability_reading`).
         """
         _check_step(step)
         start = time.perf_counter()
@@ -291,7 +296,11 @@ class LandscapeProbe:
         # (Not on one CPU thread for small problems: switching torch's thread count back and forth made the
         # training steps between snapshots five times slower.)
         with preserved_rng(self._devices), torch.inference_mode(False), torch.enable_grad():
-            point = self._guarded("loss", step, errors, lambda: point_at(self.objective(), step, learning_rate, full))
+            if learning_rate is None:
+                learning_rate = gradient_descent_step(optimizer)
+            point = self._guarded(
+                "loss", step, errors, lambda: point_at(self.objective(), step, learning_rate, full, optimizer)
+            )
             if point is not None:
                 loss, grad_norm = point.loss, float(torch.linalg.vector_norm(point.gradient))
                 size = point.objective.num_parameters

@@ -78,6 +78,14 @@ TABLE: tuple[Quantity, ...] = (
         family="hessian",
         refined=True,
     ),
+    Quantity(
+        "stability",
+        "the stability ratio of the optimizer in use: the sharpness it sees over its threshold (1 = the edge of "
+        "stability; SGD with momentum, Adam, AdamW, RMSprop, Adagrad); needs the optimizer",
+        "light",
+        ("stability",),
+        family="hessian",
+    ),
     Quantity("trace", "the trace of the Hessian", "light", ("trace",), family="hessian", refined=True),
     Quantity(
         "density", "the spectral density of the Hessian (histogram and figure)", "full", ("density",), family="hessian"

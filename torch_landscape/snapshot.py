@@ -15,6 +15,7 @@ from .curvature.estimators import SpectralDensity, TraceEstimate
 from .quantities import VERDICT_FIELDS, fields_of
 from .redundancy import MLPRedundancy, NullityCheck, RedundancyReport
 from .slices import LandscapeSlices
+from .stability import StabilityReading
 from .verdicts import Contradiction, Divergence
 
 
@@ -71,6 +72,10 @@ class LandscapeSnapshot:
         nullity the redundancies and symmetries predict against the measured one.
     contradictions : tuple of Contradiction
         Verdicts of this snapshot that contradict each other, each with the reason.
+    stability : StabilityReading or None
+        The optimizer's stability ratio r = sharpness / threshold with its error bound (1 = the edge of
+        stability), when the snapshot was given the optimizer (:mod:`~torch_landscape.stability`); its
+        preconditioner is dropped.
     slices : LandscapeSlices or None
         The loss along the top and bottom eigenvectors (and a predicted null direction), and on a plane
         toward the reference (:func:`~torch_landscape.slices.landscape_slices`), vectors dropped.
@@ -101,6 +106,7 @@ class LandscapeSnapshot:
     nullity: NullityCheck | None = None
     contradictions: tuple[Contradiction, ...] = ()
     slices: LandscapeSlices | None = None
+    stability: StabilityReading | None = None
     errors: tuple[str, ...] = ()
 
 

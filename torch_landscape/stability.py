@@ -198,6 +198,16 @@ class StabilityReading:
         return f"StabilityReading({self.setup.optimizer}: ratio {self.ratio:.4g} ± {self.ratio_error:.1g})"
 
 
+def gradient_descent_step(optimizer: torch.optim.Optimizer | None) -> float | None:
+    """η of plain gradient descent (``torch.optim.SGD`` without momentum, one step size): the step for which
+    λ_max < 2/η is the stability condition and η·t the time of gradient flow; None for any other optimizer."""
+    if optimizer is None or type(optimizer) is not torch.optim.SGD:
+        return None
+    rates = {float(group["lr"]) for group in optimizer.param_groups}
+    plain = all(group.get("momentum", 0) == 0 for group in optimizer.param_groups)
+    return rates.pop() if plain and len(rates) == 1 else None
+
+
 def stability_setup(optimizer: torch.optim.Optimizer, objective: Objective) -> StabilitySetup:
     """Read the optimizer's hyperparameters and frozen state for the entries of θ (docs/theory.md §1.8).
 

@@ -31,20 +31,12 @@ from ..probe import LandscapeProbe
 from ..quantities import completing
 from ..snapshot import LandscapeSnapshot
 from ..snapshot_state import snapshot_from_state, snapshot_to_state
+from ..stability import stability_setup
 from .pacer import Decision, Ledger, Pacer, Schedule
 from .sinks import EvaluationCost, Sink
 from .verdict import events, run_verdict
 
 T = TypeVar("T")
-
-
-def sgd_step_size(optimizer: torch.optim.Optimizer | None) -> float | None:
-    """The step size of plain (momentum-free) SGD, the only optimizer for which gradient descent's stability
-    limit λ_max < 2/lr holds; None otherwise (Adam's or L-BFGS's ``lr`` is no such step)."""
-    if optimizer is None or type(optimizer) is not torch.optim.SGD:
-        return None
-    group = optimizer.param_groups[0]
-    return None if group.get("momentum", 0) != 0 else float(group["lr"])
 
 
 class MonitoringSession:
@@ -69,7 +61,9 @@ class MonitoringSession:
         The step at which training ends, if known: the budget is paced over the run, and that step belongs
         to the closing evaluation.
     optimizer
-        The optimizer training the model: its step size gives the edge-of-stability line (plain SGD).
+        The optimizer training the model (read, never written): its stability ratio at every evaluation, the
+        sharpness it sees over its threshold (:mod:`~torch_landscape.stability`), and for plain SGD the 2/lr
+        line.
     skipped
         What this run cannot show (said once in the setup text).
     agree
@@ -158,8 +152,12 @@ class MonitoringSession:
             return None
         self._started = True
         self.pacer.start(self._total_steps)
+        description = self.probe.describe()
+        if self.optimizer is not None:
+            lines = stability_setup(self.optimizer, self.probe.objective()).describe().splitlines()
+            description += "\n" + "\n".join([f"- {lines[0]}", *(f"  - {line.strip()}" for line in lines[1:])])
         for sink in self.sinks:
-            sink.start(self.probe.describe(), self.skipped)
+            sink.start(description, self.skipped)
         if self.pacer.last_step is not None:
             return None
         probe = self.probe
@@ -218,8 +216,7 @@ class MonitoringSession:
             self.history.pop()
         else:
             previous = None
-            rate = sgd_step_size(self.optimizer)
-            snapshot = self.probe.snapshot(step, full=decision == "full", learning_rate=rate)
+            snapshot = self.probe.snapshot(step, full=decision == "full", optimizer=self.optimizer)
         for text in events(self.history[-1] if self.history else None, snapshot):
             self.events.append((step, text))
             for sink in self.sinks:

@@ -19,8 +19,11 @@ RATE_POINTS = 3
 
 
 def stability_ratio(snapshot: LandscapeSnapshot) -> float:
-    """λ_max·lr/2 for plain SGD: above 1, gradient descent is unstable along the top eigenvector; NaN without a
-    step size or a spectrum."""
+    """The optimizer's stability ratio (sharpness over threshold; above 1 unstable along the top direction):
+    the snapshot's reading, else λ_max·lr/2 for plain SGD; NaN when neither is known."""
+    reading = snapshot.stability
+    if reading is not None and reading.status == "ok":
+        return reading.ratio
     if snapshot.learning_rate is None or snapshot.spectrum is None:
         return math.nan
     return snapshot.spectrum.lambda_max * snapshot.learning_rate / 2
@@ -40,7 +43,7 @@ def run_verdict(history: Sequence[LandscapeSnapshot], notes: Sequence[str] = ())
         words += [_convergence(history)] if any(s.pl is not None for s in history) else []
         ratio = stability_ratio(last)
         if ratio > 1:
-            words.append(f"lambda_max*lr/2 = {ratio:.3g} > 1: past gradient descent's stability threshold")
+            words.append(f"stability ratio {ratio:.3g} > 1: the optimizer is past its edge of stability")
         words += _where(history)
         words += _redundancy(history)
         words += [f"contradiction ({c.pair}): {c.reason}" for c in last.contradictions]
@@ -58,11 +61,11 @@ def events(previous: LandscapeSnapshot | None, current: LandscapeSnapshot) -> li
     now = stability_ratio(current)
     if now > 1 and not before > 1:
         found.append(
-            f"lambda_max*lr/2 = {now:.3g} > 1 at step {current.step}: gradient descent is unstable along the top "
-            "eigenvector at this learning rate (edge of stability)"
+            f"stability ratio {now:.3g} > 1 at step {current.step}: the optimizer is unstable along the top "
+            "curvature direction at this learning rate (edge of stability)"
         )
     elif before > 1 and now <= 1:
-        found.append(f"lambda_max*lr/2 = {now:.3g} at step {current.step}: back below the stability threshold")
+        found.append(f"stability ratio {now:.3g} at step {current.step}: back below the edge of stability")
     return found
 
 
@@ -77,7 +80,7 @@ def _divergence(history: Sequence[LandscapeSnapshot], diverged: LandscapeSnapsho
         words += f", lambda_max = {last.spectrum.lambda_max:.4g}"
     ratio = max((stability_ratio(s) for s in finite if math.isfinite(stability_ratio(s))), default=math.nan)
     if ratio > 1:
-        words += f" (lambda_max*lr/2 reached {ratio:.3g} > 1: unstable at this learning rate)"
+        words += f" (the stability ratio reached {ratio:.3g} > 1: unstable at this learning rate)"
     return words
 
 

@@ -18,12 +18,13 @@ if TYPE_CHECKING:
 #: its ``*_log10`` companion (loss, gradient norm) still says how large it was.
 FLOAT32_MAX = 3.4028234663852886e38
 
-PROBE, HESSIAN, CONVEXITY, REDUNDANCY, MONITOR = (
+PROBE, HESSIAN, CONVEXITY, REDUNDANCY, MONITOR, STABILITY = (
     "landscape/probe/",
     "landscape/hessian/",
     "landscape/convexity/",
     "landscape/redundancy/",
     "landscape/monitor/",
+    "landscape/stability/",
 )
 
 
@@ -45,7 +46,7 @@ def snapshot_scalars(snapshot: LandscapeSnapshot) -> dict[str, float]:
         PROBE + "grad_norm_log10": log10(snapshot.grad_norm),
         MONITOR + "seconds": snapshot.seconds,
     }
-    for part in (_spectrum, _critical, _convexity, _redundancy):
+    for part in (_spectrum, _stability, _critical, _convexity, _redundancy):
         out.update(part(snapshot))
     if snapshot.divergence is not None and math.isfinite(snapshot.divergence.norm_growth):
         out[HESSIAN + "diverging"] = float(snapshot.divergence.diverging)
@@ -75,10 +76,23 @@ def _spectrum(snapshot: LandscapeSnapshot) -> dict[str, float]:
         if snapshot.learning_rate:
             out[HESSIAN + "eos_threshold"] = 2.0 / snapshot.learning_rate
             out[HESSIAN + "eos_ratio"] = lambda_max * snapshot.learning_rate / 2.0
-            out[HESSIAN + "eos_limit"] = 1.0  # the reference line of eos_ratio's chart
     if snapshot.trace is not None:
         out[HESSIAN + "trace"] = snapshot.trace.value
         out[HESSIAN + "trace_error"] = snapshot.trace.standard_error
+    return out
+
+
+def _stability(snapshot: LandscapeSnapshot) -> dict[str, float]:
+    """The optimizer's stability ratio (band: its bound) and line at 1; its sharpness against its threshold
+    where the parameter groups share one threshold."""
+    reading = snapshot.stability
+    if reading is None or reading.status != "ok":
+        return {}
+    out: dict[str, float] = {STABILITY + "limit": 1.0}
+    _with_margin(out, STABILITY + "ratio", reading.ratio, reading.ratio_error)
+    if math.isfinite(reading.setup.threshold):
+        _with_margin(out, STABILITY + "sharpness", reading.sharpness, reading.sharpness_error)
+        out[STABILITY + "threshold"] = reading.setup.threshold
     return out
 
 

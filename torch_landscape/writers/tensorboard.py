@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 from ..monitoring.sinks import EvaluationCost, Sink
 from .report import snapshot_report
-from .tags import CONVEXITY, HESSIAN, MONITOR, PROBE, REDUNDANCY, scalars_to_log
+from .tags import CONVEXITY, HESSIAN, MONITOR, PROBE, REDUNDANCY, STABILITY, scalars_to_log
 
 if TYPE_CHECKING:
     from ..probe import LandscapeProbe
     from ..snapshot import LandscapeSnapshot
 
-_H, _C, _R = HESSIAN, CONVEXITY, REDUNDANCY
+_H, _C, _R, _S = HESSIAN, CONVEXITY, REDUNDANCY, STABILITY
 OVERVIEW, CURVATURE, CRITICAL = "landscape 0: overview", "landscape 1: curvature", "landscape 2: critical point"
 CONVEX, REDUNDANT, COST = "landscape 3: convexity", "landscape 4: redundancy", "landscape 5: monitor cost"
 
@@ -60,6 +60,12 @@ CHARTS: tuple[tuple[str, str, tuple[Series, ...]], ...] = (
     ),
     (
         OVERVIEW,
+        "stability ratio of the optimizer in use (band: its error bound) against 1: above 1 it is unstable along "
+        "the top curvature direction (edge of stability)",
+        (_band(_S + "ratio"), _line(_S + "limit")),
+    ),
+    (
+        OVERVIEW,
         "lambda_min (band: its error bound) against zero: below zero is a direction of descent, not a minimum",
         (_band(_H + "lambda_min"), _line(_H + "zero")),
     ),
@@ -70,8 +76,9 @@ CHARTS: tuple[tuple[str, str, tuple[Series, ...]], ...] = (
     ),
     (
         CURVATURE,
-        "edge of stability lambda_max * lr / 2 against 1: above 1, gradient descent at this lr is unstable",
-        (_line(_H + "eos_ratio"), _line(_H + "eos_limit")),
+        "sharpness the optimizer sees (adaptive methods: lambda_max of the preconditioned Hessian) against its "
+        "threshold ((2 + 2 beta)/lr with momentum, 38/lr for Adam with beta1 = 0.9)",
+        (_band(_S + "sharpness"), _line(_S + "threshold")),
     ),
     (CURVATURE, "trace of the Hessian: the sum of all curvatures", (_line(_H + "trace"),)),
     (
