@@ -67,6 +67,9 @@ def assert_wraps(markdown):
     """Lists render as lists, the table as a table; nothing preformatted; source lines short; no tuple."""
     page, text = rendered(markdown)
     assert "<pre" not in page and "<code" not in page
+    # TensorBoard keeps a paragraph's line breaks (white-space: break-spaces) but joins a tight list item's.
+    assert not any("\n" in paragraph for paragraph in re.findall(r"<p>(.*?)</p>", page, re.S))
+    assert "<li>\n<p>" not in page and "<li><p>" not in page
     items = [line for line in markdown.splitlines() if line.startswith("- ")]
     assert page.count("<li>") == len(items) and (not items or "<ul>" in page)
     rows = [line for line in markdown.splitlines() if line.startswith("|")]
@@ -82,8 +85,12 @@ def test_the_report_is_markdown_that_wraps_verdict_first(planted):
     markdown = snapshot_report(snapshot)
     page, text = assert_wraps(markdown)
     assert markdown.startswith(f"**step {snapshot.step}** (full evaluation): ")
-    first = markdown.split("\n\n")[0]  # the verdict: where it stands, the stability threshold, the loss
-    assert "not at a critical point" in first and "lambda_max*lr/2 = " in html.unescape(rendered(first)[1])
+    verdict, alert = markdown.split("\n\n")[:2]  # where it stands and the loss; the stability threshold crossed
+    assert "not at a critical point: the Newton step to one is" in verdict and verdict.endswith(
+        f"; probe loss {snapshot.loss:.4g}, |grad L| {snapshot.grad_norm:.2g}."
+    )
+    ratio = snapshot.spectrum.lambda_max * 0.9 / 2
+    assert alert.startswith(f"- **lambda_max\\*lr/2 = {ratio:.3g} > 1 at step 3: gradient descent is unstable")
     for heading in ("Hessian", "Critical point", "Convexity", "Redundancy"):
         assert f"<strong>{heading}</strong>" in page
     assert page.count("<ul>") >= 4 and "<table>" in page

@@ -198,34 +198,32 @@ def placeholder_figure(reason: str) -> Figure:
 
 
 def slice_1d_figure(slices: Sequence[LossSlice], step: int) -> Figure:
-    """One panel per 1-D loss slice L(θ + s·u) (e.g. along the top and the bottom Hessian eigenvector), two
-    to a row, each with its second-order model L(θ) + (∇L·u)s + ½λs² dashed beside it (at a critical point
-    ∇L·u = 0 and it is ½λs² above L(θ)); λ and its error bound are in the panel's title, and one legend
-    above the panels serves them all, so that none covers a curve.
+    """One panel per 1-D loss slice L(θ + s·u) (e.g. along the top and the bottom Hessian eigenvector), in
+    one column (a row of panels would be shrunk to the width of TensorBoard's image card, text and all), each
+    with its second-order model L(θ) + (∇L·u)s + ½λs² dashed beside it (at a critical point ∇L·u = 0 and it
+    is ½λs² above L(θ)); λ and its error bound are in the panel's title, and one legend above the panels
+    serves them all, so that none covers a curve.
 
     Each panel's y range follows its loss, so a model leaving the frame marks where the loss stops being
     quadratic; but it is at least 10⁻³ of the widest panel's, so a valley flat to rounding draws flat
     instead of magnifying the rounding."""
-    columns = min(len(slices), 2)
-    rows = math.ceil(len(slices) / columns)
-    # Panels of 3.6 × 2.6 inches, with room between them for tick labels, axis labels and two-line titles; the
-    # header (title, reading guide wrapped to the width at about 10 characters an inch, legend) above them.
-    width = 0.95 + columns * 3.6 + (columns - 1) * 0.85 + 0.2
+    # Panels of 4.4 × 2.4 inches, 1.25 apart (tick labels, axis label, two-line title); the header above them
+    # holds the title and the reading guide (about 10 characters an inch, 0.2 inches a line) and the legend.
+    width = 0.95 + 4.4 + 0.2
     guide = textwrap.wrap(GUIDE_1D, int(10 * width))
     entries = 2 + any(p.directions[0].curvature is not None for p in slices) + any(_to_reference(p) for p in slices)
-    per_row = entries if columns > 1 else 3  # a single panel is too narrow for four entries in a row
-    title_lines = 1 + len(guide)  # about 0.2 inches each; then the legend (0.3 a row) and the panels' titles (0.55)
+    per_row = 3  # four entries do not fit in a row
+    title_lines = 1 + len(guide)
     header = 0.8 + 0.2 * title_lines + 0.3 * math.ceil(entries / per_row)
-    height = header + rows * 2.6 + (rows - 1) * 1.25 + 0.7
+    height = header + len(slices) * 2.4 + (len(slices) - 1) * 1.25 + 0.7
     figure = _figure(width, height, left=0.95, right=0.2, bottom=0.7, top=header)
-    figure.subplots_adjust(wspace=0.85 / 3.6, hspace=1.25 / 2.6)
+    figure.subplots_adjust(hspace=1.25 / 2.4)
     finite = [piece.values.numpy()[np.isfinite(piece.values.numpy())] for piece in slices]
     widest = max((float(v.max() - v.min()) for v in finite if v.size), default=0.0)
     legend: dict[str, Artist] = {}
     for index, (piece, values) in enumerate(zip(slices, finite, strict=True)):
-        axes = _axes(figure, rows, columns, index + 1)
+        axes = _axes(figure, len(slices), 1, index + 1)
         _slice_panel(axes, piece, values, widest)
-        axes.set_ylabel("loss" if index % columns == 0 else "", fontsize=LABEL)
         handles, labels = axes.get_legend_handles_labels()
         legend.update((label, handle) for label, handle in zip(labels, handles, strict=True) if label not in legend)
     figure.suptitle(
@@ -266,7 +264,7 @@ def _slice_panel(axes: Axes, piece: LossSlice, values: np.ndarray, widest: float
     if _to_reference(piece):
         axes.axvline(1.0, color="C2", lw=1.0, ls=":", label="θ* (reference)")
     unit = "unit " if direction.curvature is not None else ""
-    _titled(axes, title, f"s: step along the {unit}direction", "")
+    _titled(axes, title, f"s: step along the {unit}direction", "loss")
 
 
 def _to_reference(piece: LossSlice) -> bool:

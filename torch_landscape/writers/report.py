@@ -1,12 +1,13 @@
 """Snapshots in words: the Markdown report of one snapshot (TensorBoard's Text tab) and the console line.
 
-TensorBoard renders the report as Markdown and wraps its paragraphs, but not preformatted blocks, code or
-long table rows. So the report opens with the snapshot's verdict in one sentence, then sections of short
-bulleted lists and one small table; neurons read "neuron 0" or "neurons 2, 5", never a Python tuple; source
-lines are wrapped at :data:`WIDTH` characters. The console line is built from the same phrases
-(:func:`loss_words`, :func:`spectrum_words`, :func:`width_words`, the kind of the point), so both say the same
-words and numbers; and the words agree with the scalars (:mod:`.tags`): the same counts, the same "at the
-reference", the same conditions for the Morse index.
+TensorBoard renders the report as Markdown and wraps its paragraphs and lists, but not preformatted blocks,
+code or long table rows. So the report opens with the snapshot's verdict in one line, then sections of short
+bulleted lists and one small table; neurons read "neuron 0" or "neurons 2, 5", never a Python tuple. List
+items are wrapped at :data:`WIDTH` characters in the source; paragraphs are single lines, because TensorBoard
+shows a paragraph's line breaks. The console line is built from the same phrases (:func:`loss_words`,
+:func:`spectrum_words`, :func:`width_words`, the kind of the point), so both say the same words and numbers;
+and the words agree with the scalars (:mod:`.tags`): the same counts, the same "at the reference", the same
+conditions for the Morse index.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from ..monitoring.verdict import _where, events
 from ..redundancy import MLPRedundancy, RedundancyFinding, RedundancyReport
 from ..snapshot import LandscapeSnapshot
 
-#: Source lines of the report are wrapped here (table rows excepted); TensorBoard re-wraps the paragraphs.
+#: List items are wrapped here in the source; TensorBoard joins their lines and wraps them to its width.
 WIDTH = 100
 
 #: Rows of the findings table; the rest are counted below it.
@@ -104,21 +105,27 @@ def console_line(snapshot: LandscapeSnapshot) -> str:
 
 
 def snapshot_verdict(snapshot: LandscapeSnapshot) -> str:
-    """Where the snapshot stands, in one sentence: the probe loss become non-finite or the stability threshold
-    crossed (in the words of the run's events), escaping to infinity or the kind of point (in the words of the
-    run's verdict, the evidence left to the report's sections), then the loss and gradient."""
-    words = events(None, snapshot)
-    if math.isfinite(snapshot.loss):  # the first clause of each: the critical-point section gives the rest
-        words += [_clauses(where)[0] for where in _where([snapshot])]
-    words.append(loss_words(snapshot))
-    return _plain("; ".join(words))
+    """Where the snapshot stands, in one line: the probe loss non-finite (in the words of the run's events), else
+    escaping to infinity or the kind of point (the first clause of the run verdict's words; the report's
+    sections give the evidence), then the loss and gradient."""
+    if math.isfinite(snapshot.loss):
+        where = [_clauses(words)[0] for words in _where([snapshot])]
+    else:
+        where = events(None, snapshot)[:1]
+    return _plain("; ".join([*where, loss_words(snapshot)]))
 
 
 def snapshot_report(snapshot: LandscapeSnapshot) -> str:
-    """The Markdown report: the verdict first, then contradictions, Hessian, critical point, convexity,
-    redundancy and failures, each a short list (the redundancy findings a table)."""
+    """The Markdown report: the verdict line first, the stability threshold crossed (in bold), then
+    contradictions, Hessian, critical point, convexity, redundancy and failures, each a short list (the
+    redundancy findings a table).
+
+    TensorBoard shows the line breaks of a paragraph (``white-space: break-spaces``) but not those of a list
+    item: paragraphs are single lines that it wraps; list items are wrapped in the source."""
     kind = "full" if snapshot.full else "light"
-    blocks = [_wrap(_escape(f"**step {snapshot.step}** ({kind} evaluation): {snapshot_verdict(snapshot)}."))]
+    verdict = snapshot_verdict(snapshot)
+    blocks = [_escape(f"**step {snapshot.step}** ({kind} evaluation): {verdict}.")]
+    blocks.append(_section("", [f"**{_escape(text)}**" for text in events(None, snapshot) if text not in verdict]))
     contradictions = [f"**{c.pair}**: {_escape(_plain(c.reason))}" for c in snapshot.contradictions]
     blocks.append(_section("**Contradictions**", contradictions))
     blocks.append(_hessian(snapshot))
@@ -240,13 +247,13 @@ def _section(heading: str, items: Sequence[str]) -> str:
     """A bold heading and its items as a Markdown list (a blank line between them, or there is no list)."""
     if not items:
         return ""
-    return heading + "\n\n" + "\n".join(_wrap(item, "- ") for item in items)
+    return (heading + "\n\n" if heading else "") + "\n".join(_wrap(item, "- ") for item in items)
 
 
-def _wrap(text: str, marker: str = "") -> str:
-    """``text`` in lines of at most WIDTH characters (a longer word stays whole), continuation lines indented
-    under the marker; a word that would open a line as a list item, heading or table row ("-", "1.", "#",
-    "|") moves to the end of the line before."""
+def _wrap(text: str, marker: str) -> str:
+    """A list item: ``text`` after ``marker`` in lines of at most WIDTH characters (a longer word stays whole),
+    continuation lines indented under the marker; a word that would open a line as a list item, heading or
+    table row ("-", "1.", "#", "|") moves to the end of the line before."""
     indent = " " * len(marker)
     lines = textwrap.wrap(
         text, WIDTH, initial_indent=marker, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False
