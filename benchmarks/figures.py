@@ -33,8 +33,10 @@ import types  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
+from torch.utils.tensorboard import summary  # noqa: E402
 
 from torch_landscape.probe import LandscapeProbe  # noqa: E402
 from torch_landscape.snapshot import LandscapeSnapshot  # noqa: E402
@@ -94,10 +96,17 @@ def drawings(module: types.ModuleType, snapshot: LandscapeSnapshot, trajectory: 
     }
 
 
-def timed(module: types.ModuleType, draw: Callable) -> tuple[float, object]:
+def timed(module: types.ModuleType, draw: Callable) -> tuple[float, np.ndarray, int]:
+    """Seconds to build, render and PNG-encode a figure as ``SummaryWriter.add_image`` does; the image; PNG bytes."""
     start = time.perf_counter()
     image = module.to_image(draw())
-    return time.perf_counter() - start, image
+    encoded = summary.image("figure", image, dataformats="HWC").value[0].image.encoded_image_string
+    return time.perf_counter() - start, image, len(encoded)
+
+
+def _size(size: tuple[int, int, int]) -> str:
+    width, height, encoded = size
+    return f"{width}×{height} ({encoded / 1e3:.0f})"
 
 
 def save(image, path: Path) -> None:
@@ -121,31 +130,29 @@ def main() -> None:
     modules = {"this": current, args.against: other}
     for name in versions["this"]:  # warm up: fonts, mathtext, caches
         for label, module in modules.items():
-            _, image = timed(module, versions[label][name])
+            _, image, _ = timed(module, versions[label][name])
             if args.save is not None:
                 args.save.mkdir(parents=True, exist_ok=True)
                 save(image, args.save / f"{name}.{label}.png")
     times: dict[tuple[str, str], list[float]] = {}
-    sizes: dict[tuple[str, str], tuple[int, int]] = {}
+    sizes: dict[tuple[str, str], tuple[int, int, int]] = {}
     for round_ in range(args.repeats):
         order = list(modules) if round_ % 2 == 0 else list(reversed(modules))  # interleaved, alternating first
         for name in versions["this"]:
             for label in order:
-                seconds, image = timed(modules[label], versions[label][name])
+                seconds, image, encoded = timed(modules[label], versions[label][name])
                 times.setdefault((name, label), []).append(seconds)
-                sizes[name, label] = (image.shape[1], image.shape[0])
-    print(f"figures: this tree against {args.against}, {args.repeats} interleaved rounds, 1 thread\n")
-    other_name = args.against
-    print(
-        f"| figure | pixels {other_name} | pixels this | ms {other_name} (median) | ms this (median) "
-        f"| ratio this/{other_name} (range) |"
-    )
+                sizes[name, label] = (image.shape[1], image.shape[0], encoded)
+    print(f"figures: this tree against {args.against}, {args.repeats} interleaved rounds, 1 thread")
+    print("time: build + render with Agg + PNG-encode as add_image does\n")
+    other = args.against
+    print(f"| figure | pixels (PNG kB) {other} | this | ms {other} (median) | this | ratio this/{other} (range) |")
     print("|---|---|---|---|---|---|")
     for name in versions["this"]:
-        mine, theirs = times[name, "this"], times[name, args.against]
+        mine, theirs = times[name, "this"], times[name, other]
         ratios = [a / b for a, b in zip(mine, theirs, strict=True)]
         print(
-            f"| {name} | {'×'.join(map(str, sizes[name, args.against]))} | {'×'.join(map(str, sizes[name, 'this']))} "
+            f"| {name} | {_size(sizes[name, other])} | {_size(sizes[name, 'this'])} "
             f"| {1e3 * statistics.median(theirs):.0f} | {1e3 * statistics.median(mine):.0f} "
             f"| {statistics.median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f}) |"
         )
@@ -154,17 +161,15 @@ def main() -> None:
         for i in range(args.repeats)
     ]
     spread = f"{statistics.median(usual):.2f} ({min(usual):.2f}–{max(usual):.2f})"
-    print(f"\nthe three usual figures together: ratio this/{other_name} {spread}")
+    print(f"\nthe three usual figures together: ratio this/{other} {spread}")
     reason = (
         "figures were not drawn: they would cost about 0.6 s beyond the budget (max_overhead=0.05); "
         "pass figures=True to draw them at every full evaluation"
     )
     placeholder = [timed(current, lambda: current.placeholder_figure(reason)) for _ in range(args.repeats)]
-    image = placeholder[-1][1]
-    print(
-        f"placeholder_figure: {image.shape[1]}×{image.shape[0]} pixels, "
-        f"{1e3 * statistics.median(seconds for seconds, _ in placeholder):.0f} ms (median)"
-    )
+    _, image, encoded = placeholder[-1]
+    seconds = statistics.median(seconds for seconds, _, _ in placeholder)
+    print(f"placeholder_figure: {_size((image.shape[1], image.shape[0], encoded))}, {1e3 * seconds:.0f} ms (median)")
     if args.save is not None:
         save(image, args.save / "placeholder.this.png")
         print(f"PNGs in {args.save}")
