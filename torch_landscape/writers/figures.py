@@ -59,8 +59,8 @@ def _titled(axes: Axes, title: str, xlabel: str, ylabel: str) -> None:
 
 
 def _number(value: float, _position: object = None) -> str:
-    """A tick label in at most three digits: 0.01, -100, 2.5, 1e5, 1e-6 (no mathtext, no "1e+05")."""
-    return f"{value:.3g}".replace("e+0", "e").replace("e+", "e").replace("e-0", "e-")
+    """A tick label in at most four digits: 0.01, -100, 12.25, 1e5, 1e-6 (no mathtext, no "1e+05")."""
+    return f"{value:.4g}".replace("e+0", "e").replace("e+", "e").replace("e-0", "e-")
 
 
 def spectral_density_figure(density: SpectralDensity, step: int) -> Figure:
