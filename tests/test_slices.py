@@ -320,8 +320,11 @@ def test_figures_draw_the_slices_and_their_models():
     panels = lines.axes
     assert len(panels) == 3
     top = result.lines[0].directions[0]
-    legend = [text.get_text() for text in panels[0].get_legend().get_texts()]
-    assert f"quadratic model, λ = {top.curvature:.4g} ± {top.error_bound:.1g}" in legend
+    assert panels[0].get_title() == f"top eigenvector\nλ = {top.curvature:.4g} ± {top.error_bound:.1g}"
+    model = next(line for line in panels[0].lines if line.get_label() == "quadratic model")
+    assert np.array_equal(model.get_ydata(), result.lines[0].quadratic_model().numpy())
+    legend = [text.get_text() for text in lines.legends[0].get_texts()]  # one legend for all the panels
+    assert legend == ["loss", "quadratic model", "θ (now)"]
     plane = slice_2d_figure(result.plane, step=7)
     FigureCanvasAgg(plane).draw()
     assert "θ* (reference)" in [text.get_text() for text in plane.axes[0].get_legend().get_texts()]
