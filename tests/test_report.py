@@ -90,7 +90,7 @@ def test_the_report_is_markdown_that_wraps_verdict_first(planted):
         f"; probe loss {snapshot.loss:.4g}, |grad L| {snapshot.grad_norm:.2g}."
     )
     ratio = snapshot.spectrum.lambda_max * 0.9 / 2
-    assert alert.startswith(f"- **lambda_max\\*lr/2 = {ratio:.3g} > 1 at step 3: gradient descent is unstable")
+    assert alert.startswith(f"- **stability ratio {ratio:.3g} > 1 at step 3: the optimizer is unstable")
     for heading in ("Hessian", "Critical point", "Convexity", "Redundancy"):
         assert f"<strong>{heading}</strong>" in page
     assert page.count("<ul>") >= 4 and "<table>" in page

@@ -247,3 +247,17 @@ def test_a_run_escaping_to_infinity_is_said_so_in_the_scalars_the_report_and_the
     assert "**diverging: no critical point at finite distance**" in report
     assert f"carried by neurons {pair[0]}, {pair[1]} (output weights" in " ".join(report.split())  # not a tuple
     assert str(pair) not in report and str(pair) in run_verdict([snapshot])
+
+
+def test_a_run_without_figures_says_why_in_the_images_tab(setting, tmp_path):
+    model, teacher, data = setting
+    probe = LandscapeProbe(model, LOSS, data, quantities=["spectrum"])
+    with SummaryWriter(tmp_path) as writer:
+        sink = TensorBoardSink(writer)
+        sink.log(probe.snapshot(0, full=False), figures=False)
+        sink.note("figures were not drawn: they would cost about 0.6 s beyond the budget (max_overhead=0.05)")
+        sink.close("verdict", 0)
+    events = read(tmp_path)
+    assert events.Tags()["images"] == ["landscape/figures/not_drawn"]
+    image = events.Images("landscape/figures/not_drawn")[0]
+    assert image.width >= 400 and image.height >= 100

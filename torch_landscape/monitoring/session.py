@@ -200,9 +200,10 @@ class MonitoringSession:
             begin = self.pacer.clock()
             self._draw(last)
             self.pacer.record_overhead(self.pacer.clock() - begin)
-        verdict = self.verdict
+        begin, verdict = self.pacer.clock(), self.verdict
         for sink in self.sinks:
             sink.close(verdict, step)
+        self.pacer.record_overhead(self.pacer.clock() - begin)  # the closing text and any placeholder image
         return verdict
 
     def evaluate(self, step: int, decision: Decision, figures: bool = False) -> LandscapeSnapshot:

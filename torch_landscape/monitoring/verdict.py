@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from ..convexity.pl import PLEstimate
 from ..critical.classify import CriticalPoint
-from ..redundancy import MLPRedundancy, RedundancyReport
+from ..redundancy import MLPRedundancy, RedundancyReport, neurons_words
 from ..snapshot import LandscapeSnapshot
 
 #: μ with L̂* lowered by one more margin within this factor of μ: the PL ratio does not hinge on L̂*.
@@ -44,7 +44,7 @@ def run_verdict(history: Sequence[LandscapeSnapshot], notes: Sequence[str] = ())
         ratio = stability_ratio(last)
         if ratio > 1:
             words.append(f"stability ratio {ratio:.3g} > 1: the optimizer is past its edge of stability")
-        words += _where(history)
+        words += where_words(history)
         words += _redundancy(history)
         words += [f"contradiction ({c.pair}): {c.reason}" for c in last.contradictions]
     words += [f"note: {note}" for note in notes]
@@ -129,7 +129,7 @@ def _rate(estimates: list[PLEstimate], loss_star: float) -> tuple[float, int, in
     return ratio ** (1.0 / (recent[-1].step - recent[0].step)), recent[0].step, recent[-1].step
 
 
-def _where(history: Sequence[LandscapeSnapshot]) -> list[str]:
+def where_words(history: Sequence[LandscapeSnapshot]) -> list[str]:
     """Where training stands: escaping to infinity, else from the latest critical-point test (with its step
     when older than the run)."""
     escape = history[-1].divergence
@@ -162,5 +162,5 @@ def _redundancy(history: Sequence[LandscapeSnapshot]) -> list[str]:
     report: RedundancyReport | MLPRedundancy = latest.redundancy  # type: ignore[assignment]
     if report.effective_width >= report.width:
         return [f"no redundant neuron (width {report.width})"]
-    claims = ", ".join(f"{finding.rule} {list(finding.neurons)}" for finding in report.claims)
+    claims = ", ".join(f"{finding.rule} ({neurons_words(finding.neurons)})" for finding in report.claims)
     return [f"width {report.width} but effective width {report.effective_width}: {claims}"]

@@ -43,6 +43,7 @@ from .report import (
     OutputChange,
     RedundancyFinding,
     RedundancyReport,
+    neurons_words,
 )
 from .search import neuron_redundancy
 
@@ -57,6 +58,7 @@ __all__ = [
     "mlp_redundancy",
     "neuron_redundancy",
     "redundancy_nullity_check",
+    "neurons_words",
     # The values of RedundancyFinding.rule and .level, to select findings without spelling the strings.
     "ALWAYS_ACTIVE",
     "ANTIPODAL",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import torch
@@ -25,6 +26,12 @@ ALWAYS_ACTIVE = "always active on data"
 LINEAR_ON_DATA = "linear on data"
 PATTERN = "same activation pattern"
 DEPENDENCE = "linear dependence"
+
+
+def neurons_words(neurons: Iterable[int]) -> str:
+    """``neuron 0`` or ``neurons 2, 5``: neuron numbers in words, as reports print them."""
+    numbers = [str(int(i)) for i in neurons]
+    return f"neuron{'s' * (len(numbers) != 1)} {', '.join(numbers)}"
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,11 @@ from __future__ import annotations
 import math
 import re
 import textwrap
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 
 from ..monitoring.sinks import EvaluationCost, Sink
-from ..monitoring.verdict import _where, events
-from ..redundancy import MLPRedundancy, RedundancyFinding, RedundancyReport
+from ..monitoring.verdict import events, where_words
+from ..redundancy import MLPRedundancy, RedundancyFinding, RedundancyReport, neurons_words
 from ..snapshot import LandscapeSnapshot
 
 #: List items are wrapped here in the source; TensorBoard joins their lines and wraps them to its width.
@@ -33,12 +33,6 @@ _LINE_MARKER = re.compile(r"\s*([-+*>#|]|\d+[.)])(\s|$)")
 
 #: A neuron tuple or list as the core's sentences print it: "neurons (1, 4)", "neuron [3]".
 _NEURON_TUPLE = re.compile(r"\bneurons? [(\[](\d+(?:, \d+)*),?[)\]]")
-
-
-def neurons_words(neurons: Iterable[int]) -> str:
-    """``neuron 0`` or ``neurons 2, 5``."""
-    numbers = [str(int(i)) for i in neurons]
-    return f"neuron{'s' * (len(numbers) != 1)} {', '.join(numbers)}"
 
 
 def loss_words(snapshot: LandscapeSnapshot) -> str:
@@ -109,7 +103,7 @@ def snapshot_verdict(snapshot: LandscapeSnapshot) -> str:
     escaping to infinity or the kind of point (the first clause of the run verdict's words; the report's
     sections give the evidence), then the loss and gradient."""
     if math.isfinite(snapshot.loss):
-        where = [_clauses(words)[0] for words in _where([snapshot])]
+        where = [_clauses(words)[0] for words in where_words([snapshot])]
     else:
         where = events(None, snapshot)[:1]
     return _plain("; ".join([*where, loss_words(snapshot)]))

@@ -331,6 +331,7 @@ class TensorBoardSink(Sink):
         self._charts: tuple[Any, ...] | None = None
         self._started = False
         self._drew = False
+        self._undrawn = ""  # why figures were not drawn, as the session's notes say
 
     def start(self, description: str, skipped: Sequence[str]) -> None:
         if not self._started:
@@ -360,8 +361,18 @@ class TensorBoardSink(Sink):
     def event(self, step: int, text: str) -> None:
         self.writer.add_text("landscape/events", text, step)
 
+    def note(self, text: str) -> None:
+        if text.startswith(("figures were not drawn", "the closing full evaluation was skipped")):
+            self._undrawn = text
+
     def close(self, verdict: str, step: int) -> None:
         self.writer.add_text("landscape/verdict", verdict, step)
+        if not self._drew:  # the Images tab says why it is empty
+            from . import figures as plots
+
+            reason = self._undrawn or "no figures were drawn in this run: figures=False, or no full evaluation"
+            image = plots.to_image(plots.placeholder_figure(reason))
+            self.writer.add_image("landscape/figures/not_drawn", image, step, dataformats="HWC")
         constant = self.not_charted()
         if constant:
             lines = [f"- {title}: **{value:.6g}** at all {count} evaluations" for title, value, count in constant]
