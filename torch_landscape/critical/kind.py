@@ -181,7 +181,8 @@ def _explain(
     if _ambiguous(counts, spectra) and spectra.converged:
         notes.append(
             "ambiguous: an eigenvalue lies within a decade of tau, so the counts depend on the tolerance "
-            f"(index, nullity, quotient nullity at tau/10, tau, 10 tau: {[c[1:] for c in counts]})"
+            "(index/nullity/quotient nullity at tau/10, tau, 10 tau: "
+            f"{'; '.join('/'.join(map(str, c[1:])) for c in counts)})"
         )
     if tangents is not None and tangents.note and not basis.rank and kind != "nondegenerate_min":
         notes.append(f"symmetries: {tangents.note}")
