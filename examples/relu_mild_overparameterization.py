@@ -201,16 +201,8 @@ def robustness(seed: int, steps: int = 1600) -> dict[str, bool]:
     }
 
 
-def main(quick: bool = False, logdir: str | Path = "runs", seed: int = 0) -> dict:
-    report = Report(
-        f"Mild over-parameterization on the population loss: ReLU students of width k* = {K} and k* + 1 (d = {D})",
-        "Safran, Yehudai & Shamir, COLT 2021, arXiv:2006.01005; Xu & Du, COLT 2023; docs/theory.md §9, §6 E1, §2.4",
-    )
-    teacher, u = teacher_and_complement(seed)
-    steps = 400 if quick else 1600
-    tb = writer(logdir, NAME)
-    results: dict = {}
-
+def report_exact(report, teacher: torch.Tensor, seed: int, steps: int, tb) -> dict:
+    """Part 1: width k*, at the teacher and along gradient descent."""
     report.section(f"1. width k* = {K}: the teacher itself, and gradient descent from 0.1·N(0, I) ({steps} steps)")
     at_teacher = classify_critical_point(GaussianReLUObjective(relu_network(teacher), teacher))
     exact = descend(K, teacher, seed, steps, tb)
@@ -223,14 +215,18 @@ def main(quick: bool = False, logdir: str | Path = "runs", seed: int = 0) -> dic
         f"slope {exact['slope']:.3f}"
     )
     report.check(
-        "width k*: a nondegenerate minimum with λ_min = ¼ − 1/(2π); the PL ratio tends to it (linear rate)",
+        "width k*: a nondegenerate minimum with λ_min = ¼ − 1/(2π); the PL ratio tends to it (within 1e-3: a linear "
+        "rate along the slowest direction)",
         at_teacher.kind == "nondegenerate_min"
         and abs(at_teacher.lambda_min - LAMBDA_MIN_AT_TEACHER) < 1e-12
-        and abs(exact["mu_last"] / LAMBDA_MIN_AT_TEACHER - 1) < 0.02,
+        and abs(exact["mu_last"] / LAMBDA_MIN_AT_TEACHER - 1) < 1e-3,
         f"{at_teacher.kind}, λ_min = {at_teacher.lambda_min:.6f}, last PL ratio {exact['mu_last']:.5f}",
     )
-    results["exact"] = {**exact, "kind": at_teacher.kind, "lambda_min": at_teacher.lambda_min}
+    return {**exact, "kind": at_teacher.kind, "lambda_min": at_teacher.lambda_min}
 
+
+def report_wide(report, teacher: torch.Tensor, seed: int, steps: int, tb) -> dict:
+    """Part 2: width k* + 1 along gradient descent."""
     report.section(f"2. width k* + 1 = {K + 1}: gradient descent from 0.1·N(0, I) ({steps} steps)")
     wide = descend(K + 1, teacher, seed, steps, tb)
     report.line(
@@ -239,12 +235,15 @@ def main(quick: bool = False, logdir: str | Path = "runs", seed: int = 0) -> dic
     )
     report.check(
         "width k* + 1: PL fails (PL ratio below a tenth of λ_min), polynomial signature: slope > 1.05, η·t ratio "
-        "in (2.5, 5)",
+        "in (2.5, 5) (under PL: slope 1, η·t ratio ≈ 2ηtμ, tens here)",
         wide["mu_last"] < 0.1 * LAMBDA_MIN_AT_TEACHER and wide["slope"] > 1.05 and 2.5 < wide["eta_t_ratio"] < 5,
         f"PL ratio {fmt(wide['mu_last'])}, slope {wide['slope']:.3f}, η·t ratio {wide['eta_t_ratio']:.3f}",
     )
-    results["wide"] = wide
+    return wide
 
+
+def report_curvature(report, teacher: torch.Tensor, u: torch.Tensor) -> dict:
+    """Part 3: the split global minimum and the negative curvature next to it."""
     report.section("3. width k* + 1: the split global minimum θ* = (v_1/2, v_1/2, v_2), and θ(t) = θ* + t(u, u, 0)/√2")
     curvature = curvature_path(teacher, u)
     report.line(
@@ -266,10 +265,13 @@ def main(quick: bool = False, logdir: str | Path = "runs", seed: int = 0) -> dic
         and (curvature["star_index"], curvature["star_nullity"]) == (0, D),
         f"λ_min/t at t = {last['t']:.0e}: {last['lambda_min'] / last['t']:+.5f}; θ* {curvature['star_kind']}",
     )
-    results["curvature"] = curvature
+    return curvature
 
+
+def report_one_point(report, teacher: torch.Tensor, directions: int, seed: int) -> dict:
+    """Part 4: one-point convexity toward θ*, at the certified critical point θ*."""
     report.section("4. one-point convexity toward θ*, at θ* + rD (θ* critical: ‖∇L(θ*)‖ at rounding)")
-    one_point = one_point_at_the_split_minimum(teacher, 50 if quick else 200, seed)
+    one_point = one_point_at_the_split_minimum(teacher, directions, seed)
     for i, r in enumerate(one_point["radii"]):
         null = [format(n["rho"][i], ".2e") for n in one_point["null"]]
         report.line(
@@ -279,13 +281,16 @@ def main(quick: bool = False, logdir: str | Path = "runs", seed: int = 0) -> dic
     decay = one_point_decay(one_point)
     report.check(
         "one-point strongly convex in most directions (ρ > 0 in every random D), not locally: along the null "
-        "directions of H(θ*) ρ ∝ r → 0 (a factor 0.1 per decade of r, within 0.05–0.2)",
-        min(one_point["random_min"]) > 0 and all(0.05 < f < 0.2 for f in decay),
+        "directions of H(θ*) ρ ∝ r → 0 (a factor 0.1 per decade of r, within 0.09–0.11)",
+        min(one_point["random_min"]) > 0 and all(0.09 < f < 0.11 for f in decay),
         f"random min ρ {min(one_point['random_min']):.3e}; null-direction ρ per decade of r: "
         f"{[format(f, '.3f') for f in decay]}",
     )
-    results["one_point"] = one_point
+    return one_point
 
+
+def report_split(report, quick: bool) -> dict:
+    """Part 5: a certified spurious minimum with one neuron split in halves."""
     report.section(
         f"5. a certified spurious minimum of k = n = {SPURIOUS_WIDTH} (V = I, start {SPURIOUS_SEED}) with one neuron "
         "split into halves"
@@ -308,7 +313,24 @@ def main(quick: bool = False, logdir: str | Path = "runs", seed: int = 0) -> dic
         and all(s["kind"] == "strict_saddle" and s["index"] == SPURIOUS_WIDTH - 1 for s in split["splits"]),
         f"{split['small_kind']} → {sorted({(s['kind'], s['index']) for s in split['splits']})}",
     )
-    results["split"] = split
+    return split
+
+
+def main(quick: bool = False, logdir: str | Path = "runs", seed: int = 0) -> dict:
+    report = Report(
+        f"Mild over-parameterization on the population loss: ReLU students of width k* = {K} and k* + 1 (d = {D})",
+        "Safran, Yehudai & Shamir, COLT 2021, arXiv:2006.01005; Xu & Du, COLT 2023; docs/theory.md §9, §6 E1, §2.4",
+    )
+    teacher, u = teacher_and_complement(seed)
+    steps = 400 if quick else 1600
+    tb = writer(logdir, NAME)
+    results = {
+        "exact": report_exact(report, teacher, seed, steps, tb),
+        "wide": report_wide(report, teacher, seed, steps, tb),
+        "curvature": report_curvature(report, teacher, u),
+        "one_point": report_one_point(report, teacher, 50 if quick else 200, seed),
+        "split": report_split(report, quick),
+    }
     tb.close()
     return report.finish(Path(logdir) / NAME, results=results)
 
