@@ -323,7 +323,7 @@ def linear_nets(report, logdir, quick):
                 p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64))
         return net
 
-    report.section(f"B. linear networks y = a·(Wx), d = {d}, h = {h}, n = {n}; least-squares L* = {loss_star:.6f}")
+    report.section(f"C. linear networks y = a·(Wx), d = {d}, h = {h}, n = {n}; least-squares L* = {loss_star:.6f}")
     inits = 4 if quick else 10
     gaps, kinds, indices = [], [], []
     for seed in range(inits):
