@@ -107,7 +107,16 @@ def lbfgs(
         return float(loss_fn(model(x), y))
 
 
-def newton_polish(model: nn.Module, loss_fn: Callable, data, *, steps: int = 60, rtol: float = 1e-14) -> float:
+def newton_polish(
+    model: nn.Module,
+    loss_fn: Callable | None = None,
+    data=None,
+    *,
+    objective=None,
+    steps: int = 60,
+    rtol: float = 1e-14,
+    atol: float = 0.0,
+) -> float:
     """Newton steps θ ← θ − t·|H|⁺∇L on the dense float64 Hessian (an optimiser for small nets); returns ‖∇L‖.
 
     L-BFGS stalls at ‖∇L‖ ~ 1e-7…1e-11 near a singular minimum: in a direction where the loss grows like
@@ -115,13 +124,16 @@ def newton_polish(model: nn.Module, loss_fn: Callable, data, *, steps: int = 60,
     δ by 2/3 per step. |H|⁺ takes absolute eigenvalues and drops those below rtol·max|λ| (rounding level:
     the exact symmetry and flat directions); t is halved from 1 until the loss does not rise beyond
     rounding and ‖∇L‖ or L falls. The model ends at the last kept point. Not a diagnostic: the examples
-    classify the result with the library afterwards.
+    classify the result with the library afterwards. ``objective`` (an Objective of ``model`` in float64, e.g.
+    a population one) replaces (loss_fn, data); ``atol`` is the absolute rounding of a loss computed by
+    cancellation (a population loss near 0 can even round below 0), added to the relative 1e-14·|L|.
     """
     from torch.func import jacrev
 
     from torch_landscape import Objective
 
-    objective = Objective(model, loss_fn, data, dtype=torch.float64)
+    if objective is None:
+        objective = Objective(model, loss_fn, data, dtype=torch.float64)
     theta = objective.theta
     loss, gradient = objective.loss_and_gradient(theta)
     for _ in range(steps):
@@ -134,7 +146,9 @@ def newton_polish(model: nn.Module, loss_fn: Callable, data, *, steps: int = 60,
             trial = theta - t * direction
             trial_loss, trial_gradient = objective.loss_and_gradient(trial)
             # The loss moves by rounding only (~1e-16·L) once the gradient is tiny: then judge ‖∇L‖.
-            if trial_loss <= loss * (1 + 1e-14) and (trial_loss < loss or trial_gradient.norm() < gradient.norm()):
+            if trial_loss <= loss + 1e-14 * abs(loss) + atol and (
+                trial_loss < loss or trial_gradient.norm() < gradient.norm()
+            ):
                 break
         else:
             break

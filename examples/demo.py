@@ -251,11 +251,15 @@ def outcome(
 
 def story(o: SeedOutcome) -> tuple[bool, str]:
     """Whether an outcome tells the demo's story, and in words what it is."""
-    if o.loss > GLOBAL_LOSS or not o.critical:
+    if not o.critical:
         return False, (
-            f"did not reach a zero-loss critical point within the iteration budget (L = {o.loss:.1e}, "
+            f"did not reach a critical point within the iteration budget (L = {o.loss:.1e}, "
             f"|grad L| = {o.grad_norm:.1e}; the library says {o.kind})"
         )
+    if o.loss > GLOBAL_LOSS:
+        what = "a non-global local minimum" if o.morse_index == 0 else "a non-global critical point"
+        convex = ", strongly convex there: a genuine spurious minimum" if o.kind == "nondegenerate_min" else ""
+        return False, f"{what}: L = {o.loss:.1e} > 0 at |grad L| = {o.grad_norm:.1e}, {o.kind}{convex}"
     if o.width == TEACHER_WIDTH:
         if o.kind == "nondegenerate_min" and o.effective_width == o.width:
             return True, "a strongly convex (nondegenerate) minimum in the efficient domain"

@@ -201,6 +201,23 @@ def draw_the_line(small: nn.Sequential, x, y, tb) -> None:
     tb.add_image("landscape/figures/loss_slices_split_line", to_image(slice_1d_figure(lines, 0)), 0, dataformats="HWC")
 
 
+def line_ends(seed: int, n: int = 60) -> dict:
+    """The construction with the residual drawn from ``seed``: θ̄ and both ends of the split line, classified
+    (the robustness of the story over seeds; ``main`` uses seed 0)."""
+    small, x, y, _ = build_case(n, seed)
+    loss_fn = nn.MSELoss()
+    points = [classify_critical_point(net, loss_fn, (x, y)) for net in (small, split(small, 0.5), split(small, 1.5))]
+    return {
+        "seed": seed,
+        "small": points[0].kind,
+        "start": (points[1].kind, points[1].morse_index, points[1].nullity),
+        "end": (points[2].kind, points[2].morse_index, points[2].nullity),
+        "holds": points[0].kind == "nondegenerate_min"
+        and (points[1].kind, points[1].morse_index, points[1].nullity) == ("degenerate", 0, 1)
+        and (points[2].kind, points[2].morse_index) == ("strict_saddle", D + 1),
+    }
+
+
 def main(quick: bool = False, logdir: str | Path = "runs") -> dict:
     report = Report(
         "Split-neuron escape: a degenerate non-global minimum on a flat line of critical points",

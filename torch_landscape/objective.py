@@ -225,6 +225,10 @@ class Objective:
 
     Attributes
     ----------
+    sample_mean : bool
+        True: L is the weighted mean over ``batches`` of a per-sample loss, which the structured
+        one-hidden-layer formulas assume (docs/theory.md §1.1.1). A subclass computing L otherwise (the
+        closed-form population losses of :mod:`torch_landscape.population`) sets it False.
     theta : Tensor
         The current flat parameters (a detached copy in ``dtype``).
     names, shapes
@@ -232,6 +236,8 @@ class Objective:
     num_samples : int
         n, the total number of samples (over all ranks of ``process_group``).
     """
+
+    sample_mean = True
 
     def __init__(
         self,

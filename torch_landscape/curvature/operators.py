@@ -313,4 +313,5 @@ def hessian_operator_class(objective: Objective) -> type[HessianOperator]:
     checked (one forward pass) only when the structure is first used — by a dense assembly, or by the
     products of a network small enough for them to win — and the generic path is taken if it is not.
     """
-    return StructuredHessian if shallow_layers(objective) is not None else AutogradHessian
+    structured = objective.sample_mean and shallow_layers(objective) is not None  # a population loss: autograd
+    return StructuredHessian if structured else AutogradHessian

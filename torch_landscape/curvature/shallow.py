@@ -289,6 +289,8 @@ def shallow_parameters(objective: Objective) -> tuple[ShallowNetwork, dict[str, 
 
 
 def _shallow_layout(objective: Objective) -> _Layout | None:
+    if not objective.sample_mean:  # no samples to sum the structured terms over: autograd of L instead
+        return None
     layout = _rank_layout(objective)
     if objective.process_group is None or objective.all_agree(layout is not None):
         return layout
