@@ -421,3 +421,36 @@ def test_dead_relu_with_nonzero_output_weight_is_named_dead():
     x = torch.linspace(-1, 1, 41, dtype=torch.float64)[:, None]
     report = neuron_redundancy(model, (x, model(x).detach()))
     assert [(f.rule, f.neurons) for f in report.findings if f.verified] == [("dead on data", (1,))]
+
+
+class SkipAroundHidden(nn.Module):
+    """out(tanh(hidden(x)) + x): a one-hidden-layer network with a skip connection around its hidden layer."""
+
+    def __init__(self, plain: bool = False) -> None:
+        super().__init__()
+        self.hidden, self.act, self.out = nn.Linear(3, 3), nn.Tanh(), nn.Linear(3, 1)
+        self.plain = plain
+
+    def forward(self, x):
+        h = self.act(self.hidden(x))
+        return self.out(h if self.plain else h + x)
+
+
+def test_merges_are_verified_on_the_whole_model():
+    """Neurons 0 and 2 are duplicates: merging them keeps out(tanh(hidden(x))) but not the model with the skip
+    connection (the merged hidden layer is narrower than x). The claim is made for the plain network only."""
+    torch.manual_seed(0)
+    skip = SkipAroundHidden().double()
+    with torch.no_grad():
+        skip.hidden.weight[2] = skip.hidden.weight[0]
+        skip.hidden.bias[2] = skip.hidden.bias[0]
+    x = torch.randn(200, 3, dtype=torch.float64)
+    report = neuron_redundancy(skip, x)
+    assert report.effective_width == 3 and not report.claims
+    assert any("skip connection" in note for note in report.notes)
+    plain = SkipAroundHidden(plain=True).double()
+    plain.load_state_dict(skip.state_dict())
+    report = neuron_redundancy(plain, x)
+    assert report.effective_width == 2 and [tuple(f.neurons) for f in report.claims] == [(0, 2)]
+    merged = report.merged_model()
+    assert float((merged(x) - plain(x)).abs().max()) <= report.tolerance.data

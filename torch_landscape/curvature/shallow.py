@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..objective import Objective
+from ..objective import Objective, preserved_rng
 
 
 class Square(nn.Module):
@@ -516,9 +516,14 @@ def resized_copy(
         (net.hidden_name, net.hidden, W, b),
         (net.output_name, net.output, A, c),
     ):
-        layer = nn.Linear(
-            weight.shape[1], weight.shape[0], bias=bias is not None, device=old.weight.device, dtype=old.weight.dtype
-        )
+        with preserved_rng([old.weight.device]):  # nn.Linear draws its initial weights; they are overwritten
+            layer = nn.Linear(
+                weight.shape[1],
+                weight.shape[0],
+                bias=bias is not None,
+                device=old.weight.device,
+                dtype=old.weight.dtype,
+            )
         with torch.no_grad():
             layer.weight.copy_(weight)
             if bias is not None:

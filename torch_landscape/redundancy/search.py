@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, replace
 from typing import Any
@@ -206,7 +207,10 @@ def neuron_redundancy(
         otherwise, the relative zero band of :func:`~torch_landscape.critical.classify.classify_critical_point`, so
         that what the Hessian test cannot tell from a redundancy is reported as one (not as a claim).
     layers
-        (hidden, activation, output) module names, for models the automatic search does not understand.
+        (hidden, activation, output) module names, for models the automatic search does not understand; ``data``
+        and ``probe_points`` are then that hidden layer's inputs, and the merges are verified on the three layers
+        (without ``layers``, also on the whole model: a skip connection can make a merge that keeps the
+        network's outputs change the model's).
     l1_max_cost
         Rule L1 factorises the n×m feature matrix (≈ 2·n·m·min(n, m) flops); above this budget it is skipped
         and a note says so. The other rules cost O(n·m·d) per neuron statistic and O(m²·d) for pairs.
@@ -218,25 +222,94 @@ def neuron_redundancy(
     net = find_shallow(model, layers)
     tol, near_rtol = _tolerances(net, tol, near_rtol)
     setup = _prepare(net, data, probe_points, num_probe_points, seed, tol)
-    network, outputs, sets, inputs = setup.network, setup.outputs, setup.sets, setup.inputs
-    ctx = _Context(
-        _activation_class(net),
-        net.kind,
-        net.hidden.bias is not None,
-        net.output.bias is not None,
-        setup.center,
-        setup.spread,
-        setup.scale,
-        candidate_score,
-        l1_max_cost,
-        [_completeness_note(net.kind)],
+    ctx = _context(net, setup, candidate_score, l1_max_cost)
+    neuron_scores = _neuron_views(setup.network, ctx)
+    search = _search(setup, ctx, near_rtol)
+    if layers is None:  # the model takes the shallow network's inputs: its own outputs must survive the merges
+        search = _on_the_whole_model(model, net, setup, search, ctx)
+    norms: tuple[float | None, float | None] = (None, None)
+    if loss_fn is not None and setup.targets is not None:
+        merged = resized_copy(model, net, *search.merged[FUNCTION])
+        norms = (_gradient_norm(model, loss_fn, data), _gradient_norm(merged, loss_fn, data))
+    return _report(model, net, setup, search, ctx, neuron_scores, (tol, near_rtol), norms)
+
+
+def _context(net: ShallowNetwork, setup: _Setup, candidate_score: float, l1_max_cost: float) -> _Context:
+    return _Context(
+        cls=_activation_class(net),
+        kind=net.kind,
+        has_bias=net.hidden.bias is not None,
+        has_c=net.output.bias is not None,
+        center=setup.center,
+        spread=setup.spread,
+        scale=setup.scale,
+        threshold=candidate_score,
+        l1_max_cost=l1_max_cost,
+        notes=[_completeness_note(net.kind)],
     )
+
+
+def _report(
+    model: nn.Module,
+    net: ShallowNetwork,
+    setup: _Setup,
+    search: _Search,
+    ctx: _Context,
+    neuron_scores: dict[str, Tensor],
+    tolerances: tuple[float, float],
+    gradient_norms: tuple[float | None, float | None],
+) -> RedundancyReport:
+    finite = {rule: value for rule, value in search.scores.items() if math.isfinite(value)}
+    score_rule = min(finite, key=finite.__getitem__) if finite else ""
+    U, A = setup.weights
+    return RedundancyReport(
+        kind=net.kind,
+        width=setup.network_width,
+        effective_width=search.function_width,
+        effective_width_on_data=search.data_width,
+        findings=tuple(search.findings),
+        score=finite.get(score_rule, math.inf),
+        score_rule=score_rule,
+        scores=finite,
+        max_output_change=OutputChange(search.change.get("data"), search.change.get("probes")),
+        max_output_change_on_data=search.data_change,
+        tolerance=OutputChange(*(setup.sets[name][1] if name in setup.sets else None for name in ("data", "probes"))),
+        output_weight_norm=torch.linalg.vector_norm(A, dim=0).cpu(),
+        input_weight_norm=torch.linalg.vector_norm(U[:, :-1], dim=1).cpu(),
+        neuron_scores=neuron_scores,
+        gradient_norm=gradient_norms[0],
+        merged_gradient_norm=gradient_norms[1],
+        notes=tuple(ctx.notes),
+        tol=tolerances[0],
+        near_rtol=tolerances[1],
+        _model=model,
+        _net=net,
+        _merged=search.merged,
+        _standardized=ctx.standardize(U).cpu(),
+        _others=_other_state(model, net),
+    )
+
+
+@dataclass(frozen=True)
+class _Search:
+    """What the merges found: the findings, the merged weights per level, the widths and output changes."""
+
+    findings: list[RedundancyFinding]
+    scores: dict[str, float]
+    merged: dict[str, tuple]
+    function_width: int
+    data_width: int | None
+    change: dict[str, float]
+    data_change: float | None
+
+
+def _search(setup: _Setup, ctx: _Context, near_rtol: float) -> _Search:
+    """The function-level merges, then the data-level ones, each verified on the shallow network's outputs."""
+    network, outputs, sets, inputs = setup.network, setup.outputs, setup.sets, setup.inputs
     findings: list[RedundancyFinding] = []
     scores: dict[str, float] = {}
-    neuron_scores = _neuron_views(network, ctx)
     fit = (setup.residual, setup.scale, near_rtol)
     m = network.width
-
     _function_level(network, ctx, _Verifier(list(sets.values()), fit), findings, scores)
     merged = {FUNCTION: network.weights(ctx.has_bias)}
     function_width = network.width
@@ -256,39 +329,53 @@ def neuron_redundancy(
             if data_width < function_width
             else change["data"]
         )
-    finite = {rule: value for rule, value in scores.items() if math.isfinite(value)}
-    score_rule = min(finite, key=finite.__getitem__) if finite else ""
-    gradient_norm = merged_gradient_norm = None
-    if loss_fn is not None and setup.targets is not None:
-        gradient_norm = _gradient_norm(model, loss_fn, data)
-        merged_gradient_norm = _gradient_norm(resized_copy(model, net, *merged[FUNCTION]), loss_fn, data)
-    U, A = setup.weights
-    return RedundancyReport(
-        kind=net.kind,
-        width=m,
-        effective_width=function_width,
-        effective_width_on_data=data_width,
-        findings=tuple(findings),
-        score=finite.get(score_rule, math.inf),
-        score_rule=score_rule,
-        scores=finite,
-        max_output_change=OutputChange(change.get("data"), change.get("probes")),
-        max_output_change_on_data=data_change,
-        tolerance=OutputChange(*(sets[name][1] if name in sets else None for name in ("data", "probes"))),
-        output_weight_norm=torch.linalg.vector_norm(A, dim=0).cpu(),
-        input_weight_norm=torch.linalg.vector_norm(U[:, :-1], dim=1).cpu(),
-        neuron_scores=neuron_scores,
-        gradient_norm=gradient_norm,
-        merged_gradient_norm=merged_gradient_norm,
-        notes=tuple(ctx.notes),
-        tol=tol,
-        near_rtol=near_rtol,
-        _model=model,
-        _net=net,
-        _merged=merged,
-        _standardized=ctx.standardize(U).cpu(),
-        _others=_other_state(model, net),
+    return _Search(findings, scores, merged, function_width, data_width, change, data_change)
+
+
+def _on_the_whole_model(
+    model: nn.Module, net: ShallowNetwork, setup: _Setup, search: _Search, ctx: _Context
+) -> _Search:
+    """The merges checked on the whole model: where it computes more than output(σ(hidden(x))) (a skip
+    connection, a layer after the output), a merge that keeps the shallow network's outputs need not keep the
+    model's. A merged model whose outputs differ by more than the tolerance loses every claim of its level."""
+    if search.function_width == setup.network_width and search.data_width in (None, setup.network_width):
+        return search
+    checks = [(FUNCTION, name) for name in setup.sets] + ([(DATA, "data")] if DATA in search.merged else [])
+    failed = set()
+    for level, name in checks:
+        points, tolerance, _ = setup.sets[name]
+        if _model_change(model, net, search.merged[level], points) > tolerance:
+            failed.add(level)
+    if not failed:
+        return search
+    width = setup.network_width
+    ctx.notes.append(
+        "the merged networks change the model's own outputs beyond the tolerance (it computes more than "
+        "Linear → activation → Linear, e.g. a skip connection): no merge is claimed"
     )
+    findings = [replace(f, verified=False) if f.level in failed else f for f in search.findings]
+    return replace(
+        search,
+        findings=findings,
+        function_width=width if FUNCTION in failed else search.function_width,
+        data_width=width
+        if DATA in failed or FUNCTION in failed and search.data_width is not None
+        else search.data_width,
+    )
+
+
+def _model_change(model: nn.Module, net: ShallowNetwork, weights: tuple, points: Tensor) -> float:
+    """max |model(x) − merged model(x)| over ``points``, both evaluated in float64 and eval mode."""
+    original = copy.deepcopy(model).double().eval()
+    names = (net.hidden_name, net.activation_name, net.output_name)
+    W, b, A, c = weights
+    double = (W.double(), None if b is None else b.double(), A.double(), None if c is None else c.double())
+    merged = resized_copy(original, find_shallow(original, names), *double)
+    try:
+        with torch.no_grad():
+            return float((merged(points.double()) - original(points.double())).abs().max())
+    except RuntimeError:  # the merged width no longer fits the rest of the model (a skip connection's addition)
+        return math.inf
 
 
 @dataclass(frozen=True)
@@ -305,6 +392,11 @@ class _Setup:
     scale: float  # RMS ‖f − f̄‖ over all points
     residual: float  # RMS ‖f − y‖ on the data, 0 without targets
     weights: tuple[Tensor, Tensor]  # U = [W b] and A as analysed (float64)
+
+    @property
+    def network_width(self) -> int:
+        """m, the width before any merge."""
+        return self.weights[0].shape[0]
 
 
 def _prepare(
