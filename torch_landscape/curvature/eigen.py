@@ -174,12 +174,14 @@ def _orthonormalize(block: Tensor, basis: Tensor, generator: torch.Generator) ->
     """
     block = block.clone()
     for _attempt in range(4):
+        # Deficiency is judged against the block before projection: what is left of a vector that lay in
+        # span(basis) is rounding noise, and noise normalised to a unit vector is not orthogonal to the
+        # basis (issue 22: with it a rank-deficient Hessian's "complete" basis gave λ_max 5.56 for 0.625).
+        scale = max(float(torch.linalg.vector_norm(block, dim=0).max()), torch.finfo(block.dtype).tiny)
         for _ in range(2):
             if basis.shape[1]:
                 block -= basis @ (basis.T @ block)
-        norms = torch.linalg.vector_norm(block, dim=0)
         q, r = torch.linalg.qr(block)
-        scale = max(float(norms.max()), torch.finfo(block.dtype).tiny)
         deficient = r.diagonal().abs() <= 1e-10 * scale
         if not deficient.any():
             if basis.shape[1] and q.shape[1] > 1:
@@ -327,7 +329,8 @@ def lanczos_spectrum(
     return Spectrum(
         eigenvalues=theta[index].detach().cpu().double(),
         error_bounds=(bounds + _rounding(size, scale, operator.dtype)).detach().cpu().double(),
-        converged=converged or complete,
+        # Converged means the tolerance was met, also when the basis spans the whole space (issue 22).
+        converged=bool((bounds <= tol * scale).all()),
         num_hvp=used,
         method="lanczos",
         num_parameters=size,
