@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -131,7 +132,23 @@ def find_shallow(model: nn.Module, layers: tuple[str, str, str] | None = None) -
     kind = _ACTIVATIONS.get(type(activation))
     if kind is None:
         raise _not_shallow(model, f"activation {type(activation).__name__} is not supported")
+    tied = _shared_parameters(model, {names[0]: hidden, names[2]: output})
+    if tied:
+        # θ holds a shared tensor once (as model.parameters() does); the structure's layout, its
+        # symmetries and its neuron merges all assume separate ones. The Hessian takes the autograd path.
+        raise _not_shallow(model, f"its layers share parameters with other modules (tied weights: {', '.join(tied)})")
     return ShallowNetwork(hidden, activation, output, names[0], names[1], names[2], kind)
+
+
+def _shared_parameters(model: nn.Module, layers: dict[str, nn.Module]) -> list[str]:
+    """The names of the layers' parameters that the model also holds elsewhere (tied weights)."""
+    counts = Counter(id(p) for _, p in model.named_parameters(remove_duplicate=False))
+    return [
+        f"{name}.{tensor}" if name else tensor
+        for name, layer in layers.items()
+        for tensor, parameter in layer.named_parameters(recurse=False)
+        if counts[id(parameter)] > 1
+    ]
 
 
 def _search(model: nn.Module, modules: dict[str, nn.Module]) -> list[str]:
