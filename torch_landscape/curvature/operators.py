@@ -14,6 +14,7 @@ Members here:
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
@@ -21,6 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..objective import Data, LossFunction, Objective, as_objective, check_finite, describe_size
 from .shallow import shallow_layers, structured_hessian, structured_products
@@ -44,6 +46,12 @@ class LinearOperator(Protocol):
     def matmat(self, vectors: Tensor) -> Tensor:
         """H V for V of shape (P, k)."""
         ...
+
+
+def twice_differentiable() -> contextlib.AbstractContextManager:
+    """Scaled-dot-product attention by its math kernel within: the fused CPU kernels (flash attention) have
+    no second derivative, the math kernel's operations do, and its values are exact (issue 22)."""
+    return sdpa_kernel(SDPBackend.MATH)
 
 
 def available_memory(device: torch.device) -> int:
@@ -265,7 +273,7 @@ class HessianOperator(SymmetricOperator):
         """Reverse-over-reverse products through a gradient graph built once (about one gradient each):
         g(θ) = ∇L(θ) with ``create_graph``, then H v = ∂(g·v)/∂θ, a block in one batched backward."""
         theta = self.objective.theta.detach().requires_grad_(True)
-        with torch.enable_grad():
+        with torch.enable_grad(), twice_differentiable():
             loss = self.objective.loss(theta)
             (gradient,) = torch.autograd.grad(loss, theta, create_graph=True)
         if self._loss_and_gradient is None:  # the graph gives L and ∇L for free
