@@ -21,7 +21,7 @@ import contextlib
 import math
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import torch
@@ -33,6 +33,7 @@ from .settings import check_dtype, check_params
 Batch = tuple[Tensor, Tensor]
 Data = Batch | Iterable[Batch]
 LossFunction = Callable[[Tensor, Tensor], Tensor]
+T = TypeVar("T")
 
 
 @contextlib.contextmanager
@@ -292,6 +293,20 @@ class Objective:
             loss = self.loss(theta)
             (gradient,) = torch.autograd.grad(loss, theta)
         return self.reduce_first_order(loss.detach(), gradient)
+
+    def memo(self, key: str, compute: Callable[[], T]) -> T:
+        """``compute()``, evaluated once per objective under ``key``. θ is fixed for the objective's life, so
+        what several diagnostics derive at θ (L and ∇L, a one-hidden-layer network's verified forward and
+        structure) is computed by the first that needs it and shared by the others."""
+        memos = self.__dict__.setdefault("_memos", {})
+        if key not in memos:
+            memos[key] = compute()
+        return memos[key]
+
+    def first_order(self) -> tuple[Tensor, Tensor]:
+        """(L(θ), ∇L(θ)) at the objective's own θ, detached, computed once (:meth:`memo`); a Hessian operator
+        takes them from the gradient graph or the shallow structure it builds anyway."""
+        return self.memo("first order", self.loss_and_gradient)
 
     def reduce_first_order(self, loss: Tensor, gradient: Tensor) -> tuple[Tensor, Tensor]:
         """(L, ∇L) from this rank's shares, in one all-reduce (unchanged in one process)."""

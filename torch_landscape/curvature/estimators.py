@@ -15,7 +15,7 @@ from ..settings import check_positive_int
 from .eigen import KrylovBasis, _orthonormalize
 from .operators import HessianOperator
 from .policy import DENSE_THRESHOLD
-from .shallow import structured_diagonal
+from .structured import structured_diagonal
 
 TraceMethod = Literal["auto", "exact", "dense", "hutchpp"]
 DensityMethod = Literal["auto", "dense", "slq"]
@@ -89,7 +89,7 @@ def hessian_trace(
     operator = _operator(model, loss_fn, data, params, dtype)
     size = operator.shape[0]
     if method in ("auto", "exact"):
-        diagonal = structured_diagonal(operator.objective)
+        diagonal = structured_diagonal(operator)
         if diagonal is not None:
             return TraceEstimate(float(diagonal.sum()), 0.0, 0, "exact")
         if method == "exact":

@@ -25,7 +25,8 @@ from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..objective import Data, LossFunction, Objective, as_objective, check_finite, describe_size
-from .shallow import shallow_layers, structured_hessian, structured_products
+from .shallow import shallow_layers
+from .structured import shallow_structure, structured_hessian, structured_products
 
 #: Above this many parameters a one-hidden-layer network's products go through the kept gradient graph.
 #: Measured (2 loaded CPU threads, float32, per vector, in gradients): at 193 parameters structured 1.2-1.5
@@ -245,7 +246,7 @@ class HessianOperator(SymmetricOperator):
         self.dtype = self.objective.dtype
         self.device = self.objective.device
         self.num_hvp = 0
-        self._loss_and_gradient: tuple[Tensor, Tensor] | None = None
+        self._graph: tuple[Tensor, Tensor] | None = None
         self._product_function: Callable[[Tensor], Tensor] | None = None
 
     @property
@@ -259,9 +260,28 @@ class HessianOperator(SymmetricOperator):
         return self._first_order()[1]
 
     def _first_order(self) -> tuple[Tensor, Tensor]:
-        if self._loss_and_gradient is None:
-            self._loss_and_gradient = self.objective.loss_and_gradient()
-        return self._loss_and_gradient
+        # Shared through the objective: whatever computes L and ∇L at this θ first serves every other user.
+        return self.objective.memo("first order", self._compute_first_order)
+
+    def _compute_first_order(self) -> tuple[Tensor, Tensor]:
+        # The products will need the gradient graph: L and ∇L come with it, for the price of its
+        # create_graph backward instead of a plain gradient and then the graph.
+        self._gradient_graph()
+        return self.objective.first_order()
+
+    def _gradient_graph(self) -> tuple[Tensor, Tensor]:
+        """(θ, g(θ) = ∇L(θ) with ``create_graph``): built once, kept for the operator's life; L and ∇L
+        are recorded on the objective on the way."""
+        if self._graph is None:
+            theta = self.objective.theta.detach().requires_grad_(True)
+            with torch.enable_grad(), twice_differentiable():
+                loss = self.objective.loss(theta)
+                (gradient,) = torch.autograd.grad(loss, theta, create_graph=True)
+            self.objective.memo(
+                "first order", lambda: self.objective.reduce_first_order(loss.detach(), gradient.detach())
+            )
+            self._graph = theta, gradient
+        return self._graph
 
     def _products(self, block: Tensor) -> Tensor:
         if self._product_function is None:
@@ -270,21 +290,22 @@ class HessianOperator(SymmetricOperator):
         return self.objective.all_reduce(self._product_function(block))
 
     def _make_products(self) -> Callable[[Tensor], Tensor]:
-        """Reverse-over-reverse products through a gradient graph built once (about one gradient each):
-        g(θ) = ∇L(θ) with ``create_graph``, then H v = ∂(g·v)/∂θ, a block in one batched backward."""
-        theta = self.objective.theta.detach().requires_grad_(True)
-        with torch.enable_grad(), twice_differentiable():
-            loss = self.objective.loss(theta)
-            (gradient,) = torch.autograd.grad(loss, theta, create_graph=True)
-        if self._loss_and_gradient is None:  # the graph gives L and ∇L for free
-            self._loss_and_gradient = self.objective.reduce_first_order(loss.detach(), gradient.detach())
+        """Reverse-over-reverse products through the kept gradient graph, H v = ∂(g·v)/∂θ, one backward
+        pass of the scalar g·v per vector (about one gradient each).
+
+        One at a time, not batched: torch's batched backward (``is_grads_batched``, a vmap) cost 2.3-4.2
+        gradients per vector at 52k parameters against 1.0-1.5 one by one, and a backward with a vector
+        ``grad_outputs`` makes torch import sympy on first use (0.3-0.8 s); a scalar's does neither
+        (benchmarks/products.py)."""
+        theta, gradient = self._gradient_graph()
 
         def products(block: Tensor) -> Tensor:
             with torch.enable_grad():
-                if block.shape[1] == 1:
-                    return torch.autograd.grad(gradient, theta, block[:, 0], retain_graph=True)[0][:, None]
-                vectors = block.T.contiguous()
-                return torch.autograd.grad(gradient, theta, vectors, retain_graph=True, is_grads_batched=True)[0].T
+                columns = [
+                    torch.autograd.grad(gradient @ block[:, i], theta, retain_graph=True)[0]
+                    for i in range(block.shape[1])
+                ]
+            return torch.stack(columns, dim=1)
 
         return products
 
@@ -296,20 +317,28 @@ class AutogradHessian(HessianOperator):
 class StructuredHessian(HessianOperator):
     """The Hessian of a one-hidden-layer network's objective (Linear → activation → Linear).
 
-    The dense matrix is assembled from the structure (:func:`~torch_landscape.curvature.shallow.structured_hessian`),
-    far cheaper than P products; products come from the structure up to ``STRUCTURED_PRODUCT_LIMIT``
-    parameters and through the kept gradient graph above, where that is cheaper.
+    L, ∇L, the dense matrix (:func:`~torch_landscape.curvature.structured.structured_hessian`, far cheaper
+    than P products) and the exact diagonal come from the network's structure, computed once per θ
+    (:func:`~torch_landscape.curvature.structured.shallow_structure`); products come from the structure up
+    to ``STRUCTURED_PRODUCT_LIMIT`` parameters and through the kept gradient graph above, where that is
+    cheaper.
     """
+
+    def _compute_first_order(self) -> tuple[Tensor, Tensor]:
+        structure = shallow_structure(self.objective)
+        if structure is None:
+            return super()._compute_first_order()
+        return self.objective.reduce_first_order(structure.loss, structure.gradient)
 
     def _make_products(self) -> Callable[[Tensor], Tensor]:
         if self.shape[0] <= STRUCTURED_PRODUCT_LIMIT:
-            products = structured_products(self.objective)
+            products = structured_products(self)
             if products is not None:
                 return products
         return super()._make_products()
 
     def _assemble(self, chunk_size: int) -> Tensor:
-        dense = structured_hessian(self.objective)
+        dense = structured_hessian(self)
         return self.objective.all_reduce(dense) if dense is not None else super()._assemble(chunk_size)
 
 
