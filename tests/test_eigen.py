@@ -255,3 +255,30 @@ def test_converged_means_the_tolerance_was_met_on_random_relu_mlps():
                 error = (spectrum.eigenvalues - expected[which]).abs()
                 assert (error <= tol * scale + rounding).all(), (seed, which, spectrum, expected[which])
     assert converged >= 60  # the flag is tested, not vacuous (all 72 converge today)
+
+
+def test_the_first_solves_in_a_process_import_nothing():
+    """Issue 25: the first product with a vector imported torch's symbolic shapes and sympy (0.29 s of a
+    first call). In a fresh interpreter, the products, solves, trace and density import no module."""
+    import subprocess
+    import sys
+
+    script = """
+import sys, torch
+from torch import nn
+from torch_landscape import HessianOperator, hessian_eigenvalues, hessian_trace, spectral_density
+torch.manual_seed(0)
+data = (torch.randn(16, 2), torch.randn(16, 1))
+deep = nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 3), nn.Tanh(), nn.Linear(3, 1))
+shallow = nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 1))
+before = set(sys.modules)
+for model in (deep, shallow):
+    operator = HessianOperator(model, nn.MSELoss(), data)
+    hessian_eigenvalues(operator, k=1, which="largest", method="lanczos")
+    operator.matmat(torch.ones(operator.shape[0], 3, dtype=torch.float64))
+    hessian_trace(operator, method="hutchpp", num_hvp=9)
+    spectral_density(operator, method="slq", num_steps=3)
+print(sorted(set(sys.modules) - before))
+"""
+    imported = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert imported.strip() == "[]"
