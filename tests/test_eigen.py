@@ -9,6 +9,7 @@ from test_hessian import T1_X, T1_Y, t1_model
 from test_operators import planted
 from torch_landscape import HessianOperator, hessian_eigenvalues
 from torch_landscape.curvature.eigen import lanczos_spectrum
+from torch_landscape.curvature.operators import MatrixOperator
 
 
 def test_linear_regression_eigenvalues_are_exact():
@@ -282,3 +283,21 @@ print(sorted(set(sys.modules) - before))
 """
     imported = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     assert imported.strip() == "[]"
+
+
+@pytest.mark.parametrize("spacing", [1e-6, 1e-5])
+def test_float32_stops_at_its_precision_floor_and_says_so(spacing):
+    """Issue 25: top-10 in float32 at 805k parameters with tol 1e-6 ran 300 products for nothing, its bounds
+    stuck at float32's floor. A cluster at the top closer than float32 resolves keeps the bounds above
+    tol = 1e-9 here (300 products and not converged before): the solver stops once they stall near the floor,
+    says so, and reports convergence at the tolerance reached; the bounds hold against the float64 truth."""
+    top = torch.tensor([9.0, 9.0 - spacing, 9.0 - 2 * spacing, 6.0, 5.2])
+    values = torch.cat([top, 0.3 * torch.randn(395, generator=torch.Generator().manual_seed(0))]).double()
+    single = MatrixOperator(planted(values, seed=3).matrix.float())
+    with pytest.warns(RuntimeWarning, match=r"stopped at the precision of torch.float32 products"):
+        spectrum = lanczos_spectrum(single, 3, "largest", tol=1e-9)
+    assert spectrum.converged and spectrum.num_hvp < 60
+    # Within a decade of the rounding floor √P·ε (P = 400), where it stalled.
+    assert 1e-9 < spectrum.tolerance <= 10 * 20 * torch.finfo(torch.float32).eps
+    truth = torch.sort(values).values[-3:]
+    assert ((spectrum.eigenvalues - truth).abs() <= spectrum.error_bounds).all()
