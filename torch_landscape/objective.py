@@ -303,6 +303,10 @@ class Objective:
             memos[key] = compute()
         return memos[key]
 
+    def memoized(self, key: str) -> bool:
+        """Whether :meth:`memo` has computed ``key`` already."""
+        return key in self.__dict__.get("_memos", {})
+
     def first_order(self) -> tuple[Tensor, Tensor]:
         """(L(θ), ∇L(θ)) at the objective's own θ, detached, computed once (:meth:`memo`); a Hessian operator
         takes them from the gradient graph or the shallow structure it builds anyway."""

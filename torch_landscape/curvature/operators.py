@@ -26,13 +26,14 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..objective import Data, LossFunction, Objective, as_objective, check_finite, describe_size
 from .shallow import shallow_layers
-from .structured import shallow_structure, structured_hessian, structured_products
+from .structured import STRUCTURE, shallow_structure, structured_hessian, structured_products
 
-#: Above this many parameters a one-hidden-layer network's products go through the kept gradient graph.
-#: Measured (2 loaded CPU threads, float32, per vector, in gradients): at 193 parameters structured 1.2-1.5
-#: vs autograd 1.3-1.7 for one vector, 0.3-0.7 vs 0.5-1.2 in blocks of 4-16; at 3.3k a tie (1.3-1.7 vs
-#: 1.3-1.6); at 52k structured loses (2.0-3.5 vs 1.5-4.4, the autograd one ahead in the quieter run), and
-#: its set-up (activation and loss derivatives per sample) costs 1.4-3.6 gradients more per operator.
+#: Up to this many parameters a one-hidden-layer network's products come from its structure; above it too
+#: when the structure is at hand already (its L and ∇L, or the exact trace, asked for first), else through
+#: the kept gradient graph. benchmarks/products.py (2 loaded CPU threads, per vector, in gradients): one
+#: product costs about the same either way (P = 321: 0.7-1.0 structured vs 0.8-2.6 graph; 2,561: 1.0-2.5
+#: vs 0.9-2.8; 52k: 1.4-2.0 vs 0.9-2.4), so what decides is the set-up: the graph's costs 0.8-1.0 gradient
+#: on top of the structure's, which a probe builds anyway; the structure's alone costs 1.4-3.3.
 STRUCTURED_PRODUCT_LIMIT = 2048
 
 
@@ -331,7 +332,7 @@ class StructuredHessian(HessianOperator):
         return self.objective.reduce_first_order(structure.loss, structure.gradient)
 
     def _make_products(self) -> Callable[[Tensor], Tensor]:
-        if self.shape[0] <= STRUCTURED_PRODUCT_LIMIT:
+        if self.shape[0] <= STRUCTURED_PRODUCT_LIMIT or self.objective.memoized(STRUCTURE):
             products = structured_products(self)
             if products is not None:
                 return products

@@ -244,21 +244,23 @@ class VerifiedForward:
     net : ShallowNetwork
     parameters : dict[str, Tensor]
         Every parameter of the two layers at θ (trainable ones as views of θ, frozen ones as constants).
-    pre_activations, outputs : tuple[Tensor, ...]
-        Per batch, z = W x + b and the model's outputs f_θ(x): what the structured quantities start from.
+    activations : tuple[tuple[Tensor, Tensor, Tensor], ...]
+        Per batch, σ(z), σ′(z) and σ″(z) at z = W x + b (:func:`network_derivatives`).
+    outputs : tuple[Tensor, ...]
+        Per batch, the model's outputs f_θ(x).
     """
 
     net: ShallowNetwork
     parameters: dict[str, Tensor]
-    pre_activations: tuple[Tensor, ...]
+    activations: tuple[tuple[Tensor, Tensor, Tensor], ...]
     outputs: tuple[Tensor, ...]
 
 
 def verified_forward(objective: Objective) -> VerifiedForward | None:
     """The shallow structure of the objective's model at θ, if L(θ) is exactly that of output(σ(hidden(x))).
 
-    One forward pass of the model per batch, computed once per objective and shared (its pre-activations
-    and outputs serve the structured Hessian, diagonal, gradient and products). None when the model is not
+    One forward pass of the model per batch, computed once per objective and shared (its activation
+    derivatives and outputs serve the structured Hessian, diagonal, gradient and products). None when the model is not
     a recognised one-hidden-layer network, when θ holds parameters outside it, or when the model's forward
     computes something else on the data.
     """
@@ -275,16 +277,15 @@ def _verified_forward(objective: Objective) -> VerifiedForward | None:
     tolerance = 1e3 * torch.finfo(objective.dtype).eps
     weight = parameters[net.parameter_name("hidden", "weight")]
     bias = parameters.get(net.parameter_name("hidden", "bias"))
-    sigma = activation_function(net)
-    pre_activations, outputs = [], []
+    activations, outputs = [], []
     with torch.no_grad():
         for x, _ in objective.batches:
             if x.ndim != 2:
                 return None
             model_outputs = objective.outputs(objective.theta, x)
-            z = torch.nn.functional.linear(x, weight, bias)
+            derivatives = network_derivatives(net, torch.nn.functional.linear(x, weight, bias))
             expected = torch.nn.functional.linear(
-                sigma(z),
+                derivatives[0],
                 parameters[net.parameter_name("output", "weight")],
                 parameters.get(net.parameter_name("output", "bias")),
             )
@@ -295,9 +296,9 @@ def _verified_forward(objective: Objective) -> VerifiedForward | None:
                 model_outputs, expected, rtol=tolerance, atol=tolerance * scale
             ):
                 return None
-            pre_activations.append(z)
+            activations.append(derivatives)
             outputs.append(model_outputs)
-    return VerifiedForward(net, parameters, tuple(pre_activations), tuple(outputs))
+    return VerifiedForward(net, parameters, tuple(activations), tuple(outputs))
 
 
 def shallow_parameters(objective: Objective) -> tuple[ShallowNetwork, dict[str, Tensor]] | None:

@@ -20,7 +20,10 @@ import torch
 from torch import Tensor
 
 from ..objective import Objective
-from .shallow import network_derivatives, verified_forward
+from .shallow import verified_forward
+
+#: The key of the structure in the objective's memo (:meth:`~torch_landscape.objective.Objective.memo`).
+STRUCTURE = "shallow structure"
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ def shallow_structure(source: Any) -> ShallowStructure | None:
     forward is not output(σ(hidden(x))), or the loss is not a mean of per-sample terms (with a process
     group: on any rank)."""
     objective = _objective(source)
-    return objective.memo("shallow structure", lambda: _agreed_structure(objective))
+    return objective.memo(STRUCTURE, lambda: _agreed_structure(objective))
 
 
 def _objective(source: Any) -> Objective:
@@ -146,14 +149,13 @@ def _rank_structure(objective: Objective) -> ShallowStructure | None:
     c_index = offsets[output_b] + arange(q) if output_b in offsets else None
     batches, losses = [], []
     gradient = A.new_zeros(size)
-    for (x, y), weight, z, outputs in zip(
-        objective.batches, objective.weights, forward.pre_activations, forward.outputs, strict=True
+    for (x, y), weight, (s, s1, s2), outputs in zip(
+        objective.batches, objective.weights, forward.activations, forward.outputs, strict=True
     ):
         derivatives = _output_derivatives(objective, outputs, y, weight)
         if derivatives is None:
             return None
         loss, G, Hout = derivatives
-        s, s1, s2 = network_derivatives(net, z)
         x_tilde = torch.cat([x, x.new_ones(x.shape[0], 1)], dim=1) if hidden_b in parameters else x
         # ∇L in closed form: ∂/∂u_i = Σ_j σ′(z_ji)(G_j·A_:i) x̃_j, ∂/∂A = Gᵀσ, ∂/∂c = Σ_j G_j.
         gradient[u_index] += (s1 * (G @ A)).T @ x_tilde
@@ -259,7 +261,10 @@ def structured_products(source: Any) -> Callable[[Tensor], Tensor] | None:
         return None
     A, u_index, a_index, c_index = structure.A, structure.u_index, structure.a_index, structure.c_index
     select = structure.select
-    budget = 2**26  # floats per intermediate (n, m, k) block: 512 MiB in float64
+    # Floats per (n, m, k) intermediate: vectors are taken a few at a time only while these stay cache-sized.
+    # Larger blocks cost more per vector than single ones (P = 2561, n = 2048: 3.4-3.7 gradients per vector
+    # in blocks of 8 against 1.4-2.4 one by one; benchmarks/products.py).
+    budget = 2**17
 
     def products(block: Tensor) -> Tensor:
         canonical = block.new_zeros(structure.size, block.shape[1])
