@@ -1,7 +1,7 @@
 """What the structure of a one-hidden-layer network buys: L, ∇L, the exact Hessian, its diagonal and its
 products in closed form, from one set-up per θ.
 
-For f(x) = A σ(W x + b) + c (docs/theory.md §4.1) and a per-sample loss, everything second-order is
+For f(x) = A σ(W x + b) + c and a per-sample loss (docs/theory.md §1.1), everything second-order is
 assembled from the per-sample pieces σ(z), σ′(z), σ″(z) (z = W x + b), G = ∂ℓ/∂f and the q×q blocks of
 ∂²ℓ/∂f² (:class:`ShallowStructure`). They are computed once per objective (:func:`shallow_structure`,
 memoised on the :class:`~torch_landscape.objective.Objective`) from the forward pass that verified the
