@@ -56,6 +56,8 @@ class ShallowStructure:
         The canonical positions of θ's coordinates, in θ order.
     batches : tuple
         Per batch: x̃, σ(z), σ′(z), σ″(z), G and the blocks of ∂²ℓ/∂f².
+    biased : bool
+        Whether the hidden layer has a bias (the last column of x̃ and of ``u_index``).
     loss, gradient : Tensor
         L(θ) (summed as :meth:`~torch_landscape.objective.Objective.loss` sums it) and ∇L(θ) in θ order.
     """
@@ -67,6 +69,7 @@ class ShallowStructure:
     size: int
     select: Tensor
     batches: tuple[_Batch, ...]
+    biased: bool
     loss: Tensor
     gradient: Tensor
 
@@ -173,6 +176,7 @@ def _rank_structure(objective: Objective) -> ShallowStructure | None:
         size=size,
         select=select,
         batches=tuple(batches),
+        biased=hidden_b in parameters,
         # Python's sum, in the order and from the start value of Objective.loss: the same L to the last bit.
         loss=cast(Tensor, sum(losses)),
         gradient=gradient[select],
@@ -197,23 +201,28 @@ def structured_hessian(source: Any) -> Tensor | None:
         return None
     A, u_index, a_index, size = structure.A, structure.u_index, structure.a_index, structure.size
     q, m = A.shape
-    q_range = torch.arange(q, device=A.device)
+    d = u_index.shape[1] - (1 if structure.biased else 0)
+    eye = torch.eye(q, dtype=A.dtype, device=A.device)
     hessian = A.new_zeros(size, size)
     for t in structure.batches:
         n = t.x_tilde.shape[0]
-        J = A.new_zeros(n, q, size)  # per-sample Jacobian in the canonical layout
-        du = (A[None, :, :] * t.s1[:, None, :])[..., None] * t.x_tilde[:, None, None, :]  # (n, q, m, d+1)
-        J[:, :, u_index.reshape(-1)] = du.reshape(n, q, -1)
-        J[:, q_range[:, None], a_index] = t.s[:, None, :].expand(n, q, m)
+        # The per-sample Jacobian in the canonical layout [W, b, A, c], block by block (no scattered writes).
+        du = (A[None, :, :] * t.s1[:, None, :])[..., None] * t.x_tilde[:, None, None, :]  # (n, q, m, d[+1])
+        blocks = [du[..., :d].reshape(n, q, m * d)]
+        if structure.biased:
+            blocks.append(du[..., d])
+        blocks.append((eye[None, :, :, None] * t.s[:, None, None, :]).reshape(n, q, q * m))
         if structure.c_index is not None:
-            J[:, q_range, structure.c_index] = 1.0
-        HJ = torch.einsum("nkl,nlp->nkp", t.Hout, J)
+            blocks.append(eye.expand(n, q, q))
+        J = torch.cat(blocks, dim=2)
+        HJ = torch.bmm(t.Hout, J)
         hessian += J.reshape(n * q, size).T @ HJ.reshape(n * q, size)
         # Residual term: per-neuron (u_i, u_i) blocks and (A_ki, u_i) cross terms.
         beta = (t.G @ A) * t.s2  # (n, m)
-        uu = torch.einsum("ni,np,nr->ipr", beta, t.x_tilde, t.x_tilde)
+        outer = (t.x_tilde[:, :, None] * t.x_tilde[:, None, :]).reshape(n, -1)  # x̃x̃ᵀ per sample
+        uu = (beta.T @ outer).reshape(m, u_index.shape[1], u_index.shape[1])
         hessian.index_put_((u_index[:, :, None], u_index[:, None, :]), uu, accumulate=True)
-        au = torch.einsum("nk,ni,np->kip", t.G, t.s1, t.x_tilde)  # (q, m, d+1)
+        au = ((t.G[:, :, None] * t.s1[:, None, :]).reshape(n, q * m).T @ t.x_tilde).reshape(q, m, -1)  # (q, m, d+1)
         rows = a_index[:, :, None].expand_as(au)
         cols = u_index[None, :, :].expand_as(au)
         hessian.index_put_((rows, cols), au, accumulate=True)
@@ -235,7 +244,7 @@ def structured_diagonal(source: Any) -> Tensor | None:
     A = structure.A
     diagonal = A.new_zeros(structure.size)
     for t in structure.batches:
-        curvature = torch.einsum("nkl,ki,li->ni", t.Hout, A, A) * t.s1**2 + (t.G @ A) * t.s2
+        curvature = (torch.matmul(t.Hout, A) * A).sum(dim=1) * t.s1**2 + (t.G @ A) * t.s2
         diagonal[structure.u_index] += curvature.T @ t.x_tilde**2
         output_curvature = torch.diagonal(t.Hout, dim1=1, dim2=2)  # (n, q)
         diagonal[structure.a_index] += output_curvature.T @ t.s**2
