@@ -43,9 +43,11 @@ REFERENCE_NAME = "toward the reference"
 
 #: Default memory of one batched pass (the per-point intermediates times the points per pass). On a CPU,
 #: batching saves the per-call overhead of small networks (8x on the demo net) but no arithmetic, and a
-#: working set far beyond the caches made the 52k net's points ~1.4x slower (benchmarks/slices.py); a
-#: GPU gains from large passes, up to 1 GiB or an eighth of its free memory.
-CPU_PASS_MEMORY = 64 << 20
+#: working set far beyond the caches made the 52k net's points ~1.4x slower (benchmarks/slices.py); on the
+#: probe-set nets of issue 25 (P = 51, 321, 2,561; 2,048 samples, float64) a point cost 0.35-0.62
+#: gradients in 8 MiB passes and up to 0.92 in 64 MiB ones, over POINT_COST. A GPU gains from large
+#: passes, up to 1 GiB or an eighth of its free memory.
+CPU_PASS_MEMORY = 8 << 20
 GPU_PASS_MEMORY = 1 << 30
 
 
@@ -352,7 +354,7 @@ def loss_slice(
     grid
         The coefficients s (also used for t), or a tuple (s, t).
     memory
-        Bytes one batched pass may use (default: 64 MiB on a CPU; on a GPU 1 GiB or an eighth of its free
+        Bytes one batched pass may use (default: 8 MiB on a CPU; on a GPU 1 GiB or an eighth of its free
         memory, whichever is less). The points per pass are memory // (θ + the intermediates of one
         forward pass), at least 1.
     batched
