@@ -50,6 +50,12 @@ def test_a_hessian_operator_can_be_copied():
     dense = operator.to_dense()
     clone = copy.deepcopy(operator)
     assert type(clone) is StructuredHessian and torch.equal(clone.to_dense(), dense)
+    # After products through its kept gradient graph, which the copy rebuilds for itself.
+    deep = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 1)).double()
+    operator = HessianOperator(deep, nn.MSELoss(), regression_data(20, 3))
+    vector = torch.ones(operator.shape[0], dtype=torch.float64)
+    product = operator @ vector
+    assert torch.equal(copy.deepcopy(operator) @ vector, product)
     with pytest.raises(TypeError, match="loss_fn and data"):
         HessianOperator(shallow(3, 4, nn.Tanh()))
 

@@ -250,6 +250,10 @@ class HessianOperator(SymmetricOperator):
         self._graph: tuple[Tensor, Tensor] | None = None
         self._product_function: Callable[[Tensor], Tensor] | None = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The kept gradient graph can be neither copied nor pickled: a copy builds its own when it needs one.
+        return {**self.__dict__, "_graph": None, "_product_function": None}
+
     @property
     def loss(self) -> Tensor:
         """L(θ)."""
