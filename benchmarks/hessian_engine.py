@@ -60,7 +60,7 @@ from problems import (  # noqa: E402
 
 from torch_landscape import HessianOperator, hessian_eigenvalues, hessian_trace, spectral_density  # noqa: E402
 from torch_landscape import eigen as eigen_module  # noqa: E402
-from torch_landscape.curvature.shallow import structured_hessian  # noqa: E402
+from torch_landscape.curvature.structured import structured_hessian  # noqa: E402
 
 LOSS = nn.MSELoss()
 OUT: list[str] = []

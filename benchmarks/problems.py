@@ -207,7 +207,7 @@ def reference(problem: Problem, need_min: bool = True, log=print) -> dict:
 
         from torch_landscape import HessianOperator
         from torch_landscape.curvature.eigen import lanczos_spectrum
-        from torch_landscape.curvature.shallow import structured_diagonal
+        from torch_landscape.curvature.structured import structured_diagonal
 
         if "top" not in ref:
             op64 = HessianOperator(problem.model, nn.MSELoss(), (problem.x, problem.y), dtype=torch.float64)

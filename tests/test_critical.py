@@ -213,3 +213,33 @@ def test_t2a_on_cuda():
     point = classify_critical_point(model, MSE, (x.cuda(), y.cuda()))
     assert point.kind == "min_mod_symmetry"
     assert point.quotient_eigenvalues.tolist() == pytest.approx([4.5, 4.5, 9.1666666666667], abs=1e-10)
+
+
+@pytest.mark.parametrize("activation", [nn.Tanh(), nn.ReLU()], ids=["tanh", "relu"])
+def test_lanczos_classification_reuses_a_given_spectrum(activation):
+    """Issue 25: one Krylov solve serves the spectrum and the classification. Given the spectrum at both ends,
+    the classification solves nothing more for H (for ReLU only the quotient, started from its vectors) and
+    reaches the verdict of the dense path, with H's eigenvalues those given."""
+    from torch_landscape import HessianOperator, hessian_eigenvalues
+
+    model, data = teacher_problem(activation)
+    dense = classify_critical_point(model, MSE, data)
+    operator = HessianOperator(model, MSE, data)
+    spectrum = hessian_eigenvalues(operator, k=3, which="both", method="lanczos", tol=1e-9, return_eigenvectors=True)
+    solved = operator.num_hvp
+    given = classify_critical_point(operator, method="lanczos", k=3, spectrum=spectrum)
+    alone = HessianOperator(model, MSE, data)
+    again = classify_critical_point(alone, method="lanczos", k=3)
+    assert given.kind == again.kind == dense.kind, (given.reason, dense.reason)
+    assert (given.morse_index, given.nullity) == (again.morse_index, again.nullity)
+    assert torch.equal(given.eigenvalues, spectrum.eigenvalues)
+    # The quotient's extremes to the same tolerance as a second cold solve finds them (1e-9 relative).
+    scale = float(dense.eigenvalues.abs().max())
+    torch.testing.assert_close(given.quotient_eigenvalues, again.quotient_eigenvalues, rtol=0, atol=1e-8 * scale)
+    # Without the spectrum, the classification pays for H's solve again (the same solve: same k, tol, seed);
+    # with it only for the Newton step, the quotient (warm-started, no dearer than cold) and the tangents.
+    used, cold = operator.num_hvp - solved, alone.num_hvp
+    assert used == cold - spectrum.num_hvp if isinstance(activation, nn.Tanh) else used <= cold - spectrum.num_hvp
+    largest = hessian_eigenvalues(operator, k=1, which="largest")
+    with pytest.raises(ValueError, match="both ends"):
+        classify_critical_point(operator, method="lanczos", spectrum=largest)

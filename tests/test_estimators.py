@@ -4,7 +4,7 @@ from scipy.stats import wasserstein_distance
 from torch import nn
 
 from helpers import dense_truth, regression_data, shallow, train
-from torch_landscape import HessianOperator, hessian_trace, spectral_density
+from torch_landscape import HessianOperator, hessian_eigenvalues, hessian_trace, spectral_density
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +89,22 @@ def test_block_quadrature_is_gaussian_on_a_planted_spectrum():
         # Rounding of a degree-9 moment with |λ| ≤ 4: ~1e-15·4^9 relative to the largest term.
         assert abs(float(moment - expected)) <= 1e-11 * 4.0**degree, degree
         power = power @ operator.matrix
+
+
+def test_density_reuses_the_quadrature_of_a_cold_lanczos_solve(trained):
+    """Issue 25: a full evaluation solved for the spectrum and then ran its own SLQ. A Lanczos solve from a
+    random start without restart is that quadrature already: the density from it costs no product."""
+    model, data, truth = trained
+    eigenvalues = torch.linalg.eigvalsh(truth)
+    operator = HessianOperator(model, nn.MSELoss(), data)
+    spectrum = hessian_eigenvalues(operator, k=3, which="both", method="lanczos", tol=1e-6)
+    assert spectrum.quadrature is not None and len(spectrum.quadrature[0]) == spectrum.num_hvp
+    before = operator.num_hvp
+    density = spectral_density(operator, method="slq", spectrum=spectrum)
+    assert operator.num_hvp == before and density.num_hvp == 0
+    assert density.weights.sum().item() == pytest.approx(1.0, abs=1e-10)
+    # One probe over as many steps as the solve took: W1 within the tolerance of the 4-probe SLQ test above.
+    distance = wasserstein_distance(density.nodes.numpy(), eigenvalues.numpy(), density.weights.numpy())
+    assert distance / float(eigenvalues.max() - eigenvalues.min()) < 2e-2
+    warm = hessian_eigenvalues(operator, k=3, which="both", method="lanczos", warm_start=torch.ones(truth.shape[0]))
+    assert warm.quadrature is None  # a warm start is not a random probe: its quadrature would be biased

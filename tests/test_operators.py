@@ -50,6 +50,12 @@ def test_a_hessian_operator_can_be_copied():
     dense = operator.to_dense()
     clone = copy.deepcopy(operator)
     assert type(clone) is StructuredHessian and torch.equal(clone.to_dense(), dense)
+    # After products through its kept gradient graph, which the copy rebuilds for itself.
+    deep = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 1)).double()
+    operator = HessianOperator(deep, nn.MSELoss(), regression_data(20, 3))
+    vector = torch.ones(operator.shape[0], dtype=torch.float64)
+    product = operator @ vector
+    assert torch.equal(copy.deepcopy(operator) @ vector, product)
     with pytest.raises(TypeError, match="loss_fn and data"):
         HessianOperator(shallow(3, 4, nn.Tanh()))
 
@@ -114,3 +120,20 @@ def test_thick_restarted_lanczos_finds_planted_eigenvalues(name, values, block_s
     # eigenvalues' own float64 rounding, ~1e-15 relative).
     assert (error <= spectrum.error_bounds + 1e-14 * scale).all(), (name, error, spectrum.error_bounds)
     assert float(spectrum.error_bounds.max()) <= 1e-10 * scale * 1.01 + 1e-13 * scale
+
+
+def test_products_above_the_limit_use_the_structure_when_it_is_at_hand(monkeypatch):
+    """Above STRUCTURED_PRODUCT_LIMIT a one-hidden-layer net's products go through the kept gradient graph,
+    unless its structure is built already (for L and ∇L, or the exact trace): then no graph is built at all.
+    Both against the jacrev truth (float64 rounding of sums over 40 samples: 1e-12 of the largest entry)."""
+    monkeypatch.setattr("torch_landscape.curvature.operators.STRUCTURED_PRODUCT_LIMIT", 10)
+    data = regression_data(40, 3)
+    model = shallow(3, 5, nn.Tanh())
+    truth = dense_truth(model, nn.MSELoss(), data)
+    block = torch.randn(truth.shape[0], 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    bare, warm = HessianOperator(model, nn.MSELoss(), data), HessianOperator(model, nn.MSELoss(), data)
+    warm.gradient  # noqa: B018  (the structure, built for L and ∇L)
+    for operator, graph in ((bare, True), (warm, False)):
+        product = operator.matmat(block)
+        assert (operator._graph is not None) == graph
+        torch.testing.assert_close(product, truth @ block, rtol=0, atol=1e-12 * float(truth.abs().max()) * 3)

@@ -340,3 +340,26 @@ def test_direction_without_curvature_has_no_quadratic_model():
     piece = loss_slice(objective, Direction("mine", torch.ones(objective.num_parameters, dtype=torch.float64)), [0.0])
     with pytest.raises(ValueError, match="curvature"):
         piece.quadratic_model()
+
+
+def test_the_first_slices_in_a_process_import_nothing():
+    """Issue 25: the first evaluation paid 0.3 s (seconds on a loaded machine) for torch's compiler stack
+    (sympy, dynamo), imported by the dispatch mode that measured a grid point's memory. In a fresh
+    interpreter the first slices import no module."""
+    import subprocess
+    import sys
+
+    script = """
+import sys, torch
+from torch import nn
+from torch_landscape import Objective
+from torch_landscape.slices import loss_slice
+torch.manual_seed(0)
+objective = Objective(nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 1)), nn.MSELoss(),
+                      (torch.randn(8, 2), torch.randn(8, 1)))
+before = set(sys.modules)
+loss_slice(objective, torch.ones(objective.num_parameters, dtype=torch.float64), torch.linspace(-1, 1, 5))
+print(sorted(set(sys.modules) - before))
+"""
+    imported = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert imported.strip() == "[]"

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from helpers import dense_truth
 from torch_landscape import HessianOperator
-from torch_landscape.callbacks import HessianMonitor, LandscapeMonitor
+from torch_landscape.callbacks import HessianMonitor, LandscapeMonitor, monitors
 from torch_landscape.callbacks.namespaces import LandscapeConfigError
 from torch_landscape.stability import stability_reading
 
@@ -313,17 +313,24 @@ def test_a_training_and_a_held_out_monitor_on_one_trainer(tmp_path, name):
     assert train.session.pacer.ledger is held_out.session.pacer.ledger
 
 
-def test_a_second_fit_starts_a_fresh_history_and_says_so(tmp_path, caplog):
+def captured_console(monkeypatch) -> list[str]:
+    """The monitors' console lines (Lightning's rank-zero info log), captured whatever logging is set to."""
+    lines: list[str] = []
+    monkeypatch.setattr(monitors, "console", lambda trainer: lines.append)
+    return lines
+
+
+def test_a_second_fit_starts_a_fresh_history_and_says_so(tmp_path, monkeypatch):
     L = namespace("lightning.pytorch")
     x, y = torch.randn(64, 3), torch.randn(64, 1)
     monitor = LandscapeMonitor(every_n_steps=2, full_every=2, probe_data=(x, y), loss_star=0.0)
     module = regression_module(L)
     trainer_for(L, tmp_path, [monitor], steps=4).fit(module, DataLoader(TensorDataset(x, y), batch_size=16))
     first = monitor.history
-    with caplog.at_level("INFO"):
-        trainer_for(L, tmp_path, [monitor], steps=2).fit(module, DataLoader(TensorDataset(x, y), batch_size=16))
+    lines = captured_console(monkeypatch)
+    trainer_for(L, tmp_path, [monitor], steps=2).fit(module, DataLoader(TensorDataset(x, y), batch_size=16))
     assert [s.step for s in first] == [0, 2, 4] and [s.step for s in monitor.history] == [0, 2]
-    assert monitor.previous_histories == [first] and "a new fit starts a new history" in caplog.text
+    assert monitor.previous_histories == [first] and any("a new fit starts a new history" in s for s in lines)
     # The new fit's PL tracker starts afresh: its first evaluation has no earlier losses.
     assert monitor.probe.state_dict()["pl"]["steps"] == [0, 2]
 
@@ -351,7 +358,7 @@ def test_a_csv_logger_gets_one_row_per_evaluation(tmp_path):
     assert all(row["landscape/monitor/overhead"] for row in rows)  # the cost is in the same row
 
 
-def test_a_run_that_blows_up_is_said_to_have_diverged(tmp_path, caplog):
+def test_a_run_that_blows_up_is_said_to_have_diverged(tmp_path, monkeypatch):
     """SGD far past its stability threshold: the loss overflows to inf/nan. The console says when λ_max·lr/2
     passes 1 and when the loss stops being finite; the verdict says "diverged at step N" with the last finite
     values, and claims no rate from the earlier, finite evaluations."""
@@ -376,13 +383,14 @@ def test_a_run_that_blows_up_is_said_to_have_diverged(tmp_path, caplog):
     y = 5 * torch.randn(64, 1, generator=generator)
     monitor = LandscapeMonitor(every_n_steps=1, full_every=10, probe_data=(x, y), loss_star=0.0)
     trainer = trainer_for(L, tmp_path, [monitor], steps=30)
-    with caplog.at_level("INFO"):
-        trainer.fit(Unstable(), DataLoader(TensorDataset(x, y), batch_size=64))
+    lines = captured_console(monkeypatch)
+    trainer.fit(Unstable(), DataLoader(TensorDataset(x, y), batch_size=64))
+    console = "\n".join(lines)
     losses = [s.loss for s in monitor.history]
     first_bad = next(i for i, loss in enumerate(losses) if not math.isfinite(loss))
     verdict = monitor.session.verdict
     assert verdict.startswith(f"diverged at step {monitor.history[first_bad].step}")
     assert "converging" not in verdict and f"step {monitor.history[first_bad - 1].step}" in verdict
-    assert "> 1 at step 0: the optimizer is unstable" in caplog.text and "training diverged" in caplog.text
+    assert "> 1 at step 0: the optimizer is unstable" in console and "training diverged" in console
     events = [text for _, text in monitor.session.events]
     assert any("training diverged" in text for text in events)

@@ -220,3 +220,36 @@ def test_contradiction_nullity_below_prediction():
     check = redundancy_nullity_check(active, MSE, labels, report)
     assert check.critical and check.inconsistent and check.measured_nullity < check.predicted_nullity
     assert [c.pair for c in contradictions(nullity=check)] == ["nullity below prediction"]
+
+
+@pytest.mark.parametrize("activation", [nn.Tanh(), nn.ReLU()], ids=["tanh", "relu"])
+def test_diverging_pairs_are_every_pair_within_the_thresholds(activation):
+    """The pair search screens all pairs at once (issue 25: a pairwise Python loop took 4.7 s for 512
+    neurons); against the definition pair by pair on a net with planted duplicate, mirrored and near pairs."""
+    from torch_landscape.verdicts import _diverging_pairs
+
+    torch.manual_seed(0)
+    m = 60
+    net = nn.Sequential(nn.Linear(3, m), activation, nn.Linear(m, 2)).double()
+    with torch.no_grad():
+        for i, j, sign, jitter in ((0, 1, 1.0, 1e-3), (2, 3, -1.0, 1e-9), (4, 5, 1.0, 0.2), (6, 7, 1.0, 0.0)):
+            net[0].weight[j] = sign * net[0].weight[i] + jitter
+            net[0].bias[j] = sign * net[0].bias[i]
+            net[2].weight[:, i] = 40.0
+            net[2].weight[:, j] = -sign * 40.0 * (1 + jitter)
+    found = _diverging_pairs(net, 0.05, 0.05, 10.0, None)
+    W, b, A = net[0].weight.detach(), net[0].bias.detach(), net[2].weight.detach()
+    U = torch.cat([W, b[:, None]], dim=1)
+    weights = torch.linalg.vector_norm(A, dim=0)
+    expected = set()
+    for i in range(m):
+        for j in range(i + 1, m):
+            for sign in (1.0, -1.0) if isinstance(activation, nn.Tanh) else (1.0,):
+                distance = torch.linalg.vector_norm(U[i] - sign * U[j]) / (U[i].norm() + U[j].norm())
+                cancellation = torch.linalg.vector_norm(A[:, i] + sign * A[:, j]) / (weights[i] + weights[j])
+                leverage = torch.minimum(weights[i], weights[j]) / weights.median()
+                if distance <= 0.05 and cancellation <= 0.05 and leverage >= 10:
+                    expected.add((i, j))
+    assert {pair.neurons for pair in found} == expected
+    assert {(0, 1), (6, 7)} <= expected and (4, 5) not in expected
+    assert ((2, 3) in expected) == isinstance(activation, nn.Tanh)  # mirrored: tanh only

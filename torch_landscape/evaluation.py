@@ -25,7 +25,7 @@ from .curvature.eigen import Spectrum, hessian_eigenvalues
 from .curvature.estimators import TraceEstimate, hessian_trace, spectral_density
 from .curvature.operators import HessianOperator
 from .curvature.policy import Purpose, uses_dense
-from .curvature.shallow import structured_diagonal
+from .curvature.structured import structured_diagonal
 from .objective import Objective, check_finite
 from .redundancy import mlp_redundancy, neuron_redundancy, redundancy_nullity_check
 from .settings import ProbeSettings
@@ -33,9 +33,13 @@ from .slices import landscape_slices
 from .stability import stability_reading
 from .verdicts import contradictions, divergence_verdict
 
-#: The least a full snapshot's loss slices may cost, in gradients (about 60 grid points; more when the
-#: spectrum itself took more products, so that the pictures never dominate a full snapshot).
+#: What a full snapshot's loss slices may cost, in gradients (about 60 grid points): a fixed share, so that
+#: the pictures never cost as much as the spectrum behind them.
 SLICE_BUDGET = 40.0
+
+#: The relative tolerance of the spectrum at full evaluations: the critical-point test's, whose Krylov space
+#: the spectrum shares (classify_critical_point's default).
+FULL_TOL = 1e-9
 
 
 class Point(NamedTuple):
@@ -162,12 +166,15 @@ def spectrum_values(point: Point, context: Context, state: RunningState, results
     k = min(settings.k, point.objective.num_parameters)
     dense = dense_here(point, context)
     if dense or point.full:
+        # A full evaluation on the Krylov path solves cold, to the critical-point test's tolerance: its Krylov
+        # space then also serves the classification and the density's quadrature (no solve of their own).
         spectrum = hessian_eigenvalues(
             point.operator,
             k=k,
             which="both",
             method="dense" if dense else "lanczos",
-            warm_start=state.warm_start,
+            tol=FULL_TOL,
+            warm_start=None if point.full and not dense else state.warm_start,
             return_eigenvectors=True,
         )
     else:  # λ_max alone, from where the last one was
@@ -203,7 +210,7 @@ def spectrum_values(point: Point, context: Context, state: RunningState, results
         band = default_rtol_zero(settings.dtype) * float(values.abs().max())
         negative = certainly_negative(values, bounds.to(values), band)
     return {
-        "spectrum": dataclasses.replace(spectrum, eigenvectors=None),
+        "spectrum": dataclasses.replace(spectrum, eigenvectors=None, quadrature=None),
         "spectrum_ends": ends,
         "negative_count": negative,
     }
@@ -234,18 +241,30 @@ def trace_values(point: Point, context: Context, state: RunningState, results: d
     if point.full or dense_here(point, context):
         return {"trace": hessian_trace(point.operator)}
     # Light: only where it is exact in about one forward pass (Hutch++ would cost ~100 products).
-    exact = structured_diagonal(point.objective)
+    exact = structured_diagonal(point.operator)
     return {} if exact is None else {"trace": TraceEstimate(float(exact.sum()), 0.0, 0, "exact")}
 
 
+def _solved(point: Point, context: Context, state: RunningState) -> Spectrum | None:
+    """This full evaluation's Krylov spectrum (with its vectors and quadrature), for the quantities that reuse
+    it; None on the dense path, where the operator's cached decomposition is shared instead."""
+    if not point.full or dense_here(point, context):
+        return None
+    return state.vectors
+
+
 def density_values(point: Point, context: Context, state: RunningState, results: dict[str, Any]) -> dict[str, Any]:
-    return {"density": spectral_density(point.operator)}
+    return {"density": spectral_density(point.operator, spectrum=_solved(point, context, state))}
 
 
 def critical_values(point: Point, context: Context, state: RunningState, results: dict[str, Any]) -> dict[str, Any]:
     settings = context.settings
     critical = classify_critical_point(
-        point.operator, method=settings.method, k=settings.k, learning_rate=point.learning_rate
+        point.operator,
+        method=settings.method,
+        k=settings.k,
+        learning_rate=point.learning_rate,
+        spectrum=_solved(point, context, state),
     )
     return {"critical": critical}
 
@@ -257,12 +276,11 @@ def redundancy_values(point: Point, context: Context, state: RunningState, resul
 
 def slice_values(point: Point, context: Context, state: RunningState, results: dict[str, Any]) -> dict[str, Any]:
     """The loss along this snapshot's extreme eigenvectors, a predicted null direction (the nullity
-    cross-check's, where there is one) and toward the reference, within a budget of about the spectrum's
-    own cost (at least SLICE_BUDGET gradients)."""
+    cross-check's, where there is one) and toward the reference, within SLICE_BUDGET gradients."""
     nullity = results.get("nullity")
     null = nullity.predicted_vectors[:, 0] if nullity is not None and nullity.predicted_nullity else None
     spectrum = state.vectors if state.vectors is not None and state.vectors.eigenvectors is not None else None
-    budget = max(SLICE_BUDGET, float(spectrum.num_hvp) if spectrum is not None else 0.0)
+    budget = SLICE_BUDGET
     reference = context.reference if "one_point" in context.quantities else None
     slices = landscape_slices(
         point.operator, spectrum, reference=reference, null_vector=null, align=context.align, budget=budget

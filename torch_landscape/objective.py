@@ -22,8 +22,8 @@ import copy
 import functools
 import math
 import random
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, cast
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import torch
@@ -42,6 +42,7 @@ from .settings import check_dtype, check_params
 
 Batch = tuple[Tensor, Tensor]
 Data = Batch | Iterable[Batch]
+T = TypeVar("T")
 
 
 @contextlib.contextmanager
@@ -376,6 +377,24 @@ class Objective:
             loss = self.loss(theta)
             (gradient,) = torch.autograd.grad(loss, theta)
         return self.reduce_first_order(loss.detach(), gradient)
+
+    def memo(self, key: str, compute: Callable[[], T]) -> T:
+        """``compute()``, evaluated once per objective under ``key``. θ is fixed for the objective's life, so
+        what several diagnostics derive at θ (L and ∇L, a one-hidden-layer network's verified forward and
+        structure) is computed by the first that needs it and shared by the others."""
+        memos = self.__dict__.setdefault("_memos", {})
+        if key not in memos:
+            memos[key] = compute()
+        return memos[key]
+
+    def memoized(self, key: str) -> bool:
+        """Whether :meth:`memo` has computed ``key`` already."""
+        return key in self.__dict__.get("_memos", {})
+
+    def first_order(self) -> tuple[Tensor, Tensor]:
+        """(L(θ), ∇L(θ)) at the objective's own θ, detached, computed once (:meth:`memo`); a Hessian operator
+        takes them from the gradient graph or the shallow structure it builds anyway."""
+        return self.memo("first order", self.loss_and_gradient)
 
     def reduce_first_order(self, loss: Tensor, gradient: Tensor) -> tuple[Tensor, Tensor]:
         """(L, ∇L) from this rank's shares, in one all-reduce (unchanged in one process)."""

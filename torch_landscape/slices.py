@@ -21,8 +21,6 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 from torch.func import vmap
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
 
 from .convexity.one_point import reference_point
 from .curvature.eigen import Spectrum, hessian_eigenvalues
@@ -45,9 +43,11 @@ REFERENCE_NAME = "toward the reference"
 
 #: Default memory of one batched pass (the per-point intermediates times the points per pass). On a CPU,
 #: batching saves the per-call overhead of small networks (8x on the demo net) but no arithmetic, and a
-#: working set far beyond the caches made the 52k net's points ~1.4x slower (benchmarks/slices.py); a
-#: GPU gains from large passes, up to 1 GiB or an eighth of its free memory.
-CPU_PASS_MEMORY = 64 << 20
+#: working set far beyond the caches made the 52k net's points ~1.4x slower (benchmarks/slices.py); on the
+#: probe-set nets of issue 25 (P = 51, 321, 2,561; 2,048 samples, float64) a point cost 0.35-0.62
+#: gradients in 8 MiB passes and up to 0.92 in 64 MiB ones, over POINT_COST. A GPU gains from large
+#: passes, up to 1 GiB or an eighth of its free memory.
+CPU_PASS_MEMORY = 8 << 20
 GPU_PASS_MEMORY = 1 << 30
 
 
@@ -274,27 +274,24 @@ def grid_cost(points: int, dimensions: int = 1, *, point_cost: float = POINT_COS
     return points**dimensions * point_cost
 
 
-class _AllocationCounter(TorchDispatchMode):
-    """Adds up the bytes of every tensor that the operators return (an upper bound on the peak)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.bytes = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        self.bytes += sum(t.numel() * t.element_size() for t in tree_leaves(out) if isinstance(t, Tensor))
-        return out
-
-
 def _bytes_per_point(objective: Objective) -> int:
     """Memory of one grid point in a batched pass: θ itself plus the intermediates of the loss on the
-    largest batch (the batches run one after the other, so only one batch's are alive at a time)."""
+    largest batch (the batches run one after the other, so only one batch's are alive at a time).
+
+    The intermediates are counted as the tensors autograd saves for the backward pass of that loss, which
+    are the forward's activations (within 0.4 % of every operator's outputs on a tanh net; a dispatch mode
+    that counts those imports torch's compiler stack, 0.3 s to seconds, on first use)."""
     largest = max(objective.batches, key=lambda batch: batch[0].shape[0])
-    counter = _AllocationCounter()
-    with torch.no_grad(), counter:
-        objective.loss_fn(objective.outputs(objective.theta, largest[0]), largest[1])
-    return counter.bytes + objective.num_parameters * objective.theta.element_size()
+    saved = [0]
+
+    def count(tensor: Tensor) -> Tensor:
+        saved[0] += tensor.numel() * tensor.element_size()
+        return tensor
+
+    theta = objective.theta.detach().requires_grad_(True)
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(count, lambda tensor: tensor):
+        objective.loss_fn(objective.outputs(theta, largest[0]), largest[1])
+    return saved[0] + objective.num_parameters * objective.theta.element_size()
 
 
 def _axes(grid: Grid, count: int) -> tuple[Tensor, ...]:
@@ -357,7 +354,7 @@ def loss_slice(
     grid
         The coefficients s (also used for t), or a tuple (s, t).
     memory
-        Bytes one batched pass may use (default: 64 MiB on a CPU; on a GPU 1 GiB or an eighth of its free
+        Bytes one batched pass may use (default: 8 MiB on a CPU; on a GPU 1 GiB or an eighth of its free
         memory, whichever is less). The points per pass are memory // (θ + the intermediates of one
         forward pass), at least 1.
     batched
@@ -378,7 +375,8 @@ def loss_slice(
     if memory is None:
         cpu = objective.device.type == "cpu"
         memory = CPU_PASS_MEMORY if cpu else min(GPU_PASS_MEMORY, available_memory(objective.device) // 8)
-    per_pass = max(1, int(memory // _bytes_per_point(objective)))
+    # Measured once per objective: every slice of one θ evaluates the same loss on the same batches.
+    per_pass = max(1, int(memory // objective.memo("bytes per grid point", lambda: _bytes_per_point(objective))))
     # One point per pass (a large network on a CPU) gains nothing from vmap but its tracing overhead.
     batched = batched and per_pass > 1 and len(mesh) > 1
     evaluate = vmap(objective.loss) if batched else (lambda points: torch.stack([objective.loss(p) for p in points]))
@@ -398,7 +396,7 @@ def loss_slice(
     if isinstance(source, HessianOperator):
         loss, gradient = source.loss, source.gradient
     else:
-        loss, gradient = objective.loss_and_gradient()
+        loss, gradient = objective.first_order()
     return LossSlice(
         coordinates=coordinates,
         values=torch.cat(chunks).detach().cpu().double().reshape(*(len(c) for c in coordinates)),

@@ -228,20 +228,30 @@ def _diverging_pairs(
     norms = torch.linalg.vector_norm(U, dim=1)
     typical = float(weights.median())
     signs = (1.0, -1.0) if net.kind in _MIRRORED else (1.0,)
-    found = []
     m = U.shape[0]
-    for i in range(m):
-        for j in range(i + 1, m):
-            total = float(norms[i] + norms[j])
-            if total == 0:
-                continue
-            for sign in signs:  # u_j ≈ sign·u_i contributes sign·a_j σ(u_i·x̃) (+ a constant), cancelling a_i
-                distance = float(torch.linalg.vector_norm(U[i] - sign * U[j])) / total
-                cancellation = float(torch.linalg.vector_norm(A[:, i] + sign * A[:, j]) / (weights[i] + weights[j]))
-                leverage = float(torch.minimum(weights[i], weights[j])) / typical if typical > 0 else math.inf
-                if distance <= distance_tol and cancellation <= cancellation_tol and leverage >= min_leverage:
-                    first = (float(A[0, i]), float(A[0, j]))
-                    found.append(DivergingPair((i, j), first, distance, cancellation, leverage))
+    total = norms[:, None] + norms[None, :]
+    lever = (
+        torch.minimum(weights[:, None], weights[None, :]) / typical if typical > 0 else torch.full_like(total, math.inf)
+    )
+    pairs = torch.ones(m, m, dtype=torch.bool).triu(1) & (total > 0) & (lever >= min_leverage)
+    gram_u, gram_a = U @ U.T, A.T @ A
+    candidates = []
+    for index, sign in enumerate(signs):  # u_j ≈ sign·u_i contributes sign·a_j σ(u_i·x̃) (+ a constant), cancelling a_i
+        # Screened for all pairs at once through the Gram matrices (m² numbers, where the differences would
+        # be m²·d), with room for their rounding; the survivors are measured exactly below.
+        distance = (norms[:, None] ** 2 + norms[None, :] ** 2 - 2 * sign * gram_u).clamp_min(0).sqrt() / total
+        cancellation = (weights[:, None] ** 2 + weights[None, :] ** 2 + 2 * sign * gram_a).clamp_min(0).sqrt()
+        cancellation = cancellation / (weights[:, None] + weights[None, :])
+        near = pairs & (distance <= distance_tol + 1e-6) & (cancellation <= cancellation_tol + 1e-6)
+        candidates += [(i, j, index) for i, j in near.nonzero().tolist()]
+    found = []
+    for i, j, index in sorted(candidates):
+        sign = signs[index]
+        distance_ij = float(torch.linalg.vector_norm(U[i] - sign * U[j]) / total[i, j])
+        cancellation_ij = float(torch.linalg.vector_norm(A[:, i] + sign * A[:, j]) / (weights[i] + weights[j]))
+        if distance_ij <= distance_tol and cancellation_ij <= cancellation_tol:
+            first = (float(A[0, i]), float(A[0, j]))
+            found.append(DivergingPair((i, j), first, distance_ij, cancellation_ij, float(lever[i, j])))
     return tuple(sorted(found, key=lambda pair: -pair.leverage))
 
 

@@ -121,7 +121,7 @@ def one_point_convexity(
         raise TypeError("one_point_convexity needs a reference (a network or a flat tensor).")
     objective = as_objective(model, loss_fn, data, params=params, dtype=dtype)
     theta_star, alignment = reference_point(objective, reference, align)
-    loss, gradient = objective.loss_and_gradient()
+    loss, gradient = objective.first_order()  # shared with the operator's, computed once per objective
     difference = objective.theta - theta_star
     distance = float(torch.linalg.vector_norm(difference))
     grad_norm = float(torch.linalg.vector_norm(gradient))

@@ -68,7 +68,7 @@ def pl_ratio(
     if loss_star is None:
         raise TypeError("pl_ratio needs loss_star, the infimum L* of the loss (e.g. 0 for a realisable teacher).")
     objective = as_objective(model, loss_fn, data, params=params, dtype=dtype)
-    value, gradient = objective.loss_and_gradient()
+    value, gradient = objective.first_order()
     loss = float(value)
     floor = _rounding_floor(loss, loss if initial_loss is None else initial_loss, objective.dtype)
     if loss - loss_star < -floor:

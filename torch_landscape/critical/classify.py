@@ -15,7 +15,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from ..curvature.eigen import lanczos_spectrum
+from ..curvature.eigen import Spectrum, lanczos_spectrum
 from ..curvature.operators import HessianOperator, QuotientOperator
 from ..curvature.policy import CRITICAL_DENSE_THRESHOLD
 from ..curvature.symmetry import QuotientBasis, quotient_basis, symmetry_tangents
@@ -167,7 +167,14 @@ class CriticalPoint:
 
 
 def _spectra(
-    operator: HessianOperator, basis: QuotientBasis, tangents: Tensor, dense: bool, k: int, tol: float, seed: int
+    operator: HessianOperator,
+    basis: QuotientBasis,
+    tangents: Tensor,
+    dense: bool,
+    k: int,
+    tol: float,
+    seed: int,
+    given: Spectrum | None,
 ) -> _Spectra:
     size = operator.shape[0]
     if dense:
@@ -180,7 +187,7 @@ def _spectra(
         return _Spectra(
             values, _dense_bounds(values), vectors, quotient_values, quotient_vectors, hessian @ tangents, True, True
         )
-    spectrum = lanczos_spectrum(operator, k, "both", tol=tol, seed=seed)
+    spectrum = given if given is not None else lanczos_spectrum(operator, k, "both", tol=tol, seed=seed)
     values, bounds, converged = (
         spectrum.eigenvalues.to(tangents),
         spectrum.error_bounds.to(tangents),
@@ -188,8 +195,13 @@ def _spectra(
     )
     quotient_values = values
     if basis.rank:
+        # The quotient's extremes lie near those of H restricted to the complement: start from them.
+        warm = None
+        if spectrum.eigenvectors is not None:
+            warm = basis.restrict(spectrum.eigenvectors.to(tangents)).sum(dim=1)
+            warm = warm if bool(torch.linalg.vector_norm(warm) > 0) else None
         quotient = lanczos_spectrum(
-            QuotientOperator(operator, basis), min(k, size - basis.rank), "both", tol=tol, seed=seed
+            QuotientOperator(operator, basis), min(k, size - basis.rank), "both", tol=tol, seed=seed, warm_start=warm
         )
         quotient_values, converged = quotient.eigenvalues.to(tangents), converged and quotient.converged
     image = operator.matmat(tangents) if tangents.shape[1] else tangents
@@ -217,6 +229,7 @@ def classify_critical_point(
     profiles: bool = False,
     max_profiles: int = 8,
     seed: int = 0,
+    spectrum: Spectrum | None = None,
 ) -> CriticalPoint:
     """Classify θ by a Newton-step criticality test and the spectra of H and of the quotient Hessian (§1.2–§1.5).
 
@@ -249,6 +262,12 @@ def classify_critical_point(
     profiles, max_profiles, seed
         At a degenerate point on the dense path, run the null-direction profiles (docs/theory.md §1.5) along at most
         ``max_profiles`` null directions of H_q, chosen with a generator seeded by ``seed``: evidence, not proof.
+    spectrum
+        On the Lanczos path, the eigenvalues of H at this θ already computed at both ends
+        (``hessian_eigenvalues(operator, k, which="both", tol=..., return_eigenvectors=True)``): used with their
+        error bounds instead of a second solve, and their eigenvectors start the quotient's solve. Its
+        tolerance, not ``tol``, then decides how close to τ a count can be trusted (``ambiguous``). Ignored on the
+        dense path, which uses the operator's cached eigendecomposition.
     """
     numbers = dict(tol=tol, rtol_grad=rtol_grad, rtol_zero=rtol_zero, atol_zero=atol_zero, length_min=length_min)
     _check_arguments(method, k, profiles, max_profiles, **numbers, learning_rate=learning_rate)
@@ -262,14 +281,22 @@ def classify_critical_point(
     constants = _Constants(rtol_grad, rtol_zero, atol_zero, c_grad, length_min)
     dense = method == "dense" or (method == "auto" and objective.num_parameters <= dense_threshold)
     k = min(k, objective.num_parameters)
-    evidence = _evidence(operator, constants, symmetries, dense, k, tol, seed)
+    _check_spectrum(spectrum, objective.num_parameters)
+    evidence = _evidence(operator, constants, symmetries, dense, k, tol, seed, None if dense else spectrum)
     kind, text, null_alignment = _kind(evidence)
     found, degenerate_kind, reason = _explain(kind, text, evidence, operator, k, profiles, max_profiles, seed)
     return _critical_point(operator, evidence, kind, reason, null_alignment, found, degenerate_kind, learning_rate)
 
 
 def _evidence(
-    operator: HessianOperator, constants: _Constants, symmetries: bool, dense: bool, k: int, tol: float, seed: int
+    operator: HessianOperator,
+    constants: _Constants,
+    symmetries: bool,
+    dense: bool,
+    k: int,
+    tol: float,
+    seed: int,
+    spectrum: Spectrum | None,
 ) -> _Evidence:
     """Stages 1–2: the symmetry tangents and quotient basis, the spectra of H and H_q, the tolerances."""
     objective = operator.objective
@@ -277,7 +304,7 @@ def _evidence(
     vectors = tangents.vectors if tangents is not None else objective.theta.new_zeros(objective.num_parameters, 0)
     basis = quotient_basis(vectors, objective.theta)
     grad_norm = float(torch.linalg.vector_norm(operator.gradient))
-    spectra = _spectra(operator, basis, vectors, dense, k, tol, seed)
+    spectra = _spectra(operator, basis, vectors, dense, k, tol, seed, spectrum)
     sym_leak = float(((vectors * spectra.image).sum(0).abs() / (vectors**2).sum(0)).max()) if vectors.shape[1] else 0.0
     tolerances = _tolerances(operator, spectra, sym_leak, grad_norm, constants)
     counts = _counts(spectra, tolerances) if tolerances.critical else ()
@@ -338,6 +365,18 @@ def _critical_point(
         quotient_eigenvalues=quotient_values.detach().cpu().double(),
         error_bounds=spectra.bounds.detach().cpu().double(),
     )
+
+
+def _check_spectrum(spectrum: Spectrum | None, size: int) -> None:
+    if spectrum is None:
+        return
+    if not isinstance(spectrum, Spectrum):
+        raise TypeError(f"spectrum must be a Spectrum from hessian_eigenvalues, got {type(spectrum).__name__}.")
+    if spectrum.num_parameters != size or len(spectrum.eigenvalues) < 2:
+        raise ValueError(
+            f"spectrum is of {spectrum.num_parameters} parameters with {len(spectrum.eigenvalues)} eigenvalues; pass "
+            f"one of this θ's {size} parameters at both ends (hessian_eigenvalues(..., which='both'))."
+        )
 
 
 def _check_arguments(method: str, k: int, profiles: bool, max_profiles: int, **numbers: float | None) -> None:

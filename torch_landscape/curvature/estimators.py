@@ -12,10 +12,11 @@ from torch import Tensor, nn
 
 from ..objective import Data, LossFunction, Objective
 from ..settings import check_positive_int
-from .eigen import KrylovBasis, _orthonormalize
+from .eigen import Spectrum
+from .krylov import KrylovBasis, _orthonormalize
 from .operators import HessianOperator
 from .policy import DENSE_THRESHOLD
-from .shallow import structured_diagonal
+from .structured import structured_diagonal
 
 TraceMethod = Literal["auto", "exact", "dense", "hutchpp"]
 DensityMethod = Literal["auto", "dense", "slq"]
@@ -89,7 +90,7 @@ def hessian_trace(
     operator = _operator(model, loss_fn, data, params, dtype)
     size = operator.shape[0]
     if method in ("auto", "exact"):
-        diagonal = structured_diagonal(operator.objective)
+        diagonal = structured_diagonal(operator)
         if diagonal is not None:
             return TraceEstimate(float(diagonal.sum()), 0.0, 0, "exact")
         if method == "exact":
@@ -176,12 +177,13 @@ def spectral_density(
     dtype: torch.dtype | None = None,
     seed: int = 0,
     dense_threshold: int = DENSE_THRESHOLD,
+    spectrum: Spectrum | None = None,
 ) -> SpectralDensity:
     """The spectral density of the Hessian, φ(t) = (1/P) Σ_i δ(t − λ_i), smoothed by a Gaussian.
 
     ``"dense"``: the exact eigenvalues with weights 1/P. ``"slq"``: stochastic Lanczos quadrature
     (Golub–Meurant; Ghorbani et al. 2019) in its block form, on the solvers' own Krylov basis
-    (:class:`~torch_landscape.curvature.eigen.KrylovBasis`): the ``num_probes`` Gaussian probes, orthonormalised
+    (:class:`~torch_landscape.curvature.krylov.KrylovBasis`): the ``num_probes`` Gaussian probes, orthonormalised
     to V (a uniformly random b-dimensional subspace, b = ``num_probes``), start a block Krylov space of
     ``num_steps`` blocks. With T = QᵀHQ = S diag(θ) Sᵀ,
 
@@ -190,6 +192,10 @@ def spectral_density(
     a Gauss quadrature exact for polynomials g of degree < 2·``num_steps``. One batched product of b
     vectors per step. ``"auto"``: dense up to ``dense_threshold`` parameters. Default bandwidth
     σ = 10⁻²·max|λ| (PyHessian's convention).
+
+    ``spectrum``: a Lanczos spectrum of the same operator solved from a random start without a restart
+    (``Spectrum.quadrature`` is set): its Krylov space is such a quadrature already (b = its block size),
+    so the density costs no further product; ``num_probes`` and ``num_steps`` are then those of the solve.
     """
     if method not in ("auto", "dense", "slq"):
         raise ValueError(f"method must be 'auto', 'dense' or 'slq', got {method!r}.")
@@ -211,7 +217,10 @@ def spectral_density(
         return SpectralDensity(nodes, weights, grid, density, sigma, "dense", operator.num_hvp - before)
     if num_probes < 1 or num_steps < 1:
         raise ValueError("num_probes and num_steps must be positive.")
-    nodes, weights = _block_quadrature(operator, min(num_probes, size), num_steps, seed)
+    if spectrum is not None and spectrum.quadrature is not None and spectrum.num_parameters == size:
+        nodes, weights = spectrum.quadrature
+    else:
+        nodes, weights = _block_quadrature(operator, min(num_probes, size), num_steps, seed)
     grid, density, sigma = _smooth(nodes, weights, num_points, bandwidth)
     return SpectralDensity(nodes, weights, grid, density, sigma, "slq", operator.num_hvp - before)
 

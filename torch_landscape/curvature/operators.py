@@ -14,6 +14,7 @@ Members here:
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
@@ -21,15 +22,18 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..objective import Data, LossFunction, Objective, as_objective, check_finite, describe_size
-from .shallow import shallow_layers, structured_hessian, structured_products
+from .shallow import shallow_layers
+from .structured import STRUCTURE, shallow_structure, structured_hessian, structured_products
 
-#: Above this many parameters a one-hidden-layer network's products go through the kept gradient graph.
-#: Measured (2 loaded CPU threads, float32, per vector, in gradients): at 193 parameters structured 1.2-1.5
-#: vs autograd 1.3-1.7 for one vector, 0.3-0.7 vs 0.5-1.2 in blocks of 4-16; at 3.3k a tie (1.3-1.7 vs
-#: 1.3-1.6); at 52k structured loses (2.0-3.5 vs 1.5-4.4, the autograd one ahead in the quieter run), and
-#: its set-up (activation and loss derivatives per sample) costs 1.4-3.6 gradients more per operator.
+#: Up to this many parameters a one-hidden-layer network's products come from its structure; above it too
+#: when the structure is at hand already (its L and ∇L, or the exact trace, asked for first), else through
+#: the kept gradient graph. benchmarks/products.py (2 loaded CPU threads, per vector, in gradients): one
+#: product costs about the same either way (P = 321: 0.7-1.0 structured vs 0.8-2.6 graph; 2,561: 1.0-2.5
+#: vs 0.9-2.8; 52k: 1.4-2.0 vs 0.9-2.4), so what decides is the set-up: the graph's costs 0.8-1.0 gradient
+#: on top of the structure's, which a probe builds anyway; the structure's alone costs 1.4-3.3.
 STRUCTURED_PRODUCT_LIMIT = 2048
 
 
@@ -44,6 +48,12 @@ class LinearOperator(Protocol):
     def matmat(self, vectors: Tensor) -> Tensor:
         """H V for V of shape (P, k)."""
         ...
+
+
+def twice_differentiable() -> contextlib.AbstractContextManager:
+    """Scaled-dot-product attention by its math kernel within: the fused CPU kernels (flash attention) have
+    no second derivative, the math kernel's operations do, and its values are exact (issue 22)."""
+    return sdpa_kernel(SDPBackend.MATH)
 
 
 def available_memory(device: torch.device) -> int:
@@ -237,8 +247,12 @@ class HessianOperator(SymmetricOperator):
         self.dtype = self.objective.dtype
         self.device = self.objective.device
         self.num_hvp = 0
-        self._loss_and_gradient: tuple[Tensor, Tensor] | None = None
+        self._graph: tuple[Tensor, Tensor] | None = None
         self._product_function: Callable[[Tensor], Tensor] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The kept gradient graph can be neither copied nor pickled: a copy builds its own when it needs one.
+        return {**self.__dict__, "_graph": None, "_product_function": None}
 
     @property
     def loss(self) -> Tensor:
@@ -251,9 +265,28 @@ class HessianOperator(SymmetricOperator):
         return self._first_order()[1]
 
     def _first_order(self) -> tuple[Tensor, Tensor]:
-        if self._loss_and_gradient is None:
-            self._loss_and_gradient = self.objective.loss_and_gradient()
-        return self._loss_and_gradient
+        # Shared through the objective: whatever computes L and ∇L at this θ first serves every other user.
+        return self.objective.memo("first order", self._compute_first_order)
+
+    def _compute_first_order(self) -> tuple[Tensor, Tensor]:
+        # The products will need the gradient graph: L and ∇L come with it, for the price of its
+        # create_graph backward instead of a plain gradient and then the graph.
+        self._gradient_graph()
+        return self.objective.first_order()
+
+    def _gradient_graph(self) -> tuple[Tensor, Tensor]:
+        """(θ, g(θ) = ∇L(θ) with ``create_graph``): built once, kept for the operator's life; L and ∇L
+        are recorded on the objective on the way."""
+        if self._graph is None:
+            theta = self.objective.theta.detach().requires_grad_(True)
+            with torch.enable_grad(), twice_differentiable():
+                loss = self.objective.loss(theta)
+                (gradient,) = torch.autograd.grad(loss, theta, create_graph=True)
+            self.objective.memo(
+                "first order", lambda: self.objective.reduce_first_order(loss.detach(), gradient.detach())
+            )
+            self._graph = theta, gradient
+        return self._graph
 
     def _products(self, block: Tensor) -> Tensor:
         if self._product_function is None:
@@ -262,21 +295,22 @@ class HessianOperator(SymmetricOperator):
         return self.objective.all_reduce(self._product_function(block))
 
     def _make_products(self) -> Callable[[Tensor], Tensor]:
-        """Reverse-over-reverse products through a gradient graph built once (about one gradient each):
-        g(θ) = ∇L(θ) with ``create_graph``, then H v = ∂(g·v)/∂θ, a block in one batched backward."""
-        theta = self.objective.theta.detach().requires_grad_(True)
-        with torch.enable_grad():
-            loss = self.objective.loss(theta)
-            (gradient,) = torch.autograd.grad(loss, theta, create_graph=True)
-        if self._loss_and_gradient is None:  # the graph gives L and ∇L for free
-            self._loss_and_gradient = self.objective.reduce_first_order(loss.detach(), gradient.detach())
+        """Reverse-over-reverse products through the kept gradient graph, H v = ∂(g·v)/∂θ, one backward
+        pass of the scalar g·v per vector (about one gradient each).
+
+        One at a time, not batched: torch's batched backward (``is_grads_batched``, a vmap) cost 2.3-4.2
+        gradients per vector at 52k parameters against 1.0-1.5 one by one, and a backward with a vector
+        ``grad_outputs`` makes torch import sympy on first use (0.3-0.8 s); a scalar's does neither
+        (benchmarks/products.py)."""
+        theta, gradient = self._gradient_graph()
 
         def products(block: Tensor) -> Tensor:
             with torch.enable_grad():
-                if block.shape[1] == 1:
-                    return torch.autograd.grad(gradient, theta, block[:, 0], retain_graph=True)[0][:, None]
-                vectors = block.T.contiguous()
-                return torch.autograd.grad(gradient, theta, vectors, retain_graph=True, is_grads_batched=True)[0].T
+                columns = [
+                    torch.autograd.grad(gradient @ block[:, i], theta, retain_graph=True)[0]
+                    for i in range(block.shape[1])
+                ]
+            return torch.stack(columns, dim=1)
 
         return products
 
@@ -288,20 +322,28 @@ class AutogradHessian(HessianOperator):
 class StructuredHessian(HessianOperator):
     """The Hessian of a one-hidden-layer network's objective (Linear → activation → Linear).
 
-    The dense matrix is assembled from the structure (:func:`~torch_landscape.curvature.shallow.structured_hessian`),
-    far cheaper than P products; products come from the structure up to ``STRUCTURED_PRODUCT_LIMIT``
-    parameters and through the kept gradient graph above, where that is cheaper.
+    L, ∇L, the dense matrix (:func:`~torch_landscape.curvature.structured.structured_hessian`, far cheaper
+    than P products) and the exact diagonal come from the network's structure, computed once per θ
+    (:func:`~torch_landscape.curvature.structured.shallow_structure`); products come from the structure up
+    to ``STRUCTURED_PRODUCT_LIMIT`` parameters and through the kept gradient graph above, where that is
+    cheaper.
     """
 
+    def _compute_first_order(self) -> tuple[Tensor, Tensor]:
+        structure = shallow_structure(self.objective)
+        if structure is None:
+            return super()._compute_first_order()
+        return self.objective.reduce_first_order(structure.loss, structure.gradient)
+
     def _make_products(self) -> Callable[[Tensor], Tensor]:
-        if self.shape[0] <= STRUCTURED_PRODUCT_LIMIT:
-            products = structured_products(self.objective)
+        if self.shape[0] <= STRUCTURED_PRODUCT_LIMIT or self.objective.memoized(STRUCTURE):
+            products = structured_products(self)
             if products is not None:
                 return products
         return super()._make_products()
 
     def _assemble(self, chunk_size: int) -> Tensor:
-        dense = structured_hessian(self.objective)
+        dense = structured_hessian(self)
         return self.objective.all_reduce(dense) if dense is not None else super()._assemble(chunk_size)
 
 

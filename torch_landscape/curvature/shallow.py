@@ -8,7 +8,8 @@ lets the tool assemble the exact Hessian far faster than P Hessian-vector produc
 from __future__ import annotations
 
 import copy
-import functools
+import math
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -74,19 +75,6 @@ class ShallowNetwork:
         prefix = self.hidden_name if layer == "hidden" else self.output_name
         return f"{prefix}.{tensor}" if prefix else tensor
 
-    def forward(self, parameters: dict[str, Tensor], inputs: Tensor) -> Tensor:
-        """f(x) = A σ(W x + b) + c with the parameters taken from a name → tensor dict."""
-        hidden = torch.nn.functional.linear(
-            inputs,
-            parameters[self.parameter_name("hidden", "weight")],
-            parameters.get(self.parameter_name("hidden", "bias")),
-        )
-        return torch.nn.functional.linear(
-            activation_function(self)(hidden),
-            parameters[self.parameter_name("output", "weight")],
-            parameters.get(self.parameter_name("output", "bias")),
-        )
-
 
 def _not_shallow(model: nn.Module, detail: str) -> ValueError:
     return ValueError(
@@ -131,7 +119,23 @@ def find_shallow(model: nn.Module, layers: tuple[str, str, str] | None = None) -
     kind = _ACTIVATIONS.get(type(activation))
     if kind is None:
         raise _not_shallow(model, f"activation {type(activation).__name__} is not supported")
+    tied = _shared_parameters(model, {names[0]: hidden, names[2]: output})
+    if tied:
+        # θ holds a shared tensor once (as model.parameters() does); the structure's layout, its
+        # symmetries and its neuron merges all assume separate ones. The Hessian takes the autograd path.
+        raise _not_shallow(model, f"its layers share parameters with other modules (tied weights: {', '.join(tied)})")
     return ShallowNetwork(hidden, activation, output, names[0], names[1], names[2], kind)
+
+
+def _shared_parameters(model: nn.Module, layers: dict[str, nn.Module]) -> list[str]:
+    """The names of the layers' parameters that the model also holds elsewhere (tied weights)."""
+    counts = Counter(id(p) for _, p in model.named_parameters(remove_duplicate=False))
+    return [
+        f"{name}.{tensor}" if name else tensor
+        for name, layer in layers.items()
+        for tensor, parameter in layer.named_parameters(recurse=False)
+        if counts[id(parameter)] > 1
+    ]
 
 
 def _search(model: nn.Module, modules: dict[str, nn.Module]) -> list[str]:
@@ -184,90 +188,86 @@ def activation_derivatives(activation: Callable[[Tensor], Tensor], z: Tensor) ->
     return value.detach(), first.detach(), second.detach()
 
 
-def _output_curvature(
-    objective: Objective, outputs: Tensor, targets: Tensor, weight: float
-) -> tuple[Tensor, Tensor] | None:
-    """G = ∂ℓ/∂F (n×q) and the per-sample q×q blocks of ∂²ℓ/∂F² for ℓ = weight·loss_fn(F, Y).
+def network_derivatives(net: ShallowNetwork, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """σ(z), σ′(z), σ″(z) of the network's activation: in closed form for tanh, sigmoid, (leaky) ReLU,
+    identity and z² (a few elementwise passes), by :func:`activation_derivatives` for the others.
 
-    Returns None when the loss is not a sum of per-sample terms (its output Hessian not block diagonal),
-    which a random-sign probe detects.
+    tanh′ = 1 − tanh², tanh″ = −2 tanh·tanh′; sigmoid′ = σ(1 − σ), sigmoid″ = σ′(1 − 2σ); ReLU′ = [z > 0]
+    and leaky ReLU′ = [z > 0] + α[z ≤ 0] (the subgradients autograd takes at 0), second derivatives 0.
     """
-    outputs = outputs.detach().requires_grad_(True)
-    n, q = outputs.shape
-    with torch.enable_grad():
-        loss = weight * objective.loss_fn(outputs, targets)
-        (gradient,) = torch.autograd.grad(loss, outputs, create_graph=True)
-        if not gradient.requires_grad:  # a loss linear in the outputs
-            return gradient.detach(), outputs.new_zeros(n, q, q)
-        # Backward passes of scalars (column sums), not of tensors with grad_outputs: the latter makes torch
-        # import sympy on first use, 0.3 s of a short run's budget; per-sample terms make the sums exact.
-        blocks = torch.stack(
-            [
-                torch.autograd.grad(
-                    gradient[:, j].sum(), outputs, retain_graph=True, allow_unused=True, materialize_grads=True
-                )[0]
-                for j in range(q)
-            ],
-            dim=2,
-        )
-        signs = torch.randint(0, 2, (n, 1), generator=torch.Generator().manual_seed(0)).to(outputs) * 2 - 1
-        probe = torch.autograd.grad((gradient * signs).sum(), outputs, allow_unused=True, materialize_grads=True)[0]
-    expected = signs * blocks.sum(dim=2)
-    scale = blocks.abs().max().clamp_min(torch.finfo(outputs.dtype).tiny)
-    if (probe - expected).abs().max() > 1e3 * torch.finfo(outputs.dtype).eps * scale * q:
-        return None
-    return gradient.detach(), blocks.detach()
+    z = z.detach()
+    if net.kind == "tanh":
+        value = torch.tanh(z)
+        first = 1 - value * value
+        return value, first, -2 * value * first
+    if net.kind == "sigmoid":
+        value = torch.sigmoid(z)
+        first = value * (1 - value)
+        return value, first, first * (1 - 2 * value)
+    if net.kind in ("relu", "leaky_relu"):
+        slope = getattr(net.activation, "negative_slope", 0.0)
+        positive = z > 0
+        value = torch.where(positive, z, slope * z)
+        return value, torch.where(positive, torch.ones_like(z), torch.full_like(z, slope)), torch.zeros_like(z)
+    if net.kind == "identity":
+        return z, torch.ones_like(z), torch.zeros_like(z)
+    if net.kind == "square":
+        return z * z, 2 * z, torch.full_like(z, 2.0)
+    return activation_derivatives(activation_function(net), z)
 
 
-@dataclass(frozen=True)
-class _Terms:
-    """Per-batch pieces of a shallow network's objective: features, activation derivatives, loss curvature."""
+def shallow_layers(objective: Objective) -> tuple[ShallowNetwork, list[str]] | None:
+    """The model's Linear → σ → Linear layers and their parameter names (hidden weight and bias, output
+    weight and bias, as present), if θ lies within them.
 
-    x_tilde: Tensor  # (n, d[+1]) inputs, with a column of ones when the hidden layer has a bias
-    s: Tensor  # σ(z), (n, m)
-    s1: Tensor  # σ′(z)
-    s2: Tensor  # σ″(z)
-    G: Tensor  # ∂ℓ/∂f, (n, q)
-    Hout: Tensor  # per-sample ∂²ℓ/∂f², (n, q, q)
-
-
-@dataclass(frozen=True)
-class _Layout:
-    """The canonical flat layout [W (m·d), b (m), A (q·m), c (q)] and how θ maps into it."""
-
-    A: Tensor
-    u_index: Tensor  # (m, d[+1]) canonical positions of u_i = (w_i, b_i)
-    a_index: Tensor  # (q, m) canonical positions of A_ki
-    c_index: Tensor | None  # (q,) positions of c, if present
-    size: int
-    select: Tensor  # canonical positions of θ's coordinates, in θ order
-    terms: list
-
-
-def shallow_layers(objective: Objective) -> tuple[ShallowNetwork, set[str]] | None:
-    """The model's Linear → σ → Linear layers and their parameter names, if θ lies within them.
-
-    A structural test only (no forward pass): :func:`shallow_parameters` also checks the model's output.
+    A structural test only (no forward pass): :func:`verified_forward` also checks the model's output.
     """
     try:
         net = find_shallow(objective.model)
     except ValueError:
         return None
-    layout = {
+    layout = [
         net.parameter_name(layer, tensor)
         for layer, module in (("hidden", net.hidden), ("output", net.output))
         for tensor in ("weight", "bias")
         if getattr(module, tensor) is not None
-    }
-    return (net, layout) if set(objective.names) <= layout else None
+    ]
+    return (net, layout) if set(objective.names) <= set(layout) else None
 
 
-def shallow_parameters(objective: Objective) -> tuple[ShallowNetwork, dict[str, Tensor]] | None:
-    """The model's Linear → σ → Linear structure and all its parameters at θ, if L(θ) is exactly that.
+@dataclass(frozen=True)
+class VerifiedForward:
+    """A one-hidden-layer network's forward at θ, checked against the model's own on every batch.
 
-    None when the model is not a recognised one-hidden-layer network, when θ holds parameters outside
-    it, or when the model's forward computes something other than output(σ(hidden(x))) on the data.
+    Attributes
+    ----------
+    net : ShallowNetwork
+    parameters : dict[str, Tensor]
+        Every parameter of the two layers at θ (trainable ones as views of θ, frozen ones as constants).
+    activations : tuple[tuple[Tensor, Tensor, Tensor], ...]
+        Per batch, σ(z), σ′(z) and σ″(z) at z = W x + b (:func:`network_derivatives`).
+    outputs : tuple[Tensor, ...]
+        Per batch, the model's outputs f_θ(x).
     """
+
+    net: ShallowNetwork
+    parameters: dict[str, Tensor]
+    activations: tuple[tuple[Tensor, Tensor, Tensor], ...]
+    outputs: tuple[Tensor, ...]
+
+
+def verified_forward(objective: Objective) -> VerifiedForward | None:
+    """The shallow structure of the objective's model at θ, if L(θ) is exactly that of output(σ(hidden(x))).
+
+    One forward pass of the model per batch, computed once per objective and shared (its activation
+    derivatives and outputs serve the structured Hessian, diagonal, gradient and products). None when the model is not
+    a recognised one-hidden-layer network, when θ holds parameters outside it, or when the model's forward
+    computes something else on the data.
+    """
+    return objective.memo("shallow forward", lambda: _verified_forward(objective))
+
+
+def _verified_forward(objective: Objective) -> VerifiedForward | None:
     found = shallow_layers(objective)
     if found is None:
         return None
@@ -275,185 +275,37 @@ def shallow_parameters(objective: Objective) -> tuple[ShallowNetwork, dict[str, 
     parameters = {**objective.constants, **objective.unflatten(objective.theta)}
     parameters = {name: parameters[name] for name in layout}
     tolerance = 1e3 * torch.finfo(objective.dtype).eps
+    weight = parameters[net.parameter_name("hidden", "weight")]
+    bias = parameters.get(net.parameter_name("hidden", "bias"))
+    activations, outputs = [], []
     with torch.no_grad():
         for x, _ in objective.batches:
             if x.ndim != 2:
                 return None
-            outputs = objective.outputs(objective.theta, x)
-            expected = net.forward(parameters, x)
-            if outputs.shape != expected.shape or not torch.allclose(
-                outputs, expected, rtol=tolerance, atol=tolerance * float(outputs.abs().max())
+            model_outputs = objective.outputs(objective.theta, x)
+            derivatives = network_derivatives(net, torch.nn.functional.linear(x, weight, bias))
+            expected = torch.nn.functional.linear(
+                derivatives[0],
+                parameters[net.parameter_name("output", "weight")],
+                parameters.get(net.parameter_name("output", "bias")),
+            )
+            scale = float(model_outputs.abs().max())
+            if not math.isfinite(scale):
+                return None  # nothing holds at a non-finite θ: the generic path names the failure
+            if model_outputs.shape != expected.shape or not torch.allclose(
+                model_outputs, expected, rtol=tolerance, atol=tolerance * scale
             ):
                 return None
-    return net, parameters
+            activations.append(derivatives)
+            outputs.append(model_outputs)
+    return VerifiedForward(net, parameters, tuple(activations), tuple(outputs))
 
 
-def _shallow_layout(objective: Objective) -> _Layout | None:
-    if not objective.sample_mean:  # no samples to sum the structured terms over: autograd of L instead
-        return None
-    layout = _rank_layout(objective)
-    if objective.process_group is None or objective.all_agree(layout is not None):
-        return layout
-    return None  # another rank's shard showed that the structure does not hold
-
-
-def _rank_layout(objective: Objective) -> _Layout | None:
-    found = shallow_parameters(objective)
-    if found is None:
-        return None
-    net, parameters = found
-    names = [
-        net.parameter_name(layer, tensor)
-        for layer, module in (("hidden", net.hidden), ("output", net.output))
-        for tensor in ("weight", "bias")
-        if getattr(module, tensor) is not None
-    ]
-    hidden_w, hidden_b = net.parameter_name("hidden", "weight"), net.parameter_name("hidden", "bias")
-    output_w, output_b = net.parameter_name("output", "weight"), net.parameter_name("output", "bias")
-    W, A = parameters[hidden_w], parameters[output_w]
-    b = parameters.get(hidden_b)
-    (m, d), q = W.shape, A.shape[0]
-    arange = functools.partial(torch.arange, device=objective.device)
-    offsets, size = {}, 0
-    for name in names:
-        offsets[name] = size
-        size += parameters[name].numel()
-    u_index = offsets[hidden_w] + arange(m * d).view(m, d)
-    if b is not None:
-        u_index = torch.cat([u_index, offsets[hidden_b] + arange(m)[:, None]], dim=1)
-    terms = []
-    for (x, y), weight in zip(objective.batches, objective.weights, strict=True):
-        curvature = _output_curvature(objective, objective.outputs(objective.theta, x), y, weight)
-        if curvature is None:
-            return None
-        s, s1, s2 = activation_derivatives(activation_function(net), torch.nn.functional.linear(x, W, b))
-        x_tilde = torch.cat([x, x.new_ones(x.shape[0], 1)], dim=1) if b is not None else x
-        terms.append(_Terms(x_tilde, s, s1, s2, *curvature))
-    return _Layout(
-        A=A,
-        u_index=u_index,
-        a_index=offsets[output_w] + arange(q * m).view(q, m),
-        c_index=offsets[output_b] + arange(q) if output_b in offsets else None,
-        size=size,
-        select=torch.cat([offsets[name] + arange(parameters[name].numel()) for name in objective.names]),
-        terms=terms,
-    )
-
-
-def structured_hessian(objective: Objective) -> Tensor | None:
-    """The exact Hessian of a one-hidden-layer network's objective, assembled from its structure.
-
-        H = Σ_j J_jᵀ (∂²ℓ/∂f²)_j J_j + Σ_j Σ_k (∂ℓ/∂f_k)_j ∇²f_k(x_j),
-
-    with per-sample Jacobians J_j in closed form and the residual term living in per-neuron blocks:
-    ∂²f_k/∂u_i∂u_i = A_ki σ″(z_i) x̃x̃ᵀ and ∂²f_k/∂A_ki∂u_i = σ′(z_i) x̃ (u_i = (w_i, b_i), x̃ = (x, 1)).
-    Cost O(n q P²) for the Gauss–Newton product instead of P backward passes.
-
-    Returns None when the objective is not that of a recognised shallow network (θ containing other
-    parameters, a forward that is not output(σ(hidden(x))), or a loss that is not a per-sample mean).
-    With a process group, this rank's share of H (the Hessian operator sums the shares).
-    """
-    layout = _shallow_layout(objective)
-    if layout is None:
-        return None
-    A, u_index, a_index, size = layout.A, layout.u_index, layout.a_index, layout.size
-    q, m = A.shape
-    q_range = torch.arange(q, device=A.device)
-    hessian = A.new_zeros(size, size)
-    for t in layout.terms:
-        n = t.x_tilde.shape[0]
-        J = A.new_zeros(n, q, size)  # per-sample Jacobian in the canonical layout
-        du = (A[None, :, :] * t.s1[:, None, :])[..., None] * t.x_tilde[:, None, None, :]  # (n, q, m, d+1)
-        J[:, :, u_index.reshape(-1)] = du.reshape(n, q, -1)
-        J[:, q_range[:, None], a_index] = t.s[:, None, :].expand(n, q, m)
-        if layout.c_index is not None:
-            J[:, q_range, layout.c_index] = 1.0
-        HJ = torch.einsum("nkl,nlp->nkp", t.Hout, J)
-        hessian += J.reshape(n * q, size).T @ HJ.reshape(n * q, size)
-        # Residual term: per-neuron (u_i, u_i) blocks and (A_ki, u_i) cross terms.
-        beta = (t.G @ A) * t.s2  # (n, m)
-        uu = torch.einsum("ni,np,nr->ipr", beta, t.x_tilde, t.x_tilde)
-        hessian.index_put_((u_index[:, :, None], u_index[:, None, :]), uu, accumulate=True)
-        au = torch.einsum("nk,ni,np->kip", t.G, t.s1, t.x_tilde)  # (q, m, d+1)
-        rows = a_index[:, :, None].expand_as(au)
-        cols = u_index[None, :, :].expand_as(au)
-        hessian.index_put_((rows, cols), au, accumulate=True)
-        hessian.index_put_((cols, rows), au, accumulate=True)
-    return hessian[layout.select][:, layout.select]
-
-
-def structured_diagonal(objective: Objective) -> Tensor | None:
-    """The exact Hessian diagonal of a one-hidden-layer network's objective, in O(n·m·(d + q²)).
-
-        H_{u_ip,u_ip} = Σ_j [σ′(z_ji)² x̃_jp² A_:iᵀ (∂²ℓ/∂f²)_j A_:i + (∂ℓ/∂f)_j·A_:i σ″(z_ji) x̃_jp²],
-        H_{A_ki,A_ki} = Σ_j (∂²ℓ/∂f²)_j,kk σ(z_ji)²,      H_{c_k,c_k} = Σ_j (∂²ℓ/∂f²)_j,kk.
-
-    Returns None where :func:`structured_hessian` would. With a process group, summed over the ranks.
-    """
-    layout = _shallow_layout(objective)
-    if layout is None:
-        return None
-    A = layout.A
-    diagonal = A.new_zeros(layout.size)
-    for t in layout.terms:
-        curvature = torch.einsum("nkl,ki,li->ni", t.Hout, A, A) * t.s1**2 + (t.G @ A) * t.s2
-        diagonal[layout.u_index] += curvature.T @ t.x_tilde**2
-        output_curvature = torch.diagonal(t.Hout, dim1=1, dim2=2)  # (n, q)
-        diagonal[layout.a_index] += output_curvature.T @ t.s**2
-        if layout.c_index is not None:
-            diagonal[layout.c_index] += output_curvature.sum(dim=0)
-    return objective.all_reduce(diagonal[layout.select])  # with a process group: the ranks' shares summed
-
-
-def structured_products(objective: Objective) -> Callable[[Tensor], Tensor] | None:
-    """A function V ↦ H V for a one-hidden-layer network, from its structure (no autograd).
-
-    With ż = X̃ V_u (the change of pre-activations), ḟ = A(σ′ ∘ ż) + V_A σ + V_c and r = (∂²ℓ/∂f²) ḟ:
-
-        (HV)_u = X̃ᵀ [σ′ ∘ (r A + G V_A) + ((G A) ∘ σ″) ∘ ż],
-        (HV)_A = rᵀ σ + Gᵀ(σ′ ∘ ż),      (HV)_c = Σ_j r_j.
-
-    Two (n × (d+1)) · ((d+1) × m·k) matrix products per block of k vectors, so a block costs about
-    what k gradients cost in BLAS-3 work, without the autograd graph. Returns None where
-    :func:`structured_hessian` would. With a process group, products with this rank's share of H.
-    """
-    layout = _shallow_layout(objective)
-    if layout is None:
-        return None
-    A, u_index, a_index, c_index = layout.A, layout.u_index, layout.a_index, layout.c_index
-    select = layout.select
-    budget = 2**26  # floats per intermediate (n, m, k) block: 512 MiB in float64
-
-    def products(block: Tensor) -> Tensor:
-        canonical = block.new_zeros(layout.size, block.shape[1])
-        canonical[select] = block
-        result = torch.zeros_like(canonical)
-        for t in layout.terms:
-            n, m = t.s.shape
-            step = max(1, budget // (n * m))
-            beta = (t.G @ A) * t.s2
-            for start in range(0, block.shape[1], step):
-                columns = slice(start, start + step)
-                v = canonical[:, columns]
-                v_u, v_a = v[u_index], v[a_index]  # (m, d+1, k), (q, m, k)
-                z_dot = torch.einsum("np,mpk->nmk", t.x_tilde, v_u)
-                f_dot = torch.einsum("qm,nmk->nqk", A, t.s1[:, :, None] * z_dot) + torch.einsum("qmk,nm->nqk", v_a, t.s)
-                if c_index is not None:
-                    f_dot = f_dot + v[c_index][None]
-                r = torch.einsum("nql,nlk->nqk", t.Hout, f_dot)
-                coefficient = (
-                    t.s1[:, :, None] * (torch.einsum("qm,nqk->nmk", A, r) + torch.einsum("nq,qmk->nmk", t.G, v_a))
-                    + beta[:, :, None] * z_dot
-                )
-                result[u_index, columns] += torch.einsum("np,nmk->mpk", t.x_tilde, coefficient)
-                result[a_index, columns] += torch.einsum("nm,nqk->qmk", t.s, r) + torch.einsum(
-                    "nq,nmk->qmk", t.G, t.s1[:, :, None] * z_dot
-                )
-                if c_index is not None:
-                    result[c_index, columns] += r.sum(dim=0)
-        return result[select]
-
-    return products
+def shallow_parameters(objective: Objective) -> tuple[ShallowNetwork, dict[str, Tensor]] | None:
+    """The model's Linear → σ → Linear structure and all its parameters at θ, if L(θ) is exactly that
+    (:func:`verified_forward`, computed once per objective); None otherwise."""
+    found = verified_forward(objective)
+    return None if found is None else (found.net, found.parameters)
 
 
 def shallow_weights(
