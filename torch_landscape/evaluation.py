@@ -23,9 +23,9 @@ from .critical.classify import classify_critical_point
 from .critical.newton import certainly_negative, default_rtol_zero, gradient_rounding
 from .curvature.eigen import Spectrum, hessian_eigenvalues
 from .curvature.estimators import TraceEstimate, hessian_trace, spectral_density
-from .curvature.operators import HessianOperator
+from .curvature.operators import HessianOperator, StructuredHessian
 from .curvature.policy import Purpose, uses_dense
-from .curvature.structured import structured_diagonal
+from .curvature.structured import shallow_structure, structured_diagonal
 from .objective import Objective, check_finite
 from .redundancy import mlp_redundancy, neuron_redundancy, redundancy_nullity_check
 from .settings import ProbeSettings
@@ -36,6 +36,10 @@ from .verdicts import contradictions, divergence_verdict
 #: What a full snapshot's loss slices may cost, in gradients (about 60 grid points): a fixed share, so that
 #: the pictures never cost as much as the spectrum behind them.
 SLICE_BUDGET = 40.0
+
+#: Hutch++ products for the trace at a full evaluation without a closed form or dense Hessian: a monitoring
+#: estimate, its standard error logged beside it (hessian_trace's default of 99 is a third of a full evaluation).
+TRACE_PRODUCTS = 30
 
 #: The relative tolerance of the spectrum at full evaluations: the critical-point test's, whose Krylov space
 #: the spectrum shares (classify_critical_point's default).
@@ -138,7 +142,9 @@ def dense_here(point: Point, context: Context) -> bool:
     # The critical-point test decomposes H densely up to its own threshold: share that decomposition.
     critical = "critical" in context.quantities
     purpose: Purpose = "light" if not point.full else "critical" if critical else "spectrum"
-    return uses_dense(point.objective.num_parameters, purpose, context.settings.method)
+    # Assembled from the network's structure in one pass, or from P products (the structure did not hold).
+    structured = isinstance(point.operator, StructuredHessian) and shallow_structure(point.operator) is not None
+    return uses_dense(point.objective.num_parameters, purpose, context.settings.method, structured)
 
 
 Computation = Callable[[Point, Context, RunningState, dict[str, Any]], dict[str, Any]]
@@ -239,7 +245,7 @@ def stability_values(point: Point, context: Context, state: RunningState, result
 
 def trace_values(point: Point, context: Context, state: RunningState, results: dict[str, Any]) -> dict[str, Any]:
     if point.full or dense_here(point, context):
-        return {"trace": hessian_trace(point.operator)}
+        return {"trace": hessian_trace(point.operator, num_hvp=TRACE_PRODUCTS)}
     # Light: only where it is exact in about one forward pass (Hutch++ would cost ~100 products).
     exact = structured_diagonal(point.operator)
     return {} if exact is None else {"trace": TraceEstimate(float(exact.sum()), 0.0, 0, "exact")}

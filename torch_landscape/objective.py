@@ -315,11 +315,12 @@ class Objective:
             self.num_samples = int(self.all_reduce(torch.tensor(self.num_samples, device=self.device)))
         self.data_name = data_name
         self.weights = [size / self.num_samples for size in sizes]
-        with preserved_rng([self.device]):  # a model or loss that draws random numbers is refused, not run
-            if check and self.process_group is None:
-                self._check_loss()
-            elif check:
-                self._check_loss_on_every_rank()
+        if check:
+            with preserved_rng([self.device]):  # a model or loss that draws random numbers is refused, not run
+                if self.process_group is None:
+                    self._check_loss()
+                else:
+                    self._check_loss_on_every_rank()
 
     @property
     def num_parameters(self) -> int:

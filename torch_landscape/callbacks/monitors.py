@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import os
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal
 
@@ -18,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from ..monitoring import Ledger, MonitoringSession, Schedule, Sink
+from ..monitoring.budget import TARGET_POINTS, affordable_probe_size
 from ..monitoring.sinks import EvaluationCost
 from ..objective import LossFunction, check_data
 from ..probe import LandscapeProbe
@@ -71,7 +74,7 @@ class LandscapeMonitor(*CALLBACK_BASES):  # type: ignore[misc]
     weights, optimizer state, ``.grad``, train/eval mode and random streams are exactly as without it.
 
     By default the monitor schedules itself so that everything it spends stays within ``max_overhead`` of
-    the wall time (at least 0.3 s over a whole run, so that short runs still draw curves), and ends with a
+    the wall time (at least 0.6 s over a whole run, so that short runs still draw curves), and ends with a
     full evaluation with figures — scaled down, and said so, when the budget cannot pay for it
     (:class:`~torch_landscape.monitoring.MonitoringSession`). ``every_n_steps``, ``every_n_epochs`` and
     ``full_every`` fix the schedule instead, at whatever cost (``landscape/monitor/overhead`` shows it).
@@ -105,10 +108,13 @@ class LandscapeMonitor(*CALLBACK_BASES):  # type: ignore[misc]
         attribute), the objective is the module's own ``training_step`` (its ``self.log`` silenced, in eval
         mode, a returned dict read at "loss"): inline losses, criteria and weighted batches work as written.
     probe_data
-        The probe set: ``(inputs, targets)`` tensors or an iterable of batches. Default: ``probe_size``
-        samples of the training dataset drawn once with a private generator seeded by ``seed``.
+        The probe set: ``(inputs, targets)`` tensors or an iterable of batches. Default: samples of the
+        training dataset drawn once with a private generator seeded by ``seed``.
     probe_size, seed
-        Size and seed of the default probe set.
+        Size and seed of the default probe set. ``probe_size=None``: as many samples, up to 2048, as let about
+        thirty light evaluations fit the budget the run is projected to have (measured from one gradient on
+        them when training starts; :func:`~torch_landscape.monitoring.budget.affordable_probe_size`), said in
+        the setup text.
     reference
         θ* for one-point convexity: a model like the student (hidden neurons are matched to the student's)
         or a flat tensor.
@@ -165,7 +171,7 @@ class LandscapeMonitor(*CALLBACK_BASES):  # type: ignore[misc]
         loss_fn: LossFunction | None = None,
         loss: BatchLoss | None = None,
         probe_data: Any = None,
-        probe_size: int = 2048,
+        probe_size: int | None = None,
         seed: int = 0,
         reference: nn.Module | Tensor | None = None,
         loss_star: float | None = None,
@@ -199,11 +205,12 @@ class LandscapeMonitor(*CALLBACK_BASES):  # type: ignore[misc]
                 params=params,
                 dtype=dtype,
                 on_error=on_error,
-                probe_size=probe_size,
+                probe_size=probe_size if probe_size is not None else ProbeSettings.probe_size,
                 seed=seed,
             )
             self.quantities = self._chosen(quantities, reference)
         self.max_overhead = float(max_overhead)
+        self._sized_by_budget = probe_size is None  # else the user's size is kept
         self._explicit_quantities = quantities is not None
         # From the arguments, before set-up narrows the quantities: the key must match across a resume.
         self.name = name
@@ -219,6 +226,7 @@ class LandscapeMonitor(*CALLBACK_BASES):  # type: ignore[misc]
         self._probe: LandscapeProbe | None = None  # built at set-up from probe_data, used when training starts
         self._pending_state: dict[str, Any] | None = None
         self._skipped: list[str] = []
+        self._about: list[str] = []  # how the probe set was chosen, for the setup text
         self._writers: list[Any] = []  # SummaryWriters of a named monitor's own runs, closed at the end
         #: The histories of earlier fits with this monitor (each fit starts afresh).
         self.previous_histories: list[list[LandscapeSnapshot]] = []
@@ -312,16 +320,17 @@ class LandscapeMonitor(*CALLBACK_BASES):  # type: ignore[misc]
                 f"are in monitor.previous_histories[{len(self.previous_histories) - 1}])."
             )
         self.session = None
+        self._about = []
         # Given probe data are checked now, with the model, loss and reference, by building the probe.
         self._probe = self._make_probe(trainer, pl_module, self._probe_data) if self._probe_data is not None else None
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         probe = self._probe
         if probe is None or _devices(probe.model) != _devices(pl_module):  # none yet, or the model moved
-            data = self._probe_data
-            if data is None:
-                data = draw_probe_set(trainer, type(self).__name__, self.probe_size, self.seed)
-            probe = self._make_probe(trainer, pl_module, data)
+            if self._probe_data is None:
+                probe = self._drawn_probe(trainer, pl_module)
+            else:
+                probe = self._make_probe(trainer, pl_module, self._probe_data)
         self._probe = None
         self.session = MonitoringSession(
             probe,
@@ -334,6 +343,7 @@ class LandscapeMonitor(*CALLBACK_BASES):  # type: ignore[misc]
             total_steps=horizon(trainer),
             optimizer=optimizer(trainer),
             skipped=self._skipped,
+            about=self._about,
             agree=_agreement(trainer) if probe.process_group is not None else None,
             ledger=_shared_ledger(trainer),
             name=self._label(),
@@ -345,6 +355,30 @@ class LandscapeMonitor(*CALLBACK_BASES):  # type: ignore[misc]
             self.session.load_state_dict(self._pending_state)
             self._pending_state = None
         self.session.start(trainer.global_step)
+
+    def _drawn_probe(self, trainer: Any, pl_module: Any) -> LandscapeProbe:
+        """A probe on samples of the training set: ``probe_size`` of them, or as many as the budget affords."""
+        name = type(self).__name__
+        probe = self._make_probe(trainer, pl_module, draw_probe_set(trainer, name, self.probe_size, self.seed))
+        if not self._sized_by_budget:
+            return probe
+        gradient = _gradient_seconds(probe)
+        size = affordable_probe_size(
+            probe.num_samples,
+            gradient,
+            max_overhead=self.max_overhead,
+            total_steps=horizon(trainer),
+            batch_size=getattr(trainer.train_dataloader, "batch_size", None),
+        )
+        note = f"probe set: {size} samples of the training set"
+        if size < probe.num_samples:
+            probe = self._make_probe(trainer, pl_module, draw_probe_set(trainer, name, size, self.seed))
+            note += (
+                f" (of {len(trainer.train_dataloader.dataset)}; sized so that about {TARGET_POINTS} light "
+                "evaluations fit the budget: pass probe_size= to choose)"
+            )
+        self._about.append(note)
+        return probe
 
     def _make_probe(self, trainer: Any, pl_module: Any, data: Any) -> LandscapeProbe:
         loss_fn, loss = self._loss_fn, self._loss
@@ -499,6 +533,17 @@ def _beyond_pairs(data: Any, pl_module: Any) -> bool:
         with preserved_rng([pl_module.device]):
             first = next(iter(data), ())
     return isinstance(first, dict) or (isinstance(first, (tuple, list)) and len(first) > 2)
+
+
+def _gradient_seconds(probe: LandscapeProbe) -> float:
+    """Seconds of one gradient on the probe set (the second of two: the first pays one-time costs)."""
+    seconds = math.inf
+    for _ in range(2):
+        start = time.perf_counter()
+        with preserved_rng([p.device for p in probe.model.parameters()][:1]), torch.enable_grad():
+            probe.objective().loss_and_gradient()
+        seconds = time.perf_counter() - start
+    return seconds
 
 
 def _devices(module: nn.Module) -> set[torch.device]:

@@ -5,7 +5,9 @@ and take its whole symmetric eigendecomposition, exact to rounding. It costs O(P
 so it pays up to a size that depends on what is asked for:
 
 * a light evaluation wants λ_max (and λ_min where it is free): dense while an eigendecomposition costs about
-  as much as a few products, :data:`LIGHT_DENSE_THRESHOLD`;
+  as much as a few products, :data:`LIGHT_DENSE_THRESHOLD` — where the Hessian is assembled from its
+  structure in one pass; assembled from P products (any other model), only up to
+  :data:`LIGHT_PRODUCTS_THRESHOLD`, beyond which a warm-started λ_max takes fewer products;
 * a spectrum to full tolerance at both ends: at P ≈ 1000 assembly plus ``eigh`` takes about as long as a
   matrix-free solve for k = 5 at both ends on 2 cores (``benchmarks/hessian_engine.py``), and below it the
   dense path is both faster and exact: :data:`DENSE_THRESHOLD`;
@@ -18,8 +20,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-#: Up to this P a light evaluation takes the whole spectrum (λ_min exactly, too).
+#: Up to this P a light evaluation takes the whole spectrum (λ_min exactly, too), when the Hessian of a
+#: one-hidden-layer network is assembled from its structure in one pass.
 LIGHT_DENSE_THRESHOLD = 256
+
+#: Likewise when the dense Hessian costs P products: a warm-started λ_max takes 3–6 (a light evaluation of
+#: the README's 33-parameter network, an inline loss: 20–30 ms dense, 4–6 ms by Lanczos).
+LIGHT_PRODUCTS_THRESHOLD = 16
 
 #: Up to this P a spectrum at both ends is computed densely.
 DENSE_THRESHOLD = 1024
@@ -36,9 +43,14 @@ _LIMITS: dict[str, int] = {
 }
 
 
-def uses_dense(num_parameters: int, purpose: Purpose = "spectrum", method: str = "auto") -> bool:
+def uses_dense(
+    num_parameters: int, purpose: Purpose = "spectrum", method: str = "auto", structured: bool = True
+) -> bool:
     """Whether ``purpose`` is served by the assembled Hessian: ``method`` "dense" or "lanczos" decides
-    outright; "auto" compares P with the purpose's threshold."""
+    outright; "auto" compares P with the purpose's threshold (for a light evaluation, a lower one when the
+    Hessian is not ``structured``, i.e. assembled from P products)."""
     if method != "auto":
         return method == "dense"
+    if purpose == "light" and not structured:
+        return num_parameters <= LIGHT_PRODUCTS_THRESHOLD
     return num_parameters <= _LIMITS[purpose]

@@ -22,17 +22,19 @@ from typing import Literal
 
 Tier = Literal["light", "full"]
 
-#: The least a run's monitoring may spend in all, in seconds: enough for about twenty light and three full
-#: evaluations of a small network, so that a short run still draws curves (the README example: 320 steps,
-#: half a second of training, whole script about 4 s).
-MIN_SECONDS = 0.3
+#: The least a run's monitoring may spend in all, in seconds: enough for about thirty light and three full
+#: evaluations of a small network (the README example: 320 steps, about one second of training, light
+#: evaluations of 6–10 ms with its loss computed inline, full ones of 50 ms), so that a short run still draws
+#: curves.
+MIN_SECONDS = 1.0
 
-#: Share of the pacing allowance that light evaluations may use; full evaluations get the rest.
-LIGHT_SHARE = 0.6
+#: Share of the pacing allowance that light evaluations may use; full evaluations get the rest. Light ones draw
+#: the curves (λ_max and the stability ratio at every evaluation); a full one costs 5–50 light ones.
+LIGHT_SHARE = 0.75
 
-#: Before a full evaluation has been measured its cost is guessed as this many light ones. Measured: about
-#: 10 on networks of tens of parameters, about 150 at P = 1153 with 2048 probe samples.
-FULL_COST_PRIOR = 30.0
+#: Before a full evaluation has been measured its cost is guessed as this many light ones. Measured: 5–8 on
+#: networks of tens of parameters (dense path), 20–25 at P = 2,410 (Krylov path, an inline loss).
+FULL_COST_PRIOR = 20.0
 
 #: Before figures have been drawn once their cost is guessed at this many seconds (importing matplotlib
 #: and drawing three figures on 2 cores).
@@ -90,9 +92,11 @@ class OverheadBudget:
         """Seconds spent so far on everything."""
         return sum(self.spent.values())
 
-    def record(self, tier: str, seconds: float, *, figures: float | None = None) -> None:
-        """Count ``seconds`` against ``tier`` ("setup", "light" or "full") and remember the cost."""
-        self.spent[tier] += seconds
+    def record(self, tier: str, seconds: float, *, figures: float | None = None, one_off: bool = False) -> None:
+        """Count ``seconds`` against ``tier`` ("setup", "light" or "full") and remember the cost. ``one_off``: an
+        evaluation outside the pacing (the one at the start of a run), paid from the set-up share that both
+        tiers give up, not from its tier's."""
+        self.spent["setup" if one_off else tier] += seconds
         if tier != "setup":
             self.cost[tier] = seconds - (figures or 0.0)
         if figures is not None:
@@ -120,8 +124,10 @@ class OverheadBudget:
     ) -> bool:
         """Whether the pacing allowance, less the closing evaluation's reserve, pays for one more ``tier``
         evaluation. ``with_full``: whether full evaluations share the allowance at all."""
-        reserve = closing_cost * (progress if progress is not None else 1.0)
-        available = self.allowance(training_seconds, progress) - reserve - self.spent["setup"]
+        # The closing evaluation's reserve and the one-off costs (set-up, the first evaluation) are paid pro rata
+        # over the run, so that the curves start right after the first evaluation, evenly spaced.
+        paced = progress if progress is not None else 1.0
+        available = self.allowance(training_seconds, progress) - (closing_cost + self.spent["setup"]) * paced
         share = 1.0 if not with_full else (self.light_share if tier == "light" else 1.0 - self.light_share)
         cost = self.predicted(tier)
         credit = share * available - self.spent[tier] - self.forfeited[tier]
@@ -152,3 +158,44 @@ class OverheadBudget:
         rate = self.max_overhead / (1.0 - self.max_overhead)
         per_step = training_seconds / max(steps, 1)
         return max(1, math.ceil(light / max(rate * per_step, 1e-12)))
+
+
+#: A light evaluation's cost in gradients on the probe set (measured 8–14 from P = 33 to 2,410, dense or
+#: warm-started Lanczos with 3–4 products), and its part that does not grow with the probe set.
+LIGHT_GRADIENTS = 12.0
+LIGHT_FIXED_SECONDS = 0.004
+
+#: The λ_max points a run's default probe set is sized to afford, at the least.
+TARGET_POINTS = 30
+
+#: What a training framework adds to a step beyond its forward and backward (Lightning: about a millisecond):
+#: a lower bound, so that the projected training time, and the probe set sized from it, err on the small side.
+STEP_OVERHEAD_SECONDS = 1e-3
+
+
+def affordable_probe_size(
+    samples: int,
+    gradient_seconds: float,
+    *,
+    max_overhead: float,
+    total_steps: int | None,
+    batch_size: int | None,
+    minimum: int = 256,
+) -> int:
+    """The most probe samples (of ``samples``, whose gradient took ``gradient_seconds``) with which
+    TARGET_POINTS light evaluations fit the budget a run is projected to have.
+
+    The run's training time is projected as ``total_steps`` steps of a forward and backward on ``batch_size``
+    samples (in float32, half the float64 probe gradient's cost per sample) plus STEP_OVERHEAD_SECONDS; its
+    allowance is max(o/(1 − o)·T, MIN_SECONDS); LIGHT_SHARE of it pays for TARGET_POINTS light evaluations of
+    LIGHT_FIXED_SECONDS + LIGHT_GRADIENTS gradients, whose cost is proportional to the probe set. Never below
+    ``minimum`` (or all the samples, if fewer).
+    """
+    per_sample = gradient_seconds / max(samples, 1)
+    training = 0.0
+    if total_steps and batch_size:
+        training = total_steps * (per_sample * batch_size / 2 + STEP_OVERHEAD_SECONDS)
+    allowance = max(max_overhead / (1.0 - max_overhead) * training, MIN_SECONDS)
+    per_light = allowance * LIGHT_SHARE / TARGET_POINTS - LIGHT_FIXED_SECONDS
+    affordable = int(per_light / (LIGHT_GRADIENTS * per_sample)) if per_light > 0 and per_sample > 0 else samples
+    return min(samples, max(affordable, minimum))

@@ -136,6 +136,7 @@ class Pacer:
         self.notes: list[str] = []
         self._started: float | None = None
         self._stride, self._undecided = 1, 0
+        self._gap = 0  # steps between the last two evaluations
         self._warned = False
 
     # -- time --------------------------------------------------------------------------------------------
@@ -160,12 +161,21 @@ class Pacer:
         return self.ledger.share(self.clock(), pending)
 
     def record(
-        self, decision: Decision, step: int, seconds: float, figures: float | None = None, completes: bool = False
+        self,
+        decision: Decision,
+        step: int,
+        seconds: float,
+        figures: float | None = None,
+        completes: bool = False,
+        initial: bool = False,
     ) -> None:
         """Count an evaluation at ``step`` of ``seconds`` (``figures`` of them drawing); ``completes``: it
-        completed the light evaluation of the same step, not a new one."""
-        self.budget.record(decision, seconds, figures=figures)
+        completed the light evaluation of the same step, not a new one; ``initial``: the run's first, paid from
+        the set-up share rather than its tier's, so that the curves start evenly spaced after it."""
+        self.budget.record(decision, seconds, figures=figures, one_off=initial)
         self.evaluations += int(not completes)
+        if self.last_step is not None and step > self.last_step:
+            self._gap = step - self.last_step
         self.last_step = step
         if decision == "full":
             self.last_full_step = step
@@ -193,6 +203,10 @@ class Pacer:
         # deciding stays below DECIDE_SHARE of the training time (every step when distributed).
         self._undecided += 1
         if self._undecided < self._stride and not self.distributed:
+            return None
+        if self.last_step is not None and step - self.last_step < self._gap / 4:
+            # The light and full tiers keep separate accounts: without this, one would fall due the step after
+            # the other. Its turn comes a little later; the allowance it waits for is not lost.
             return None
         self._undecided, begin = 0, self.clock()
         full = self._full_due(step)

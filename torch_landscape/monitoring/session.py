@@ -51,8 +51,8 @@ class MonitoringSession:
         :attr:`history`.
     max_overhead
         The share of the wall time the automatic schedule may spend, in (0, 1): set-up, evaluations,
-        writing, figures and the closing evaluation all count; the whole run may spend at least 0.3 s, so
-        that short runs still draw curves (:mod:`~torch_landscape.monitoring.budget`).
+        writing, figures and the closing evaluation all count; the whole run may spend at least 0.6 s
+        (``budget.MIN_SECONDS``), so that short runs still draw curves (:mod:`~torch_landscape.monitoring.budget`).
     every_n_steps, every_n_epochs, full_every
         A fixed schedule instead (:class:`~torch_landscape.monitoring.pacer.Schedule`).
     figures
@@ -66,6 +66,8 @@ class MonitoringSession:
         line.
     skipped
         What this run cannot show (said once in the setup text).
+    about
+        Lines for the setup text on how the run was set up (e.g. how the probe set was sized).
     agree
         Under several processes, ``agree(decide)`` returns rank zero's ``decide()`` on every rank, so that all
         ranks take part in the same evaluations; None in one process.
@@ -99,6 +101,7 @@ class MonitoringSession:
         total_steps: int | None = None,
         optimizer: torch.optim.Optimizer | None = None,
         skipped: Sequence[str] = (),
+        about: Sequence[str] = (),
         agree: Callable[[Callable[[], Any]], Any] | None = None,
         clock: Callable[[], float] = time.perf_counter,
         ledger: Ledger | None = None,
@@ -114,6 +117,7 @@ class MonitoringSession:
         self.sinks = list(sinks)
         self.optimizer = optimizer
         self.skipped = list(skipped)
+        self.about = list(about)
         self.pacer = Pacer(
             max_overhead,
             Schedule(every_n_steps, every_n_epochs, full_every),
@@ -152,7 +156,7 @@ class MonitoringSession:
             return None
         self._started = True
         self.pacer.start(self._total_steps)
-        description = self.probe.describe()
+        description = "\n".join([self.probe.describe(), *(f"- {line}" for line in self.about)])
         if self.optimizer is not None:
             lines = stability_setup(self.optimizer, self.probe.objective()).describe().splitlines()
             description += "\n" + "\n".join([f"- {lines[0]}", *(f"  - {line.strip()}" for line in lines[1:])])
@@ -232,7 +236,8 @@ class MonitoringSession:
         drawing = None
         if figures or (decision == "full" and self.pacer.draws_at_full()):
             drawing = self._draw(snapshot)
-        self.pacer.record(decision, step, self.pacer.clock() - begin, figures=drawing, completes=completes)
+        initial = self.pacer.last_step is None
+        self.pacer.record(decision, step, self.pacer.clock() - begin, drawing, completes, initial)
         warning = self.pacer.costly_warning(step)
         if warning is not None:
             warnings.warn(f"{self.name} {warning}", UserWarning, stacklevel=3)
