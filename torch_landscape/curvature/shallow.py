@@ -55,6 +55,9 @@ class ShallowNetwork:
         Their qualified names in ``model.named_modules()`` ("" for the model itself).
     kind
         The activation's name: one of tanh, sigmoid, relu, leaky_relu, softplus, gelu, silu, identity, square.
+    flatten
+        Whether the model flattens its inputs first (an ``nn.Flatten`` before the hidden layer): the network's
+        inputs are then :meth:`features` of the model's.
     """
 
     hidden: nn.Linear
@@ -64,6 +67,11 @@ class ShallowNetwork:
     activation_name: str
     output_name: str
     kind: str
+    flatten: bool = False
+
+    def features(self, inputs: Tensor) -> Tensor:
+        """The hidden layer's inputs from the model's: flattened to (n, d) where the model flattens them."""
+        return inputs.flatten(1) if self.flatten and inputs.ndim > 2 else inputs
 
     @property
     def width(self) -> int:
@@ -109,6 +117,8 @@ def find_shallow(model: nn.Module, layers: tuple[str, str, str] | None = None) -
         names = list(layers)
     else:
         names = _search(model, modules)
+    flatten = bool(names and names[0] == _FLATTEN)
+    names = names[1:] if flatten else names
     hidden, activation, output = (modules[name] for name in names)
     if not (isinstance(hidden, nn.Linear) and isinstance(output, nn.Linear)):
         raise _not_shallow(model, f"layers {names[0]!r} and {names[2]!r} must both be nn.Linear")
@@ -124,7 +134,7 @@ def find_shallow(model: nn.Module, layers: tuple[str, str, str] | None = None) -
         # θ holds a shared tensor once (as model.parameters() does); the structure's layout, its
         # symmetries and its neuron merges all assume separate ones. The Hessian takes the autograd path.
         raise _not_shallow(model, f"its layers share parameters with other modules (tied weights: {', '.join(tied)})")
-    return ShallowNetwork(hidden, activation, output, names[0], names[1], names[2], kind)
+    return ShallowNetwork(hidden, activation, output, names[0], names[1], names[2], kind, flatten)
 
 
 def _shared_parameters(model: nn.Module, layers: dict[str, nn.Module]) -> list[str]:
@@ -138,15 +148,32 @@ def _shared_parameters(model: nn.Module, layers: dict[str, nn.Module]) -> list[s
     ]
 
 
+#: Marks, as the first name :func:`_search` returns, a model that flattens its inputs before the hidden layer.
+_FLATTEN = "<flatten>"
+
+
+def _layers(sequence: nn.Sequential, prefix: str) -> list[tuple[str, nn.Module]]:
+    """The layers of a Sequential in order, nested Sequentials opened, without Dropout (the identity in eval
+    mode, where the objective is evaluated)."""
+    found = []
+    for name, child in sequence.named_children():
+        if isinstance(child, nn.Sequential):
+            found += _layers(child, f"{prefix}{name}.")
+        elif not isinstance(child, nn.modules.dropout._DropoutNd):
+            found.append((prefix + name, child))
+    return found
+
+
 def _search(model: nn.Module, modules: dict[str, nn.Module]) -> list[str]:
     candidates = []
     for name, module in modules.items():
-        if isinstance(module, nn.Sequential):
-            children = list(module.named_children())
-            kinds = [type(child) for _, child in children]
-            if len(children) == 3 and kinds[0] is nn.Linear and kinds[2] is nn.Linear:
-                prefix = f"{name}." if name else ""
-                candidates.append([prefix + child_name for child_name, _ in children])
+        if isinstance(module, nn.Sequential) and not _enclosing_sequentials(modules, name):  # searched with those
+            layers = _layers(module, f"{name}." if name else "")
+            flatten = bool(layers) and isinstance(layers[0][1], nn.Flatten) and layers[0][1].start_dim == 1
+            layers = layers[1:] if flatten else layers
+            kinds = [type(child) for _, child in layers]
+            if len(layers) == 3 and kinds[0] is nn.Linear and kinds[2] is nn.Linear:
+                candidates.append(([_FLATTEN] if flatten else []) + [layer for layer, _ in layers])
     if len(candidates) == 1:
         return candidates[0]
     if len(candidates) > 1:
@@ -173,6 +200,13 @@ def _search(model: nn.Module, modules: dict[str, nn.Module]) -> list[str]:
         raise _not_shallow(model, f"it has {len(linears)} nn.Linear layers, not 2")
     found = [type(modules[name]).__name__ for name in layered if name not in linears]
     raise _not_shallow(model, f"between its two Linear layers it has {found or 'no activation module'}")
+
+
+def _enclosing_sequentials(modules: dict[str, nn.Module], name: str) -> list[nn.Module]:
+    """The Sequentials that hold the module ``name`` (their layers are searched with it)."""
+    parts = name.split(".") if name else []
+    outer = [".".join(parts[:i]) for i in range(len(parts))]
+    return [modules[prefix] for prefix in outer if isinstance(modules.get(prefix), nn.Sequential)]
 
 
 def activation_derivatives(activation: Callable[[Tensor], Tensor], z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -280,6 +314,7 @@ def _verified_forward(objective: Objective) -> VerifiedForward | None:
     activations, outputs = [], []
     with torch.no_grad():
         for x, _ in objective.batches:
+            x = net.features(x)
             if x.ndim != 2:
                 return None
             model_outputs = objective.outputs(objective.theta, x)

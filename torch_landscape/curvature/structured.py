@@ -161,6 +161,7 @@ def _rank_structure(objective: Objective) -> ShallowStructure | None:
         if derivatives is None:
             return None
         loss, G, Hout = derivatives
+        x = forward.net.features(x)
         x_tilde = torch.cat([x, x.new_ones(x.shape[0], 1)], dim=1) if hidden_b in parameters else x
         # ∇L in closed form: ∂/∂u_i = Σ_j σ′(z_ji)(G_j·A_:i) x̃_j, ∂/∂A = Gᵀσ, ∂/∂c = Σ_j G_j.
         gradient[u_index] += (s1 * (G @ A)).T @ x_tilde

@@ -44,6 +44,7 @@ def _inputs(data: Any, d: int, net: ShallowNetwork, device: torch.device) -> tup
         targets = targets.to(device=device, dtype=torch.float64)
     rows = []
     for index, x in enumerate(batches):
+        x = net.features(x) if isinstance(x, Tensor) else x
         if not isinstance(x, Tensor) or x.ndim < 2 or x.shape[-1] != d:
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(
