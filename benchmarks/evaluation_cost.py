@@ -37,27 +37,28 @@ from torch import nn  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from problems import RESULTS  # noqa: E402
 
+import torch_landscape.probe as probe_module  # noqa: E402
+from torch_landscape import evaluation  # noqa: E402
 from torch_landscape.probe import LandscapeProbe  # noqa: E402
 
-STAGES = ("_point", "_compute_pl", "_compute_spectrum", "_compute_trace", "_compute_density", "_compute_critical")
-STAGES += ("_compute_redundancy", "_compute_one_point", "_verdicts", "_slices")
 SPENT: collections.Counter[str] = collections.Counter()
 
 
-def _timed(name, method):
-    def timed(self, *args, **kwargs):
+def _timed(name, function):
+    def timed(*args, **kwargs):
         start = time.perf_counter()
         try:
-            return method(self, *args, **kwargs)
+            return function(*args, **kwargs)
         finally:
             SPENT[name] += time.perf_counter() - start
 
     return timed
 
 
-for _stage in STAGES:
-    if hasattr(LandscapeProbe, _stage):
-        setattr(LandscapeProbe, _stage, _timed(_stage, getattr(LandscapeProbe, _stage)))
+# The probe's stages: the point (objective, operator, first order), one computation per quantity, the verdicts.
+evaluation.COMPUTATIONS.update({name: _timed(name, f) for name, f in evaluation.COMPUTATIONS.items()})
+probe_module.point_at = _timed("point", probe_module.point_at)
+probe_module.verdict_values = _timed("verdicts", probe_module.verdict_values)
 
 
 def probe_problem(hidden: int):

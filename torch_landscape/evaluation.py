@@ -33,9 +33,9 @@ from .slices import landscape_slices
 from .stability import stability_reading
 from .verdicts import contradictions, divergence_verdict
 
-#: What a full snapshot's loss slices may cost, in gradients (about 60 grid points): a fixed share, so that
+#: What a full snapshot's loss slices may cost, in gradients (about 30 grid points): a fixed share, so that
 #: the pictures never cost as much as the spectrum behind them.
-SLICE_BUDGET = 40.0
+SLICE_BUDGET = 20.0
 
 #: Hutch++ products for the trace at a full evaluation without a closed form or dense Hessian: a monitoring
 #: estimate, its standard error logged beside it (hessian_trace's default of 99 is a third of a full evaluation).
