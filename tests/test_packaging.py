@@ -104,10 +104,12 @@ def test_the_callbacks_without_lightning_name_the_extra():
     assert "MonitoringSession" in result.stdout  # and the way without Lightning
 
 
-@pytest.mark.xfail(strict=True, reason="README.md (the lead's) still links docs/*.png relatively; see issue #21")
 def test_the_long_description_links_only_what_pypi_can_show():
-    """PyPI renders README.md without the repository: every link and image must be an absolute URL or an
-    anchor. (When README.md is fixed this test passes, and strict xfail fails: remove the marker then.)"""
-    targets = re.findall(r"\]\(([^)\s]+)", (ROOT / "README.md").read_text())
-    relative = [target for target in targets if not re.match(r"https?://|#", target)]
-    assert relative == []
+    """PyPI renders the long description (docs/pypi.md) without the repository: every link and image is an
+    absolute URL or an anchor, it tells no one to run make, and its example is the README's, word for word."""
+    pypi = (ROOT / "docs" / "pypi.md").read_text()
+    targets = re.findall(r"\]\(([^)\s]+)", pypi)
+    assert targets and [target for target in targets if not re.match(r"https?://|#", target)] == []
+    assert "make " not in pypi
+    example = re.compile(r"```python\n(.*?)```", re.S)
+    assert example.search(pypi).group(1) == example.search((ROOT / "README.md").read_text()).group(1)

@@ -56,14 +56,14 @@ class Quantity:
 TABLE: tuple[Quantity, ...] = (
     Quantity(
         "pl",
-        "the Polyak-Lojasiewicz ratio |grad L|^2 / (2 (L - L*)) with running minima and the L* estimate",
+        "the Polyak–Łojasiewicz ratio ‖∇L‖² / (2 (L − L*)) with running minima and the L* estimate",
         "light",
         ("pl",),
         family="convexity",
     ),
     Quantity(
         "one_point",
-        "one-point convexity <grad L, theta - theta*> / |theta - theta*|^2 toward reference=",
+        "one-point convexity ⟨∇L, θ − θ*⟩ / ‖θ − θ*‖² toward reference=",
         "light",
         ("one_point", "one_point_running_min", "assignment_changes"),
         needs="reference",
@@ -72,7 +72,7 @@ TABLE: tuple[Quantity, ...] = (
     Quantity(
         "spectrum",
         "the k largest and k smallest Hessian eigenvalues with error bounds (at light evaluations of large "
-        "networks, lambda_max alone)",
+        "networks, λ_max alone)",
         "light",
         ("spectrum", "spectrum_ends", "negative_count"),
         family="hessian",

@@ -325,6 +325,7 @@ class LandscapeMonitor(*CALLBACK_BASES):  # type: ignore[misc]
         self._probe = self._make_probe(trainer, pl_module, self._probe_data) if self._probe_data is not None else None
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        began = time.perf_counter()  # building the probe and sizing the probe set count as spent
         probe = self._probe
         if probe is None or _devices(probe.model) != _devices(pl_module):  # none yet, or the model moved
             if self._probe_data is None:
@@ -354,7 +355,7 @@ class LandscapeMonitor(*CALLBACK_BASES):  # type: ignore[misc]
         if self._pending_state is not None:
             self.session.load_state_dict(self._pending_state)
             self._pending_state = None
-        self.session.start(trainer.global_step)
+        self.session.start(trainer.global_step, since=began)
 
     def _drawn_probe(self, trainer: Any, pl_module: Any) -> LandscapeProbe:
         """A probe on samples of the training set: ``probe_size`` of them, or as many as the budget affords."""

@@ -183,19 +183,20 @@ def affordable_probe_size(
     minimum: int = 256,
 ) -> int:
     """The most probe samples (of ``samples``, whose gradient took ``gradient_seconds``) with which
-    TARGET_POINTS light evaluations fit the budget a run is projected to have.
+    TARGET_POINTS light evaluations and the closing full one fit the budget a run is projected to have.
 
     The run's training time is projected as ``total_steps`` steps of a forward and backward on ``batch_size``
     samples (in float32, half the float64 probe gradient's cost per sample) plus STEP_OVERHEAD_SECONDS; its
-    allowance is max(o/(1 − o)·T, MIN_SECONDS); LIGHT_SHARE of it pays for TARGET_POINTS light evaluations of
-    LIGHT_FIXED_SECONDS + LIGHT_GRADIENTS gradients, whose cost is proportional to the probe set. Never below
-    ``minimum`` (or all the samples, if fewer).
+    allowance is max(o/(1 − o)·T, MIN_SECONDS); it pays for TARGET_POINTS light evaluations out of
+    LIGHT_SHARE of it, and a full one of FULL_COST_PRIOR light ones, each light one LIGHT_FIXED_SECONDS +
+    LIGHT_GRADIENTS gradients, whose cost is proportional to the probe set. Never below ``minimum`` (or all
+    the samples, if fewer).
     """
     per_sample = gradient_seconds / max(samples, 1)
     training = 0.0
     if total_steps and batch_size:
         training = total_steps * (per_sample * batch_size / 2 + STEP_OVERHEAD_SECONDS)
     allowance = max(max_overhead / (1.0 - max_overhead) * training, MIN_SECONDS)
-    per_light = allowance * LIGHT_SHARE / TARGET_POINTS - LIGHT_FIXED_SECONDS
+    per_light = allowance / (TARGET_POINTS / LIGHT_SHARE + FULL_COST_PRIOR) - LIGHT_FIXED_SECONDS
     affordable = int(per_light / (LIGHT_GRADIENTS * per_sample)) if per_light > 0 and per_sample > 0 else samples
     return min(samples, max(affordable, minimum))

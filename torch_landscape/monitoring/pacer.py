@@ -141,9 +141,13 @@ class Pacer:
 
     # -- time --------------------------------------------------------------------------------------------
 
-    def start(self, horizon: int | None = None) -> None:
-        """Start the clock; ``horizon`` is the step at which training ends, if known."""
-        self._started, self.horizon = self.clock(), horizon
+    def start(self, horizon: int | None = None, since: float | None = None) -> None:
+        """Start the clock (at ``since``, a reading of :attr:`clock`, when the monitor's set-up began earlier:
+        that time is then counted as spent); ``horizon`` is the step at which training ends, if known."""
+        now = self.clock()
+        self._started, self.horizon = (now if since is None else since), horizon
+        if since is not None:
+            self.record_overhead(now - since)
 
     @property
     def started(self) -> float | None:

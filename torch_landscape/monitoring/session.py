@@ -148,14 +148,15 @@ class MonitoringSession:
 
     # -- the run -----------------------------------------------------------------------------------------
 
-    def start(self, step: int = 0) -> LandscapeSnapshot | None:
+    def start(self, step: int = 0, since: float | None = None) -> LandscapeSnapshot | None:
         """Start the clock and evaluate the landscape where training starts (full where the Hessian is small
         enough to be cheap, so the schedule learns its cost); a resumed run (:meth:`load_state_dict`) only
-        restarts the clock."""
+        restarts the clock. ``since``: when the set-up began (a reading of the session's clock), if earlier:
+        the set-up is then counted as spent."""
         if self._started:
             return None
         self._started = True
-        self.pacer.start(self._total_steps)
+        self.pacer.start(self._total_steps, since)
         description = "\n".join([self.probe.describe(), *(f"- {line}" for line in self.about)])
         if self.optimizer is not None:
             lines = stability_setup(self.optimizer, self.probe.objective()).describe().splitlines()
