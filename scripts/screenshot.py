@@ -1,10 +1,12 @@
-"""make screenshot: TensorBoard views of the README example and of the demo as PNGs under docs/.
+"""make screenshot: TensorBoard views of the README example, the demo and a small-batch Adam classifier as
+PNGs under docs/.
 
 Runs the README's first Python example as a new user would (in a scratch folder, so its logs land in
-``lightning_logs/`` there) and the demo (logs in ``runs/``), serves each log folder with TensorBoard on
-127.0.0.1 (a free port), installs Debian's ``chromium`` when it is missing (apt-get; needs root), opens
-each dashboard view in headless Chromium and saves ``docs/<readme|demo>_<view>.png``, then stops
-TensorBoard. ``--reuse`` keeps the demo's existing ``runs/`` instead of running it again.
+``lightning_logs/`` there), the demo (logs in ``runs/``) and ``examples/adam_classifier.py`` (logs in a
+scratch folder), serves each log folder with TensorBoard on 127.0.0.1 (a free port), installs Debian's
+``chromium`` when it is missing (apt-get; needs root), opens each dashboard view in headless Chromium and
+saves ``docs/<readme|demo|classifier>_<view>.png``, then stops TensorBoard. ``--reuse`` keeps the demo's
+existing ``runs/`` instead of running it again.
 
     .venv/bin/python scripts/screenshot.py [--out docs] [--reuse]
 """
@@ -73,6 +75,13 @@ def demo_logs(logdir: Path, reuse: bool) -> Path:
             [sys.executable, str(ROOT / "examples" / "demo.py"), "--runs", str(logdir)], check=True, cwd=ROOT
         )
     return logdir
+
+
+def classifier_logs(scratch: Path) -> Path:
+    print("running examples/adam_classifier.py", flush=True)
+    example = ROOT / "examples" / "adam_classifier.py"
+    subprocess.run([sys.executable, str(example), "--logdir", str(scratch)], check=True, cwd=ROOT)
+    return scratch
 
 
 def ensure_chromium() -> str:
@@ -165,6 +174,8 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         screenshot(chromium, readme_logs(Path(scratch)), args.out, "readme")
     screenshot(chromium, demo_logs(ROOT / "runs", args.reuse), args.out, "demo")
+    with tempfile.TemporaryDirectory() as scratch:
+        screenshot(chromium, classifier_logs(Path(scratch)), args.out, "classifier")
 
 
 if __name__ == "__main__":

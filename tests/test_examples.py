@@ -258,3 +258,23 @@ def test_real_data_goog_volume(tmp_path):
     assert out["monitor_had_hessian"]
     assert out["kind"] != "nondegenerate_min" or out["effective_width"] == out["width"]
     assert event_files(tmp_path / "real_data_goog_volume")
+
+
+def test_adam_classifier(tmp_path):
+    """The user's case: inline F.cross_entropy under `import lightning as L`, Adam, defaults. The closing λ_max
+    against the dense float64 Hessian of the cross-entropy of the network itself on the monitor's probe set
+    (not the module's training_step the monitor evaluates), within its bound."""
+    out = load("adam_classifier").main(quick=True, logdir=tmp_path)
+    monitor, model = out["monitor"], out["model"]
+    last = monitor.last_snapshot
+    assert last.full and last.step == out["steps"] == 69 and not last.errors
+    assert sum(s.spectrum is not None for s in monitor.history) >= 5
+    # The probe evaluates the module's training_step on the batches it drew (BatchLossModel.batches).
+    batches = monitor.session.probe.objective().model.batches
+    x, y = torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches])
+    eigenvalues = torch.linalg.eigvalsh(dense_truth(model.net, nn.CrossEntropyLoss(), (x.double(), y)))
+    spectrum = last.spectrum
+    # Within the reported bounds (float64 Lanczos; the 1e-10 floor is rounding at these magnitudes, λ ≲ 10).
+    assert abs(spectrum.lambda_max - float(eigenvalues[-1])) <= max(float(spectrum.error_bounds[-1]), 1e-10)
+    assert abs(float(spectrum.eigenvalues[0]) - float(eigenvalues[0])) <= max(float(spectrum.error_bounds[0]), 1e-10)
+    assert event_files(tmp_path / "adam_classifier")

@@ -12,6 +12,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from helpers import regression_data, shallow, train
 from torch_landscape.monitoring import MonitoringSession, OverheadBudget, Pacer, Schedule, Sink
+from torch_landscape.monitoring.budget import MIN_SECONDS, TARGET_POINTS
 from torch_landscape.probe import LandscapeProbe
 from torch_landscape.snapshot import LandscapeSnapshot
 from torch_landscape.writers import TensorBoardSink
@@ -35,8 +36,8 @@ class CostlyProbe:
     method = "auto"
     trajectory: list = []
 
-    def __init__(self, clock: Clock, light: float, full: float) -> None:
-        self.clock, self.light, self.full = clock, light, full
+    def __init__(self, clock: Clock, light: float, full: float, num_parameters: int = 10) -> None:
+        self.clock, self.light, self.full, self.num_parameters = clock, light, full, num_parameters
 
     def describe(self) -> str:
         return "a simulated probe"
@@ -50,13 +51,16 @@ class CostlyProbe:
         self.clock.now += self.full
         return LandscapeSnapshot(light.step, 1, 0.0, 0.0, self.full, full=True)
 
+    def full_cost_guess(self, light):
+        return None  # the schedule's prior: a full evaluation costs FULL_COST_PRIOR light ones
 
-def simulate(steps, step_seconds=0.01, light=0.02, full=1.0, known_length=True, **schedule):
+
+def simulate(steps, step_seconds=0.01, light=0.02, full=1.0, known_length=True, num_parameters=10, **schedule):
     """Drive a session through ``steps`` training steps of ``step_seconds`` on a simulated clock, from the
     initial evaluation to the closing one; returns its light and full steps and its final share of the time."""
     clock = Clock()
     session = MonitoringSession(
-        CostlyProbe(clock, light, full),
+        CostlyProbe(clock, light, full, num_parameters),
         total_steps=steps if known_length else None,
         clock=clock,
         name="LandscapeMonitor",
@@ -91,6 +95,47 @@ def test_a_short_run_still_draws_curves():
     light_steps, full_steps, _ = simulate(320, step_seconds=0.002, light=0.004, full=0.03)
     assert len(light_steps) + len(full_steps) >= 20 and len(full_steps) >= 3
     assert full_steps[-1] == 320
+
+
+def test_a_short_run_with_a_costly_full_evaluation_gets_its_curve_and_two_full_ones():
+    """The small-batch Adam classifier of examples/adam_classifier.py: 690 steps, 1 s of training, so the
+    floor of MIN_SECONDS (1.25 s) pays; a full evaluation costs 0.3 s. The usual quarter of the allowance for
+    full evaluations cannot pay for one, so the light ones get it, after the first full evaluation, paid pro
+    rata from where it happens: TARGET_POINTS light ones and the closing one still fit."""
+    light_steps, full_steps, share = simulate(690, step_seconds=1.0 / 690, light=0.015, full=0.3, num_parameters=2410)
+    assert light_steps[0] == 0  # Krylov-sized: the first evaluation is light, and measures a light one's cost
+    assert len(full_steps) == 2 and 0 < full_steps[0] < 690 and full_steps[-1] == 690
+    assert len(light_steps) + len(full_steps) >= TARGET_POINTS
+    spent = share / (1 - share) * 1.0  # s = share·(T + s)
+    assert spent <= MIN_SECONDS + 0.015  # the floor, to one light evaluation
+    gaps = np.diff(sorted(light_steps + full_steps))
+    assert gaps.max() <= 3 * gaps.mean()  # the one-off full evaluation does not stall the curve
+
+
+def test_one_slow_decision_does_not_stop_the_deciding():
+    """A decision preempted by the system for 10 ms, on 1 ms steps, once made the pacer decide only every
+    thousands of steps (deciding is kept below 2% of what the budget allows per step); the quickest decision
+    sets the pace."""
+    clock = Clock()
+    pacer = Pacer(clock=clock)
+    pacer.start(horizon=10_000)
+    outlook = pacer._outlook
+
+    def preempted(step):
+        clock.now += 0.01 if step == 50 else 1e-6
+        return outlook(step)
+
+    pacer._outlook = preempted
+    evaluated = []
+    for step in range(1, 10_000):
+        clock.now += 0.001
+        decision = pacer.decide(step)
+        if decision is not None:
+            clock.now += 0.005
+            pacer.record(decision, step, 0.005)
+            evaluated.append(step)
+    later = [step for step in evaluated if step > 50]
+    assert later and later[0] < 500 and np.diff(later).max() < 1000
 
 
 def test_a_stall_in_training_does_not_fire_a_burst_of_evaluations():
@@ -225,3 +270,15 @@ def test_a_resumed_session_goes_on_from_its_state():
     assert ours.pl.loss_star == pytest.approx(theirs.pl.loss_star, rel=1e-12)
     assert ours.pl.mu_running_min == pytest.approx(theirs.pl.mu_running_min, rel=1e-12, nan_ok=True)
     np.testing.assert_allclose(np.array(resumed.probe.trajectory), np.array(first.probe.trajectory), rtol=1e-12)
+
+
+def test_a_full_evaluation_is_predicted_from_the_cheapest_light_one_or_the_probes_guess():
+    budget = OverheadBudget(0.05)
+    for seconds in (0.03, 0.01, 0.02):  # the first light ones start their solver cold
+        budget.record("light", seconds)
+    assert budget.predicted("light") == 0.02 and budget.predicted("full") == pytest.approx(20 * 0.01)
+    budget.guess_full(0.5)
+    budget.guess_full(0.7)  # the least guess holds: a guess going up and down would move the closing reserve
+    assert budget.predicted("full") == 0.5
+    budget.record("full", 0.4)
+    assert budget.predicted("full") == 0.4

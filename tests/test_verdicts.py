@@ -17,7 +17,9 @@ from torch import nn
 
 from helpers import dense_truth
 from torch_landscape import classify_critical_point, neuron_redundancy, redundancy_nullity_check
+from torch_landscape.monitoring.verdict import where_words
 from torch_landscape.objective import Objective
+from torch_landscape.snapshot import LandscapeSnapshot
 from torch_landscape.verdicts import contradictions, divergence_verdict
 
 F64 = torch.float64
@@ -84,6 +86,11 @@ def test_gradient_along_a_flat_direction_means_no_critical_point():
     assert point.kind == "not_critical" and math.isinf(point.newton_step)
     assert point.null_gradient == pytest.approx(1.0, rel=1e-12)  # mean x = 0 on these points: ∇L = e_c
     assert "no step removes the gradient" in point.reason
+    words = where_words([LandscapeSnapshot(0, 0, point.loss, point.grad_norm, 0.0, critical=point, full=True)])
+    assert words == [
+        f"not at a critical point: |grad L| {point.grad_norm:.2g} is above its rounding level {point.gtol:.2g} "
+        "and no step within the parameter scale is certified to reach one"
+    ]
 
 
 def test_diverging_student_is_not_critical_and_named_as_diverging():

@@ -29,7 +29,10 @@ import torch
 from torch import Tensor, nn
 
 from .convexity import PLTracker, reference_point
+from .curvature.operators import StructuredHessian, hessian_operator_class
+from .curvature.policy import Purpose, uses_dense
 from .curvature.shallow import find_shallow
+from .curvature.structured import shallow_structure
 from .evaluation import COMPUTATIONS, Context, Point, RunningState, point_at, verdict_values
 from .objective import Data, LossFunction, Objective, check_process_group
 from .probe_data import (
@@ -180,6 +183,7 @@ class LandscapeProbe:
         self.num_parameters = objective.num_parameters
         self._state = RunningState(PLTracker(settings.loss_star, dtype=settings.dtype))
         self._warned: set[tuple[str, str]] = set()
+        self._product_seconds: float | None = None  # one Hessian-vector product, as the last snapshot timed it
 
     def _checked_objective(self, custom_loss: bool) -> Objective:
         """Build and evaluate the objective once: a misfit of model, loss, data, params or reference fails
@@ -310,6 +314,8 @@ class LandscapeProbe:
                 if "slices" in wanted:  # last: along the eigenvectors and null directions found before
                     results.update(self._computed("slices", point, errors, results))
                 num_hvp = point.operator.num_hvp
+                if num_hvp:
+                    self._product_seconds = point.operator.product_seconds / num_hvp
         self._warn_if_unconverged(step, results.get("spectrum"))
         return LandscapeSnapshot(
             step=step,
@@ -396,6 +402,19 @@ class LandscapeProbe:
                 f"reference: {reference}",
             ]
         )
+
+    def full_cost_guess(self, light: LandscapeSnapshot) -> float | None:
+        """The seconds a full evaluation will take, guessed from the light snapshot ``light`` where a light
+        one is a poor yardstick: where the full evaluation assembles the Hessian from P products (the dense
+        policy of its critical-point test, and no one-hidden-layer structure to assemble it from), the light
+        one's seconds plus P products at the cost the last light one measured. None elsewhere."""
+        purpose: Purpose = "critical" if "critical" in self.quantities else "spectrum"
+        if light.full or self._product_seconds is None or not uses_dense(light.num_parameters, purpose, self.method):
+            return None
+        objective = self.objective()
+        if hessian_operator_class(objective) is StructuredHessian and shallow_structure(objective) is not None:
+            return None
+        return light.seconds + light.num_parameters * self._product_seconds
 
     # -- history and persistence ------------------------------------------------------------------------
 

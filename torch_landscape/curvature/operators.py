@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -74,12 +75,15 @@ class SymmetricOperator:
     ----------
     num_hvp : int
         Products computed so far (a block of k vectors counts k).
+    product_seconds : float
+        The wall time they took (what a product costs, for the monitor's schedule).
     """
 
     shape: tuple[int, int]
     dtype: torch.dtype
     device: torch.device
     num_hvp: int = 0
+    product_seconds: float = 0.0
     _dense: Tensor | None = None
     _eigh: tuple[Tensor, Tensor] | None = None
 
@@ -97,7 +101,9 @@ class SymmetricOperator:
         if vectors.ndim != 2 or vectors.shape[0] != self.shape[0]:
             raise ValueError(f"matmat expects a block of shape ({self.shape[0]}, k), got {tuple(vectors.shape)}.")
         block = vectors.to(device=self.device, dtype=self.dtype)
+        begin = time.perf_counter()
         product = self._products(block)
+        self.product_seconds += time.perf_counter() - begin
         self.num_hvp += block.shape[1]
         return check_finite(product, "a Hessian-vector product")
 

@@ -22,11 +22,15 @@ from typing import Literal
 
 Tier = Literal["light", "full"]
 
-#: The least a run's monitoring may spend in all, in seconds: enough for about thirty light and three full
-#: evaluations of a small network (the README example: 320 steps, about one second of training, light
-#: evaluations of 6–10 ms with its loss computed inline, full ones of 50 ms), so that a short run still draws
-#: curves.
-MIN_SECONDS = 1.0
+#: The least a run's monitoring may spend in all, in seconds, so that a short run still draws curves: enough for
+#: TARGET_POINTS light and two full evaluations of a network of a few thousand parameters (the small-batch
+#: Adam classifier of examples/adam_classifier.py, 2,410 parameters, about a second of training: light
+#: evaluations of 15 ms, full ones of 0.3 s), and for many more of a small one (the README example).
+MIN_SECONDS = 1.25
+
+#: The λ_max points a run is meant to get at the least: its default probe set is sized to afford them, and its
+#: first full evaluation comes only where they still fit.
+TARGET_POINTS = 30
 
 #: Share of the pacing allowance that light evaluations may use; full evaluations get the rest. Light ones draw
 #: the curves (λ_max and the stability ratio at every evaluation); a full one costs 5–50 light ones.
@@ -71,6 +75,12 @@ class OverheadBudget:
     forfeited : dict
         Allowance per tier left unspent beyond one evaluation and not carried forward, so that
         evaluations stay evenly spaced.
+    full_guess : float or None
+        A full evaluation's cost guessed by the probe before one is measured
+        (:meth:`~torch_landscape.probe.LandscapeProbe.full_cost_guess`).
+    one_offs : list of (float, float)
+        (progress, seconds) of the one-off evaluations made during the run, each paid pro rata over the rest of
+        it (the set-up's other costs are paid over the whole run).
     """
 
     max_overhead: float
@@ -79,6 +89,9 @@ class OverheadBudget:
     spent: dict[str, float] = field(default_factory=lambda: {"setup": 0.0, "light": 0.0, "full": 0.0})
     cost: dict[str, float | None] = field(default_factory=lambda: {"light": None, "full": None, "figures": None})
     forfeited: dict[str, float] = field(default_factory=lambda: {"light": 0.0, "full": 0.0})
+    one_offs: list[tuple[float, float]] = field(default_factory=list)
+    cheapest_light: float = math.inf
+    full_guess: float | None = None
 
     def __post_init__(self) -> None:
         o = self.max_overhead
@@ -92,22 +105,44 @@ class OverheadBudget:
         """Seconds spent so far on everything."""
         return sum(self.spent.values())
 
-    def record(self, tier: str, seconds: float, *, figures: float | None = None, one_off: bool = False) -> None:
+    def record(
+        self,
+        tier: str,
+        seconds: float,
+        *,
+        figures: float | None = None,
+        one_off: bool = False,
+        progress: float | None = None,
+    ) -> None:
         """Count ``seconds`` against ``tier`` ("setup", "light" or "full") and remember the cost. ``one_off``: an
-        evaluation outside the pacing (the one at the start of a run), paid from the set-up share that both
-        tiers give up, not from its tier's."""
+        evaluation outside the pacing (the run's first, its first full one), paid like the set-up, not from its
+        tier's share, pro rata over what is left of the run from ``progress``."""
         self.spent["setup" if one_off else tier] += seconds
+        if one_off and progress is not None and 0 < progress < 1:
+            self.one_offs.append((progress, seconds))
         if tier != "setup":
             self.cost[tier] = seconds - (figures or 0.0)
+        if tier == "light":
+            self.cheapest_light = min(self.cheapest_light, seconds)
         if figures is not None:
             self.cost["figures"] = figures
 
+    def guess_full(self, seconds: float | None) -> None:
+        """Take the probe's guess of a full evaluation's cost (None: no guess), the least so far: a guess that
+        went up and down would move the closing reserve, stalling the light evaluations."""
+        if seconds is not None:
+            self.full_guess = seconds if self.full_guess is None else min(self.full_guess, seconds)
+
     def predicted(self, tier: Tier) -> float:
-        """The cost of the next ``tier`` evaluation: the last one measured, or a guess from the other."""
+        """The cost of the next ``tier`` evaluation: the last one measured, or a guess from the other (a full
+        one from the cheapest light one, since the first light ones start their solver cold, or ``full_guess``
+        where that is more)."""
         light, full = self.cost["light"], self.cost["full"]
         if tier == "light":
             return light if light is not None else (full / FULL_COST_PRIOR if full is not None else 0.0)
-        return full if full is not None else FULL_COST_PRIOR * (light or 0.0)
+        if full is not None:
+            return full
+        return max(FULL_COST_PRIOR * (self.cheapest_light if light is not None else 0.0), self.full_guess or 0.0)
 
     def predicted_figures(self) -> float:
         figures = self.cost["figures"]
@@ -119,18 +154,30 @@ class OverheadBudget:
         floor = self.min_seconds * min(max(progress, 0.0), 1.0) if progress is not None else 0.0
         return max(rate * training_seconds, floor)
 
+    def full_share(self, whole_run: float, closing_cost: float) -> float:
+        """The share of the paced allowance for full evaluations during a run projected to allow ``whole_run``
+        seconds: 1 − ``light_share`` if that pays for one beside the closing reserve and the set-up, else 0 (a
+        share no full evaluation can be paid from would be lost: the light evaluations get it)."""
+        share = 1.0 - self.light_share
+        return share if share * (whole_run - closing_cost - self.spent["setup"]) >= self.predicted("full") else 0.0
+
     def due(
-        self, tier: Tier, training_seconds: float, progress: float | None, closing_cost: float, with_full: bool = True
+        self, tier: Tier, training_seconds: float, progress: float | None, closing_cost: float, full_share: float
     ) -> bool:
         """Whether the pacing allowance, less the closing evaluation's reserve, pays for one more ``tier``
-        evaluation. ``with_full``: whether full evaluations share the allowance at all."""
-        # The closing evaluation's reserve and the one-off costs (set-up, the first evaluation) are paid pro rata
-        # over the run, so that the curves start right after the first evaluation, evenly spaced.
+        evaluation; full evaluations get ``full_share`` of it (:meth:`full_share`), light ones the rest."""
+        # The closing evaluation's reserve and the one-off costs (set-up, the first evaluations) are paid pro rata
+        # over the run (from when they were spent), so that the curves stay evenly spaced around them.
         paced = progress if progress is not None else 1.0
-        available = self.allowance(training_seconds, progress) - (closing_cost + self.spent["setup"]) * paced
-        share = 1.0 if not with_full else (self.light_share if tier == "light" else 1.0 - self.light_share)
+        later = [(start, seconds) for start, seconds in self.one_offs if progress is not None]
+        setup = (self.spent["setup"] - sum(seconds for _, seconds in later)) * paced
+        setup += sum(seconds * max(paced - start, 0.0) / (1.0 - start) for start, seconds in later)
+        available = self.allowance(training_seconds, progress) - closing_cost * paced - setup
+        share = full_share if tier == "full" else 1.0 - full_share
         cost = self.predicted(tier)
-        credit = share * available - self.spent[tier] - self.forfeited[tier]
+        # The shares move as the costs are learnt: the tiers together never spend beyond what is available.
+        joint = available - sum(self.spent[t] + self.forfeited[t] for t in ("light", "full"))
+        credit = min(share * available - self.spent[tier] - self.forfeited[tier], joint)
         if credit > cost:
             # Allowance left unspent beyond one evaluation (a slow stretch of training, a cheap tier) is not
             # carried forward: it would fire evaluations on consecutive steps instead of evenly spaced ones.
@@ -164,9 +211,6 @@ class OverheadBudget:
 #: warm-started Lanczos with 3–4 products), and its part that does not grow with the probe set.
 LIGHT_GRADIENTS = 12.0
 LIGHT_FIXED_SECONDS = 0.004
-
-#: The λ_max points a run's default probe set is sized to afford, at the least.
-TARGET_POINTS = 30
 
 #: What a training framework adds to a step beyond its forward and backward (Lightning: about a millisecond):
 #: a lower bound, so that the projected training time, and the probe set sized from it, err on the small side.

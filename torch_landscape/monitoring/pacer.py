@@ -16,16 +16,16 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..settings import check_positive_int
-from .budget import CLOSING_MAX_SHARE, FIGURES_MAX_SHARE, OverheadBudget
+from .budget import CLOSING_MAX_SHARE, FIGURES_MAX_SHARE, TARGET_POINTS, OverheadBudget
 
 Decision = Literal["light", "full"]
 
 #: An explicit schedule that spends more than this share of the wall time gets one warning.
 WARN_OVERHEAD = 0.25
 
-#: The automatic schedule's deciding may take this share of the training time (it decides only every few
-#: steps when steps are very short).
-DECIDE_SHARE = 0.002
+#: The automatic schedule's deciding (tens of microseconds) may take this share of what the budget allows per
+#: step; where steps are shorter it decides only every few steps.
+DECIDE_SHARE = 0.02
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,20 @@ class Schedule:
     def automatic(self) -> bool:
         """Whether nothing is fixed: every evaluation is paced by the budget."""
         return self.by_budget and self.full_every is None
+
+
+@dataclass(frozen=True)
+class _Outlook:
+    """What one decision needs of the run: training seconds so far, progress (None: length unknown), the
+    whole run's projected allowance, whether full evaluations fit at all, the closing reserve, and the share
+    of the paced allowance for full evaluations."""
+
+    training: float
+    progress: float | None
+    whole_run: float
+    affordable: bool
+    closing: float
+    full_share: float
 
 
 class Ledger:
@@ -135,7 +149,8 @@ class Pacer:
         self.last_full_step: int | None = None
         self.notes: list[str] = []
         self._started: float | None = None
-        self._stride, self._undecided = 1, 0
+        self._stride, self._undecided, self._decide_seconds = 1, 0, math.inf
+        self._first_full = False  # the pending decision is the run's first full evaluation, paid pro rata
         self._gap = 0  # steps between the last two evaluations
         self._warned = False
 
@@ -165,18 +180,15 @@ class Pacer:
         return self.ledger.share(self.clock(), pending)
 
     def record(
-        self,
-        decision: Decision,
-        step: int,
-        seconds: float,
-        figures: float | None = None,
-        completes: bool = False,
-        initial: bool = False,
+        self, decision: Decision, step: int, seconds: float, figures: float | None = None, completes: bool = False
     ) -> None:
         """Count an evaluation at ``step`` of ``seconds`` (``figures`` of them drawing); ``completes``: it
-        completed the light evaluation of the same step, not a new one; ``initial``: the run's first, paid from
-        the set-up share rather than its tier's, so that the curves start evenly spaced after it."""
-        self.budget.record(decision, seconds, figures=figures, one_off=initial)
+        completed the light evaluation of the same step, not a new one. The run's first evaluation and its first
+        full one (:meth:`decide`) are paid pro rata like the set-up rather than from their tier's share, so that
+        the curves stay evenly spaced around them."""
+        one_off = self.last_step is None or (decision == "full" and self._first_full)
+        self._first_full = False
+        self.budget.record(decision, seconds, figures=figures, one_off=one_off, progress=self._progress(step))
         self.evaluations += int(not completes)
         if self.last_step is not None and step > self.last_step:
             self._gap = step - self.last_step
@@ -202,9 +214,9 @@ class Pacer:
         if not schedule.by_budget:
             if schedule.every_n_steps is None or step % schedule.every_n_steps:
                 return None
-            return self._tier(self._full_due(step))
-        # Deciding costs tens of microseconds: on steps shorter than that, decide every few steps so that
-        # deciding stays below DECIDE_SHARE of the training time (every step when distributed).
+            return self._tier(self._full_due(step, self._outlook(step)))
+        # Deciding costs tens of microseconds: where the budget allows less per step, decide every few steps so
+        # that deciding stays below DECIDE_SHARE of it (every step when distributed).
         self._undecided += 1
         if self._undecided < self._stride and not self.distributed:
             return None
@@ -213,10 +225,17 @@ class Pacer:
             # the other. Its turn comes a little later; the allowance it waits for is not lost.
             return None
         self._undecided, begin = 0, self.clock()
-        full = self._full_due(step)
-        due = self._tier(full) if full or self._light_due(step) else None
-        per_step = self.training_time() / max(step, 1)
-        self._stride = max(1, math.ceil((self.clock() - begin) / max(DECIDE_SHARE * per_step, 1e-12)))
+        outlook = self._outlook(step)
+        self._first_full = self._first_full_due(outlook)
+        full = self._first_full or self._full_due(step, outlook)
+        due = self._tier(full) if full or self._tier_due("light", outlook) else None
+        if self.horizon:
+            per_step = outlook.whole_run / self.horizon
+        else:
+            per_step = self.budget.allowance(outlook.training, None) / max(step, 1)
+        # The quickest decision measured: one preempted by the system would stop deciding for hundreds of steps.
+        self._decide_seconds = min(self._decide_seconds, self.clock() - begin)
+        self._stride = max(1, math.ceil(self._decide_seconds / max(DECIDE_SHARE * per_step, 1e-12)))
         return due
 
     def decide_epoch(self, epoch: int, step: int) -> Decision | None:
@@ -224,7 +243,7 @@ class Pacer:
         every = self.schedule.every_n_epochs
         if every is None or (epoch + 1) % every or step == self.last_step:
             return None
-        return self._tier(self._full_due(step))
+        return self._tier(self._full_due(step, self._outlook(step)))
 
     def closing_plan(self) -> tuple[bool, bool]:
         """Whether the closing evaluation is full and draws figures: what was promised, scaled down (and
@@ -282,44 +301,49 @@ class Pacer:
     def _progress(self, step: int) -> float | None:
         return step / self.horizon if self.horizon else None
 
-    def _fulls_affordable(self, step: int) -> bool:
-        """Whether full evaluations fit this run at all: explicitly scheduled, or at most CLOSING_MAX_SHARE of
-        its projected allowance each."""
-        if not self.full_available:
-            return False
-        whole_run = self.budget.projected(self.training_time(), self._progress(step))
-        return self.schedule.full_every is not None or self.budget.predicted("full") <= CLOSING_MAX_SHARE * whole_run
+    def _outlook(self, step: int) -> _Outlook:
+        """The run as projected after ``step``, computed once per decision."""
+        budget, training, progress = self.budget, self.training_time(), self._progress(step)
+        whole_run = budget.projected(training, progress)
+        # Full evaluations fit at all when explicitly scheduled, or at most CLOSING_MAX_SHARE of the whole run each.
+        affordable = self.full_available and (
+            self.schedule.full_every is not None or budget.predicted("full") <= CLOSING_MAX_SHARE * whole_run
+        )
+        closing = self._closing_cost(whole_run, affordable)
+        share = budget.full_share(whole_run, closing) if affordable else 0.0
+        return _Outlook(training, progress, whole_run, affordable, closing, share)
 
-    def _closing_cost(self, step: int) -> float:
+    def _closing_cost(self, whole_run: float, affordable: bool) -> float:
         """The reserve kept for the closing evaluation. Figures count only when asked for, or when they are a
         small share of what the whole run may spend; a full evaluation only when the run can pay for it at all
         (else the run ends with a light one, said so, and the light evaluations get the budget instead)."""
         budget = self.budget
-        if not self._fulls_affordable(step):
+        if not affordable:
             return budget.predicted("light")
-        whole_run = budget.projected(self.training_time(), self._progress(step))
         figures = budget.predicted_figures()
         wanted = self.can_draw and (
             bool(self.figures) or (self.figures is None and figures <= FIGURES_MAX_SHARE * whole_run)
         )
         return budget.predicted("full") + (figures if wanted else 0.0)
 
-    def _full_due(self, step: int) -> bool:
+    def _first_full_due(self, outlook: _Outlook) -> bool:
+        """Whether the run's first full evaluation is due (automatic schedule): once three light ones have been
+        measured, if the projected run pays for it beside the closing evaluation and TARGET_POINTS light ones.
+        It is paid pro rata over the rest of the run, like the set-up: a short run then shows where training
+        started as well as where it ended, and the schedule learns what a full evaluation costs."""
+        budget = self.budget
+        if self.last_full_step is not None or not self.schedule.automatic or self.evaluations < 3:
+            return False
+        needed = budget.spent["setup"] + outlook.closing + budget.predicted("full")
+        return outlook.affordable and needed + TARGET_POINTS * budget.predicted("light") <= outlook.whole_run
+
+    def _full_due(self, step: int, outlook: _Outlook) -> bool:
         if self.schedule.full_every is not None:
             return self.full_available and self.evaluations % self.schedule.full_every == 0
-        return self._fulls_affordable(step) and self.budget.due(
-            "full", self.training_time(), self._progress(step), self._closing_cost(step)
-        )
+        return outlook.full_share > 0 and self._tier_due("full", outlook)
 
-    def _light_due(self, step: int) -> bool:
-        # Without affordable full evaluations the light ones get the whole allowance.
-        return self.budget.due(
-            "light",
-            self.training_time(),
-            self._progress(step),
-            self._closing_cost(step),
-            with_full=self._fulls_affordable(step),
-        )
+    def _tier_due(self, tier: Decision, outlook: _Outlook) -> bool:
+        return self.budget.due(tier, outlook.training, outlook.progress, outlook.closing, outlook.full_share)
 
     # -- persistence -------------------------------------------------------------------------------------
 

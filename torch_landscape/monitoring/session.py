@@ -51,7 +51,7 @@ class MonitoringSession:
         :attr:`history`.
     max_overhead
         The share of the wall time the automatic schedule may spend, in (0, 1): set-up, evaluations,
-        writing, figures and the closing evaluation all count; the whole run may spend at least 0.6 s
+        writing, figures and the closing evaluation all count; the whole run may spend at least 1.25 s
         (``budget.MIN_SECONDS``), so that short runs still draw curves (:mod:`~torch_landscape.monitoring.budget`).
     every_n_steps, every_n_epochs, full_every
         A fixed schedule instead (:class:`~torch_landscape.monitoring.pacer.Schedule`).
@@ -237,8 +237,9 @@ class MonitoringSession:
         drawing = None
         if figures or (decision == "full" and self.pacer.draws_at_full()):
             drawing = self._draw(snapshot)
-        initial = self.pacer.last_step is None
-        self.pacer.record(decision, step, self.pacer.clock() - begin, drawing, completes, initial)
+        self.pacer.record(decision, step, self.pacer.clock() - begin, drawing, completes)
+        if decision == "light" and self.pacer.budget.cost["full"] is None:
+            self.pacer.budget.guess_full(self.probe.full_cost_guess(snapshot))
         warning = self.pacer.costly_warning(step)
         if warning is not None:
             warnings.warn(f"{self.name} {warning}", UserWarning, stacklevel=3)

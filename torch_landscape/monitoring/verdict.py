@@ -140,6 +140,11 @@ def where_words(history: Sequence[LandscapeSnapshot]) -> list[str]:
         return []
     point: CriticalPoint = latest.critical  # type: ignore[assignment]
     when = "" if latest is history[-1] else f" (at step {latest.step}, the last full evaluation)"
+    if not point.critical and math.isinf(point.newton_ratio):
+        return [
+            f"not at a critical point{when}: |grad L| {point.grad_norm:.2g} is above its rounding level "
+            f"{point.gtol:.2g} and no step within the parameter scale is certified to reach one"
+        ]
     if not point.critical:
         return [f"not at a critical point{when}: the Newton step to one is {point.newton_ratio:.2g} of the scale"]
     words = {
