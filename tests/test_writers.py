@@ -80,6 +80,24 @@ def test_plain_loop_log_writes_what_tensorboard_reads_back(setting, tmp_path):
     } <= set(tags["images"])
 
 
+def test_a_snapshot_logged_after_training_by_another_writer_keeps_the_runs_layout(setting, tmp_path):
+    """The demo's pattern: training logged by one writer, then a last snapshot by hand through a second
+    writer on the same folder. TensorBoard shows the run's latest layout: the second writer, whose single
+    snapshot changed nothing, must not write an empty one over the training's."""
+    model, teacher, data = setting
+    model = copy.deepcopy(model)
+    probe = LandscapeProbe(model, LOSS, data, loss_star=0.0)
+    with SummaryWriter(tmp_path) as writer:
+        sink = TensorBoardSink(writer)
+        for step in range(3):
+            sink.log(probe.snapshot(step, full=False, learning_rate=0.1), figures=False)
+            train(model, data, steps=5)
+    with SummaryWriter(tmp_path) as writer:
+        TensorBoardSink(writer).log(probe.snapshot(3, full=True, learning_rate=0.1), figures=False)
+    layouts = read(tmp_path).Tensors("custom_scalars__config__")
+    assert layouts and all(layout_pb2.Layout.FromString(e.tensor_proto.string_val[0]).category for e in layouts)
+
+
 def test_the_layout_charts_what_changed_and_says_what_stayed_the_same(setting, tmp_path):
     """Three snapshots with training between them: a chart appears for each quantity that changed, with its band
     and reference lines; the quantities that stayed the same (here the dense path's 0 products, the solver's

@@ -135,7 +135,8 @@ def symmetry_tangents(objective: Objective, theta: Tensor | None = None) -> Symm
     found = shallow_parameters(objective)
     if found is None:
         return SymmetryTangents(
-            theta.new_zeros(theta.numel(), 0), note="not a one-hidden-layer network: no known continuous symmetry"
+            theta.new_zeros(theta.numel(), 0),
+            note="no known continuous symmetry: L is not known to depend on θ only through a one-hidden-layer net",
         )
     net, parameters = found
     parameters = {**parameters, **objective.unflatten(theta)}

@@ -397,10 +397,12 @@ class TensorBoardSink(Sink):
             self.draw(snapshot, probe.trajectory if probe is not None else ())
 
     def _update_layout(self) -> None:
-        """Write the layout again when a new chart, or a new series of one, can be drawn."""
+        """Write the layout again when a new chart, or a new series of one, can be drawn. Never an empty one:
+        TensorBoard shows a run's latest layout, and a second writer on the run's folder (a snapshot logged by
+        hand after training) would blank the training's."""
         chartable = {series[0][0] for _, _, series in CHARTS if series[0][0] in self._varying}
         drawn = {tag for _, _, series in CHARTS if series[0][0] in chartable for s in series for tag in s}
         key = (frozenset(chartable), frozenset(drawn & self._first.keys()))
-        if key != self._charts:
+        if chartable and key != self._charts:
             _write_layout(self.writer, custom_scalars_layout(chartable, self._first))
             self._charts = key
