@@ -325,7 +325,7 @@ def eos_rows(out: dict) -> list[tuple[str, ...]]:
     }
     rows = []
     for name, (label, sharpening) in labels.items():
-        run = out["results"][name]
+        run = out[name]
         rises = run["initial_ratio"] < 0.3 and run["max_ratio"] >= 0.95
         rows.append(
             row(
