@@ -169,7 +169,7 @@ class OverheadBudget:
         # The closing evaluation's reserve and the one-off costs (set-up, the first evaluations) are paid pro rata
         # over the run (from when they were spent), so that the curves stay evenly spaced around them.
         paced = progress if progress is not None else 1.0
-        later = [(start, seconds) for start, seconds in self.one_offs if progress is not None]
+        later = self.one_offs if progress is not None else []  # a run of unknown length pays everything at once
         setup = (self.spent["setup"] - sum(seconds for _, seconds in later)) * paced
         setup += sum(seconds * max(paced - start, 0.0) / (1.0 - start) for start, seconds in later)
         available = self.allowance(training_seconds, progress) - closing_cost * paced - setup
