@@ -78,6 +78,27 @@ def test_ill_conditioned_quadratic_is_judged_by_its_newton_step(method):
     assert "Newton step" in str(far_point) and "do not apply" in far_point.reason
 
 
+def test_far_from_a_critical_point_the_lower_bound_on_the_newton_step_suffices():
+    """‖x‖ ≥ (‖∇L‖ − gtol)/‖H‖ for any step x that zeroes the gradient: where that bound already exceeds the
+    tolerance, the Lanczos path says not critical without a MINRES solve, reporting the bound ("at least").
+    Ground truth: ‖H⁺∇L‖ and ‖H‖ from the jacrev(jacrev) Hessian; the dense path agrees on the kind."""
+    model, data = least_squares(0.5, torch.tensor([0.3, -0.2, 0.1], dtype=F64))
+    point = classify_critical_point(model, MSE, data, method="lanczos", k=1)
+    hessian = dense_truth(model, MSE, data)
+    gradient = Objective(model, MSE, data, dtype=F64).loss_and_gradient()[1]
+    exact = float(torch.linalg.vector_norm(torch.linalg.pinv(hessian) @ gradient))
+    norm = float(torch.linalg.matrix_norm(hessian, ord=2))
+    assert point.newton_at_least and "at least" in point.reason and math.isnan(point.null_gradient)
+    # The bound divides by max(|λ| + its error bound) ≥ ‖H‖: at most the true shortest step, and within the
+    # Ritz bounds (relative 1e-6 here) of (‖∇L‖ − gtol)/‖H‖.
+    assert point.newton_step <= exact
+    assert point.newton_step == pytest.approx((float(gradient.norm()) - point.gtol) / norm, rel=1e-6)
+    assert point.kind == classify_critical_point(model, MSE, data, method="dense").kind == "not_critical"
+    assert where_words([LandscapeSnapshot(0, 0, point.loss, point.grad_norm, 0.0, critical=point, full=True)]) == [
+        f"not at a critical point: the Newton step to one is at least {point.newton_ratio:.2g} of the scale"
+    ]
+
+
 def test_gradient_along_a_flat_direction_means_no_critical_point():
     """L(θ) = mean(w·x + c) is linear in θ: H = 0 and ∇L = (mean x, 1) ≠ 0, so no step reaches a zero gradient."""
     model, (x, y) = least_squares(0.5, torch.zeros(3, dtype=F64))

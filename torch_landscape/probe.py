@@ -409,7 +409,9 @@ class LandscapeProbe:
         policy of its critical-point test, and no one-hidden-layer structure to assemble it from), the light
         one's seconds plus P products at the cost the last light one measured. None elsewhere."""
         purpose: Purpose = "critical" if "critical" in self.quantities else "spectrum"
-        if light.full or self._product_seconds is None or not uses_dense(light.num_parameters, purpose, self.method):
+        if light.full or light.errors or self._product_seconds is None:
+            return None
+        if not uses_dense(light.num_parameters, purpose, self.method):
             return None
         objective = self.objective()
         if hessian_operator_class(objective) is StructuredHessian and shallow_structure(objective) is not None:

@@ -53,10 +53,14 @@ class CriticalPoint:
     newton_step, newton_ratio : float
         min{‖x‖ : ‖∇L − Hx‖ ≤ gtol}, the distance to a critical point of the quadratic model (∞ if none),
         and its ratio to the parameter scale √P·max(median_i |θ_i|, ``length_min``). Exact on the dense path;
-        on the Lanczos path an upper bound from MINRES.
+        on the Lanczos path an upper bound from MINRES, or, where the lower bound (‖∇L‖ − gtol)/‖H‖ already
+        exceeds the tolerance (no solve needed; the reason says "at least"), that lower bound.
     null_gradient : float
         The part of ∇L no step can remove: its component along eigenvalues within their error bound of 0
-        (dense), or the final MINRES residual (Lanczos). Above ``gtol``: no critical point nearby.
+        (dense), or the final MINRES residual (Lanczos; NaN where the lower bound sufficed). Above ``gtol``: no
+        critical point nearby.
+    newton_at_least : bool
+        Whether ``newton_step`` is the lower bound (‖∇L‖ − gtol)/‖H‖ rather than a step found.
     step_tol : float
         The relative Newton-step tolerance used (``rtol_grad``).
     morse_index, nullity : int or None
@@ -128,6 +132,7 @@ class CriticalPoint:
     newton_step: float = math.nan
     newton_ratio: float = math.nan
     null_gradient: float = math.nan
+    newton_at_least: bool = False
     step_tol: float = math.nan
     negative_count: int = 0
     negative_tol: float = 0.0
@@ -141,7 +146,8 @@ class CriticalPoint:
             f"critical point: {kind}{' [ambiguous]' if self.ambiguous else ''}",
             f"  loss {self.loss:.6g}, |grad| {self.grad_norm:.3g} (rounding level {self.gtol:.3g}); Newton step "
             f"|H^+ grad| {self.newton_step:.3g} = {self.newton_ratio:.3g} x parameter scale (tolerance "
-            f"{self.step_tol:.3g}), unremovable gradient {self.null_gradient:.3g}",
+            f"{self.step_tol:.3g})"
+            + (f", unremovable gradient {self.null_gradient:.3g}" if math.isfinite(self.null_gradient) else ""),
         ]
         if self.critical:
             lines.append(
@@ -355,6 +361,7 @@ def _critical_point(
         newton_step=tolerances.newton.step,
         newton_ratio=tolerances.newton_ratio,
         null_gradient=tolerances.newton.null_gradient,
+        newton_at_least=tolerances.newton.at_least,
         step_tol=tolerances.step_tol,
         negative_count=certainly_negative(values, spectra.bounds, tolerances.band),
         negative_tol=tolerances.band,

@@ -67,9 +67,11 @@ def _not_critical(evidence: _Evidence) -> str:
             f"{newton.how} left a residual {newton.null_gradient:.3g}: no step within the parameter scale is certified"
         )
     else:
+        length = "at least " if newton.at_least else ""
         why = (
-            f"the shortest step to a zero gradient (up to rounding) of the quadratic model is {newton.step:.3g}, "
-            f"{tolerances.newton_ratio:.3g} of the parameter scale (> {tolerances.step_tol:g}; {newton.how})"
+            f"the shortest step to a zero gradient (up to rounding) of the quadratic model is {length}"
+            f"{newton.step:.3g}, {tolerances.newton_ratio:.3g} of the parameter scale (> {tolerances.step_tol:g}; "
+            f"{newton.how})"
         )
     return (
         f"not a critical point: |grad| = {tolerances.grad_norm:.3g} is above its rounding level "

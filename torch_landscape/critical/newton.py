@@ -68,12 +68,19 @@ class _Newton:
     """Stage 2: the shortest step that zeroes the gradient of the quadratic model up to rounding."""
 
     step: float  # inf where no step does
-    null_gradient: float
+    null_gradient: float  # nan where not computed (the lower bound sufficed)
     how: str
+    at_least: bool = False  # step is a lower bound (‖∇L‖ − gtol)/‖H‖, already beyond the tolerance
 
 
 def _newton_step(
-    operator: HessianOperator, gradient: Tensor, spectra: _Spectra, gtol: float, scale: float, reach: float
+    operator: HessianOperator,
+    gradient: Tensor,
+    spectra: _Spectra,
+    gtol: float,
+    scale: float,
+    reach: float,
+    step_tol: float,
 ) -> _Newton:
     """min ‖x‖ subject to ‖∇L − Hx‖ ≤ gtol: the distance to a critical point of the quadratic model.
 
@@ -82,14 +89,22 @@ def _newton_step(
     Tikhonov step x = (H² + μI)⁻¹H∇L, ‖x‖² = Σ (c_iλ_i/(μ + λ_i²))², with μ ≥ 0 chosen by bisection so that
     the residual Σ (μc_i/(μ + λ_i²))² (plus the unremovable part) equals gtol² (Morozov's discrepancy
     principle). Along curvature λ a gradient component c_i costs |c_i|/λ, however small ‖∇L‖ is.
-    Lanczos path: MINRES (:data:`NEWTON_KRYLOV_STEPS` at most) stopped at residual gtol; its iterate is a
-    feasible step, so its norm bounds the shortest from above. If it stops short (or needs a step beyond
-    ``reach``, the parameter scale, where the test has failed anyway), ``null_gradient`` is its residual and
-    no step is certified.
+    Lanczos path: every feasible x has ‖H‖‖x‖ ≥ ‖Hx‖ ≥ ‖∇L‖ − gtol, and ‖H‖ ≤ max(|λ| + bound) over the
+    computed ends, so (‖∇L‖ − gtol)/‖H‖ bounds the shortest step from below; where that alone exceeds
+    ``step_tol``·``reach`` the point is certainly not critical and no solve is made (away from critical
+    points, as in most of training). Otherwise MINRES (:data:`NEWTON_KRYLOV_STEPS` at most) stopped at
+    residual gtol; its iterate is a feasible step, so its norm bounds the shortest from above. If it stops
+    short (or needs a step beyond ``reach``, the parameter scale, where the test has failed anyway),
+    ``null_gradient`` is its residual and no step is certified.
     """
     grad_norm = float(torch.linalg.vector_norm(gradient))
     if grad_norm <= gtol:
         return _Newton(0.0, grad_norm, "|grad| at rounding level")
+    if spectra.vectors is None and len(spectra.values):
+        norm_bound = float((spectra.values.abs() + spectra.bounds).max())
+        shortest = (grad_norm - gtol) / norm_bound if norm_bound > 0 else math.inf
+        if shortest > step_tol * reach:
+            return _Newton(shortest, math.nan, "at least (|grad| - gtol)/|H|, no solve needed", at_least=True)
     if spectra.vectors is None:
         from scipy.sparse.linalg import minres
 
@@ -172,7 +187,7 @@ def _tolerances(
     # The Newton step is judged against the median |θ_i|, which a few weights escaping to infinity do not
     # inflate: against ‖θ‖ the divergence the test should catch would itself loosen the test.
     reach = max(float(theta.abs().median()), length_min) * math.sqrt(size)
-    newton = _newton_step(operator, operator.gradient, spectra, gtol, scale, reach)
+    newton = _newton_step(operator, operator.gradient, spectra, gtol, scale, reach, rtol_grad)
     newton_ratio = newton.step / reach
     critical = newton_ratio <= rtol_grad
     tau = max(band, constants.c_grad * grad_norm / length, 10 * sym_leak)

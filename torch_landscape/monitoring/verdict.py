@@ -146,7 +146,8 @@ def where_words(history: Sequence[LandscapeSnapshot]) -> list[str]:
             f"{point.gtol:.2g} and no step within the parameter scale is certified to reach one"
         ]
     if not point.critical:
-        return [f"not at a critical point{when}: the Newton step to one is {point.newton_ratio:.2g} of the scale"]
+        step = f"{'at least ' if point.newton_at_least else ''}{point.newton_ratio:.2g}"
+        return [f"not at a critical point{when}: the Newton step to one is {step} of the scale"]
     words = {
         "strict_saddle": f"at a strict saddle{when}: {point.morse_index} direction(s) of descent",
         "nondegenerate_min": f"at a nondegenerate minimum{when}: strongly convex nearby",
