@@ -14,8 +14,9 @@ from torch import nn
 
 from helpers import dense_truth
 from torch_landscape import LandscapeProbe, Objective
+from torch_landscape.batches import subsample_batches
 from torch_landscape.loss_checks import NonFiniteDataError
-from torch_landscape.objective import check_deterministic, preserved_rng, subsample_batches
+from torch_landscape.objective import check_deterministic, preserved_rng
 from torch_landscape.redundancy import redundancy_nullity_check
 
 

@@ -15,8 +15,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .batches import as_batches, check_data
 from .curvature.shallow import find_shallow
-from .objective import LossFunction, Objective, as_batches, check_data, preserved_rng
+from .objective import LossFunction, Objective, preserved_rng
 from .quantities import QUANTITIES, check_quantities, quantity
 from .redundancy import is_mlp
 from .settings import ProbeSettings

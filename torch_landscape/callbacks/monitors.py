@@ -19,10 +19,11 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from ..batches import check_data
 from ..monitoring import Ledger, MonitoringSession, Schedule, Sink
 from ..monitoring.budget import TARGET_POINTS, affordable_probe_size
 from ..monitoring.sinks import EvaluationCost
-from ..objective import LossFunction, check_data
+from ..objective import LossFunction
 from ..probe import LandscapeProbe
 from ..probe_data import REDUNDANCY_NEEDS, BatchLoss, TrainingStepLoss, preserved_rng, supports_redundancy
 from ..quantities import family
