@@ -20,48 +20,29 @@ import torch
 from torch import Tensor, nn
 
 from ..batches import check_data
-from ..monitoring import Ledger, MonitoringSession, Schedule, Sink
+from ..monitoring import MonitoringSession, Schedule, Sink
 from ..monitoring.budget import TARGET_POINTS, affordable_probe_size
-from ..monitoring.sinks import EvaluationCost
 from ..objective import LossFunction
 from ..probe import LandscapeProbe
 from ..probe_data import REDUNDANCY_NEEDS, BatchLoss, TrainingStepLoss, preserved_rng, supports_redundancy
 from ..quantities import family
 from ..settings import LIGHT_TOL, OnError, ProbeSettings
 from ..snapshot import LandscapeSnapshot
-from ..writers import ConsoleSink, TensorBoardSink, scalars_to_log
+from ..writers import ConsoleSink, TensorBoardSink
 from .namespaces import CALLBACK_BASES, LandscapeConfigError, console, is_tensorboard
-from .trainer import check_reference, draw_probe_set, horizon, optimizer, process_group, resolve_loss
+from .sinks import CallbackMetrics, LoggerSink, shared_ledger, tensorboard_sink
+from .trainer import (
+    agreement,
+    beyond_pairs,
+    check_reference,
+    draw_probe_set,
+    horizon,
+    optimizer,
+    process_group,
+    resolve_loss,
+)
 
 __all__ = ["ConvexityMonitor", "HessianMonitor", "LandscapeMonitor", "RedundancyMonitor"]
-
-
-def _renamed(scalars: dict[str, float], name: str | None) -> dict[str, float]:
-    """A named monitor's tags in a shared logger: ``landscape/<name>/...``."""
-    if name is None:
-        return scalars
-    return {tag.replace("landscape/", f"landscape/{name}/", 1): value for tag, value in scalars.items()}
-
-
-class _LoggerSink(Sink):
-    """Scalars to a Lightning logger that is not TensorBoard (CSV, MLflow, W&B, …), one row per evaluation."""
-
-    def __init__(self, logger: Any, name: str | None) -> None:
-        self.logger, self.name = logger, name
-
-    def write(self, snapshot: LandscapeSnapshot, previous: LandscapeSnapshot | None, cost: EvaluationCost) -> None:
-        self.logger.log_metrics(_renamed(scalars_to_log(snapshot, previous, cost), self.name), step=snapshot.step)
-
-
-class _CallbackMetrics(Sink):
-    """Scalars into ``trainer.callback_metrics``, where ModelCheckpoint and EarlyStopping can read them."""
-
-    def __init__(self, trainer: Any, name: str | None) -> None:
-        self.trainer, self.name = trainer, name
-
-    def write(self, snapshot: LandscapeSnapshot, previous: LandscapeSnapshot | None, cost: EvaluationCost) -> None:
-        scalars = _renamed(scalars_to_log(snapshot, previous, cost), self.name)
-        self.trainer.callback_metrics.update({tag: torch.tensor(value) for tag, value in scalars.items()})
 
 
 class LandscapeMonitor(*CALLBACK_BASES):  # type: ignore[misc]
@@ -346,8 +327,8 @@ class LandscapeMonitor(*CALLBACK_BASES):  # type: ignore[misc]
             optimizer=optimizer(trainer),
             skipped=self._skipped,
             about=self._about,
-            agree=_agreement(trainer) if probe.process_group is not None else None,
-            ledger=_shared_ledger(trainer),
+            agree=agreement(trainer) if probe.process_group is not None else None,
+            ledger=shared_ledger(trainer),
             name=self._label(),
         )
         self._log_settings(trainer, probe)
@@ -384,7 +365,7 @@ class LandscapeMonitor(*CALLBACK_BASES):  # type: ignore[misc]
 
     def _make_probe(self, trainer: Any, pl_module: Any, data: Any) -> LandscapeProbe:
         loss_fn, loss = self._loss_fn, self._loss
-        if loss is None and self._given_loss_fn is None and _beyond_pairs(data, pl_module):
+        if loss is None and self._given_loss_fn is None and beyond_pairs(data, pl_module):
             # The module's loss_fn attribute cannot see a third item (sample weights) or a dict: its own
             # training step can.
             loss_fn, loss = None, TrainingStepLoss()
@@ -412,12 +393,12 @@ class LandscapeMonitor(*CALLBACK_BASES):  # type: ignore[misc]
     def _sinks(self, trainer: Any) -> list[Sink]:
         if not trainer.is_global_zero:
             return []  # rank zero logs; under DDP the others only take part in the evaluations
-        sinks: list[Sink] = [_CallbackMetrics(trainer, self.name)]
+        sinks: list[Sink] = [CallbackMetrics(trainer, self.name)]
         for logger in trainer.loggers:
             if not is_tensorboard(logger):
-                sinks.append(_LoggerSink(logger, self.name))
+                sinks.append(LoggerSink(logger, self.name))
             elif self.name is None:
-                sinks.append(_tensorboard_sink(trainer, logger.experiment))
+                sinks.append(tensorboard_sink(trainer, logger.experiment))
             else:  # a run of its own beside the logger's, so that TensorBoard draws both in the same charts
                 from torch.utils.tensorboard import SummaryWriter
 
@@ -526,17 +507,6 @@ def _check_loss_arguments(loss_fn: Any, loss: Any, figures: Any, reference: Any)
         )
 
 
-def _beyond_pairs(data: Any, pl_module: Any) -> bool:
-    """Whether the probe batches hold more than (inputs, targets): a dict, or a third item such as sample
-    weights (judged by the first batch)."""
-    if isinstance(data, tuple) and all(isinstance(item, Tensor) for item in data):
-        first = data
-    else:
-        with preserved_rng([pl_module.device]):
-            first = next(iter(data), ())
-    return isinstance(first, dict) or (isinstance(first, (tuple, list)) and len(first) > 2)
-
-
 def _gradient_seconds(probe: LandscapeProbe) -> float:
     """Seconds of one gradient on the probe set (the second of two: the first pays one-time costs)."""
     seconds = math.inf
@@ -550,34 +520,3 @@ def _gradient_seconds(probe: LandscapeProbe) -> float:
 
 def _devices(module: nn.Module) -> set[torch.device]:
     return {p.device for p in module.parameters()}
-
-
-def _tensorboard_sink(trainer: Any, writer: Any) -> TensorBoardSink:
-    """The sink of ``writer``, shared by the monitors of one trainer: one custom-scalars layout grows with the
-    tags of all of them (TensorBoard shows the last layout a run wrote)."""
-    for callback in trainer.callbacks:
-        session = getattr(callback, "session", None)
-        if isinstance(callback, LandscapeMonitor) and session is not None:
-            for sink in session.sinks:
-                if isinstance(sink, TensorBoardSink) and sink.writer is writer:
-                    return sink
-    return TensorBoardSink(writer)
-
-
-def _shared_ledger(trainer: Any) -> Ledger:
-    """The ledger of the other monitors of ``trainer``, or a new one: each then logs the share of the wall time
-    all of them spent (one ``landscape/monitor/overhead``, not one per monitor that overwrite each other)."""
-    for callback in trainer.callbacks:
-        session = getattr(callback, "session", None)
-        if isinstance(callback, LandscapeMonitor) and session is not None:
-            return session.pacer.ledger
-    return Ledger()
-
-
-def _agreement(trainer: Any) -> Any:
-    """Rank zero's decision on every rank: the schedule is decided from rank zero's clock and budget."""
-
-    def agree(decide: Any) -> Any:
-        return trainer.strategy.broadcast(decide() if trainer.is_global_zero else None, src=0)
-
-    return agree

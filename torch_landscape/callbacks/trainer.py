@@ -1,5 +1,6 @@
 """What the monitors read from Lightning: the loss and the reference the module offers, the probe set drawn
-from the training data, the run's length, process group and optimizer. Each check raises
+from the training data (and whether its batches hold more than inputs and targets), the run's length, process
+group and optimizer, and rank zero's decisions for every rank. Each check raises
 :class:`~.namespaces.LandscapeConfigError` naming the argument and the fix."""
 
 from __future__ import annotations
@@ -131,3 +132,23 @@ def optimizer(trainer: Any) -> torch.optim.Optimizer | None:
     is then ambiguous)."""
     optimizers = trainer.optimizers
     return optimizers[0] if len(optimizers) == 1 else None
+
+
+def agreement(trainer: Any) -> Any:
+    """Rank zero's decision on every rank: the schedule is decided from rank zero's clock and budget."""
+
+    def agree(decide: Any) -> Any:
+        return trainer.strategy.broadcast(decide() if trainer.is_global_zero else None, src=0)
+
+    return agree
+
+
+def beyond_pairs(data: Any, pl_module: Any) -> bool:
+    """Whether the probe batches hold more than (inputs, targets): a dict, or a third item such as sample
+    weights (judged by the first batch)."""
+    if isinstance(data, tuple) and all(isinstance(item, Tensor) for item in data):
+        first = data
+    else:
+        with preserved_rng([pl_module.device]):
+            first = next(iter(data), ())
+    return isinstance(first, dict) or (isinstance(first, (tuple, list)) and len(first) > 2)
