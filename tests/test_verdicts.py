@@ -17,7 +17,8 @@ from torch import nn
 
 from helpers import dense_truth
 from torch_landscape import classify_critical_point, neuron_redundancy, redundancy_nullity_check
-from torch_landscape.monitoring.verdict import where_words
+from torch_landscape.curvature.eigen import Spectrum
+from torch_landscape.monitoring.verdict import events, where_words
 from torch_landscape.objective import Objective
 from torch_landscape.snapshot import LandscapeSnapshot
 from torch_landscape.verdicts import contradictions, divergence_verdict
@@ -281,3 +282,21 @@ def test_diverging_pairs_are_every_pair_within_the_thresholds(activation):
     assert {pair.neurons for pair in found} == expected
     assert {(0, 1), (6, 7)} <= expected and (4, 5) not in expected
     assert ((2, 3) in expected) == isinstance(activation, nn.Tanh)  # mirrored: tanh only
+
+
+def test_the_stability_threshold_is_said_crossed_only_between_resolved_readings():
+    """Plain SGD at lr = 0.1 (threshold 2/lr = 20): λ_max 30 ± 0.1 is certainly unstable; −6e3 ± 1e5 (a Hessian
+    of norm 1e20 on its way to overflow, rounding at 1e4) says nothing; 10 ± 0.1 is certainly back below."""
+
+    def at(step, value, bound):
+        spectrum = Spectrum(torch.tensor([value]), torch.tensor([bound]), True, 3, "lanczos", 5)
+        return LandscapeSnapshot(step, 5, 1.0, 1.0, 0.0, learning_rate=0.1, spectrum=spectrum)
+
+    unstable, drowned, stable = at(1, 30.0, 0.1), at(2, -6e3, 1e5), at(3, 10.0, 0.1)
+    assert events(None, unstable) == [
+        "stability ratio 1.5 > 1 at step 1: the optimizer is unstable along the top curvature direction at this "
+        "learning rate (edge of stability)"
+    ]
+    assert events(unstable, drowned) == [] and events(drowned, stable) == []
+    assert events(unstable, stable) == ["stability ratio 0.5 at step 3: back below the edge of stability"]
+    assert events(at(4, 20.5, 1.0), unstable) == events(None, unstable)  # 1.025 ± 0.05 was not certainly above

@@ -13,9 +13,12 @@ from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
 from helpers import regression_data, shallow, train
+from torch_landscape.monitoring.sinks import EvaluationCost
 from torch_landscape.probe import LandscapeProbe
 from torch_landscape.redundancy import neuron_redundancy
+from torch_landscape.snapshot import LandscapeSnapshot
 from torch_landscape.writers import (
+    ConsoleSink,
     TensorBoardSink,
     run_verdict,
     snapshot_report,
@@ -279,3 +282,15 @@ def test_a_run_without_figures_says_why_in_the_images_tab(setting, tmp_path):
     assert events.Tags()["images"] == ["landscape/figures/not_drawn"]
     image = events.Images("landscape/figures/not_drawn")[0]
     assert image.width >= 400 and image.height >= 100
+
+
+def test_the_console_says_a_failing_evaluation_once_per_streak():
+    """A run that diverged keeps being evaluated (each fails at the loss, cheaply); the console says so once,
+    not at every full evaluation, and again once the loss is finite."""
+    lines = []
+    sink = ConsoleSink(emit=lines.append, name="M")
+    cost = EvaluationCost(0.0, 0.0, 0.05)
+    losses = [0.5, math.nan, math.nan, math.inf, 0.4]
+    for step, loss in enumerate(losses):
+        sink.write(LandscapeSnapshot(step, 3, loss, abs(loss), 0.0, full=True), None, cost)
+    assert [line.split(":")[0] for line in lines] == ["M step 0", "M step 1", "M step 4"]

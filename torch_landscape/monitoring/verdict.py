@@ -21,12 +21,18 @@ RATE_POINTS = 3
 def stability_ratio(snapshot: LandscapeSnapshot) -> float:
     """The optimizer's stability ratio (sharpness over threshold; above 1 unstable along the top direction):
     the snapshot's reading, else λ_max·lr/2 for plain SGD; NaN when neither is known."""
+    return stability_bounds(snapshot)[0]
+
+
+def stability_bounds(snapshot: LandscapeSnapshot) -> tuple[float, float]:
+    """(stability ratio, its error bound): see :func:`stability_ratio`; (NaN, NaN) when neither is known."""
     reading = snapshot.stability
     if reading is not None and reading.status == "ok":
-        return reading.ratio
+        return reading.ratio, reading.ratio_error
     if snapshot.learning_rate is None or snapshot.spectrum is None:
-        return math.nan
-    return snapshot.spectrum.lambda_max * snapshot.learning_rate / 2
+        return math.nan, math.nan
+    half = snapshot.learning_rate / 2
+    return snapshot.spectrum.lambda_max * half, float(snapshot.spectrum.error_bounds[-1]) * half
 
 
 def run_verdict(history: Sequence[LandscapeSnapshot], notes: Sequence[str] = ()) -> str:
@@ -57,14 +63,17 @@ def events(previous: LandscapeSnapshot | None, current: LandscapeSnapshot) -> li
     found = []
     if not math.isfinite(current.loss) and (previous is None or math.isfinite(previous.loss)):
         found.append(f"the probe loss is {current.loss} at step {current.step}: training diverged")
-    before = stability_ratio(previous) if previous is not None else math.nan
-    now = stability_ratio(current)
-    if now > 1 and not before > 1:
+    # A crossing is said only between readings resolved on either side of 1 (beyond their error bounds): a
+    # reading drowned in rounding (a loss of 1e30 on its way to overflow) says nothing either way.
+    before, before_error = stability_bounds(previous) if previous is not None else (math.nan, math.nan)
+    now, now_error = stability_bounds(current)
+    above_before = before - before_error > 1
+    if now - now_error > 1 and not above_before:
         found.append(
             f"stability ratio {now:.3g} > 1 at step {current.step}: the optimizer is unstable along the top "
             "curvature direction at this learning rate (edge of stability)"
         )
-    elif before > 1 and now <= 1:
+    elif above_before and now + now_error < 1:
         found.append(f"stability ratio {now:.3g} at step {current.step}: back below the edge of stability")
     return found
 
@@ -78,7 +87,8 @@ def _divergence(history: Sequence[LandscapeSnapshot], diverged: LandscapeSnapsho
     words += f"; the last finite evaluation (step {last.step}) had L = {last.loss:.4g}, |grad L| = {last.grad_norm:.2g}"
     if last.spectrum is not None:
         words += f", lambda_max = {last.spectrum.lambda_max:.4g}"
-    ratio = max((stability_ratio(s) for s in finite if math.isfinite(stability_ratio(s))), default=math.nan)
+    above = [ratio for ratio, error in map(stability_bounds, finite) if ratio - error > 1]  # resolved ones
+    ratio = max(above, default=math.nan)
     if ratio > 1:
         words += f" (the stability ratio reached {ratio:.3g} > 1: unstable at this learning rate)"
     return words

@@ -298,10 +298,13 @@ class ConsoleSink(Sink):
 
     def __init__(self, emit: Callable[[str], None] = print, name: str = "torch_landscape") -> None:
         self.emit, self.name = emit, name
+        self._failing = False  # the last evaluation's loss was not finite: said once, not at every evaluation
 
     def write(self, snapshot: LandscapeSnapshot, previous: LandscapeSnapshot | None, cost: EvaluationCost) -> None:
-        if snapshot.full:
+        failing = not math.isfinite(snapshot.loss)
+        if snapshot.full and not (failing and self._failing):
             self.emit(f"{self.name} {console_line(snapshot)}")
+        self._failing = failing
 
     def note(self, text: str) -> None:
         self.emit(f"{self.name}: {text}.")
