@@ -317,3 +317,31 @@ def test_a_full_evaluation_by_products_is_guessed_from_a_light_ones_product_cost
     assert per_product > 0
     assert batch_loss.full_cost_guess(light) == light.seconds + light.num_parameters * per_product
     assert batch_loss.full_cost_guess(batch_loss.snapshot(1, full=True)) is None
+
+
+def test_a_hessian_of_p_products_is_assembled_only_near_a_critical_point():
+    """A loss the probe cannot see into (``loss=``) makes the Hessian cost P products. Above
+    FULL_PRODUCTS_THRESHOLD a full evaluation solves both ends by Lanczos; the critical-point test assembles H
+    only where the lower bound on the Newton step does not already certify that θ is far from a critical point.
+    Ground truths: eigvalsh of the jacrev(jacrev) Hessian, and the dense classification of the same point."""
+    torch.manual_seed(0)
+    x = torch.randn(200, 3, dtype=torch.float64)
+    model = nn.Sequential(nn.Linear(3, 64), nn.Tanh(), nn.Linear(64, 1)).double()  # P = 321 > 256
+    batch_loss = lambda module, batch: LOSS(module(batch[0]), batch[1])  # noqa: E731
+    far = LandscapeProbe(model, data=[(x, torch.sin(x[:, :1]))], loss=batch_loss, quantities=["spectrum", "critical"])
+    snapshot = far.snapshot(0, full=True)
+    assert snapshot.critical.method == "lanczos" and snapshot.critical.newton_at_least
+    truth = torch.linalg.eigvalsh(dense_truth(model, LOSS, (x, torch.sin(x[:, :1]))))
+    spectrum = snapshot.spectrum
+    assert abs(spectrum.lambda_max - float(truth[-1])) <= float(spectrum.error_bounds[-1])
+    assert abs(spectrum.lambda_min - float(truth[0])) <= float(spectrum.error_bounds[0])
+    # θ = 0 with targets 0: L = 0 and ∇L = 0, a critical point, so the test assembles H and decides densely.
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.zero_()
+    zero = torch.zeros(200, 1, dtype=torch.float64)
+    near = LandscapeProbe(model, data=[(x, zero)], loss=batch_loss, quantities=["spectrum", "critical"])
+    critical = near.snapshot(0, full=True).critical
+    dense = classify_critical_point(model, LOSS, (x, zero), method="dense")
+    assert critical.method == "dense" and critical.critical
+    assert (critical.kind, critical.morse_index, critical.nullity) == (dense.kind, dense.morse_index, dense.nullity)

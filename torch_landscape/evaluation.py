@@ -22,7 +22,7 @@ from .convexity import PLTracker, one_point_convexity
 from .critical.classify import classify_critical_point
 from .critical.newton import certainly_negative, default_rtol_zero, gradient_rounding
 from .curvature.eigen import Spectrum, hessian_eigenvalues
-from .curvature.estimators import TraceEstimate, hessian_trace, spectral_density
+from .curvature.estimators import DensityMethod, TraceEstimate, hessian_trace, spectral_density
 from .curvature.operators import HessianOperator, StructuredHessian
 from .curvature.policy import Purpose, uses_dense
 from .curvature.structured import shallow_structure, structured_diagonal
@@ -244,8 +244,11 @@ def stability_values(point: Point, context: Context, state: RunningState, result
 
 
 def trace_values(point: Point, context: Context, state: RunningState, results: dict[str, Any]) -> dict[str, Any]:
-    if point.full or dense_here(point, context):
-        return {"trace": hessian_trace(point.operator, num_hvp=TRACE_PRODUCTS)}
+    dense = dense_here(point, context)
+    if point.full or dense:
+        # Exact where the structure gives it, else from the assembled Hessian on the dense path, else Hutch++.
+        threshold = point.objective.num_parameters if dense else 0
+        return {"trace": hessian_trace(point.operator, dense_threshold=threshold, num_hvp=TRACE_PRODUCTS)}
     # Light: only where it is exact in about one forward pass (Hutch++ would cost ~100 products).
     exact = structured_diagonal(point.operator)
     return {} if exact is None else {"trace": TraceEstimate(float(exact.sum()), 0.0, 0, "exact")}
@@ -260,18 +263,24 @@ def _solved(point: Point, context: Context, state: RunningState) -> Spectrum | N
 
 
 def density_values(point: Point, context: Context, state: RunningState, results: dict[str, Any]) -> dict[str, Any]:
-    return {"density": spectral_density(point.operator, spectrum=_solved(point, context, state))}
+    method: DensityMethod = "dense" if dense_here(point, context) else "slq"  # the Krylov path never assembles H
+    return {"density": spectral_density(point.operator, method=method, spectrum=_solved(point, context, state))}
 
 
 def critical_values(point: Point, context: Context, state: RunningState, results: dict[str, Any]) -> dict[str, Any]:
     settings = context.settings
+    solved = _solved(point, context, state)
+    method = settings.method if solved is None else "lanczos"
     critical = classify_critical_point(
-        point.operator,
-        method=settings.method,
-        k=settings.k,
-        learning_rate=point.learning_rate,
-        spectrum=_solved(point, context, state),
+        point.operator, method=method, k=settings.k, learning_rate=point.learning_rate, spectrum=solved
     )
+    if solved is not None and not critical.newton_at_least and uses_dense(point.objective.num_parameters, "critical"):
+        # Near a critical point (no cheap certificate that θ is far from one) the eigenvalues near 0 decide,
+        # and the assembled Hessian resolves them where Lanczos counts only among the k ends: assembled here
+        # only, where it decides something (the Krylov path was taken because the assembly costs P products).
+        critical = classify_critical_point(
+            point.operator, method="dense", k=settings.k, learning_rate=point.learning_rate
+        )
     return {"critical": critical}
 
 

@@ -13,7 +13,12 @@ so it pays up to a size that depends on what is asked for:
   dense path is both faster and exact: :data:`DENSE_THRESHOLD`;
 * the critical-point classification needs the eigenvalues near 0, where networks have a large cluster that
   Lanczos resolves slowly (a trained ReLU network with P = 1201: 5 s dense, 50–80 s for block Lanczos at
-  both ends): :data:`CRITICAL_DENSE_THRESHOLD`.
+  both ends): :data:`CRITICAL_DENSE_THRESHOLD`;
+* all of these assume the one-pass structured assembly. Where the Hessian costs P products (any model but a
+  one-hidden-layer network with a known loss, e.g. a loss computed in ``training_step``), a full evaluation
+  is dense only up to :data:`FULL_PRODUCTS_THRESHOLD`; above it one Krylov solve of both ends serves it, and
+  the critical-point test assembles H only where the cheap certificate that θ is far from a critical point
+  fails (:func:`~torch_landscape.evaluation.critical_values`).
 """
 
 from __future__ import annotations
@@ -34,6 +39,10 @@ DENSE_THRESHOLD = 1024
 #: Up to this P the critical-point classification decomposes H densely.
 CRITICAL_DENSE_THRESHOLD = 2000
 
+#: Up to this P a full evaluation assembles a Hessian that costs P products: about what one Krylov solve of
+#: both ends to full tolerance takes (k = 5: 130–230 products at P = 321 to 2,561, benchmarks/evaluation_cost.py).
+FULL_PRODUCTS_THRESHOLD = 256
+
 Purpose = Literal["light", "spectrum", "critical"]
 
 _LIMITS: dict[str, int] = {
@@ -47,10 +56,11 @@ def uses_dense(
     num_parameters: int, purpose: Purpose = "spectrum", method: str = "auto", structured: bool = True
 ) -> bool:
     """Whether ``purpose`` is served by the assembled Hessian: ``method`` "dense" or "lanczos" decides
-    outright; "auto" compares P with the purpose's threshold (for a light evaluation, a lower one when the
-    Hessian is not ``structured``, i.e. assembled from P products)."""
+    outright; "auto" compares P with the purpose's threshold (a lower one when the Hessian is not
+    ``structured``, i.e. assembled from P products)."""
     if method != "auto":
         return method == "dense"
-    if purpose == "light" and not structured:
-        return num_parameters <= LIGHT_PRODUCTS_THRESHOLD
+    if not structured:
+        limit = LIGHT_PRODUCTS_THRESHOLD if purpose == "light" else FULL_PRODUCTS_THRESHOLD
+        return num_parameters <= limit
     return num_parameters <= _LIMITS[purpose]
