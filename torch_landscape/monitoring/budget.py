@@ -52,6 +52,11 @@ FIGURES_MAX_SHARE = 0.25
 #: allowance; a full evaluation the whole run cannot pay for would starve the light ones and never happen.
 CLOSING_MAX_SHARE = 0.5
 
+#: The closing evaluation's reserve is its predicted cost times this: evaluations vary in cost by a fifth
+#: from one to the next, and a reserve of exactly one would leave the closing full evaluation unaffordable
+#: half the time on a run that spends its whole allowance.
+CLOSING_MARGIN = 1.25
+
 
 @dataclass
 class OverheadBudget:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..settings import check_positive_int
-from .budget import CLOSING_MAX_SHARE, FIGURES_MAX_SHARE, TARGET_POINTS, OverheadBudget
+from .budget import CLOSING_MARGIN, CLOSING_MAX_SHARE, FIGURES_MAX_SHARE, TARGET_POINTS, OverheadBudget
 
 Decision = Literal["light", "full"]
 
@@ -214,7 +214,7 @@ class Pacer:
         if not schedule.by_budget:
             if schedule.every_n_steps is None or step % schedule.every_n_steps:
                 return None
-            return self._tier(self._full_due(self._outlook(step)))
+            return self._tier(self._full_due(step, self._outlook(step)))
         # Deciding costs tens of microseconds: where the budget allows less per step, decide every few steps so
         # that deciding stays below DECIDE_SHARE of it (every step when distributed).
         self._undecided += 1
@@ -227,7 +227,7 @@ class Pacer:
         self._undecided, begin = 0, self.clock()
         outlook = self._outlook(step)
         self._first_full = self._first_full_due(outlook)
-        full = self._first_full or self._full_due(outlook)
+        full = self._first_full or self._full_due(step, outlook)
         due = self._tier(full) if full or self._tier_due("light", outlook) else None
         if self.horizon:
             per_step = outlook.whole_run / self.horizon
@@ -243,7 +243,7 @@ class Pacer:
         every = self.schedule.every_n_epochs
         if every is None or (epoch + 1) % every or step == self.last_step:
             return None
-        return self._tier(self._full_due(self._outlook(step)))
+        return self._tier(self._full_due(step, self._outlook(step)))
 
     def closing_plan(self) -> tuple[bool, bool]:
         """Whether the closing evaluation is full and draws figures: what was promised, scaled down (and
@@ -319,12 +319,12 @@ class Pacer:
         (else the run ends with a light one, said so, and the light evaluations get the budget instead)."""
         budget = self.budget
         if not affordable:
-            return budget.predicted("light")
+            return CLOSING_MARGIN * budget.predicted("light")
         figures = budget.predicted_figures()
         wanted = self.can_draw and (
             bool(self.figures) or (self.figures is None and figures <= FIGURES_MAX_SHARE * whole_run)
         )
-        return budget.predicted("full") + (figures if wanted else 0.0)
+        return CLOSING_MARGIN * (budget.predicted("full") + (figures if wanted else 0.0))
 
     def _first_full_due(self, outlook: _Outlook) -> bool:
         """Whether the run's first full evaluation is due (automatic schedule): once three light ones have been
@@ -337,9 +337,13 @@ class Pacer:
         needed = budget.spent["setup"] + outlook.closing + budget.predicted("full")
         return outlook.affordable and needed + TARGET_POINTS * budget.predicted("light") <= outlook.whole_run
 
-    def _full_due(self, outlook: _Outlook) -> bool:
+    def _full_due(self, step: int, outlook: _Outlook) -> bool:
         if self.schedule.full_every is not None:
             return self.full_available and self.evaluations % self.schedule.full_every == 0
+        if self.horizon and self.last_full_step is not None and outlook.affordable:
+            # Closer to the closing full evaluation than half the last gap between full ones: it adds little.
+            if self.horizon - step < (step - self.last_full_step) / 2:
+                return False
         return outlook.full_share > 0 and self._tier_due("full", outlook)
 
     def _tier_due(self, tier: Decision, outlook: _Outlook) -> bool:
