@@ -392,7 +392,15 @@ def test_unsupported_and_not_yet_available():
         optimizer = make(model.parameters())
         reading = stability_reading(optimizer, HessianOperator(model, nn.MSELoss(), data))
         assert reading.status == "not available yet" and math.isnan(reading.ratio)
-        assert reading.setup.reason.startswith("not available yet")
+        assert reading.setup.reason.endswith("has no state before its first step")
+    # A schedule at its end (CosineAnnealingLR to 0): nothing moves, and the reason says so, not "no state".
+    adam = torch.optim.Adam(model.parameters(), lr=0.1)
+    model(data[0]).square().mean().backward()
+    adam.step()
+    for group in adam.param_groups:
+        group["lr"] = 0.0
+    reading = stability_reading(adam, HessianOperator(model, nn.MSELoss(), data))
+    assert reading.status == "not available yet" and reading.setup.reason.endswith("has lr 0 for every parameter of θ")
     # SGD needs no state: its edge is known before the first step.
     assert stability_setup(torch.optim.SGD(model.parameters(), lr=0.1), objective).status == "ok"
 

@@ -253,7 +253,10 @@ def stability_setup(optimizer: torch.optim.Optimizer, objective: Objective) -> S
         step = float(state.get("step", 0)) if state else 0.0
         blocks.append(_Block(index, preconditioner.reshape(-1).to(objective.device), step))
     if all(block is None for block in blocks):
-        why = "has lr 0 for every parameter of θ" if family == "sgd" else "has no state before its first step"
+        # Every parameter of θ is either frozen by lr 0 (a schedule at its end) or without state yet.
+        located = [index for index, _ in _groups_of(optimizer, objective) if index is not None]
+        frozen = all(float(optimizer.param_groups[index]["lr"]) == 0 for index in located)
+        why = "has lr 0 for every parameter of θ" if frozen else "has no state before its first step"
         return StabilitySetup(name, "not available yet", f"not available yet: {name} {why}")
     return _assemble_setup(name, family, optimizer, objective, blocks)
 
