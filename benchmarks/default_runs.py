@@ -11,7 +11,8 @@ arguments), each trained with and without the monitor, interleaved in one proces
 
 Printed per run: training time with and without the monitor (median, and the measured share
 1 − plain/monitored), the share the monitor logged, how many evaluations carried λ_max and how many were
-full (the closing one included?), and the monitor's notes. Targets (issues #24, #25): ≥ 20 λ_max points and
+full (the closing one included?), what one light and one full evaluation took (the probe's seconds, medians),
+and the monitor's notes. Targets (issues #24, #25): ≥ 20 λ_max points and
 ≥ 2 full evaluations including the closing one on ``classifier``; ≥ 30 λ_max points and the closing full
 evaluation on ``readme`` and ``tanh64``; the share within max(max_overhead, the 1.25 s floor over the run).
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import statistics
 import sys
@@ -105,7 +107,10 @@ def measure(name: str, problem, repeats: int) -> None:
                     logged.append(float(trainer.callback_metrics["landscape/monitor/overhead"]))
                     history = monitor.history
                     points = sum(s.spectrum is not None for s in history)
-                    counts.append((points, sum(s.full for s in history), history[-1].full, list(monitor.notes)))
+                    # The probe's own seconds per evaluation (without writing to the loggers), medians per tier.
+                    light = statistics.median([s.seconds for s in history if not s.full] or [math.nan])
+                    full = statistics.median([s.seconds for s in history if s.full] or [math.nan])
+                    counts.append((points, sum(s.full for s in history), history[-1].full, light, full, monitor.notes))
     measured = [1 - plain / watched for plain, watched in zip(walls[False], walls[True], strict=True)]
     print(f"\n{name}: {trainer.global_step} steps, {repeats} interleaved pairs, load {os.getloadavg()[0]:.1f}")
     print(
@@ -114,8 +119,11 @@ def measure(name: str, problem, repeats: int) -> None:
         f"{statistics.median(walls[True]) / statistics.median(walls[False]):.3f}"
     )
     print(f"  share measured {' '.join(f'{m:.3f}' for m in measured)}, logged {' '.join(f'{x:.3f}' for x in logged)}")
-    for points, full, closing, notes in counts:
-        print(f"  lambda_max at {points} steps, {full} full evaluations, closing full: {closing}; notes: {notes}")
+    for points, full, closing, light_seconds, full_seconds, notes in counts:
+        print(
+            f"  lambda_max at {points} steps, {full} full evaluations, closing full: {closing}; one light "
+            f"{1e3 * light_seconds:.0f} ms, one full {full_seconds:.2f} s (medians); notes: {list(notes)}"
+        )
 
 
 def main() -> None:
