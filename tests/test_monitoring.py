@@ -12,7 +12,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from helpers import regression_data, shallow, train
 from torch_landscape.monitoring import MonitoringSession, OverheadBudget, Pacer, Schedule, Sink
-from torch_landscape.monitoring.budget import MIN_SECONDS, TARGET_POINTS
+from torch_landscape.monitoring.budget import MIN_LIGHT_POINTS, MIN_SECONDS
 from torch_landscape.probe import LandscapeProbe
 from torch_landscape.snapshot import LandscapeSnapshot
 from torch_landscape.writers import TensorBoardSink
@@ -102,11 +102,11 @@ def test_a_short_run_with_a_costly_full_evaluation_gets_its_curve_and_two_full_o
     """The small-batch Adam classifier of examples/adam_classifier.py: 690 steps, 1 s of training, so the
     floor of MIN_SECONDS (1.25 s) pays; a full evaluation costs 0.3 s. The usual quarter of the allowance for
     full evaluations cannot pay for one, so the light ones get it, after the first full evaluation, paid pro
-    rata from where it happens: TARGET_POINTS light ones and the closing one still fit."""
+    rata from where it happens: MIN_LIGHT_POINTS light ones and the closing one still fit."""
     light_steps, full_steps, share = simulate(690, step_seconds=1.0 / 690, light=0.015, full=0.3, num_parameters=2410)
     assert light_steps[0] == 0  # Krylov-sized: the first evaluation is light, and measures a light one's cost
     assert len(full_steps) == 2 and 0 < full_steps[0] < 690 and full_steps[-1] == 690
-    assert len(light_steps) + len(full_steps) >= TARGET_POINTS
+    assert len(light_steps) + len(full_steps) >= MIN_LIGHT_POINTS
     spent = share / (1 - share) * 1.0  # s = share·(T + s)
     assert spent <= MIN_SECONDS + 0.015  # the floor, to one light evaluation
     gaps = np.diff(sorted(light_steps + full_steps))

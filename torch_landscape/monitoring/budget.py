@@ -23,14 +23,17 @@ from typing import Literal
 Tier = Literal["light", "full"]
 
 #: The least a run's monitoring may spend in all, in seconds, so that a short run still draws curves: enough for
-#: TARGET_POINTS light and two full evaluations of a network of a few thousand parameters (the small-batch
+#: MIN_LIGHT_POINTS light and two full evaluations of a network of a few thousand parameters (the small-batch
 #: Adam classifier of examples/adam_classifier.py, 2,410 parameters, about a second of training: light
 #: evaluations of 15 ms, full ones of 0.3 s), and for many more of a small one (the README example).
 MIN_SECONDS = 1.25
 
-#: The λ_max points a run is meant to get at the least: its default probe set is sized to afford them, and its
-#: first full evaluation comes only where they still fit.
+#: The λ_max points a run's default probe set is sized to afford (beside two full evaluations).
 TARGET_POINTS = 30
+
+#: A run's first full evaluation comes only where this many light evaluations still fit beside it and the
+#: closing one: the λ_max curve of a short run is not given up for a second full evaluation.
+MIN_LIGHT_POINTS = 20
 
 #: Share of the pacing allowance that light evaluations may use; full evaluations get the rest. Light ones draw
 #: the curves (λ_max and the stability ratio at every evaluation); a full one costs 5–50 light ones.
@@ -232,13 +235,14 @@ def affordable_probe_size(
     minimum: int = 256,
 ) -> int:
     """The most probe samples (of ``samples``, whose gradient took ``gradient_seconds``) with which
-    TARGET_POINTS light evaluations and the closing full one fit the budget a run is projected to have.
+    TARGET_POINTS light evaluations and two full ones (the run's first and its closing one) fit the budget a
+    run is projected to have.
 
     The run's training time is projected as ``total_steps`` steps of a forward and backward on ``batch_size``
     samples (in float32, half the float64 probe gradient's cost per sample) plus STEP_OVERHEAD_SECONDS; its
     allowance is max(o/(1 − o)·T, MIN_SECONDS); it pays for TARGET_POINTS light evaluations out of
-    LIGHT_SHARE of it, and a full one of FULL_COST_PRIOR light ones, each light one LIGHT_FIXED_SECONDS +
-    LIGHT_GRADIENTS gradients, whose cost is proportional to the probe set. Never below ``minimum`` (or all
+    LIGHT_SHARE of it, and two full ones of FULL_COST_PRIOR light ones each, each light one LIGHT_FIXED_SECONDS
+    + LIGHT_GRADIENTS gradients, whose cost is proportional to the probe set. Never below ``minimum`` (or all
     the samples, if fewer).
     """
     per_sample = gradient_seconds / max(samples, 1)
@@ -246,6 +250,6 @@ def affordable_probe_size(
     if total_steps and batch_size:
         training = total_steps * (per_sample * batch_size / 2 + STEP_OVERHEAD_SECONDS)
     allowance = max(max_overhead / (1.0 - max_overhead) * training, MIN_SECONDS)
-    per_light = allowance / (TARGET_POINTS / LIGHT_SHARE + FULL_COST_PRIOR) - LIGHT_FIXED_SECONDS
+    per_light = allowance / (TARGET_POINTS / LIGHT_SHARE + 2 * FULL_COST_PRIOR) - LIGHT_FIXED_SECONDS
     affordable = int(per_light / (LIGHT_GRADIENTS * per_sample)) if per_light > 0 and per_sample > 0 else samples
     return min(samples, max(affordable, minimum))

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..settings import check_positive_int
-from .budget import CLOSING_MARGIN, CLOSING_MAX_SHARE, FIGURES_MAX_SHARE, TARGET_POINTS, OverheadBudget
+from .budget import CLOSING_MARGIN, CLOSING_MAX_SHARE, FIGURES_MAX_SHARE, MIN_LIGHT_POINTS, OverheadBudget
 
 Decision = Literal["light", "full"]
 
@@ -328,14 +328,15 @@ class Pacer:
 
     def _first_full_due(self, outlook: _Outlook) -> bool:
         """Whether the run's first full evaluation is due (automatic schedule): once three light ones have been
-        measured, if the projected run pays for it beside the closing evaluation and TARGET_POINTS light ones.
-        It is paid pro rata over the rest of the run, like the set-up: a short run then shows where training
-        started as well as where it ended, and the schedule learns what a full evaluation costs."""
+        measured, if the projected run pays for it beside the closing evaluation (without the reserve's margin)
+        and MIN_LIGHT_POINTS light ones. It is paid pro rata over the rest of the run, like the set-up: a short
+        run then shows where training started as well as where it ended, and the schedule learns what a full
+        evaluation costs."""
         budget = self.budget
         if self.last_full_step is not None or not self.schedule.automatic or self.evaluations < 3:
             return False
-        needed = budget.spent["setup"] + outlook.closing + budget.predicted("full")
-        return outlook.affordable and needed + TARGET_POINTS * budget.predicted("light") <= outlook.whole_run
+        needed = budget.spent["setup"] + outlook.closing / CLOSING_MARGIN + budget.predicted("full")
+        return outlook.affordable and needed + MIN_LIGHT_POINTS * budget.predicted("light") <= outlook.whole_run
 
     def _full_due(self, step: int, outlook: _Outlook) -> bool:
         if self.schedule.full_every is not None:
