@@ -5,7 +5,7 @@ from torch.func import jacrev
 
 from helpers import dense_truth, regression_data, shallow
 from torch_landscape import HessianOperator, Objective, find_shallow, hessian_eigenvalues, hessian_trace
-from torch_landscape.curvature.operators import AutogradHessian
+from torch_landscape.curvature.operators import AutogradHessian, StructuredHessian
 from torch_landscape.curvature.structured import structured_diagonal, structured_hessian
 
 # docs/theory.md T1: linear regression on four points, H = (2/n) X̃ᵀX̃ = diag(8, 0.5, 2) at every θ.
@@ -88,6 +88,22 @@ def test_structure_is_verified_against_the_forward():
     assert structured_hessian(operator.objective) is None
     truth = dense_truth(model, nn.MSELoss(), data)
     torch.testing.assert_close(operator.to_dense(), truth, rtol=0, atol=1e-13 * truth.abs().max())
+
+
+@pytest.mark.parametrize("q, bias", [(1, True), (3, False)])
+def test_structured_products_over_several_batches_one_vector_or_a_block(q, bias):
+    """The products a Lanczos solve makes (one vector at a time) and a block, over batches of unequal sizes
+    weighted by their share of the samples, against the jacrev(jacrev) Hessian."""
+    model = shallow(3, 6, nn.Tanh(), q=q, bias=bias)
+    x, y = regression_data(45, 3, q=q)
+    batches = [(x[:10], y[:10]), (x[10:30], y[10:30]), (x[30:], y[30:])]
+    truth = dense_truth(model, nn.MSELoss(), batches)
+    operator = HessianOperator(model, nn.MSELoss(), batches)
+    assert isinstance(operator, StructuredHessian)
+    eye = torch.eye(operator.shape[0], dtype=torch.float64)
+    tolerance = 1e-13 * truth.abs().max()
+    torch.testing.assert_close(operator.matmat(eye), truth, rtol=0, atol=tolerance)
+    torch.testing.assert_close(torch.stack([operator.matvec(e) for e in eye], 1), truth, rtol=0, atol=tolerance)
 
 
 def test_params_subset_is_the_dense_sub_block():

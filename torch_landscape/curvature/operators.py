@@ -30,11 +30,11 @@ from .shallow import shallow_layers
 from .structured import STRUCTURE, shallow_structure, structured_hessian, structured_products
 
 #: Up to this many parameters a one-hidden-layer network's products come from its structure; above it too
-#: when the structure is at hand already (its L and ∇L, or the exact trace, asked for first), else through
-#: the kept gradient graph. benchmarks/products.py (2 loaded CPU threads, per vector, in gradients): one
-#: product costs about the same either way (P = 321: 0.7-1.0 structured vs 0.8-2.6 graph; 2,561: 1.0-2.5
-#: vs 0.9-2.8; 52k: 1.4-2.0 vs 0.9-2.4), so what decides is the set-up: the graph's costs 0.8-1.0 gradient
-#: on top of the structure's, which a probe builds anyway; the structure's alone costs 1.4-3.3.
+#: when the structure is at hand already (its L and ∇L, or the exact trace, asked for first, as a probe
+#: does), else through the kept gradient graph. benchmarks/products.py (2 CPU threads, per vector, in
+#: gradients, load 0.8): a structured product costs less (P = 321: 0.76-0.86 vs 1.34-1.46 through the graph;
+#: 2,561: 0.60-0.82 vs 1.43-1.95; 10,241: 1.10-1.20 vs 2.54-2.68) but its set-up more (1.6-2.6 against
+#: the graph's 0.8-1.5), which pays after a few products; a probe builds the structure anyway.
 STRUCTURED_PRODUCT_LIMIT = 2048
 
 
