@@ -244,11 +244,10 @@ def stability_values(point: Point, context: Context, state: RunningState, result
 
 
 def trace_values(point: Point, context: Context, state: RunningState, results: dict[str, Any]) -> dict[str, Any]:
-    dense = dense_here(point, context)
-    if point.full or dense:
-        # Exact where the structure gives it, else from the assembled Hessian on the dense path, else Hutch++.
-        threshold = point.objective.num_parameters if dense else 0
-        return {"trace": hessian_trace(point.operator, dense_threshold=threshold, num_hvp=TRACE_PRODUCTS)}
+    if dense_here(point, context):  # the Hessian the spectrum assembled (cached): its trace costs nothing more
+        return {"trace": hessian_trace(point.operator, method="dense")}
+    if point.full:  # exact where the structure gives it, else Hutch++
+        return {"trace": hessian_trace(point.operator, dense_threshold=0, num_hvp=TRACE_PRODUCTS)}
     # Light: only where it is exact in about one forward pass (Hutch++ would cost ~100 products).
     exact = structured_diagonal(point.operator)
     return {} if exact is None else {"trace": TraceEstimate(float(exact.sum()), 0.0, 0, "exact")}
