@@ -39,3 +39,19 @@ def dense_truth(model: nn.Module, loss_fn, data, params=None) -> torch.Tensor:
     """
     objective = Objective(model, loss_fn, data, params=params, dtype=torch.float64)
     return jacrev(jacrev(objective.loss))(objective.theta)
+
+
+def planted_tanh(n: int = 100, output_weight: float = 0.0) -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]:
+    """A tanh teacher (d = 2, m = 3) plus a fourth neuron, labels from the teacher (its output weight 0), then
+    that weight set to ``output_weight``: at 0 a zero-loss degenerate critical point with a verified
+    redundancy and the A1 null directions it predicts."""
+    generator = torch.Generator().manual_seed(3)
+    model = nn.Sequential(nn.Linear(2, 4), nn.Tanh(), nn.Linear(4, 1)).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator, dtype=torch.float64))
+        model[2].weight[0, 3] = 0.0
+        x = torch.randn(n, 2, generator=generator, dtype=torch.float64)
+        y = model(x)
+        model[2].weight[0, 3] = output_weight
+    return model, (x, y)

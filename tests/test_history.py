@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import regression_data, shallow
+from helpers import planted_tanh, regression_data, shallow
 from torch_landscape import (
     LandscapeProbe,
     LandscapeSnapshot,
@@ -99,20 +99,6 @@ def classes(value, found=None):
     return found
 
 
-def planted_tanh(n: int = 30):
-    """A tanh teacher (d = 2, m = 3) with a fourth neuron of output weight 0, labels from the teacher: a
-    zero-loss degenerate critical point with a verified redundancy and the nullity it predicts."""
-    generator = torch.Generator().manual_seed(3)
-    model = nn.Sequential(nn.Linear(2, 4), nn.Tanh(), nn.Linear(4, 1)).double()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=generator, dtype=F64))
-        model[2].weight[0, 3] = 0.0
-        x = torch.randn(n, 2, generator=generator, dtype=F64)
-        y = model(x)
-    return model, (x, y)
-
-
 def diverging_verdicts():
     """A Divergence with its neuron pairs and the contradiction it makes with a loosely critical point, from
     the diverging tanh student of tests/fixtures (see make_verdict_fixtures.py)."""
@@ -129,7 +115,7 @@ def shallow_snapshot():
     """A full snapshot of a one-hidden-layer network with every quantity. The probe computes no null-direction
     profiles and no divergence pairs at this θ, so the critical point is classified with profiles at the same θ,
     and the divergence verdict (with the contradiction it makes) is taken from the diverging fixture."""
-    model, data = planted_tanh()
+    model, data = planted_tanh(30)
     probe = LandscapeProbe(model, MSE, data, reference=shallow(2, 3, nn.Tanh(), seed=5))
     snapshot = probe.snapshot(3, learning_rate=0.1)
     assert snapshot.errors == ()

@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import dense_truth
+from helpers import dense_truth, planted_tanh
 from torch_landscape import classify_critical_point, neuron_redundancy, redundancy_nullity_check
 from torch_landscape.curvature.eigen import Spectrum
 from torch_landscape.monitoring.verdict import events, where_words
@@ -209,28 +209,13 @@ def test_contradiction_critical_beside_diverging():
     assert [c.pair for c in contradictions(loose, divergence=verdict)] == ["critical vs diverging"]
 
 
-def planted_tanh(output_weight: float) -> tuple[nn.Module, tuple]:
-    """A tanh teacher (m = 3, d = 2) plus a fourth neuron with output weight ``output_weight``, labels from the
-    teacher: at output_weight = 0 a zero-loss critical point with the A1 null directions."""
-    generator = torch.Generator().manual_seed(3)
-    model = nn.Sequential(nn.Linear(2, 4), nn.Tanh(), nn.Linear(4, 1)).double()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=generator, dtype=F64))
-        model[2].weight[0, 3] = 0.0
-        x = torch.randn(100, 2, generator=generator, dtype=F64)
-        y = model(x)
-        model[2].weight[0, 3] = output_weight
-    return model, (x, y)
-
-
 def test_contradiction_redundant_beside_nondegenerate():
     # Verdicts of two different θ put side by side (as when redundancy and Hessian come from different
     # snapshots): a verified redundancy (a_3 = 0) beside the positive definite Hessian of the a_3 = 1 network.
     # At one θ the pair cannot arise from rounding: the null directions of a merge verified to tol have
     # curvature ≤ ~tol², far inside the zero band.
-    planted, data = planted_tanh(0.0)
-    active, _ = planted_tanh(1.0)
+    planted, data = planted_tanh(output_weight=0.0)
+    active, _ = planted_tanh(output_weight=1.0)
     labels = (data[0], active(data[0]).detach())
     report = neuron_redundancy(planted, data)
     point = classify_critical_point(active, MSE, labels)
@@ -241,10 +226,10 @@ def test_contradiction_redundant_beside_nondegenerate():
 def test_contradiction_nullity_below_prediction():
     # The report of the planted network (a_3 = 0: the three e_{u_3} are null) applied to the network with
     # a_3 = 1 at its own zero loss, where those directions have curvature ~1: 3 predicted, none measured.
-    planted, data = planted_tanh(0.0)
+    planted, data = planted_tanh(output_weight=0.0)
     report = neuron_redundancy(planted, data)
     assert not redundancy_nullity_check(planted, MSE, data, report).inconsistent  # right for its own network
-    active, _ = planted_tanh(1.0)
+    active, _ = planted_tanh(output_weight=1.0)
     labels = (data[0], active(data[0]).detach())
     check = redundancy_nullity_check(active, MSE, labels, report)
     assert check.critical and check.inconsistent and check.measured_nullity < check.predicted_nullity
