@@ -411,10 +411,10 @@ class LandscapeProbe:
         purpose: Purpose = "critical" if "critical" in self.quantities else "spectrum"
         if light.full or light.errors or self._product_seconds is None:
             return None
+        if not uses_dense(light.num_parameters, purpose, self.method, structured=False):
+            return None  # decided by size alone, before the structure is looked at
         objective = self.objective()
         if hessian_operator_class(objective) is StructuredHessian and shallow_structure(objective) is not None:
-            return None
-        if not uses_dense(light.num_parameters, purpose, self.method, structured=False):
             return None
         return light.seconds + light.num_parameters * self._product_seconds
 

@@ -242,7 +242,8 @@ def stability_setup(optimizer: torch.optim.Optimizer, objective: Objective) -> S
         reason = f"unsupported: {name} with lr·weight_decay ≥ 2 (the decoupled decay alone diverges)"
         return StabilitySetup(name, "unsupported", reason)
     blocks: list[_Block | None] = []
-    for index, param in _groups_of(optimizer, objective):
+    located = _groups_of(optimizer, objective)
+    for index, param in located:
         group = optimizer.param_groups[index] if index is not None else {}
         state = optimizer.state.get(param)
         preconditioner = _preconditioner(family, group, param, state) if index is not None else None
@@ -254,8 +255,7 @@ def stability_setup(optimizer: torch.optim.Optimizer, objective: Objective) -> S
         blocks.append(_Block(index, preconditioner.reshape(-1).to(objective.device), step))
     if all(block is None for block in blocks):
         # Every parameter of θ is either frozen by lr 0 (a schedule at its end) or without state yet.
-        located = [index for index, _ in _groups_of(optimizer, objective) if index is not None]
-        frozen = all(float(optimizer.param_groups[index]["lr"]) == 0 for index in located)
+        frozen = all(float(optimizer.param_groups[index]["lr"]) == 0 for index, _ in located if index is not None)
         why = "has lr 0 for every parameter of θ" if frozen else "has no state before its first step"
         return StabilitySetup(name, "not available yet", f"not available yet: {name} {why}")
     return _assemble_setup(name, family, optimizer, objective, blocks)
